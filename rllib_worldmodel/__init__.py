@@ -1,0 +1,34 @@
+"""rllib_worldmodel: World Models (Ha & Schmidhuber 2018) model-based RL for Ray RLlib's new API stack.
+
+Importing the package registers its env names with Ray and gymnasium (see `rllib_worldmodel.registration`).
+"""
+
+from rllib_worldmodel.data import collect_random_episodes, Episode, load_episodes, RandomHoldPolicy, save_episodes
+from rllib_worldmodel.dream import DreamEnv, DreamSettings, DreamSimulator, DreamVectorEnv
+from rllib_worldmodel.models.world_model import CheckpointError, WorldModel, WorldModelConfig
+from rllib_worldmodel.registration import CAR_RACING_ENV, DREAM_ENV, REAL_ENV, register_all, TAKECOVER_ENV
+from rllib_worldmodel.trainer import WorldModelTrainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CAR_RACING_ENV",
+    "DREAM_ENV",
+    "REAL_ENV",
+    "TAKECOVER_ENV",
+    "CheckpointError",
+    "DreamEnv",
+    "DreamSettings",
+    "DreamSimulator",
+    "DreamVectorEnv",
+    "Episode",
+    "RandomHoldPolicy",
+    "WorldModel",
+    "WorldModelConfig",
+    "WorldModelTrainer",
+    "collect_random_episodes",
+    "load_episodes",
+    "save_episodes",
+]
+
+register_all()

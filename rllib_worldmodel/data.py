@@ -1,0 +1,169 @@
+"""Recorded real episodes: the container, the paper's random data collection, and on-disk storage.
+
+An `Episode` holds T transitions: obs (T+1, ...) including the final observation, actions (T, ...), rewards (T,),
+and whether it ended by termination (death) or truncation (the frame cap). Frames stay uint8, so 64x64x3 costs
+12 KiB per step.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclass
+class Episode:
+    """One recorded episode.
+
+    Args:
+        obs: Observations o_0..o_T, (T+1, *obs_shape).
+        actions: Actions a_0..a_{T-1}, (T,) for discrete or (T, A) for continuous.
+        rewards: Rewards r_0..r_{T-1}, (T,).
+        terminated: The episode ended by termination (its last transition is a "done" for M).
+        truncated: The episode was cut by a time limit.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: bool
+    truncated: bool
+
+    def __post_init__(self) -> None:
+        t = len(self.actions)
+        if len(self.obs) != t + 1 or len(self.rewards) != t:
+            raise ValueError(
+                f"Episode needs T+1 observations and T actions/rewards; got {len(self.obs)} obs, "
+                f"{t} actions, {len(self.rewards)} rewards."
+            )
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @property
+    def episode_return(self) -> float:
+        return float(np.sum(self.rewards))
+
+
+class RandomHoldPolicy:
+    """The paper's data-collection policy: a uniformly random action held for a random 1-10 steps.
+
+    Args:
+        action_space: The env's action space.
+        hold: Inclusive (min, max) number of steps to hold each action.
+        seed: RNG seed.
+    """
+
+    def __init__(self, action_space: gym.Space, hold: tuple[int, int] = (1, 10), seed: int | None = None):
+        if not 1 <= hold[0] <= hold[1]:
+            raise ValueError(f"hold={hold}: need 1 <= min <= max.")
+        self.action_space = action_space
+        self.hold = hold
+        self.rng = np.random.default_rng(seed)
+        self.action_space.seed(int(self.rng.integers(2**31)))
+        self._action = None
+        self._left = 0
+
+    def reset(self) -> None:
+        self._left = 0
+
+    def __call__(self, obs: np.ndarray | None = None) -> np.ndarray:
+        if self._left <= 0:
+            self._action = self.action_space.sample()
+            self._left = int(self.rng.integers(self.hold[0], self.hold[1] + 1))
+        self._left -= 1
+        return self._action
+
+
+def rollout(env: gym.Env, policy: Callable[[np.ndarray], np.ndarray], seed: int | None = None) -> Episode:
+    """Run one episode of `policy` in `env` and record it."""
+    obs, _ = env.reset(seed=seed)
+    if hasattr(policy, "reset"):
+        policy.reset()
+    all_obs, actions, rewards = [obs], [], []
+    while True:
+        action = policy(obs)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        all_obs.append(obs)
+        actions.append(action)
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    return Episode(
+        np.stack(all_obs),
+        np.asarray(actions),
+        np.asarray(rewards, dtype=np.float32),
+        bool(terminated),
+        bool(truncated),
+    )
+
+
+def collect_random_episodes(
+    env: gym.Env,
+    num_episodes: int,
+    *,
+    hold: tuple[int, int] = (1, 10),
+    min_length: int = 0,
+    seed: int = 0,
+    on_episode: Callable[[int, Episode], None] | None = None,
+) -> list[Episode]:
+    """Collect episodes with `RandomHoldPolicy`, as the paper does for V and M's training data.
+
+    Args:
+        env: A real env (already adapted, e.g. by `make_takecover`).
+        num_episodes: Episodes to keep.
+        hold: Inclusive range of steps each random action is held.
+        min_length: Episodes shorter than this are dropped and re-drawn (paper's Doom code: 100).
+        seed: Seeds the policy and each episode's reset (seed + attempt), so collection is reproducible.
+        on_episode: Called with (index, episode) after each kept episode, for progress reporting.
+    """
+    policy = RandomHoldPolicy(env.action_space, hold=hold, seed=seed)
+    episodes: list[Episode] = []
+    attempt = 0
+    while len(episodes) < num_episodes:
+        ep = rollout(env, policy, seed=seed + attempt)
+        attempt += 1
+        if len(ep) < min_length:
+            if attempt > 20 * num_episodes + 100:
+                raise RuntimeError(f"no episode reached min_length={min_length} after {attempt} tries; lower it.")
+            continue
+        episodes.append(ep)
+        if on_episode is not None:
+            on_episode(len(episodes) - 1, ep)
+    return episodes
+
+
+def save_episodes(episodes: Iterable[Episode], directory: str | os.PathLike, start_index: int = 0) -> list[Path]:
+    """Write each episode to `directory/episode_<i>.npz` (compressed; written atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, ep in enumerate(episodes, start=start_index):
+        path = directory / f"episode_{i:06d}.npz"
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(
+                f, obs=ep.obs, actions=ep.actions, rewards=ep.rewards,
+                terminated=ep.terminated, truncated=ep.truncated,
+            )  # fmt: skip
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths
+
+
+def load_episodes(directory: str | os.PathLike) -> list[Episode]:
+    """Read all `episode_*.npz` files written by `save_episodes`, in index order."""
+    paths = sorted(Path(directory).glob("episode_*.npz"))
+    if not paths:
+        raise FileNotFoundError(f"no episode_*.npz files in {directory}")
+    out = []
+    for p in paths:
+        with np.load(p) as d:
+            out.append(Episode(d["obs"], d["actions"], d["rewards"], bool(d["terminated"]), bool(d["truncated"])))
+    return out

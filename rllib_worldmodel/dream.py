@@ -1,0 +1,333 @@
+"""The learned simulator ("the dream"): M rolled forward on its own samples, many dreams in one tensor op.
+
+- `DreamSimulator`: batched torch core; `reset(B)` starts B dreams from latents of real episode starts, `step`
+  advances all of them with one forward pass. Device-agnostic.
+- `DreamVectorEnv`: the same simulator as a gymnasium VectorEnv with NEXT_STEP autoreset (what RLlib's
+  EnvRunners expect), so any RLlib algorithm can train in the dream.
+- `DreamEnv`: a single-env view (gymnasium.Env) for tools that want one.
+
+Temperature tau follows the paper's code: mixture logits / tau, Gaussian noise * sqrt(tau); tau -> 0 is the mode.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from rllib_worldmodel.models.mdn_rnn import sample_mixture
+from rllib_worldmodel.models.world_model import WorldModel
+
+OBS_MODES = ("latent", "pixels")
+DONE_MODES = ("threshold", "sample")
+
+
+@dataclass
+class DreamSettings:
+    """How the dream behaves. Every field can come from an env_config dict (see `from_dict`).
+
+    Args:
+        temperature: tau > 0 (paper's best TakeCover agent: 1.15).
+        done_mode: "threshold" (terminate where p(done) > 0.5, paper) or "sample" (Bernoulli(p(done))).
+        max_episode_steps: Truncation cap (paper TakeCover: 2100).
+        obs_mode: "latent" ([z, h] or [z, h, c], the paper's controller input) or "pixels" (decoded uint8 frames,
+            the real env's own observation space).
+        include_cell: Add the LSTM cell state c to latent observations (paper's Doom controller input).
+        device: "cpu", "cuda", "cuda:1", ... or "auto" (CUDA when available).
+        seed: Seed of the dream's random numbers (re-seeded by `reset(seed=...)`).
+    """
+
+    temperature: float = 1.0
+    done_mode: str = "threshold"
+    max_episode_steps: int = 1000
+    obs_mode: str = "latent"
+    include_cell: bool = False
+    device: str = "cpu"
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        validate_temperature(self.temperature)
+        if self.done_mode not in DONE_MODES:
+            raise ValueError(f"done_mode={self.done_mode!r}: use one of {DONE_MODES}.")
+        if self.obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode={self.obs_mode!r}: use one of {OBS_MODES}.")
+        if int(self.max_episode_steps) < 1:
+            raise ValueError(f"max_episode_steps={self.max_episode_steps} must be >= 1 (paper TakeCover: 2100).")
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> DreamSettings:
+        """Build from a dict, rejecting unknown keys by name."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"unknown dream setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**config)
+
+
+def validate_temperature(temperature: float) -> float:
+    """Return tau if it is a finite number > 0, else raise ValueError saying so."""
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(
+            f"temperature={temperature!r}: tau must be a finite number > 0 (paper: 1.15 for TakeCover; "
+            "use a small value such as 1e-3 for a near-deterministic dream)."
+        )
+    return float(temperature)
+
+
+def load_world_model(world_model: WorldModel | str | os.PathLike, device: str | torch.device) -> WorldModel:
+    """Accept a WorldModel or a checkpoint path; return the model on `device` in eval mode."""
+    if isinstance(world_model, WorldModel):
+        return world_model.to(device).eval()
+    if world_model is None:
+        raise ValueError("world_model is required: pass a WorldModel or the path of a world-model checkpoint.")
+    return WorldModel.load(world_model, device=device).eval()
+
+
+class DreamSimulator:
+    """B dreams stepped together with one forward pass of M.
+
+    Args:
+        world_model: A fitted WorldModel (with initial states) or a checkpoint path.
+        settings: DreamSettings (defaults if None).
+    """
+
+    def __init__(self, world_model: WorldModel | str | os.PathLike, settings: DreamSettings | None = None):
+        self.settings = settings or DreamSettings()
+        self.device = torch.device(self.settings.device)
+        self.world_model = load_world_model(world_model, self.device)
+        cfg = self.world_model.config
+        if self.world_model.initial_states.shape[0] == 0:
+            raise ValueError(
+                "the world model has no initial states to start dreams from; fit it with WorldModelTrainer "
+                "(encode_episodes stores the latents of real episode starts)."
+            )
+        self.generator = torch.Generator(device=self.device)
+        self.seed(self.settings.seed)
+        self.batch_size = 0
+        self.temperature = self.settings.temperature
+        if cfg.action_kind == "continuous":
+            self._act_low = torch.tensor(cfg.action_low, device=self.device)
+            self._act_high = torch.tensor(cfg.action_high, device=self.device)
+        h = cfg.rnn_size
+        self.latent_size = cfg.z_size + h + (h if self.settings.include_cell else 0)
+
+    # ---------------------------------------------------------------------------------------------- control
+    def seed(self, seed: int | None) -> None:
+        """Re-seed the dream's RNG (a random seed when None)."""
+        self.generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+
+    def set_temperature(self, temperature: float) -> None:
+        """Change tau for the following steps."""
+        self.temperature = validate_temperature(temperature)
+
+    def set_world_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load new world-model weights (e.g. synced from a learner) without rebuilding the simulator."""
+        self.world_model.load_state_dict(state_dict)
+
+    @property
+    def observation_space(self) -> gym.spaces.Box:
+        """Observation space of one dream."""
+        if self.settings.obs_mode == "pixels":
+            return self.world_model.config.observation_space()
+        return gym.spaces.Box(-np.inf, np.inf, (self.latent_size,), np.float32)
+
+    @property
+    def action_space(self) -> gym.Space:
+        """Action space of one dream: the real env's."""
+        return self.world_model.config.action_space()
+
+    # ---------------------------------------------------------------------------------------------- dreaming
+    def _initial_z(self, n: int) -> torch.Tensor:
+        init = self.world_model.initial_states
+        idx = torch.randint(0, init.shape[0], (n,), device=self.device, generator=self.generator)
+        mu, logvar = init[idx, 0], init[idx, 1]
+        return mu + (0.5 * logvar).exp() * torch.randn(mu.shape, device=self.device, generator=self.generator)
+
+    @torch.no_grad()
+    def reset(self, batch_size: int, seed: int | None = None) -> torch.Tensor:
+        """Start `batch_size` new dreams; returns their first observations, (B, D) or (B, 64, 64, C)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        if seed is not None:
+            self.seed(seed)
+        self.batch_size = batch_size
+        self.z = self._initial_z(batch_size)
+        self.h, self.c = self.world_model.mdn_rnn.initial_state(batch_size, self.device)
+        self.t = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        return self.observe()
+
+    @torch.no_grad()
+    def reset_where(self, mask_B: torch.Tensor) -> None:
+        """Restart only the dreams where `mask_B` is True (state only; call `observe()` for observations)."""
+        n = int(mask_B.sum())
+        if n == 0:
+            return
+        self.z[mask_B] = self._initial_z(n)
+        self.h[mask_B] = 0.0
+        self.c[mask_B] = 0.0
+        self.t[mask_B] = 0
+
+    @torch.no_grad()
+    def observe(self) -> torch.Tensor:
+        """Current observations: [z, h(, c)] float32 (B, D), or decoded uint8 frames in pixel mode."""
+        if self.settings.obs_mode == "pixels":
+            vae = self.world_model.vae
+            return vae.to_observation(vae.decode(self.z))
+        parts = [self.z, self.h, self.c] if self.settings.include_cell else [self.z, self.h]
+        return torch.cat(parts, dim=-1)
+
+    @torch.no_grad()
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advance every dream by one step.
+
+        Args:
+            actions: (B,) ints for discrete actions, (B, A) floats for continuous ones (clipped to the bounds).
+
+        Returns:
+            (obs, reward (B,), terminated (B,) bool, truncated (B,) bool), all on the simulator's device.
+        """
+        if self.batch_size == 0:
+            raise RuntimeError("call reset(batch_size) before step()")
+        actions = torch.as_tensor(actions, device=self.device)
+        if actions.shape[0] != self.batch_size:
+            raise ValueError(f"expected {self.batch_size} actions, got shape {tuple(actions.shape)}")
+        wm = self.world_model
+        if wm.config.action_kind == "continuous":
+            actions = torch.max(torch.min(actions.float(), self._act_high), self._act_low)
+        self.h, self.c = wm.mdn_rnn.step(self.z, wm.encode_action(actions), (self.h, self.c))
+        out = wm.mdn_rnn.heads(self.h)
+        self.z = sample_mixture(out.logpi, out.mu, out.logsigma, self.temperature, self.generator)
+        if self.settings.done_mode == "threshold":
+            terminated = out.done_logit > 0.0  # p(done) > 0.5
+        else:
+            u = torch.rand(out.done_logit.shape, device=self.device, generator=self.generator)
+            terminated = u < torch.sigmoid(out.done_logit)
+        self.t += 1
+        truncated = (self.t >= self.settings.max_episode_steps) & ~terminated
+        return self.observe(), out.reward, terminated, truncated
+
+    @torch.no_grad()
+    def render(self) -> np.ndarray:
+        """Decode the current latents through V: uint8 frames (B, 64, 64, C) (or vectors for vector models)."""
+        if self.batch_size == 0:
+            raise RuntimeError("call reset(batch_size) before render()")
+        vae = self.world_model.vae
+        return vae.to_observation(vae.decode(self.z)).cpu().numpy()
+
+
+def _to_numpy_actions(actions: Any, space: gym.Space) -> np.ndarray:
+    arr = np.asarray(actions)
+    return arr.astype(np.int64) if isinstance(space, gym.spaces.Discrete) else arr.astype(np.float32)
+
+
+class DreamVectorEnv(gym.vector.VectorEnv):
+    """The dream as a gymnasium VectorEnv with NEXT_STEP autoreset (RLlib EnvRunners' convention).
+
+    A sub-env that terminated or truncated at step t is reset by the call to `step` at t+1, which ignores its action
+    and returns its first observation with reward 0 and both flags False.
+
+    Args:
+        num_envs: Number of parallel dreams.
+        world_model: A fitted WorldModel or a checkpoint path.
+        render_mode: "rgb_array" or None.
+        **settings: DreamSettings fields (temperature, done_mode, max_episode_steps, obs_mode, ...).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        world_model: WorldModel | str | os.PathLike | None = None,
+        render_mode: str | None = None,
+        **settings: Any,
+    ):
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs={num_envs} must be >= 1")
+        self.sim = DreamSimulator(world_model, DreamSettings.from_dict(settings))
+        self.num_envs = int(num_envs)
+        self.render_mode = render_mode
+        self.single_observation_space = self.sim.observation_space
+        self.single_action_space = self.sim.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+
+    def set_world_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load new world-model weights (RLlib weight sync calls this through the EnvRunner)."""
+        self.sim.set_world_model_state(state_dict)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        obs = self.sim.reset(self.num_envs, seed=seed)
+        self._autoreset[:] = False
+        return obs.cpu().numpy(), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        actions = _to_numpy_actions(actions, self.single_action_space)
+        if actions.shape[0] != self.num_envs:
+            raise ValueError(f"DreamVectorEnv.step expects {self.num_envs} actions, got shape {actions.shape}")
+        prev_done = self._autoreset.copy()
+        obs, reward, terminated, truncated = self.sim.step(torch.as_tensor(actions))
+        reward = reward.cpu().numpy().astype(np.float32)
+        terminated, truncated = terminated.cpu().numpy(), truncated.cpu().numpy()
+        if prev_done.any():
+            self.sim.reset_where(torch.as_tensor(prev_done, device=self.sim.device))
+            obs = self.sim.observe()
+            reward[prev_done] = 0.0
+            terminated[prev_done] = False
+            truncated[prev_done] = False
+        self._autoreset = terminated | truncated
+        return obs.cpu().numpy(), reward, terminated, truncated, {}
+
+    def render(self) -> np.ndarray | None:
+        """Decoded frames of every sub-env, (num_envs, 64, 64, C), in "rgb_array" mode."""
+        return self.sim.render() if self.render_mode == "rgb_array" else None
+
+
+class DreamEnv(gym.Env):
+    """Single-env view of the dream (one dream, gymnasium.Env API).
+
+    Args:
+        world_model: A fitted WorldModel or a checkpoint path.
+        render_mode: "rgb_array" or None.
+        **settings: DreamSettings fields.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 35}
+
+    def __init__(
+        self, world_model: WorldModel | str | os.PathLike | None = None, render_mode: str | None = None, **settings
+    ):
+        self.sim = DreamSimulator(world_model, DreamSettings.from_dict(settings))
+        self.observation_space = self.sim.observation_space
+        self.action_space = self.sim.action_space
+        self.render_mode = render_mode
+
+    def set_world_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load new world-model weights."""
+        self.sim.set_world_model_state(state_dict)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        return self.sim.reset(1, seed=seed)[0].cpu().numpy(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self.sim.batch_size == 0:
+            raise RuntimeError("call reset() before step()")
+        a = torch.as_tensor(_to_numpy_actions(action, self.action_space)[None])
+        obs, reward, terminated, truncated = self.sim.step(a)
+        return obs[0].cpu().numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
+
+    def render(self) -> np.ndarray | None:
+        """Decoded current frame (64, 64, C) in "rgb_array" mode."""
+        return self.sim.render()[0] if self.render_mode == "rgb_array" else None

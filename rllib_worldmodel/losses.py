@@ -1,0 +1,198 @@
+"""World-model losses as pure functions.
+
+Every function returns `(loss, metrics)`: `loss` is a scalar tensor to minimise, `metrics` a dict of detached
+Python floats named `world_model/<name>`. Masks are float or bool tensors, 1 where a time step is real data and 0
+where it is padding; every mean below is over the masked-in elements only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `x` over the elements where `mask` is set (all of them without a mask)."""
+    if mask is None:
+        return x.mean()
+    mask = mask.to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def gaussian_kl(mu_B_Z: torch.Tensor, logvar_B_Z: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample.
+
+    KL = -1/2 * sum_z (1 + logvar - mu^2 - exp(logvar)).
+
+    Args:
+        mu_B_Z: Posterior means, (B, Z).
+        logvar_B_Z: Posterior log-variances, (B, Z).
+
+    Returns:
+        KL per sample, (B,).
+    """
+    return -0.5 * (1.0 + logvar_B_Z - mu_B_Z.pow(2) - logvar_B_Z.exp()).sum(dim=-1)
+
+
+def vae_loss(
+    recon_B_X: torch.Tensor,
+    target_B_X: torch.Tensor,
+    mu_B_Z: torch.Tensor,
+    logvar_B_Z: torch.Tensor,
+    *,
+    kl_tolerance: float = 0.5,
+    kl_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The paper's VAE loss: summed squared error plus KL with a free-bits floor.
+
+    loss = mean_B [ sum_x (recon - target)^2 + kl_weight * max(KL_b, kl_tolerance * Z) ]
+
+    The floor (paper code: `kl_tolerance = 0.5`) stops the KL term from pushing once it is below
+    `kl_tolerance` nats per latent dimension, so the posterior keeps information.
+
+    Args:
+        recon_B_X: Decoder output, any shape with batch first, e.g. (B, C, H, W) or (B, D).
+        target_B_X: Preprocessed observation, same shape as `recon_B_X`.
+        mu_B_Z: Posterior means, (B, Z).
+        logvar_B_Z: Posterior log-variances, (B, Z).
+        kl_tolerance: Free nats per latent dimension; 0 disables the floor.
+        kl_weight: Weight of the (floored) KL term.
+
+    Returns:
+        (loss, metrics) with metrics `world_model/vae_{loss,recon,kl}`.
+    """
+    if recon_B_X.shape != target_B_X.shape:
+        raise ValueError(f"recon shape {tuple(recon_B_X.shape)} != target shape {tuple(target_B_X.shape)}")
+    recon_B = (recon_B_X - target_B_X).pow(2).flatten(1).sum(dim=1)
+    kl_B = gaussian_kl(mu_B_Z, logvar_B_Z)
+    kl_floored_B = kl_B.clamp_min(kl_tolerance * mu_B_Z.shape[-1])
+    loss = (recon_B + kl_weight * kl_floored_B).mean()
+    metrics = {
+        "world_model/vae_loss": loss.item(),
+        "world_model/vae_recon": recon_B.mean().item(),
+        "world_model/vae_kl": kl_B.mean().item(),
+    }
+    return loss, metrics
+
+
+def mdn_log_prob(
+    logpi_B_T_Z_K: torch.Tensor, mu_B_T_Z_K: torch.Tensor, logsigma_B_T_Z_K: torch.Tensor, target_B_T_Z: torch.Tensor
+) -> torch.Tensor:
+    """Log-density of `target` under a per-dimension Gaussian mixture.
+
+    log p(x_z) = logsumexp_k [ log pi_k - log sigma_k - 1/2 log(2 pi) - 1/2 ((x_z - mu_k) / sigma_k)^2 ]
+
+    Args:
+        logpi_B_T_Z_K: Log mixture weights (already log-softmaxed over K).
+        mu_B_T_Z_K: Component means.
+        logsigma_B_T_Z_K: Component log standard deviations.
+        target_B_T_Z: Values to score.
+
+    Returns:
+        Log-density per dimension, (B, T, Z).
+    """
+    x = target_B_T_Z.unsqueeze(-1)
+    normal = -logsigma_B_T_Z_K - 0.5 * LOG_2PI - 0.5 * ((x - mu_B_T_Z_K) * torch.exp(-logsigma_B_T_Z_K)).pow(2)
+    return torch.logsumexp(logpi_B_T_Z_K + normal, dim=-1)
+
+
+def mdn_nll(
+    logpi_B_T_Z_K: torch.Tensor,
+    mu_B_T_Z_K: torch.Tensor,
+    logsigma_B_T_Z_K: torch.Tensor,
+    target_B_T_Z: torch.Tensor,
+    mask_B_T: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Negative log-likelihood of the next latent under M's mixture, per latent dimension.
+
+    loss = mean_{b,t in mask} mean_z [ -log p(z_{t+1} | z_t, a_t, h_t) ]   (see `mdn_log_prob`)
+
+    Args:
+        logpi_B_T_Z_K: Log mixture weights, (B, T, Z, K), log-softmaxed over K.
+        mu_B_T_Z_K: Component means, (B, T, Z, K).
+        logsigma_B_T_Z_K: Component log standard deviations, (B, T, Z, K).
+        target_B_T_Z: Next latents, (B, T, Z).
+        mask_B_T: Valid steps, (B, T); None means all valid.
+
+    Returns:
+        (loss, metrics) with metric `world_model/mdn_nll` (nats per latent dimension).
+    """
+    nll_B_T = -mdn_log_prob(logpi_B_T_Z_K, mu_B_T_Z_K, logsigma_B_T_Z_K, target_B_T_Z).mean(dim=-1)
+    loss = _masked_mean(nll_B_T, mask_B_T)
+    return loss, {"world_model/mdn_nll": loss.item()}
+
+
+def done_loss(
+    logits_B_T: torch.Tensor,
+    targets_B_T: torch.Tensor,
+    mask_B_T: torch.Tensor | None = None,
+    *,
+    pos_weight: float = 10.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted binary cross-entropy of the episode-end (done) head.
+
+    loss = mean_{b,t in mask} [ -w * y * log sigmoid(l) - (1 - y) * log(1 - sigmoid(l)) ],  w = pos_weight
+
+    Deaths are rare (one per episode), so positives are up-weighted (paper code: `restart_factor = 10`).
+
+    Args:
+        logits_B_T: Done logits, (B, T).
+        targets_B_T: 1 where the transition ended the episode by termination, else 0, (B, T).
+        mask_B_T: Valid steps, (B, T); None means all valid.
+        pos_weight: Weight of positive examples.
+
+    Returns:
+        (loss, metrics) with `world_model/done_{loss,recall,precision}` at threshold p > 0.5.
+    """
+    targets = targets_B_T.to(logits_B_T.dtype)
+    bce = F.binary_cross_entropy_with_logits(
+        logits_B_T, targets, pos_weight=torch.tensor(pos_weight, dtype=logits_B_T.dtype), reduction="none"
+    )
+    loss = _masked_mean(bce, mask_B_T)
+    with torch.no_grad():
+        valid = torch.ones_like(targets, dtype=torch.bool) if mask_B_T is None else mask_B_T.bool()
+        pred = (logits_B_T > 0) & valid
+        pos = (targets > 0.5) & valid
+        tp = (pred & pos).sum().item()
+        metrics = {
+            "world_model/done_loss": loss.item(),
+            # Recall/precision are undefined without positives/predictions; report NaN rather than a fake 0 or 1.
+            "world_model/done_recall": tp / pos.sum().item() if pos.any() else float("nan"),
+            "world_model/done_precision": tp / pred.sum().item() if pred.any() else float("nan"),
+        }
+    return loss, metrics
+
+
+def reward_loss(
+    pred_B_T: torch.Tensor, target_B_T: torch.Tensor, mask_B_T: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean squared error of the reward head.
+
+    loss = mean_{b,t in mask} (r_hat - r)^2
+
+    Args:
+        pred_B_T: Predicted rewards, (B, T).
+        target_B_T: Real rewards, (B, T).
+        mask_B_T: Valid steps, (B, T); None means all valid.
+
+    Returns:
+        (loss, metrics) with `world_model/reward_mse`.
+    """
+    loss = _masked_mean((pred_B_T - target_B_T.to(pred_B_T.dtype)).pow(2), mask_B_T)
+    return loss, {"world_model/reward_mse": loss.item()}
+
+
+def weighted_sum(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """Sum of losses times weights; the key sets must match exactly so no loss is silently dropped.
+
+    Args:
+        losses: Scalar losses by name.
+        weights: Weight by the same names.
+    """
+    if set(losses) != set(weights):
+        raise KeyError(f"loss weights {sorted(weights)} do not match computed losses {sorted(losses)}")
+    return sum(weights[k] * losses[k] for k in sorted(losses))

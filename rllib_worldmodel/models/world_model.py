@@ -1,0 +1,281 @@
+"""The world model W = (V, M): its architecture record, action encoding and versioned checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rllib_worldmodel.models.mdn_rnn import MDNRNN
+from rllib_worldmodel.models.vae import ConvVAE, MLPVAE
+
+CHECKPOINT_FORMAT = "rllib_worldmodel.world_model"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A world-model checkpoint is missing, unreadable or does not fit the requested architecture."""
+
+
+@dataclass
+class WorldModelConfig:
+    """Architecture of a world model; recorded in every checkpoint.
+
+    Args:
+        obs_kind: "image" (uint8 64x64xC frames, ConvVAE) or "vector" (flat floats, MLPVAE).
+        obs_shape: Observation shape, (64, 64, C) for images or (D,) for vectors.
+        action_kind: "discrete" (one-hot encoded for M) or "continuous" (fed to M as is).
+        action_dim: Number of discrete actions, or the size of a continuous action.
+        action_low: Lower bounds of a continuous action (empty for discrete).
+        action_high: Upper bounds of a continuous action (empty for discrete).
+        z_size: V's latent size (paper §A.1: 32 CarRacing, 64 Doom).
+        rnn_size: M's LSTM units (paper §A.2: 256 CarRacing, 512 Doom).
+        num_mixtures: Gaussian components per latent dimension (paper §A.2: 5).
+        vae_hidden: Hidden width of the MLP VAE (vector observations only).
+        kl_tolerance: Free nats per latent dimension in V's KL term (paper code: 0.5).
+        done_pos_weight: Weight of positive (episode-end) examples in the done BCE (paper code: 10).
+        logsigma_min: Floor on M's component log-sigma.
+        logsigma_max: Ceiling on M's component log-sigma.
+        loss_weights: Weights of M's losses; keys must be exactly "mdn", "reward", "done".
+    """
+
+    obs_kind: str
+    obs_shape: tuple[int, ...]
+    action_kind: str
+    action_dim: int
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
+    z_size: int = 32
+    rnn_size: int = 256
+    num_mixtures: int = 5
+    vae_hidden: int = 64
+    kl_tolerance: float = 0.5
+    done_pos_weight: float = 10.0
+    logsigma_min: float = -6.0
+    logsigma_max: float = 3.0
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"mdn": 1.0, "reward": 1.0, "done": 1.0})
+
+    def __post_init__(self) -> None:
+        self.obs_shape = tuple(int(s) for s in self.obs_shape)
+        self.action_low = tuple(float(x) for x in self.action_low)
+        self.action_high = tuple(float(x) for x in self.action_high)
+        self.loss_weights = {k: float(v) for k, v in self.loss_weights.items()}
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field and the fix for any inconsistent setting."""
+        if self.obs_kind not in ("image", "vector"):
+            raise ValueError(f"obs_kind={self.obs_kind!r}: use 'image' (64x64xC uint8 frames) or 'vector'.")
+        if self.obs_kind == "image" and (len(self.obs_shape) != 3 or self.obs_shape[:2] != (64, 64)):
+            raise ValueError(
+                f"obs_shape={self.obs_shape}: image observations must be (64, 64, C); wrap the env with "
+                "rllib_worldmodel.envs.ImageObservation(env, size=64)."
+            )
+        if self.obs_kind == "vector" and len(self.obs_shape) != 1:
+            raise ValueError(f"obs_shape={self.obs_shape}: vector observations must be flat (D,); flatten them.")
+        if self.action_kind not in ("discrete", "continuous"):
+            raise ValueError(f"action_kind={self.action_kind!r}: use 'discrete' or 'continuous'.")
+        if self.action_kind == "continuous" and not (len(self.action_low) == len(self.action_high) == self.action_dim):
+            raise ValueError("action_low/action_high must each have action_dim entries for continuous actions.")
+        for name in ("action_dim", "z_size", "rnn_size", "num_mixtures", "vae_hidden"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
+        if self.kl_tolerance < 0 or self.done_pos_weight <= 0:
+            raise ValueError("kl_tolerance must be >= 0 and done_pos_weight > 0.")
+        if set(self.loss_weights) != {"mdn", "reward", "done"}:
+            raise ValueError(
+                f"loss_weights keys {sorted(self.loss_weights)} must be exactly ['done', 'mdn', 'reward']."
+            )
+
+    @classmethod
+    def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space, **overrides: Any) -> WorldModelConfig:
+        """Derive the observation/action fields from gymnasium spaces.
+
+        Args:
+            observation_space: A uint8 Box (64, 64, C) for images or a 1-D Box for vectors.
+            action_space: Discrete or 1-D Box.
+            **overrides: Any other WorldModelConfig field (z_size, rnn_size, ...).
+        """
+        if not isinstance(observation_space, gym.spaces.Box):
+            raise ValueError(
+                f"observation space {observation_space} is not a Box: wrap the env with ImageObservation "
+                "(images, Dict obs with an image key) or VectorObservation."
+            )
+        obs_kind = "image" if len(observation_space.shape) == 3 else "vector"
+        if isinstance(action_space, gym.spaces.Discrete):
+            act = {"action_kind": "discrete", "action_dim": int(action_space.n)}
+        elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+            act = {
+                "action_kind": "continuous",
+                "action_dim": int(action_space.shape[0]),
+                "action_low": tuple(action_space.low.tolist()),
+                "action_high": tuple(action_space.high.tolist()),
+            }
+        else:
+            raise ValueError(f"action space {action_space} is not supported: use Discrete or a 1-D Box.")
+        return cls(obs_kind=obs_kind, obs_shape=observation_space.shape, **act, **overrides)
+
+    def observation_space(self) -> gym.spaces.Box:
+        """The real env's observation space this model was built for."""
+        if self.obs_kind == "image":
+            return gym.spaces.Box(0, 255, self.obs_shape, np.uint8)
+        return gym.spaces.Box(-np.inf, np.inf, self.obs_shape, np.float32)
+
+    def action_space(self) -> gym.Space:
+        """The real env's action space this model was built for."""
+        if self.action_kind == "discrete":
+            return gym.spaces.Discrete(self.action_dim)
+        return gym.spaces.Box(np.array(self.action_low, np.float32), np.array(self.action_high, np.float32))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (lists, numbers, strings) stored in checkpoints."""
+        d = dataclasses.asdict(self)
+        for k in ("obs_shape", "action_low", "action_high"):
+            d[k] = list(d[k])
+        return d
+
+
+class WorldModel(nn.Module):
+    """V and M together, with the initial latents used to start dreams.
+
+    Args:
+        config: Architecture.
+    """
+
+    def __init__(self, config: WorldModelConfig):
+        super().__init__()
+        self.config = config
+        if config.obs_kind == "image":
+            self.vae: ConvVAE | MLPVAE = ConvVAE(config.z_size, in_channels=config.obs_shape[-1])
+        else:
+            self.vae = MLPVAE(config.obs_shape[0], config.z_size, hidden=config.vae_hidden)
+        self.mdn_rnn = MDNRNN(
+            config.z_size,
+            config.action_dim,
+            hidden_size=config.rnn_size,
+            num_mixtures=config.num_mixtures,
+            logsigma_min=config.logsigma_min,
+            logsigma_max=config.logsigma_max,
+        )
+        # paper: dreams start from stored (mu, logvar) of real first frames; (N, 2, Z), empty until fitted.
+        self.register_buffer("initial_states", torch.zeros(0, 2, config.z_size))
+
+    @property
+    def device(self) -> torch.device:
+        return self.mdn_rnn.mdn_head.weight.device
+
+    def encode_action(self, actions: torch.Tensor) -> torch.Tensor:
+        """Env actions (..., ) ints or (..., A) floats -> M's input encoding (..., action_dim) float."""
+        if self.config.action_kind == "discrete":
+            return nn.functional.one_hot(actions.long(), self.config.action_dim).float()
+        if actions.shape[-1] != self.config.action_dim:
+            raise ValueError(f"continuous actions must end in {self.config.action_dim}, got {tuple(actions.shape)}")
+        return actions.float()
+
+    def set_initial_states(self, mu_N_Z: torch.Tensor, logvar_N_Z: torch.Tensor) -> None:
+        """Store posterior (mu, logvar) of real episode-start frames as the dream's start distribution."""
+        self.initial_states = torch.stack([mu_N_Z, logvar_N_Z], dim=1).detach().to(self.device)
+
+    def save(self, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+        """Write a versioned checkpoint atomically (a crash mid-write never leaves a truncated file).
+
+        Args:
+            path: Target file (conventionally `*.pt`); parent folders are created.
+            metadata: Extra JSON-like information to store (training stats, env id, ...).
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": self.config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "metadata": metadata or {},
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        expected_config: WorldModelConfig | None = None,
+    ) -> WorldModel:
+        """Load a checkpoint written by `save`.
+
+        Args:
+            path: Checkpoint file.
+            device: Where to put the model.
+            expected_config: If given, the architecture the caller needs; any difference raises CheckpointError.
+
+        Raises:
+            CheckpointError: The file is missing, unreadable/corrupt, of another format or version, or its
+                architecture differs from `expected_config`.
+        """
+        payload = read_checkpoint(path)
+        try:
+            config = WorldModelConfig(**{**payload["config"], "obs_shape": tuple(payload["config"]["obs_shape"])})
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"world-model checkpoint {path} has an invalid architecture record: {e}") from e
+        if expected_config is not None:
+            diff = {
+                k: (v, getattr(config, k))
+                for k, v in expected_config.to_dict().items()
+                if k != "loss_weights" and config.to_dict()[k] != v
+            }
+            if diff:
+                detail = ", ".join(f"{k}: expected {a!r}, checkpoint has {b!r}" for k, (a, b) in diff.items())
+                raise CheckpointError(
+                    f"world-model checkpoint {path} has a different architecture ({detail}). Build the model with "
+                    "the checkpoint's settings, or train a new world model for this architecture."
+                )
+        model = cls(config)
+        state = payload["state_dict"]
+        model.initial_states = state["initial_states"].clone()
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(f"world-model checkpoint {path} does not match its architecture record: {e}") from e
+        return model.to(device)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check the envelope of a world-model checkpoint (format, version) without building the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"world-model checkpoint {path} does not exist; train one with `rllib-worldmodel fit` "
+            "or WorldModelTrainer(...).save(path)."
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated/garbage files
+        raise CheckpointError(
+            f"world-model checkpoint {path} is unreadable or corrupt ({type(e).__name__}: {e})"
+        ) from e
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not an rllib_worldmodel world-model checkpoint.")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"world-model checkpoint {path} has format version {payload.get('version')}; this rllib_worldmodel "
+            f"reads version {CHECKPOINT_VERSION}. Use the release that wrote it, or re-train."
+        )
+    return payload

@@ -1,0 +1,257 @@
+"""Fitting the world model on recorded episodes: V first, then M on latents sampled from V's posterior.
+
+This is the offline path (the paper's pipeline and the `rllib-worldmodel fit` command). Each phase reports per-epoch
+metrics named `world_model/...` to a callback and, if given, a tensorboardX writer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rllib_worldmodel.data import Episode
+from rllib_worldmodel.losses import done_loss, mdn_nll, reward_loss, vae_loss, weighted_sum
+from rllib_worldmodel.models.world_model import WorldModel
+
+MetricsCallback = Callable[[str, int, dict[str, float]], None]
+
+
+@dataclass
+class EpisodeLatents:
+    """V's posterior for every observation of one episode: mu and logvar, each (T+1, Z), on the CPU."""
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+
+
+def _mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = rows[0].keys()
+    return {k: float(np.nanmean([r[k] for r in rows])) if any(not math.isnan(r[k]) for r in rows) else float("nan")
+            for k in keys}  # fmt: skip
+
+
+class WorldModelTrainer:
+    """Optimisers and loops that fit a `WorldModel` on episodes.
+
+    Args:
+        model: The world model to train (moved to `device`).
+        device: Torch device ("cpu", "cuda", ...).
+        vae_lr: Adam learning rate for V (paper code: 1e-4).
+        mdn_lr: Adam learning rate for M (paper code: 1e-3).
+        grad_clip: Global gradient-norm clip for both (paper code: 1.0).
+        seed: Seeds batch order and latent sampling.
+        on_metrics: Called as on_metrics(phase, epoch, metrics) after every epoch.
+        writer: Optional tensorboardX SummaryWriter; metrics are added as scalars.
+    """
+
+    def __init__(
+        self,
+        model: WorldModel,
+        device: str | torch.device = "cpu",
+        vae_lr: float = 1e-4,
+        mdn_lr: float = 1e-3,
+        grad_clip: float = 1.0,
+        seed: int = 0,
+        on_metrics: MetricsCallback | None = None,
+        writer=None,
+    ):
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.vae_opt = torch.optim.Adam(model.vae.parameters(), lr=vae_lr)
+        self.mdn_opt = torch.optim.Adam(model.mdn_rnn.parameters(), lr=mdn_lr)
+        self.grad_clip = grad_clip
+        self.rng = np.random.default_rng(seed)
+        self.torch_gen = torch.Generator(device=self.device).manual_seed(seed)
+        self.on_metrics = on_metrics
+        self.writer = writer
+        self._global_step = {"vae": 0, "mdn": 0}
+
+    def _report(self, phase: str, epoch: int, metrics: dict[str, float]) -> None:
+        if self.writer is not None:
+            for k, v in metrics.items():
+                if not math.isnan(v):
+                    self.writer.add_scalar(k, v, self._global_step[phase])
+        if self.on_metrics is not None:
+            self.on_metrics(phase, epoch, metrics)
+
+    def _optimise(self, loss: torch.Tensor, opt: torch.optim.Optimizer, params) -> float:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        if not torch.isfinite(norm):
+            # A non-finite gradient would poison the weights; skip the step and say so in the metrics.
+            opt.zero_grad(set_to_none=True)
+            return float("nan")
+        opt.step()
+        return float(norm)
+
+    # ----------------------------------------------------------------------------------------------------- V
+    def fit_vae(self, episodes: Sequence[Episode], epochs: float = 1.0, batch_size: int = 100) -> list[dict]:
+        """Train V on every observation of `episodes` (uniformly shuffled), for a possibly fractional number of epochs.
+
+        Returns:
+            One metrics dict per (partial) epoch: `world_model/vae_{loss,recon,kl}`, images per second.
+        """
+        index = np.concatenate([np.stack([np.full(len(e) + 1, i), np.arange(len(e) + 1)], 1) for i, e in
+                                enumerate(episodes)])  # fmt: skip
+        per_epoch = math.ceil(len(index) / batch_size)
+        total_batches = max(1, round(epochs * per_epoch))
+        vae, history, cfg = self.model.vae, [], self.model.config
+        vae.train()
+        for epoch in range(math.ceil(total_batches / per_epoch)):
+            order = self.rng.permutation(len(index))
+            rows, t0 = [], time.perf_counter()
+            n_batches = min(per_epoch, total_batches - epoch * per_epoch)
+            for b in range(n_batches):
+                idx = index[order[b * batch_size : (b + 1) * batch_size]]
+                obs = torch.from_numpy(np.stack([episodes[e].obs[t] for e, t in idx])).to(self.device)
+                target = vae.preprocess(obs)
+                mu, logvar = vae.encode_target(target)
+                z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, device=self.device, generator=self.torch_gen)
+                loss, m = vae_loss(vae.decode(z), target, mu, logvar, kl_tolerance=cfg.kl_tolerance)
+                m["world_model/vae_grad_norm"] = self._optimise(loss, self.vae_opt, vae.parameters())
+                rows.append(m)
+                self._global_step["vae"] += 1
+            metrics = _mean_metrics(rows)
+            metrics["world_model/vae_images_per_s"] = n_batches * batch_size / (time.perf_counter() - t0)
+            history.append(metrics)
+            self._report("vae", epoch, metrics)
+        vae.eval()
+        return history
+
+    @torch.no_grad()
+    def encode_episodes(self, episodes: Sequence[Episode], batch_size: int = 512) -> list[EpisodeLatents]:
+        """V's posterior (mu, logvar) for every observation, and store episode starts as the dream's initial states."""
+        self.model.vae.eval()
+        out = []
+        for ep in episodes:
+            mus, logvars = [], []
+            for s in range(0, len(ep.obs), batch_size):
+                mu, logvar = self.model.vae.encode(torch.from_numpy(ep.obs[s : s + batch_size]).to(self.device))
+                mus.append(mu.cpu())
+                logvars.append(logvar.cpu())
+            out.append(EpisodeLatents(torch.cat(mus), torch.cat(logvars)))
+        self.model.set_initial_states(
+            torch.stack([lat.mu[0] for lat in out]), torch.stack([lat.logvar[0] for lat in out])
+        )
+        return out
+
+    # ----------------------------------------------------------------------------------------------------- M
+    def _mdn_batch(self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents], seq_len: int) -> dict:
+        """Pad a batch of episodes to a multiple of seq_len; z is re-sampled from V's posterior every time (paper)."""
+        t_max = max(len(e) for e in episodes)
+        t_pad = math.ceil(t_max / seq_len) * seq_len
+        b, zs = len(episodes), self.model.config.z_size
+        z = torch.zeros(b, t_pad + 1, zs)
+        act = torch.zeros(b, t_pad, self.model.config.action_dim)
+        rew, done, mask = torch.zeros(b, t_pad), torch.zeros(b, t_pad), torch.zeros(b, t_pad)
+        for i, (ep, lat) in enumerate(zip(episodes, latents)):
+            t = len(ep)
+            eps = torch.randn(lat.mu.shape, generator=self._cpu_gen)
+            z[i, : t + 1] = lat.mu + (0.5 * lat.logvar).exp() * eps
+            act[i, :t] = self.model.encode_action(torch.as_tensor(ep.actions))
+            rew[i, :t] = torch.as_tensor(ep.rewards)
+            done[i, t - 1] = float(ep.terminated)
+            mask[i, :t] = 1.0
+        d = self.device
+        return {"z": z.to(d), "a": act.to(d), "r": rew.to(d), "done": done.to(d), "mask": mask.to(d), "T": t_pad}
+
+    def mdn_losses(self, batch: dict, seq_len: int, train: bool) -> dict[str, float]:
+        """Truncated BPTT over one padded batch; the LSTM state starts at zero (episode start) and is carried across
+        chunks. With `train`, M takes an optimiser step per chunk."""
+        m_rnn, weights = self.model.mdn_rnn, self.model.config.loss_weights
+        state, rows = None, []
+        for s in range(0, batch["T"], seq_len):
+            sl = slice(s, s + seq_len)
+            mask = batch["mask"][:, sl]
+            if mask.sum() == 0:
+                break
+            out, _, state = m_rnn(batch["z"][:, sl], batch["a"][:, sl], state)
+            state = tuple(x.detach() for x in state)
+            l_mdn, m1 = mdn_nll(out.logpi, out.mu, out.logsigma, batch["z"][:, s + 1 : s + 1 + seq_len], mask)
+            l_rew, m2 = reward_loss(out.reward, batch["r"][:, sl], mask)
+            l_done, m3 = done_loss(
+                out.done_logit, batch["done"][:, sl], mask, pos_weight=self.model.config.done_pos_weight
+            )
+            loss = weighted_sum({"mdn": l_mdn, "reward": l_rew, "done": l_done}, weights)
+            row = {**m1, **m2, **m3, "world_model/mdn_total_loss": loss.item()}
+            if train:
+                row["world_model/mdn_grad_norm"] = self._optimise(loss, self.mdn_opt, m_rnn.parameters())
+            rows.append(row)
+        return _mean_metrics(rows)
+
+    def fit_mdn(
+        self,
+        episodes: Sequence[Episode],
+        latents: Sequence[EpisodeLatents],
+        epochs: int = 20,
+        batch_size: int = 32,
+        seq_len: int = 500,
+        val_fraction: float = 0.1,
+    ) -> list[dict]:
+        """Train M on latent sequences; a held-out fraction of episodes reports `world_model/mdn_val_nll`.
+
+        Args:
+            episodes: The episodes (actions, rewards, terminations).
+            latents: `encode_episodes(episodes)`.
+            epochs: Passes over the training episodes.
+            batch_size: Episodes per batch.
+            seq_len: Truncated-BPTT chunk length (paper code: 500).
+            val_fraction: Share of episodes held out (none if it rounds to 0 or fewer than 5 episodes).
+        """
+        if len(episodes) != len(latents):
+            raise ValueError("episodes and latents must have the same length")
+        self._cpu_gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
+        n_val = int(len(episodes) * val_fraction) if len(episodes) >= 5 else 0
+        perm = self.rng.permutation(len(episodes))
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        history = []
+        for epoch in range(epochs):
+            self.model.mdn_rnn.train()
+            rows, t0, tokens = [], time.perf_counter(), 0
+            order = self.rng.permutation(train_idx)
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                batch = self._mdn_batch([episodes[i] for i in idx], [latents[i] for i in idx], seq_len)
+                rows.append(self.mdn_losses(batch, seq_len, train=True))
+                tokens += int(batch["mask"].sum().item())
+                self._global_step["mdn"] += 1
+            metrics = _mean_metrics(rows)
+            metrics["world_model/mdn_tokens_per_s"] = tokens / (time.perf_counter() - t0)
+            if n_val:
+                metrics.update(
+                    self.evaluate_mdn([episodes[i] for i in val_idx], [latents[i] for i in val_idx], seq_len)
+                )
+            history.append(metrics)
+            self._report("mdn", epoch, metrics)
+        self.model.mdn_rnn.eval()
+        return history
+
+    @torch.no_grad()
+    def evaluate_mdn(self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents], seq_len: int = 500) -> dict:
+        """Held-out M metrics, renamed `world_model/val_*`."""
+        self.model.mdn_rnn.eval()
+        m = self.mdn_losses(self._mdn_batch(episodes, latents, seq_len), seq_len, train=False)
+        return {k.replace("world_model/", "world_model/val_"): v for k, v in m.items()}
+
+    def fit(
+        self,
+        episodes: Sequence[Episode],
+        vae_epochs: float = 1.0,
+        mdn_epochs: int = 20,
+        vae_batch_size: int = 100,
+        mdn_batch_size: int = 32,
+        seq_len: int = 500,
+    ) -> dict[str, list[dict]]:
+        """Fit V, encode every episode (storing dream start states), then fit M. Returns both histories."""
+        if not episodes:
+            raise ValueError("fit needs at least one episode")
+        vae_hist = self.fit_vae(episodes, epochs=vae_epochs, batch_size=vae_batch_size)
+        latents = self.encode_episodes(episodes)
+        mdn_hist = self.fit_mdn(episodes, latents, epochs=mdn_epochs, batch_size=mdn_batch_size, seq_len=seq_len)
+        return {"vae": vae_hist, "mdn": mdn_hist}

@@ -1,0 +1,74 @@
+"""Real-env adapters on the real games (headless ViZDoom, Box2D CarRacing) and generic envs."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import rllib_worldmodel as rw
+from rllib_worldmodel.envs import adapt_env, ImageObservation, make_real_env, make_takecover, VectorObservation
+
+
+def test_takecover_frames_actions_and_cap():
+    env = make_takecover(frame_cap=30)
+    assert env.observation_space == gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    assert env.action_space == gym.spaces.Discrete(3)
+    assert env.unwrapped.game.get_doom_skill() == 5
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and obs.std() > 1.0  # a real rendered frame
+    steps, truncated = 0, False
+    while not truncated:
+        obs, reward, terminated, truncated, _ = env.step(0)
+        steps += 1
+        assert reward == 1.0 and not terminated  # 30 steps is too short to die
+    assert steps == 30
+    env.close()
+
+
+def test_takecover_registered_and_configurable():
+    env = gym.make(rw.TAKECOVER_ENV, skill=3, frame_cap=100)
+    assert env.unwrapped.game.get_doom_skill() == 3
+    env.close()
+    with pytest.raises(ValueError, match="skill"):
+        make_takecover(skill=9)
+
+
+def test_car_racing_frames():
+    pytest.importorskip("Box2D")
+    env = gym.make(rw.CAR_RACING_ENV)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+    assert isinstance(env.action_space, gym.spaces.Box) and env.action_space.shape == (3,)
+    obs, *_ = env.step(np.array([0.0, 0.5, 0.0], dtype=np.float32))
+    assert env.observation_space.contains(obs)
+    env.close()
+
+
+def test_generic_vector_env():
+    env = make_real_env("CartPole-v1")
+    assert isinstance(env, VectorObservation)
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == np.float32 and obs.shape == (4,)
+
+
+class _DictImageEnv(gym.Env):
+    observation_space = gym.spaces.Dict({"pixels": gym.spaces.Box(0, 255, (120, 160, 3), np.uint8)})
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return {"pixels": np.full((120, 160, 3), 200, np.uint8)}, {}
+
+    def step(self, action):
+        return self.reset()[0], 0.0, False, False, {}
+
+
+def test_generic_image_env_with_dict_obs_and_crop():
+    env = adapt_env(_DictImageEnv(), image_key="pixels")
+    obs, _ = env.reset()
+    assert obs.shape == (64, 64, 3) and (obs == 200).all()
+    cropped = ImageObservation(_DictImageEnv(), size=32, key="pixels", crop=(0, 60, None, None))
+    assert cropped.reset()[0].shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="key="):
+        ImageObservation(_DictImageEnv())
+    with pytest.raises(ValueError, match="image"):
+        ImageObservation(gym.make("CartPole-v1"))

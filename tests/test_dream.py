@@ -1,0 +1,188 @@
+"""The learned simulator: determinism, temperature, done/truncation, autoreset, gymnasium conformance."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import rllib_worldmodel as rw
+from rllib_worldmodel.dream import DreamSettings, DreamSimulator
+from rllib_worldmodel.registration import make_dream_from_config
+
+
+def _rollout(sim, steps=20, seed=0):
+    obs = [sim.reset(16, seed=seed)]
+    for _ in range(steps):
+        obs.append(sim.step(torch.zeros(16, dtype=torch.long))[0])
+    return torch.stack(obs)
+
+
+def test_same_seed_same_dream(image_world_model):
+    sim = DreamSimulator(image_world_model, DreamSettings(temperature=1.0))
+    torch.testing.assert_close(_rollout(sim, seed=3), _rollout(sim, seed=3))
+    assert not torch.allclose(_rollout(sim, seed=3), _rollout(sim, seed=4))
+
+
+def test_observation_is_z_h_and_optionally_c(image_world_model):
+    z, h = image_world_model.config.z_size, image_world_model.config.rnn_size
+    sim = DreamSimulator(image_world_model)
+    assert sim.reset(4).shape == (4, z + h)
+    assert sim.observation_space.shape == (z + h,)
+    sim_c = DreamSimulator(image_world_model, DreamSettings(include_cell=True))
+    obs = sim_c.reset(4)
+    assert obs.shape == (4, z + 2 * h)
+    obs, *_ = sim_c.step(torch.ones(4, dtype=torch.long))
+    torch.testing.assert_close(obs[:, z : z + h], sim_c.h)
+    torch.testing.assert_close(obs[:, z + h :], sim_c.c)
+
+
+def test_temperature_controls_spread(image_world_model):
+    def spread(tau):
+        sim = DreamSimulator(image_world_model, DreamSettings(temperature=tau, seed=0))
+        sim.reset(2000)
+        # Same start for every dream, so any spread after one step is M's sampling noise.
+        sim.z[:] = sim.z[0]
+        sim.step(torch.zeros(2000, dtype=torch.long))
+        return sim.z.std(0).mean().item()
+
+    spreads = [spread(t) for t in (1e-10, 0.25, 1.0, 2.0)]
+    assert spreads[0] < 1e-3
+    assert spreads == sorted(spreads) and spreads[3] > 1.2 * spreads[2]
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "1.0"])
+def test_bad_temperature_is_rejected(image_world_model, bad):
+    with pytest.raises(ValueError, match="temperature"):
+        DreamSimulator(image_world_model, DreamSettings(temperature=bad))
+    sim = DreamSimulator(image_world_model)
+    with pytest.raises(ValueError, match="tau must be"):
+        sim.set_temperature(bad)
+
+
+def test_bad_settings_are_rejected(image_world_model):
+    with pytest.raises(ValueError, match="done_mode"):
+        DreamSettings(done_mode="sometimes")
+    with pytest.raises(ValueError, match="obs_mode"):
+        DreamSettings(obs_mode="rgb")
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        DreamSettings(max_episode_steps=0)
+    with pytest.raises(ValueError, match="unknown dream setting"):
+        DreamSettings.from_dict({"temprature": 1.0})
+    empty = rw.WorldModel(image_world_model.config)
+    with pytest.raises(ValueError, match="no initial states"):
+        DreamSimulator(empty)
+    sim = DreamSimulator(image_world_model)
+    with pytest.raises(RuntimeError, match="reset"):
+        sim.step(torch.zeros(1, dtype=torch.long))
+    sim.reset(3)
+    with pytest.raises(ValueError, match="expected 3 actions"):
+        sim.step(torch.zeros(2, dtype=torch.long))
+
+
+def test_done_threshold_sample_and_truncation(image_world_model):
+    with torch.no_grad():
+        image_world_model.mdn_rnn.done_head.bias.fill_(-50.0)  # p(done) ~ 0
+    sim = DreamSimulator(image_world_model, DreamSettings(max_episode_steps=5))
+    sim.reset(8)
+    for t in range(5):
+        _, _, term, trunc = sim.step(torch.zeros(8, dtype=torch.long))
+        assert not term.any()
+        assert trunc.all() == (t == 4)
+    with torch.no_grad():
+        image_world_model.mdn_rnn.done_head.bias.fill_(50.0)  # p(done) ~ 1
+    sim.reset(8)
+    _, _, term, trunc = sim.step(torch.zeros(8, dtype=torch.long))
+    assert term.all() and not trunc.any()
+    with torch.no_grad():
+        image_world_model.mdn_rnn.done_head.weight.zero_()
+        image_world_model.mdn_rnn.done_head.bias.fill_(math.log(0.3 / 0.7))  # p(done) = 0.3
+    thr = DreamSimulator(image_world_model, DreamSettings(done_mode="threshold"))
+    thr.reset(4000)
+    assert not thr.step(torch.zeros(4000, dtype=torch.long))[2].any()
+    smp = DreamSimulator(image_world_model, DreamSettings(done_mode="sample", seed=0))
+    smp.reset(4000)
+    assert smp.step(torch.zeros(4000, dtype=torch.long))[2].float().mean().item() == pytest.approx(0.3, abs=0.03)
+
+
+def test_vector_env_next_step_autoreset(image_world_model):
+    with torch.no_grad():
+        image_world_model.mdn_rnn.done_head.bias.fill_(-50.0)
+    env = rw.DreamVectorEnv(3, image_world_model, max_episode_steps=2)
+    assert env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, env.single_observation_space.shape[0]) and obs.dtype == np.float32
+    _, r1, te, tr, _ = env.step(np.zeros(3, dtype=np.int64))
+    assert not (te.any() or tr.any())
+    _, r2, te, tr, _ = env.step(np.zeros(3, dtype=np.int64))
+    assert tr.all() and not te.any()
+    obs3, r3, te, tr, _ = env.step(np.zeros(3, dtype=np.int64))  # this step resets
+    assert (r3 == 0).all() and not (te.any() or tr.any())
+    z = image_world_model.config.z_size
+    assert np.allclose(obs3[:, z:], 0.0), "h starts at zero after the autoreset"
+    _, _, te, tr, _ = env.step(np.zeros(3, dtype=np.int64))
+    assert not (te.any() or tr.any())
+    _, _, te, tr, _ = env.step(np.zeros(3, dtype=np.int64))
+    assert tr.all()
+
+
+def test_single_env_passes_check_env(image_checkpoint):
+    env = rw.DreamEnv(image_checkpoint, render_mode="rgb_array", max_episode_steps=50)
+    check_env(env, skip_render_check=False)
+    env.reset(seed=0)
+    assert env.render().shape == (64, 64, 3)
+
+
+def test_pixel_mode_matches_real_env_spaces(image_checkpoint):
+    env = rw.DreamEnv(image_checkpoint, obs_mode="pixels", max_episode_steps=20)
+    assert env.observation_space == gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    assert env.action_space == gym.spaces.Discrete(3)
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=1)
+    assert obs.dtype == np.uint8 and obs.shape == (64, 64, 3)
+
+
+def test_render_decodes_frames(image_world_model):
+    env = rw.DreamVectorEnv(4, image_world_model, render_mode="rgb_array")
+    env.reset(seed=0)
+    frames = env.render()
+    assert frames.shape == (4, 64, 64, 3) and frames.dtype == np.uint8
+
+
+def test_gymnasium_registration(image_checkpoint):
+    env = gym.make(rw.DREAM_ENV, world_model=str(image_checkpoint), max_episode_steps=10)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    venv = gym.make_vec(rw.DREAM_ENV, num_envs=5, vectorization_mode="vector_entry_point",
+                        world_model=str(image_checkpoint))  # fmt: skip
+    assert isinstance(venv.unwrapped, rw.DreamVectorEnv) and venv.num_envs == 5
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape[0] == 5
+
+
+def test_ray_creator_reads_its_namespace(image_checkpoint):
+    cfg = {"dream": {"world_model": str(image_checkpoint), "temperature": 1.15}, "real": {"skill": 5}}
+    env = make_dream_from_config(cfg)
+    assert isinstance(env, rw.DreamEnv) and env.sim.temperature == 1.15
+    venv = make_dream_from_config({**cfg, "num_envs": 3})
+    assert isinstance(venv, rw.DreamVectorEnv) and venv.num_envs == 3
+    with pytest.raises(ValueError, match="world_model"):
+        make_dream_from_config({"temperature": 1.0})
+    with pytest.raises(rw.CheckpointError, match="does not exist"):
+        make_dream_from_config({"world_model": "/nonexistent/wm.pt"})
+
+
+def test_continuous_actions_are_clipped(tmp_path):
+    cfg = rw.WorldModelConfig.from_spaces(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)), z_size=3,
+                                          rnn_size=8)  # fmt: skip
+    model = rw.WorldModel(cfg)
+    model.set_initial_states(torch.zeros(2, 3), torch.zeros(2, 3))
+    env = rw.DreamVectorEnv(2, model)
+    env.reset(seed=0)
+    clipped = env.step(np.array([[5.0, -5.0], [0.1, 0.2]], dtype=np.float32))[0]
+    env.reset(seed=0)
+    bounded = env.step(np.array([[1.0, -1.0], [0.1, 0.2]], dtype=np.float32))[0]
+    np.testing.assert_array_equal(clipped, bounded)
+    check_env(rw.DreamEnv(model.save(tmp_path / "c.pt")), skip_render_check=True)
