@@ -149,9 +149,13 @@ def save_episodes(episodes: Iterable[Episode], directory: str | os.PathLike, sta
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(
-                f, obs=ep.obs, actions=ep.actions, rewards=ep.rewards,
-                terminated=ep.terminated, truncated=ep.truncated,
-            )  # fmt: skip
+                f,
+                obs=ep.obs,
+                actions=ep.actions,
+                rewards=ep.rewards,
+                terminated=ep.terminated,
+                truncated=ep.truncated,
+            )
         os.replace(tmp, path)
         paths.append(path)
     return paths

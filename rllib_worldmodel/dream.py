@@ -153,14 +153,28 @@ class DreamSimulator:
         return mu + (0.5 * logvar).exp() * torch.randn(mu.shape, device=self.device, generator=self.generator)
 
     @torch.no_grad()
-    def reset(self, batch_size: int, seed: int | None = None) -> torch.Tensor:
-        """Start `batch_size` new dreams; returns their first observations, (B, D) or (B, 64, 64, C)."""
+    def reset(self, batch_size: int, seed: int | None = None, initial_z: torch.Tensor | None = None) -> torch.Tensor:
+        """Start `batch_size` new dreams; returns their first observations, (B, D) or (B, 64, 64, C).
+
+        Args:
+            batch_size: Number of dreams B.
+            seed: Re-seed the dream RNG first (reproducible dreams).
+            initial_z: Start latents (B, Z), e.g. V's encoding of real frames; by default they are sampled from
+                the stored (mu, logvar) of real episode starts, as in the paper.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         if seed is not None:
             self.seed(seed)
         self.batch_size = batch_size
-        self.z = self._initial_z(batch_size)
+        if initial_z is not None:
+            if tuple(initial_z.shape) != (batch_size, self.world_model.config.z_size):
+                raise ValueError(
+                    f"initial_z must be ({batch_size}, {self.world_model.config.z_size}), got {tuple(initial_z.shape)}"
+                )
+            self.z = initial_z.to(self.device, torch.float32).clone()
+        else:
+            self.z = self._initial_z(batch_size)
         self.h, self.c = self.world_model.mdn_rnn.initial_state(batch_size, self.device)
         self.t = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         return self.observe()

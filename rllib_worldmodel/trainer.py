@@ -29,10 +29,15 @@ class EpisodeLatents:
     logvar: torch.Tensor
 
 
-def _mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
-    keys = rows[0].keys()
-    return {k: float(np.nanmean([r[k] for r in rows])) if any(not math.isnan(r[k]) for r in rows) else float("nan")
-            for k in keys}  # fmt: skip
+def _mean_metrics(rows: list[dict[str, float]], weights: Sequence[float] | None = None) -> dict[str, float]:
+    """Per-key (weighted) mean over rows, ignoring NaNs (e.g. recall in a batch without deaths)."""
+    w = np.ones(len(rows)) if weights is None else np.asarray(weights, dtype=float)
+    out = {}
+    for k in rows[0]:
+        v = np.array([r[k] for r in rows], dtype=float)
+        ok = ~np.isnan(v) & (w > 0)
+        out[k] = float(np.average(v[ok], weights=w[ok])) if ok.any() else float("nan")
+    return out
 
 
 class WorldModelTrainer:
@@ -67,6 +72,7 @@ class WorldModelTrainer:
         self.grad_clip = grad_clip
         self.rng = np.random.default_rng(seed)
         self.torch_gen = torch.Generator(device=self.device).manual_seed(seed)
+        self._cpu_gen = torch.Generator().manual_seed(seed)  # latent sampling for M's batches (built on the CPU)
         self.on_metrics = on_metrics
         self.writer = writer
         self._global_step = {"vae": 0, "mdn": 0}
@@ -97,8 +103,9 @@ class WorldModelTrainer:
         Returns:
             One metrics dict per (partial) epoch: `world_model/vae_{loss,recon,kl}`, images per second.
         """
-        index = np.concatenate([np.stack([np.full(len(e) + 1, i), np.arange(len(e) + 1)], 1) for i, e in
-                                enumerate(episodes)])  # fmt: skip
+        index = np.concatenate(
+            [np.stack([np.full(len(e) + 1, i), np.arange(len(e) + 1)], 1) for i, e in enumerate(episodes)]
+        )
         per_epoch = math.ceil(len(index) / batch_size)
         total_batches = max(1, round(epochs * per_epoch))
         vae, history, cfg = self.model.vae, [], self.model.config
@@ -142,10 +149,9 @@ class WorldModelTrainer:
         return out
 
     # ----------------------------------------------------------------------------------------------------- M
-    def _mdn_batch(self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents], seq_len: int) -> dict:
-        """Pad a batch of episodes to a multiple of seq_len; z is re-sampled from V's posterior every time (paper)."""
-        t_max = max(len(e) for e in episodes)
-        t_pad = math.ceil(t_max / seq_len) * seq_len
+    def _mdn_batch(self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents]) -> dict:
+        """Pad a batch of episodes to the longest; z is re-sampled from V's posterior every time (paper)."""
+        t_pad = max(len(e) for e in episodes)
         b, zs = len(episodes), self.model.config.z_size
         z = torch.zeros(b, t_pad + 1, zs)
         act = torch.zeros(b, t_pad, self.model.config.action_dim)
@@ -159,21 +165,30 @@ class WorldModelTrainer:
             done[i, t - 1] = float(ep.terminated)
             mask[i, :t] = 1.0
         d = self.device
-        return {"z": z.to(d), "a": act.to(d), "r": rew.to(d), "done": done.to(d), "mask": mask.to(d), "T": t_pad}
+        return {
+            "z_in": z[:, :-1].to(d),
+            "z_next": z[:, 1:].to(d),
+            "a": act.to(d),
+            "r": rew.to(d),
+            "done": done.to(d),
+            "mask": mask.to(d),
+            "T": t_pad,
+        }
 
     def mdn_losses(self, batch: dict, seq_len: int, train: bool) -> dict[str, float]:
         """Truncated BPTT over one padded batch; the LSTM state starts at zero (episode start) and is carried across
         chunks. With `train`, M takes an optimiser step per chunk."""
         m_rnn, weights = self.model.mdn_rnn, self.model.config.loss_weights
-        state, rows = None, []
+        state, rows, tokens = None, [], []
         for s in range(0, batch["T"], seq_len):
             sl = slice(s, s + seq_len)
             mask = batch["mask"][:, sl]
-            if mask.sum() == 0:
+            tokens.append(mask.sum().item())
+            if tokens[-1] == 0:
                 break
-            out, _, state = m_rnn(batch["z"][:, sl], batch["a"][:, sl], state)
+            out, _, state = m_rnn(batch["z_in"][:, sl], batch["a"][:, sl], state)
             state = tuple(x.detach() for x in state)
-            l_mdn, m1 = mdn_nll(out.logpi, out.mu, out.logsigma, batch["z"][:, s + 1 : s + 1 + seq_len], mask)
+            l_mdn, m1 = mdn_nll(out.logpi, out.mu, out.logsigma, batch["z_next"][:, sl], mask)
             l_rew, m2 = reward_loss(out.reward, batch["r"][:, sl], mask)
             l_done, m3 = done_loss(
                 out.done_logit, batch["done"][:, sl], mask, pos_weight=self.model.config.done_pos_weight
@@ -183,7 +198,7 @@ class WorldModelTrainer:
             if train:
                 row["world_model/mdn_grad_norm"] = self._optimise(loss, self.mdn_opt, m_rnn.parameters())
             rows.append(row)
-        return _mean_metrics(rows)
+        return _mean_metrics(rows, tokens[: len(rows)])  # token-weighted, so chunking does not skew the means
 
     def fit_mdn(
         self,
@@ -206,7 +221,6 @@ class WorldModelTrainer:
         """
         if len(episodes) != len(latents):
             raise ValueError("episodes and latents must have the same length")
-        self._cpu_gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
         n_val = int(len(episodes) * val_fraction) if len(episodes) >= 5 else 0
         perm = self.rng.permutation(len(episodes))
         val_idx, train_idx = perm[:n_val], perm[n_val:]
@@ -217,7 +231,7 @@ class WorldModelTrainer:
             order = self.rng.permutation(train_idx)
             for s in range(0, len(order), batch_size):
                 idx = order[s : s + batch_size]
-                batch = self._mdn_batch([episodes[i] for i in idx], [latents[i] for i in idx], seq_len)
+                batch = self._mdn_batch([episodes[i] for i in idx], [latents[i] for i in idx])
                 rows.append(self.mdn_losses(batch, seq_len, train=True))
                 tokens += int(batch["mask"].sum().item())
                 self._global_step["mdn"] += 1
@@ -236,7 +250,7 @@ class WorldModelTrainer:
     def evaluate_mdn(self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents], seq_len: int = 500) -> dict:
         """Held-out M metrics, renamed `world_model/val_*`."""
         self.model.mdn_rnn.eval()
-        m = self.mdn_losses(self._mdn_batch(episodes, latents, seq_len), seq_len, train=False)
+        m = self.mdn_losses(self._mdn_batch(episodes, latents), seq_len, train=False)
         return {k.replace("world_model/", "world_model/val_"): v for k, v in m.items()}
 
     def fit(

@@ -46,8 +46,9 @@ def cartpole_fit(cartpole_episodes, tmp_path_factory):
     )
     model = rw.WorldModel(cfg)
     trainer = rw.WorldModelTrainer(model, vae_lr=3e-3, mdn_lr=3e-3, seed=0)
-    history = trainer.fit(cartpole_episodes, vae_epochs=30, mdn_epochs=30, vae_batch_size=64, mdn_batch_size=16,
-                          seq_len=50)  # fmt: skip
+    history = trainer.fit(
+        cartpole_episodes, vae_epochs=30, mdn_epochs=30, vae_batch_size=64, mdn_batch_size=16, seq_len=50
+    )
     path = model.save(tmp_path_factory.mktemp("wm") / "cartpole.pt")
     return model, history, path
 
@@ -56,9 +57,14 @@ def make_image_world_model(z_size: int = 8, rnn_size: int = 16, n_actions: int =
     """An untrained image world model (64x64x3, Discrete) with random initial states, for API/shape tests."""
     torch.manual_seed(seed)
     cfg = rw.WorldModelConfig(
-        obs_kind="image", obs_shape=(64, 64, 3), action_kind="discrete", action_dim=n_actions,
-        z_size=z_size, rnn_size=rnn_size, num_mixtures=3,
-    )  # fmt: skip
+        obs_kind="image",
+        obs_shape=(64, 64, 3),
+        action_kind="discrete",
+        action_dim=n_actions,
+        z_size=z_size,
+        rnn_size=rnn_size,
+        num_mixtures=3,
+    )
     model = rw.WorldModel(cfg)
     model.set_initial_states(torch.randn(10, z_size), torch.full((10, z_size), -2.0))
     return model.eval()

@@ -155,8 +155,9 @@ def test_gymnasium_registration(image_checkpoint):
     env = gym.make(rw.DREAM_ENV, world_model=str(image_checkpoint), max_episode_steps=10)
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
-    venv = gym.make_vec(rw.DREAM_ENV, num_envs=5, vectorization_mode="vector_entry_point",
-                        world_model=str(image_checkpoint))  # fmt: skip
+    venv = gym.make_vec(
+        rw.DREAM_ENV, num_envs=5, vectorization_mode="vector_entry_point", world_model=str(image_checkpoint)
+    )
     assert isinstance(venv.unwrapped, rw.DreamVectorEnv) and venv.num_envs == 5
     obs, _ = venv.reset(seed=0)
     assert obs.shape[0] == 5
@@ -175,8 +176,9 @@ def test_ray_creator_reads_its_namespace(image_checkpoint):
 
 
 def test_continuous_actions_are_clipped(tmp_path):
-    cfg = rw.WorldModelConfig.from_spaces(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)), z_size=3,
-                                          rnn_size=8)  # fmt: skip
+    cfg = rw.WorldModelConfig.from_spaces(
+        gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)), z_size=3, rnn_size=8
+    )
     model = rw.WorldModel(cfg)
     model.set_initial_states(torch.zeros(2, 3), torch.zeros(2, 3))
     env = rw.DreamVectorEnv(2, model)

@@ -12,7 +12,7 @@ def test_takecover_frames_actions_and_cap():
     env = make_takecover(frame_cap=30)
     assert env.observation_space == gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
     assert env.action_space == gym.spaces.Discrete(3)
-    assert env.unwrapped.game.get_doom_skill() == 5
+    assert env.unwrapped.game.get_doom_skill() == 4
     obs, _ = env.reset(seed=0)
     assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and obs.std() > 1.0  # a real rendered frame
     steps, truncated = 0, False

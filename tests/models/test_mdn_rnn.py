@@ -67,8 +67,10 @@ def test_temperature_to_zero_gives_the_mode():
 
 def test_higher_temperature_means_more_variance():
     logpi, mu, logsigma = _mixture()
-    stds = [sample_mixture(logpi, mu, logsigma, t, torch.Generator().manual_seed(0)).std().item()
-            for t in (0.1, 0.5, 1.0, 1.5)]  # fmt: skip
+    stds = [
+        sample_mixture(logpi, mu, logsigma, t, torch.Generator().manual_seed(0)).std().item()
+        for t in (0.1, 0.5, 1.0, 1.5)
+    ]
     assert stds == sorted(stds) and stds[-1] > 2 * stds[0]
 
 

@@ -1,0 +1,60 @@
+"""`rllib-worldmodel` end to end on the real TakeCover game, tiny sizes."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from rllib_worldmodel import WorldModel
+from rllib_worldmodel.cli import main
+
+
+def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [
+        "fit",
+        "--env",
+        "takecover",
+        "--episodes",
+        "3",
+        "--frame-cap",
+        "40",
+        "--vae-epochs",
+        "0.5",
+        "--mdn-epochs",
+        "2",
+        "--z-size",
+        "8",
+        "--rnn-size",
+        "16",
+        "--video-steps",
+        "12",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 3 and summary["real_steps"] > 0
+    model = WorldModel.load(summary["checkpoint"])
+    assert model.config.obs_shape == (64, 64, 3) and model.config.action_dim == 3
+    assert model.initial_states.shape[0] == 3
+    gif = Image.open(summary["comparison_gif"])
+    assert gif.n_frames == 13  # the first frame plus 12 steps
+    assert np.asarray(gif.convert("RGB")).std() > 1.0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) >= 3
+    assert len(list((out / "episodes").glob("episode_*.npz"))) == 3
+    # Re-running with more episodes reuses the stored ones and collects only the difference.
+    assert main(args[:4] + ["4"] + args[5:]) == 0
+    assert json.loads((out / "summary.json").read_text())["episodes"] == 4
+    assert len(list((out / "episodes").glob("episode_*.npz"))) == 4
+
+    dream_gif = tmp_path / "d.gif"
+    assert main(["dream", "--checkpoint", summary["checkpoint"], "--out", str(dream_gif), "--steps", "5"]) == 0
+    assert Image.open(dream_gif).n_frames == 6
+
+
+def test_errors_are_reported_without_traceback(tmp_path, capsys):
+    assert main(["dream", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+    assert main(["dream", "--checkpoint", "x.pt", "--temperature", "0"]) == 2
