@@ -56,10 +56,11 @@ def _real_worker(args: tuple[int, bool, int]) -> tuple[int, float]:
 
 
 def bench_real(steps: int, encode: bool, procs: int) -> float:
-    """Aggregate real steps/s over `procs` parallel processes (each one core)."""
-    if procs == 1:
-        n, dt = _real_worker((steps, encode, 0))
-        return n / dt
+    """Aggregate real steps/s over `procs` parallel processes (each one core).
+
+    Always in worker processes, even for one: the workers pin torch to one thread, which must not leak into this
+    process's dream measurements.
+    """
     with mp.get_context("spawn").Pool(procs) as pool:
         pool.map(_real_worker, [(50, encode, i) for i in range(procs)])  # warm up imports in every worker
         t0 = time.perf_counter()

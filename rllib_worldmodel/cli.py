@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--mixtures", type=int, default=5, help="Gaussian mixtures per latent dim (paper: 5)")
     fit.add_argument("--vae-epochs", type=float, default=1.0, help="passes of V over all frames (may be fractional)")
     fit.add_argument("--vae-batch-size", type=int, default=100)
-    fit.add_argument("--vae-lr", type=float, default=1e-4)
+    fit.add_argument("--vae-lr", type=float, default=1e-3, help="V learning rate (see WorldModelTrainer)")
     fit.add_argument("--mdn-epochs", type=int, default=20)
     fit.add_argument("--mdn-batch-size", type=int, default=32, help="episodes per M batch")
     fit.add_argument("--mdn-lr", type=float, default=1e-3)

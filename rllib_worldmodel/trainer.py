@@ -58,7 +58,7 @@ class WorldModelTrainer:
         self,
         model: WorldModel,
         device: str | torch.device = "cpu",
-        vae_lr: float = 1e-4,
+        vae_lr: float = 1e-3,
         mdn_lr: float = 1e-3,
         grad_clip: float = 1.0,
         seed: int = 0,

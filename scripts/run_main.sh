@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 bash scripts/install.sh
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
-"$PY" -m rllib_worldmodel.cli fit --env takecover --episodes 100 --vae-epochs 3 --vae-lr 1e-3 --mdn-epochs 20 \
+"$PY" -m rllib_worldmodel.cli fit --env takecover --episodes 100 --vae-epochs 3 --mdn-epochs 20 \
     --out runs/takecover_world_model "$@"
