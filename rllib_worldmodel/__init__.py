@@ -1,12 +1,22 @@
 """rllib_worldmodel: World Models (Ha & Schmidhuber 2018) model-based RL for Ray RLlib's new API stack.
 
-Importing the package registers its env names with Ray and gymnasium (see `rllib_worldmodel.registration`).
+Importing the package registers its env names with Ray and gymnasium and the `WorldModels` trainable with
+Tune (see `rllib_worldmodel.registration`).
 """
 
+from rllib_worldmodel.algorithm import WorldModels
+from rllib_worldmodel.config import WorldModelsConfig
 from rllib_worldmodel.data import collect_random_episodes, Episode, load_episodes, RandomHoldPolicy, save_episodes
 from rllib_worldmodel.dream import DreamEnv, DreamSettings, DreamSimulator, DreamVectorEnv
 from rllib_worldmodel.models.world_model import CheckpointError, WorldModel, WorldModelConfig
-from rllib_worldmodel.registration import CAR_RACING_ENV, DREAM_ENV, REAL_ENV, register_all, TAKECOVER_ENV
+from rllib_worldmodel.registration import (
+    CAR_RACING_ENV,
+    DREAM_ENV,
+    REAL_ENV,
+    register_all,
+    register_trainable_name,
+    TAKECOVER_ENV,
+)
 from rllib_worldmodel.trainer import WorldModelTrainer
 
 __version__ = "0.1.0"
@@ -26,9 +36,12 @@ __all__ = [
     "WorldModel",
     "WorldModelConfig",
     "WorldModelTrainer",
+    "WorldModels",
+    "WorldModelsConfig",
     "collect_random_episodes",
     "load_episodes",
     "save_episodes",
 ]
 
 register_all()
+register_trainable_name()

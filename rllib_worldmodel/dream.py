@@ -191,6 +191,13 @@ class DreamSimulator:
         self.t[mask_B] = 0
 
     @torch.no_grad()
+    def select(self, index_N: torch.Tensor) -> None:
+        """Keep only the dreams at `index_N` (in that order); used to drop finished dreams from a batched run."""
+        index_N = index_N.to(self.device)
+        self.z, self.h, self.c, self.t = self.z[index_N], self.h[index_N], self.c[index_N], self.t[index_N]
+        self.batch_size = int(index_N.numel())
+
+    @torch.no_grad()
     def observe(self) -> torch.Tensor:
         """Current observations: [z, h(, c)] float32 (B, D), or decoded uint8 frames in pixel mode."""
         if self.settings.obs_mode == "pixels":

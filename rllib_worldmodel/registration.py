@@ -79,3 +79,12 @@ def register_all() -> None:
             vector_entry_point="rllib_worldmodel.dream:DreamVectorEnv",
         )
     register_env(DREAM_ENV, make_dream_from_config)
+
+
+def register_trainable_name() -> None:
+    """Register the `WorldModels` algorithm with Tune, so `tune.Tuner("WorldModels", ...)` works."""
+    from ray.tune.registry import register_trainable
+
+    from rllib_worldmodel.algorithm import WorldModels
+
+    register_trainable("WorldModels", WorldModels)

@@ -59,3 +59,25 @@ def test_missing_world_model_fails_at_env_creation():
     cfg = PPOConfig().environment(rw.DREAM_ENV, env_config={"dream": {}}).env_runners(num_env_runners=0)
     with pytest.raises(ValueError, match="world_model"):
         SingleAgentEnvRunner(config=cfg)
+
+
+def test_stock_ppo_trains_in_the_dream_under_tune(ray_session, cartpole_fit, tmp_path):
+    """Any RLlib algorithm can train in the learned simulator: PPO for one iteration through Tune."""
+    from ray import tune
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    _, _, path = cartpole_fit
+    config = (
+        PPOConfig()
+        .environment(rw.DREAM_ENV, env_config={"dream": {"world_model": str(path), "max_episode_steps": 100}})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=8, gym_env_vectorize_mode="vector_entry_point")
+        .training(train_batch_size_per_learner=256, minibatch_size=64, num_epochs=1)
+    )
+    tuner = tune.Tuner(
+        "PPO",
+        param_space=config,
+        run_config=tune.RunConfig(stop={"training_iteration": 1}, storage_path=str(tmp_path), verbose=0),
+    )
+    result = tuner.fit().get_best_result(metric="env_runners/num_env_steps_sampled_lifetime", mode="max")
+    assert result.error is None
+    assert result.metrics["env_runners"]["num_env_steps_sampled_lifetime"] >= 256

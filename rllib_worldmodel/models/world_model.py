@@ -165,8 +165,9 @@ class WorldModel(nn.Module):
             logsigma_min=config.logsigma_min,
             logsigma_max=config.logsigma_max,
         )
-        # paper: dreams start from stored (mu, logvar) of real first frames; (N, 2, Z), empty until fitted.
-        self.register_buffer("initial_states", torch.zeros(0, 2, config.z_size))
+        # paper: dreams start from stored (mu, logvar) of real first frames; (N, 2, Z), empty until fitted. Not part
+        # of state_dict (its size varies with the data, which would break weight syncs); `save` stores it.
+        self.register_buffer("initial_states", torch.zeros(0, 2, config.z_size), persistent=False)
 
     @property
     def device(self) -> torch.device:
@@ -198,6 +199,7 @@ class WorldModel(nn.Module):
             "version": CHECKPOINT_VERSION,
             "config": self.config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "initial_states": self.initial_states.detach().cpu(),
             "metadata": metadata or {},
         }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -232,7 +234,7 @@ class WorldModel(nn.Module):
         """
         payload = read_checkpoint(path)
         try:
-            config = WorldModelConfig(**{**payload["config"], "obs_shape": tuple(payload["config"]["obs_shape"])})
+            config = WorldModelConfig(**payload["config"])
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"world-model checkpoint {path} has an invalid architecture record: {e}") from e
         if expected_config is not None:
@@ -248,11 +250,10 @@ class WorldModel(nn.Module):
                     "the checkpoint's settings, or train a new world model for this architecture."
                 )
         model = cls(config)
-        state = payload["state_dict"]
-        model.initial_states = state["initial_states"].clone()
         try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
+            model.initial_states = payload["initial_states"].reshape(-1, 2, config.z_size).clone()
+            model.load_state_dict(payload["state_dict"])
+        except (RuntimeError, KeyError) as e:
             raise CheckpointError(f"world-model checkpoint {path} does not match its architecture record: {e}") from e
         return model.to(device)
 

@@ -1,0 +1,271 @@
+"""The `WorldModels` RLlib algorithm: collect real -> fit V and M -> train C only in the dream -> evaluate for real.
+
+One `training_step` runs four named phases:
+1. `_collect_real`: RLlib EnvRunners play the real env with the agent module (V + M + C, stateful). The first
+   `random_iterations` act with random actions held 1-10 steps (paper); later ones act with the controller plus
+   exploration, so new data comes from where the policy goes. Episodes go into RLlib's EpisodeReplayBuffer.
+2. `_fit_world_model`: the LearnerGroup updates V on frames, then M on latent windows (exact LSTM state from each
+   window's episode prefix; state resets at episode starts).
+3. `_train_controller`: CMA-ES; every generation's population x rollouts is one batched DreamSimulator run.
+   Dream steps are counted under `dream/...`, never as real env steps.
+4. Evaluation (RLlib's evaluation EnvRunners on the REAL env, via `evaluation.evaluate_real_and_dream`): real return
+   mean/std/min/max over N episodes, the same controller's dream return, and `dream_real_gap`.
+Weights flow the RLlib way: the Learner's module state is synced to (evaluation) EnvRunners.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, LEARNER_RESULTS
+from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
+
+from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
+from rllib_worldmodel.config import WorldModelsConfig
+from rllib_worldmodel.dream import DreamSettings, DreamSimulator
+from rllib_worldmodel.models.world_model import WorldModel
+
+
+class WorldModels(Algorithm):
+    """World Models (Ha & Schmidhuber 2018) on RLlib's new API stack. Configure with `WorldModelsConfig`."""
+
+    @classmethod
+    def get_default_config(cls) -> WorldModelsConfig:
+        return WorldModelsConfig()
+
+    def setup(self, config: WorldModelsConfig) -> None:
+        super().setup(config)
+        self.replay = EpisodeReplayBuffer(capacity=self.config.replay_capacity, batch_size_B=1, batch_length_T=1)
+        spaces = self.env_runner_group.get_spaces()
+        # A local copy of the agent module: dreams run here (on `dream_device`) from the Learner's latest weights.
+        self.local_module = self.config.get_rl_module_spec(spaces=spaces, inference_only=False).build()
+        self.dream_device = torch.device(
+            ("cuda" if torch.cuda.is_available() else "cpu")
+            if self.config.dream_device == "auto"
+            else self.config.dream_device
+        )
+        self.local_module.to(self.dream_device)
+        self.cma = CMAESTrainer(
+            self.local_module.controller,
+            popsize=self.config.cma_population,
+            rollouts=self.config.cma_rollouts,
+            sigma_init=self.config.cma_sigma_init,
+            seed=self.config.seed or 0,
+        )
+        self.dream_score: dict[str, float] = {}
+        self._latents: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rng = np.random.default_rng(self.config.seed)
+
+    @property
+    def world_model(self) -> WorldModel:
+        """The latest world model (synced from the Learner after every fit)."""
+        return self.local_module.world_model
+
+    # ------------------------------------------------------------------------------------------- phases
+    def training_step(self) -> None:
+        random_phase = self.iteration < self.config.random_iterations
+        self._set_agent_state(random_only=random_phase)
+        with self.metrics.log_time(("timers", "collect_real")):
+            self._collect_real()
+        with self.metrics.log_time(("timers", "fit_world_model")):
+            self._fit_world_model()
+        with self.metrics.log_time(("timers", "train_controller")):
+            self._train_controller()
+        self.metrics.log_value("real/acted_randomly", float(random_phase), window=1)
+
+    def _set_agent_state(self, random_only: bool | None = None, controller: dict | None = None) -> None:
+        """Change the Learner's module (random-only flag, controller weights) and sync it to the EnvRunners."""
+        update = {}
+        if random_only is not None:
+            update["random_only"] = torch.tensor(1.0 if random_only else 0.0)
+        if controller is not None:
+            update.update({f"controller.{k}": v for k, v in controller.items()})
+        self.learner_group.set_weights({DEFAULT_MODULE_ID: update})
+        self.local_module.set_state(update)
+        self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
+
+    def _collect_real(self) -> None:
+        n = self.config.real_episodes_per_iteration
+        group = self.env_runner_group
+        if group.num_remote_env_runners() > 0:
+            per_runner = math.ceil(n / group.num_remote_env_runners())
+            results = group.foreach_env_runner(
+                lambda er: (er.sample(num_episodes=per_runner, explore=True), er.get_metrics()),
+                local_env_runner=False,
+            )
+        else:
+            er = self.env_runner
+            results = [(er.sample(num_episodes=n, explore=True), er.get_metrics())]
+        episodes = [ep for eps, _ in results for ep in eps]
+        self.metrics.aggregate([m for _, m in results], key=ENV_RUNNER_RESULTS)
+        self.replay.add(episodes)
+        steps = sum(len(ep) for ep in episodes)
+        lengths = [len(ep) for ep in episodes]
+        self.metrics.log_value("real/num_env_steps_collected_lifetime", steps, reduce="lifetime_sum")
+        self.metrics.log_value("real/collect_episode_len_mean", float(np.mean(lengths)), window=1)
+        self.metrics.log_value("real/replay_num_env_steps", self.replay.get_num_timesteps(), window=1)
+
+    def _update(self, columns: dict[str, np.ndarray]) -> None:
+        """One gradient step on the LearnerGroup (the batch is split across learners along its first axis).
+
+        One call per minibatch: RLlib's minibatch iterator needs SEQ_LENS for stateful modules, and these batches
+        are not RLlib sequences (V batches are single frames, M batches carry their own prefixes and masks).
+        """
+        batch = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(columns)}, env_steps=len(next(iter(columns.values()))))
+        self.metrics.aggregate(self.learner_group.update(batch=batch, num_epochs=1), key=LEARNER_RESULTS)
+
+    def _fit_world_model(self) -> None:
+        cfg = self.config
+        frames = self.replay.get_num_timesteps()
+        # V: uniformly sampled frames, several minibatches per LearnerGroup call.
+        n_vae = max(1, math.ceil(cfg.vae_epochs_per_iteration * frames / cfg.vae_batch_size))
+        for _ in range(n_vae):
+            self._update(
+                {"vae_obs": self.replay.sample(batch_size_B=cfg.vae_batch_size, batch_length_T=1)["obs"][:, 0]}
+            )
+        self._sync_local_module()
+        self._encode_replay()
+        # M: latent windows with their episode prefix (exact LSTM state; resets at episode starts).
+        n_mdn = max(1, math.ceil(cfg.mdn_epochs_per_iteration * frames / (cfg.mdn_batch_size * cfg.mdn_seq_len)))
+        for _ in range(n_mdn):
+            self._update(self._mdn_batch(cfg.mdn_batch_size, cfg.mdn_seq_len))
+        self._sync_local_module()
+        self.metrics.log_value("world_model/vae_updates", n_vae, window=1)
+        self.metrics.log_value("world_model/mdn_updates", n_mdn, window=1)
+
+    def _sync_local_module(self) -> None:
+        state = self.learner_group.get_weights(module_ids=[DEFAULT_MODULE_ID])[DEFAULT_MODULE_ID]
+        self.local_module.set_state(state)
+
+    @torch.no_grad()
+    def _encode_replay(self) -> None:
+        """V's posterior for every stored frame; also refreshes the dream's initial states (episode starts)."""
+        vae, dev, latents = self.world_model.vae, self.dream_device, {}
+        for ep in self.replay.episodes:
+            obs = np.asarray(ep.get_observations())
+            mus, logvars = [], []
+            for s in range(0, len(obs), 512):
+                mu, logvar = vae.encode(torch.as_tensor(obs[s : s + 512], device=dev))
+                mus.append(mu.cpu())
+                logvars.append(logvar.cpu())
+            latents[ep.id_] = (torch.cat(mus), torch.cat(logvars))
+        self._latents = latents
+        starts = [lat for ep in self.replay.episodes if ep.t_started == 0 for lat in [latents[ep.id_]]]
+        self.world_model.set_initial_states(
+            torch.stack([m[0] for m, _ in starts]), torch.stack([lv[0] for _, lv in starts])
+        )
+
+    def _mdn_batch(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
+        """Windows of up to `seq_len` transitions at uniformly random positions, with their episode prefixes."""
+        episodes = self.replay.episodes
+        lengths = np.array([len(ep) for ep in episodes], dtype=float)
+        picks = self._rng.choice(len(episodes), size=batch_size, p=lengths / lengths.sum())
+        wm, z_size = self.world_model, self.world_model.config.z_size
+        rows = []
+        for i in picks:
+            ep = episodes[i]
+            mu, logvar = self._latents[ep.id_]
+            z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=None)  # paper: z sampled from V
+            t = len(ep)
+            o = int(self._rng.integers(0, t))
+            w = min(seq_len, t - o)
+            a = wm.encode_action(torch.as_tensor(np.asarray(ep.get_actions())).cpu())
+            r = torch.as_tensor(np.asarray(ep.get_rewards()), dtype=torch.float32)
+            done = torch.zeros(t)
+            done[-1] = float(ep.is_terminated)
+            rows.append((z, a, r, done, o, w))
+        p_max = max(max(o for *_, o, _ in rows), 1)
+        a_dim = rows[0][1].shape[-1]
+        out = {
+            "z_prefix": np.zeros((batch_size, p_max, z_size), np.float32),
+            "a_prefix": np.zeros((batch_size, p_max, a_dim), np.float32),
+            "prefix_len": np.zeros(batch_size, np.int64),
+            "z_in": np.zeros((batch_size, seq_len, z_size), np.float32),
+            "z_next": np.zeros((batch_size, seq_len, z_size), np.float32),
+            "a": np.zeros((batch_size, seq_len, a_dim), np.float32),
+            "r": np.zeros((batch_size, seq_len), np.float32),
+            "done": np.zeros((batch_size, seq_len), np.float32),
+            "mask": np.zeros((batch_size, seq_len), np.float32),
+        }
+        for b, (z, a, r, done, o, w) in enumerate(rows):
+            out["z_prefix"][b, :o], out["a_prefix"][b, :o], out["prefix_len"][b] = z[:o], a[:o], o
+            out["z_in"][b, :w], out["z_next"][b, :w] = z[o : o + w], z[o + 1 : o + 1 + w]
+            out["a"][b, :w], out["r"][b, :w], out["done"][b, :w] = a[o : o + w], r[o : o + w], done[o : o + w]
+            out["mask"][b, :w] = 1.0
+        return out
+
+    def dream_settings(self) -> DreamSettings:
+        """The dream the controller trains and is scored in."""
+        c = self.config
+        return DreamSettings(
+            temperature=c.temperature,
+            done_mode=c.done_mode,
+            max_episode_steps=c.dream_max_episode_steps,
+            include_cell=c.include_cell,
+            device=str(self.dream_device),
+            seed=c.seed,
+        )
+
+    def _train_controller(self) -> None:
+        sim = DreamSimulator(self.world_model, self.dream_settings())
+        dream_steps = 0
+        for _ in range(self.config.cma_generations_per_iteration):
+            m = self.cma.step(sim)
+            dream_steps += m.pop("dream/num_env_steps_sampled")
+            for k, v in m.items():
+                self.metrics.log_value(k, v, window=1)
+        controller = self.local_module.controller
+        controller.set_flat(self.cma.mean_params())
+        self._set_agent_state(controller={k: v.cpu() for k, v in controller.state_dict().items()})
+        score = evaluate_population(
+            sim,
+            controller,
+            controller.get_flat()[None],
+            self.config.dream_eval_episodes,
+            seed=(self.config.seed or 0) + 7,
+        )
+        dream_steps += score.dream_steps
+        self.dream_score = {
+            "mean": float(score.returns.mean()),
+            "std": float(score.returns.std()),
+            "min": float(score.returns.min()),
+            "max": float(score.returns.max()),
+        }
+        for k, v in self.dream_score.items():
+            self.metrics.log_value(f"dream/episode_return_{k}", v, window=1)
+        # Dream steps are counted here only: never in env_runners/num_env_steps_* (real steps drive schedules/stops).
+        self.metrics.log_value("dream/num_env_steps_sampled_lifetime", dream_steps, reduce="lifetime_sum")
+
+    # ------------------------------------------------------------------------------------------- state
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if components is None:
+            state["world_models"] = {
+                "replay": self.replay.get_state(),
+                "cma": self.cma.get_state(),
+                "dream_score": self.dream_score,
+            }
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        extra = state.get("world_models")
+        if extra is not None:
+            self.replay.set_state(extra["replay"])
+            self.cma.set_state(extra["cma"])
+            self.dream_score = extra["dream_score"]
+        self._sync_local_module()
+        if self.replay.get_num_timesteps():
+            self._encode_replay()
+
+    def export_world_model(self, path) -> Any:
+        """Write the current world model as a standalone checkpoint (loadable by `WorldModels/Dream-v0`)."""
+        return self.world_model.save(
+            path, metadata={"iteration": self.iteration, "real_steps": int(self.replay.get_added_timesteps())}
+        )

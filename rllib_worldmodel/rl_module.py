@@ -1,0 +1,138 @@
+"""The acting agent V + M + C as one stateful RLlib RLModule (and the world model the Learner fits).
+
+Acting on a real frame o_t (paper §3): z_t ~ V(o_t), a_t = C([z_t, h_t]), then h_{t+1} = M.step(z_t, a_t, h_t).
+The module's RNN state carries (h, c) across steps, so EnvRunners act exactly as the controller does in the dream.
+Exploration for real-data collection lives in the same state: with `random_hold_prob` per step the agent starts a
+random action held for 1-10 steps (paper's collection policy), and `epsilon` replaces single actions at random. While
+the buffer `random_only` is 1 (the first iterations) the agent acts with random holds only. Weights (including that
+flag) reach EnvRunners through RLlib's normal weight sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from rllib_worldmodel.models.controller import Controller
+from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
+
+ARCH_KEYS = (
+    "z_size",
+    "rnn_size",
+    "num_mixtures",
+    "vae_hidden",
+    "kl_tolerance",
+    "done_pos_weight",
+    "logsigma_min",
+    "logsigma_max",
+    "loss_weights",
+)
+
+
+def controller_input_size(wm_config: WorldModelConfig, include_cell: bool) -> int:
+    """Size of C's input: [z, h] or [z, h, c]."""
+    return wm_config.z_size + wm_config.rnn_size * (2 if include_cell else 1)
+
+
+class WorldModelsRLModule(TorchRLModule):
+    """V + M + C. model_config keys: the WorldModelConfig architecture fields (z_size, rnn_size, ...), plus
+    `controller_hidden`, `include_cell`, `real_z` ("sample" as the paper, or "mean"), `random_hold_prob`,
+    `epsilon`, `hold_min`, `hold_max`."""
+
+    def setup(self) -> None:
+        mc = self.model_config
+        arch = {k: mc[k] for k in ARCH_KEYS if k in mc}
+        self.wm_config = WorldModelConfig.from_spaces(self.observation_space, self.action_space, **arch)
+        self.world_model = WorldModel(self.wm_config)
+        self.include_cell = bool(mc.get("include_cell", False))
+        self.controller = Controller(
+            controller_input_size(self.wm_config, self.include_cell),
+            self.action_space,
+            hidden=int(mc.get("controller_hidden", 0)),
+        )
+        self.real_z = mc.get("real_z", "sample")
+        self.random_hold_prob = float(mc.get("random_hold_prob", 0.0))
+        self.epsilon = float(mc.get("epsilon", 0.0))
+        self.hold_range = (int(mc.get("hold_min", 1)), int(mc.get("hold_max", 10)))
+        self.register_buffer("random_only", torch.ones(()))
+
+    def get_initial_state(self) -> dict[str, torch.Tensor]:
+        h = self.wm_config.rnn_size
+        act_shape = () if isinstance(self.action_space, gym.spaces.Discrete) else self.action_space.shape
+        return {
+            "h": torch.zeros(h),
+            "c": torch.zeros(h),
+            "hold_left": torch.zeros(()),
+            "hold_action": torch.zeros(act_shape),
+        }
+
+    # --------------------------------------------------------------------------------------------- acting
+    def _random_actions(self, n: int, device: torch.device) -> torch.Tensor:
+        space = self.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            return torch.randint(0, int(space.n), (n,), device=device).float()
+        low = torch.as_tensor(space.low, device=device)
+        high = torch.as_tensor(space.high, device=device)
+        return low + torch.rand((n,) + space.shape, device=device) * (high - low)
+
+    @torch.no_grad()
+    def _act(self, batch: dict[str, Any], explore: bool) -> dict[str, Any]:
+        obs = batch[Columns.OBS]
+        b, t = obs.shape[:2]
+        state = batch[Columns.STATE_IN]
+        if t != 1:
+            raise ValueError(f"WorldModelsRLModule acts one step at a time; got a time dimension of {t}")
+        mu, logvar = self.world_model.vae.encode(obs[:, 0])
+        z = mu if self.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        h, c = state["h"], state["c"]
+        ctrl_in = torch.cat([z, h, c] if self.include_cell else [z, h], dim=-1)
+        action = self.controller.act(ctrl_in)
+        hold_left, hold_action = state["hold_left"], state["hold_action"]
+        if explore:
+            action, hold_left, hold_action = self._explore(action, hold_left, hold_action)
+        a_enc = self.world_model.encode_action(action)
+        h_next, c_next = self.world_model.mdn_rnn.step(z, a_enc, (h, c))
+        return {
+            Columns.ACTIONS: action.unsqueeze(1),
+            Columns.STATE_OUT: {"h": h_next, "c": c_next, "hold_left": hold_left, "hold_action": hold_action},
+        }
+
+    def _explore(self, action, hold_left, hold_action):
+        b, dev = action.shape[0], action.device
+        holding = hold_left > 0
+        start = ~holding & ((torch.rand(b, device=dev) < self.random_hold_prob) | (self.random_only > 0.5))
+        if start.any():
+            n = int(start.sum())
+            hold_action = hold_action.clone()
+            hold_action[start] = self._random_actions(n, dev).to(hold_action.dtype)
+            hold_left = hold_left.clone()
+            hold_left[start] = torch.randint(self.hold_range[0], self.hold_range[1] + 1, (n,), device=dev).float()
+        holding = hold_left > 0
+        discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        out = action.clone()
+        out[holding] = hold_action[holding].long() if discrete else hold_action[holding]
+        if self.epsilon > 0:
+            eps = (torch.rand(b, device=dev) < self.epsilon) & ~holding
+            if eps.any():
+                rnd = self._random_actions(int(eps.sum()), dev)
+                out[eps] = rnd.long() if discrete else rnd
+        return out, (hold_left - 1).clamp_min(0), hold_action
+
+    def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        return self._act(batch, explore=False)
+
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        return self._act(batch, explore=True)
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        # The Learner computes V's and M's losses directly from the batch (see learner.py); nothing to precompute.
+        return {}
+
+    # --------------------------------------------------------------------------------------------- helpers
+    def set_random_only(self, value: bool) -> None:
+        """Act only with random holds (True: the paper's data collection) or with the controller."""
+        self.random_only.fill_(1.0 if value else 0.0)

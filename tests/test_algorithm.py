@@ -1,0 +1,149 @@
+"""The WorldModels algorithm on the tiny preset: every phase, real evaluation, Tune, checkpoints, validation."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rllib_worldmodel as rw
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tuned_examples"))
+from tiny import tiny_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(ray_session):
+    """Two iterations on CartPole: the first acts randomly, the second with the controller."""
+    algo = tiny_config().build_algo()
+    results = [algo.train(), algo.train()]
+    yield algo, results
+    algo.stop()
+
+
+def test_every_phase_runs_and_reports(trained):
+    _, (r1, r2) = trained
+    for key in (
+        "world_model/vae_updates",
+        "world_model/mdn_updates",
+        "dream/cma_fitness_mean",
+        "dream/episode_return_mean",
+        "real/collect_episode_len_mean",
+    ):
+        assert key in r2, key
+    learner = r2["learners"]["default_policy"]
+    assert np.isfinite(learner["world_model/vae_loss"]) and np.isfinite(learner["world_model/mdn_nll"])
+    assert r1["real/acted_randomly"] == 1.0 and r2["real/acted_randomly"] == 0.0
+    assert set(r2["timers"]) >= {"collect_real", "fit_world_model", "train_controller"}
+
+
+def test_evaluation_is_on_the_real_env_with_dream_gap(trained):
+    _, (_, r2) = trained
+    ev = r2["evaluation"]
+    assert ev["real/num_episodes"] >= 4
+    assert ev["real/episode_return_min"] <= ev["real/episode_return_mean"] <= ev["real/episode_return_max"]
+    assert ev["real/episode_return_std"] >= 0
+    assert ev["dream_real_gap"] == pytest.approx(ev["dream/episode_return_mean"] - ev["real/episode_return_mean"])
+
+
+def test_dream_steps_are_never_counted_as_real(trained):
+    algo, (r1, r2) = trained
+    real = r2["real/num_env_steps_collected_lifetime"]
+    assert r2["env_runners"]["num_env_steps_sampled_lifetime"] == real
+    assert r2["dream/num_env_steps_sampled_lifetime"] > 0
+    assert algo.replay.get_num_timesteps() == real
+
+
+def test_controller_weights_reach_the_env_runner(trained):
+    algo, _ = trained
+    runner_state = algo.env_runner.module.get_state()
+    local = algo.local_module.controller.state_dict()
+    for k, v in local.items():
+        np.testing.assert_allclose(np.asarray(runner_state[f"controller.{k}"]), v.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(algo.local_module.controller.get_flat(), algo.cma.mean_params(), rtol=1e-5, atol=1e-6)
+
+
+def test_exported_world_model_drives_the_dream_env(trained, tmp_path):
+    algo, _ = trained
+    path = algo.export_world_model(tmp_path / "wm.pt")
+    env = rw.DreamEnv(path, max_episode_steps=10)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4 + 16,)
+
+
+def test_checkpoint_restores_exactly_and_resumes_in_a_fresh_process(trained, tmp_path):
+    algo, _ = trained
+    ckpt = algo.save_to_path(str(tmp_path / "ckpt"))
+    script = textwrap.dedent(f"""
+        import os, json
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        import ray
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        from ray.rllib.algorithms.algorithm import Algorithm
+        algo = Algorithm.from_checkpoint({str(ckpt)!r})
+        out = {{"iteration": algo.iteration, "replay": algo.replay.get_num_timesteps(),
+               "generation": algo.cma.generation, "controller": algo.local_module.controller.get_flat().tolist()}}
+        r = algo.train()
+        out["after"] = r["training_iteration"]
+        out["replay_after"] = algo.replay.get_num_timesteps()
+        print("RESULT" + json.dumps(out))
+        algo.stop()
+        ray.shutdown()
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=str(tmp_path)
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
+    assert line, proc.stderr[-3000:]
+    import json
+
+    out = json.loads(line[0][len("RESULT") :])
+    assert out["iteration"] == algo.iteration == 2
+    assert out["replay"] == algo.replay.get_num_timesteps()
+    assert out["generation"] == algo.cma.generation
+    np.testing.assert_allclose(out["controller"], algo.local_module.controller.get_flat(), rtol=1e-6)
+    assert out["after"] == 3 and out["replay_after"] > out["replay"]
+
+
+def test_registered_trainable_under_tune(ray_session, tmp_path):
+    from ray import tune
+
+    tuner = tune.Tuner(
+        "WorldModels",
+        param_space=tiny_config(),
+        run_config=tune.RunConfig(stop={"training_iteration": 1}, storage_path=str(tmp_path), verbose=0),
+    )
+    result = tuner.fit().get_best_result(metric="evaluation/real/episode_return_mean", mode="max")
+    assert result.error is None
+    assert np.isfinite(result.metrics["evaluation"]["real/episode_return_mean"])
+
+
+def test_one_iteration_on_real_takecover(ray_session):
+    algo = tiny_config(takecover=True).build_algo()
+    try:
+        r = algo.train()
+    finally:
+        algo.stop()
+    assert r["evaluation"]["real/num_episodes"] >= 4
+    assert r["learners"]["default_policy"]["world_model/vae_recon"] > 0
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda c: c.dream(temperature=0.0), "temperature"),
+        (lambda c: c.controller(cma_population=1), "cma_population"),
+        (lambda c: c.controller(trainer="ga"), "controller trainer"),
+        (lambda c: c.collection(random_hold_prob=1.5), "random_hold_prob"),
+        (lambda c: c.collection(random_iterations=0), "random_iterations"),
+        (lambda c: c.world_model(mdn_seq_len=0), "mdn_seq_len"),
+        (lambda c: c.world_model(wm_loss_weights={"mdn": 1.0}), "wm_loss_weights"),
+        (lambda c: c.evaluation(evaluation_duration_unit="timesteps"), "evaluation_duration_unit"),
+    ],
+)
+def test_config_validation_says_what_to_change(change, match):
+    config = change(tiny_config())
+    with pytest.raises(ValueError, match=match):
+        config.validate()
