@@ -6,7 +6,8 @@ One `training_step` runs four named phases:
    exploration, so new data comes from where the policy goes. Episodes go into RLlib's EpisodeReplayBuffer.
 2. `_fit_world_model`: the LearnerGroup updates V on frames, then M on latent windows (exact LSTM state from each
    window's episode prefix; state resets at episode starts).
-3. `_train_controller`: CMA-ES; every generation's population x rollouts is one batched DreamSimulator run.
+3. `_train_controller`: CMA-ES, where every generation's population x rollouts is one batched DreamSimulator
+   run (paper mode), or an RLlib algorithm (PPO by default) on DreamVectorEnv EnvRunners (`dream_rllib.py`).
    Dream steps are counted under `dream/...`, never as real env steps.
 4. Evaluation (RLlib's evaluation EnvRunners on the REAL env, via `evaluation.evaluate_real_and_dream`): real return
    mean/std/min/max over N episodes, the same controller's dream return, and `dream_real_gap`.
@@ -15,7 +16,9 @@ Weights flow the RLlib way: the Learner's module state is synced to (evaluation)
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -29,7 +32,11 @@ from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBu
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.config import WorldModelsConfig
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
+from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
+from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.models.world_model import WorldModel
+
+logger = logging.getLogger(__name__)
 
 
 class WorldModels(Algorithm):
@@ -58,6 +65,17 @@ class WorldModels(Algorithm):
             sigma_init=self.config.cma_sigma_init,
             seed=self.config.seed or 0,
         )
+        self.dream_trainer = None
+        if self.config.controller_trainer == "rllib":
+            from ray.rllib.algorithms.ppo import PPOConfig
+
+            self.dream_trainer = DreamRLlibTrainer(
+                self.config.dream_algo_config or PPOConfig(),
+                self.dream_settings(),
+                controller_hidden=self.config.controller_hidden,
+                num_envs=self.config.dream_num_envs,
+                workdir=self.logdir,
+            )
         self.dream_score: dict[str, float] = {}
         self._latents: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._rng = np.random.default_rng(self.config.seed)
@@ -71,12 +89,12 @@ class WorldModels(Algorithm):
     def training_step(self) -> None:
         random_phase = self.iteration < self.config.random_iterations
         self._set_agent_state(random_only=random_phase)
-        with self.metrics.log_time(("timers", "collect_real")):
-            self._collect_real()
-        with self.metrics.log_time(("timers", "fit_world_model")):
-            self._fit_world_model()
-        with self.metrics.log_time(("timers", "train_controller")):
-            self._train_controller()
+        for phase in (self._collect_real, self._fit_world_model, self._train_controller):
+            name = phase.__name__.lstrip("_")
+            t0 = time.perf_counter()
+            with self.metrics.log_time(("timers", name)):
+                phase()
+            logger.info("iteration %d: %s took %.1f s", self.iteration + 1, name, time.perf_counter() - t0)
         self.metrics.log_value("real/acted_randomly", float(random_phase), window=1)
 
     def _set_agent_state(self, random_only: bool | None = None, controller: dict | None = None) -> None:
@@ -214,14 +232,19 @@ class WorldModels(Algorithm):
 
     def _train_controller(self) -> None:
         sim = DreamSimulator(self.world_model, self.dream_settings())
-        dream_steps = 0
-        for _ in range(self.config.cma_generations_per_iteration):
-            m = self.cma.step(sim)
+        controller, dream_steps = self.local_module.controller, 0
+        if self.dream_trainer is not None:
+            weights, m = self.dream_trainer.train(self.world_model, self.config.dream_algo_iterations)
+            controller.load_state_dict(weights)
+            metrics = [m]
+        else:
+            metrics = [self.cma.step(sim) for _ in range(self.config.cma_generations_per_iteration)]
+            controller.set_flat(self.cma.mean_params())
+        for m in metrics:
+            logger.info("dream: %s", {k: round(v, 2) for k, v in m.items()})
             dream_steps += m.pop("dream/num_env_steps_sampled")
             for k, v in m.items():
                 self.metrics.log_value(k, v, window=1)
-        controller = self.local_module.controller
-        controller.set_flat(self.cma.mean_params())
         self._set_agent_state(controller={k: v.cpu() for k, v in controller.state_dict().items()})
         score = evaluate_population(
             sim,
@@ -247,6 +270,7 @@ class WorldModels(Algorithm):
         state = super().get_state(components, not_components=not_components, **kwargs)
         if components is None:
             state["world_models"] = {
+                "dream_rllib": self.dream_trainer.get_state() if self.dream_trainer else None,
                 "replay": self.replay.get_state(),
                 "cma": self.cma.get_state(),
                 "dream_score": self.dream_score,
@@ -263,6 +287,19 @@ class WorldModels(Algorithm):
         self._sync_local_module()
         if self.replay.get_num_timesteps():
             self._encode_replay()
+        if extra is not None and self.dream_trainer is not None:
+            self.dream_trainer.set_state(extra.get("dream_rllib"), self.world_model)
+
+    def cleanup(self) -> None:
+        if getattr(self, "dream_trainer", None) is not None:
+            self.dream_trainer.stop()
+        super().cleanup()
+
+    def evaluate_real(self, num_episodes: int) -> dict[str, Any]:
+        """Evaluate the current agent on `num_episodes` real episodes (beside its dream score), outside `train()`."""
+        group = self.eval_env_runner_group or self.env_runner_group
+        group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
+        return evaluate_real_and_dream(self, group, num_episodes=num_episodes)[0]
 
     def export_world_model(self, path) -> Any:
         """Write the current world model as a standalone checkpoint (loadable by `WorldModels/Dream-v0`)."""

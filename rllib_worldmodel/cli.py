@@ -1,9 +1,12 @@
 """`rllib-worldmodel`: the command line (Ray >= 2.42 ships no `rllib` CLI).
 
 Commands:
-  fit    collect real episodes with the paper's random-hold policy, fit V then M, save a checkpoint, and write a
-         GIF of real frames next to V's reconstruction and M's dream.
-  dream  write GIFs of dreams from a saved world-model checkpoint.
+  train     run the WorldModels algorithm (collect real -> fit V, M -> train C in the dream -> evaluate on the real
+            env), print the real score each iteration, save an RLlib checkpoint and a real-vs-dream GIF.
+  evaluate  evaluate a saved WorldModels checkpoint on the real env (mean ± std over N episodes) and in the dream.
+  fit       collect real episodes with the paper's random-hold policy, fit V then M, save a world-model checkpoint,
+            and write a GIF of real frames next to V's reconstruction and M's dream.
+  dream     write GIFs of dreams from a saved world-model checkpoint.
 """
 
 from __future__ import annotations
@@ -15,11 +18,146 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ENV_PRESETS = {
     # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256.
     "takecover": {"z_size": 64, "rnn_size": 512, "max_episode_steps": 2100},
     "carracing": {"z_size": 32, "rnn_size": 256, "max_episode_steps": 1000},
 }
+ENV_NAMES = {"takecover": "WorldModels/TakeCover-v0", "carracing": "WorldModels/CarRacing-v0"}
+
+
+def _real_env_config(args: argparse.Namespace) -> tuple[str, dict]:
+    """(registered env name, env_config) for the CLI's --env/--skill/--frame-cap."""
+    if args.env in ENV_NAMES:
+        real = {k: v for k, v in {"skill": args.skill, "frame_cap": args.frame_cap}.items() if v is not None}
+        if args.env == "carracing":
+            real.pop("skill", None)
+        return ENV_NAMES[args.env], {"real": real}
+    return "WorldModels/Real-v0", {"real": {"env_id": args.env}}
+
+
+def _score_line(ev: dict) -> str:
+    line = (
+        f"real {ev['real/episode_return_mean']:.1f} ± {ev['real/episode_return_std']:.1f} "
+        f"over {int(ev['real/num_episodes'])} episodes"
+    )
+    if "dream_real_gap" in ev:
+        line += f" | dream {ev['dream/episode_return_mean']:.1f} | gap {ev['dream_real_gap']:+.1f}"
+    return line
+
+
+def _init_ray(num_cpus: int) -> bool:
+    """Start a local Ray unless one runs, and (re-)register our names in it: Ray's registry is per cluster, and a
+    second `ray.init` in one process starts a new one that has not seen the registrations made at import time.
+    Returns whether this call started Ray (and so must shut it down)."""
+    import ray
+
+    from rllib_worldmodel.registration import register_all, register_trainable_name
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=num_cpus or None, include_dashboard=False)
+    register_all()
+    register_trainable_name()
+    return started
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import ray
+
+    import rllib_worldmodel as rw
+    from rllib_worldmodel.video import dream_comparison, write_gif
+
+    preset = ENV_PRESETS.get(args.env, {})
+    env_name, env_config = _real_env_config(args)
+    config = (
+        rw.WorldModelsConfig()
+        .environment(env_name, env_config=env_config)
+        .env_runners(num_env_runners=args.num_env_runners, num_envs_per_env_runner=args.num_envs_per_env_runner)
+        .learners(num_learners=args.num_learners, num_gpus_per_learner=args.num_gpus_per_learner)
+        .world_model(
+            z_size=args.z_size or preset.get("z_size", 32), rnn_size=args.rnn_size or preset.get("rnn_size", 256)
+        )
+        .collection(real_episodes_per_iteration=args.episodes_per_iteration)
+        .dream(temperature=args.temperature, max_episode_steps=preset.get("max_episode_steps", args.dream_cap))
+        .controller(
+            trainer=args.controller,
+            cma_population=args.cma_population,
+            cma_rollouts=args.cma_rollouts,
+            cma_generations_per_iteration=args.cma_generations,
+        )
+        .evaluation(evaluation_duration=args.eval_episodes)
+        .debugging(seed=args.seed)
+    )
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    started_ray = _init_ray(args.num_cpus)
+    algo = config.build_algo()
+    if args.resume:
+        algo.restore_from_path(str(Path(args.resume).resolve()))
+    t0 = time.perf_counter()
+    rows = []
+    try:
+        for _ in range(args.iterations):
+            r = algo.train()
+            ev = r["evaluation"]
+            row = {
+                "iteration": r["training_iteration"],
+                "real_env_steps": int(r["real/num_env_steps_collected_lifetime"]),
+                "dream_env_steps": int(r["dream/num_env_steps_sampled_lifetime"]),
+                "wall_s": round(time.perf_counter() - t0, 1),
+                **{k: v for k, v in ev.items() if "/" in k or k == "dream_real_gap"},
+            }
+            rows.append(row)
+            print(
+                f"[iteration {row['iteration']}] {_score_line(ev)} | real steps {row['real_env_steps']} | "
+                f"{row['wall_s']:.0f} s",
+                flush=True,
+            )
+            with (out / "progress.jsonl").open("a") as f:
+                f.write(json.dumps(row, default=float) + "\n")
+        ckpt = algo.save_to_path(str(out / "checkpoint"))
+        algo.export_world_model(out / "world_model.pt")
+        if algo.world_model.config.obs_kind == "image":
+            ep = algo.replay.episodes[-1]
+            episode = rw.Episode(
+                np.asarray(ep.get_observations()),
+                np.asarray(ep.get_actions()),
+                np.asarray(ep.get_rewards(), dtype=np.float32),
+                ep.is_terminated,
+                ep.is_truncated,
+            )
+            gif = dream_comparison(algo.world_model, episode, temperature=args.temperature)
+            write_gif(gif, out / "real_vs_dream.gif")
+        print(f"checkpoint: {ckpt}")
+        print(f"final: {_score_line(rows[-1])}")
+    finally:
+        algo.stop()
+        if started_ray:
+            ray.shutdown()
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import ray
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    import rllib_worldmodel  # noqa: F401  (registers env names before the checkpoint is read)
+
+    path = Path(args.checkpoint).resolve()
+    if not (path / "algorithm_state.pkl").exists():
+        raise FileNotFoundError(f"{path} is not an RLlib checkpoint folder (written by `rllib-worldmodel train`)")
+    started_ray = _init_ray(args.num_cpus)
+    try:
+        algo = Algorithm.from_checkpoint(str(path))
+        print(_score_line(algo.evaluate_real(args.episodes)))
+        algo.stop()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return 0
 
 
 def make_env(name: str, skill: int | None = None, frame_cap: int | None = None):
@@ -154,6 +292,37 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rllib-worldmodel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="run the WorldModels algorithm and report real-env scores")
+    train.add_argument("--env", default="takecover", help="takecover | carracing | any gymnasium id")
+    train.add_argument("--out", default="runs/train", help="output folder (checkpoint, progress.jsonl, GIF)")
+    train.add_argument("--iterations", type=int, default=3)
+    train.add_argument("--episodes-per-iteration", type=int, default=100, help="real episodes collected per iteration")
+    train.add_argument("--eval-episodes", type=int, default=100, help="real evaluation episodes per iteration")
+    train.add_argument("--controller", default="cma", help="cma (paper: CMA-ES) | rllib (PPO on dream EnvRunners)")
+    train.add_argument("--cma-population", type=int, default=64, help="CMA-ES population (paper: 64)")
+    train.add_argument("--cma-rollouts", type=int, default=16, help="dreams per candidate (paper: 16)")
+    train.add_argument("--cma-generations", type=int, default=10, help="CMA-ES generations per iteration")
+    train.add_argument("--temperature", type=float, default=1.15, help="dream temperature tau (paper: 1.15)")
+    train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")
+    train.add_argument("--skill", type=int, help="TakeCover Doom skill 1-5 (default 4)")
+    train.add_argument("--frame-cap", type=int, help="real episode step cap (TakeCover default 2100)")
+    train.add_argument("--z-size", type=int)
+    train.add_argument("--rnn-size", type=int)
+    train.add_argument("--num-env-runners", type=int, default=0)
+    train.add_argument("--num-envs-per-env-runner", type=int, default=8)
+    train.add_argument("--num-learners", type=int, default=0)
+    train.add_argument("--num-gpus-per-learner", type=float, default=0)
+    train.add_argument("--num-cpus", type=int, default=0, help="CPUs for a local Ray (0: all)")
+    train.add_argument("--resume", help="an RLlib checkpoint folder to continue from")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a WorldModels checkpoint on the real env")
+    evaluate.add_argument("--checkpoint", required=True, help="checkpoint folder written by `train`")
+    evaluate.add_argument("--episodes", type=int, default=100)
+    evaluate.add_argument("--num-cpus", type=int, default=0)
+    evaluate.set_defaults(func=cmd_evaluate)
 
     fit = sub.add_parser("fit", help="collect real episodes, fit V and M, write checkpoint and dream GIFs")
     fit.add_argument("--env", default="takecover", help="takecover | carracing | any gymnasium id")

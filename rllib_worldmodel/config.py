@@ -11,7 +11,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from rllib_worldmodel.dream import DONE_MODES, validate_temperature
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 
-CONTROLLER_TRAINERS = ("cma",)
+CONTROLLER_TRAINERS = ("cma", "rllib")
 
 
 class WorldModelsConfig(AlgorithmConfig):
@@ -61,6 +61,9 @@ class WorldModelsConfig(AlgorithmConfig):
         self.cma_rollouts = 16  # paper
         self.cma_sigma_init = 0.1  # paper code
         self.cma_generations_per_iteration = 10
+        self.dream_algo_config = None  # for trainer="rllib": an RLlib AlgorithmConfig; None -> PPOConfig()
+        self.dream_algo_iterations = 5
+        self.dream_num_envs = 64
         # evaluation
         self.dream_eval_episodes = 256
         self.real_z = "sample"  # paper: z sampled from V's posterior when acting in the real game
@@ -178,11 +181,15 @@ class WorldModelsConfig(AlgorithmConfig):
         cma_generations_per_iteration: int = NotProvided,
         dream_eval_episodes: int = NotProvided,
         real_z: str = NotProvided,
+        dream_algo_config: AlgorithmConfig = NotProvided,
+        dream_algo_iterations: int = NotProvided,
+        dream_num_envs: int = NotProvided,
     ) -> WorldModelsConfig:
         """The controller and how it is trained in the dream.
 
         Args:
-            trainer: "cma" (paper: CMA-ES, whole population in one batched dream).
+            trainer: "cma" (paper: CMA-ES, whole population in one batched dream) or "rllib" (an RLlib
+                actor-critic algorithm, PPO by default, on DreamVectorEnv EnvRunners; Discrete actions).
             hidden: Hidden units of C; 0 = the paper's linear controller.
             cma_population: CMA-ES population (paper: 64).
             cma_rollouts: Dreams per candidate (paper: 16).
@@ -190,6 +197,10 @@ class WorldModelsConfig(AlgorithmConfig):
             cma_generations_per_iteration: Generations per training iteration.
             dream_eval_episodes: Dreams used to score the deployed controller (reported beside its real score).
             real_z: "sample" (paper) or "mean": how the agent turns a real frame into z.
+            dream_algo_config: For trainer="rllib": the inner algorithm's config (default PPOConfig()); its env,
+                RLModule and vectorization are set by WorldModels.
+            dream_algo_iterations: For trainer="rllib": inner training iterations per WorldModels iteration.
+            dream_num_envs: For trainer="rllib": dreams per inner EnvRunner.
         """
         for k, v in (
             ("controller_trainer", trainer),
@@ -200,6 +211,9 @@ class WorldModelsConfig(AlgorithmConfig):
             ("cma_generations_per_iteration", cma_generations_per_iteration),
             ("dream_eval_episodes", dream_eval_episodes),
             ("real_z", real_z),
+            ("dream_algo_config", dream_algo_config),
+            ("dream_algo_iterations", dream_algo_iterations),
+            ("dream_num_envs", dream_num_envs),
         ):
             if v is not NotProvided:
                 setattr(self, k, v)
@@ -254,6 +268,8 @@ class WorldModelsConfig(AlgorithmConfig):
             "cma_generations_per_iteration",
             "dream_eval_episodes",
             "replay_capacity",
+            "dream_algo_iterations",
+            "dream_num_envs",
         ):
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 1, f"{name}={v!r} must be an integer >= 1.")
@@ -277,6 +293,10 @@ class WorldModelsConfig(AlgorithmConfig):
         need(
             self.controller_trainer in CONTROLLER_TRAINERS,
             f"controller trainer={self.controller_trainer!r}: use one of {CONTROLLER_TRAINERS}.",
+        )
+        need(
+            self.dream_algo_config is None or isinstance(self.dream_algo_config, AlgorithmConfig),
+            f"dream_algo_config={self.dream_algo_config!r} must be an RLlib AlgorithmConfig (e.g. PPOConfig()).",
         )
         need(self.real_z in ("sample", "mean"), f"real_z={self.real_z!r}: use 'sample' (paper) or 'mean'.")
         need(

@@ -129,9 +129,18 @@ class DreamSimulator:
         """Change tau for the following steps."""
         self.temperature = validate_temperature(temperature)
 
-    def set_world_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load new world-model weights (e.g. synced from a learner) without rebuilding the simulator."""
+    def set_world_model_state(
+        self, state_dict: dict[str, torch.Tensor], initial_states: torch.Tensor | None = None
+    ) -> None:
+        """Load new world-model weights (e.g. synced from a learner) without rebuilding the simulator.
+
+        Args:
+            state_dict: `WorldModel.state_dict()` of the same architecture.
+            initial_states: New dream start states (N, 2, Z), e.g. from newly collected real episodes.
+        """
         self.world_model.load_state_dict(state_dict)
+        if initial_states is not None:
+            self.world_model.initial_states = initial_states.to(self.device)
 
     @property
     def observation_space(self) -> gym.spaces.Box:
@@ -283,9 +292,9 @@ class DreamVectorEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
 
-    def set_world_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load new world-model weights (RLlib weight sync calls this through the EnvRunner)."""
-        self.sim.set_world_model_state(state_dict)
+    def set_world_model_state(self, state_dict: dict[str, torch.Tensor], initial_states=None) -> None:
+        """Load new world-model weights (and optionally start states); see DreamSimulator.set_world_model_state."""
+        self.sim.set_world_model_state(state_dict, initial_states)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -334,9 +343,9 @@ class DreamEnv(gym.Env):
         self.action_space = self.sim.action_space
         self.render_mode = render_mode
 
-    def set_world_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load new world-model weights."""
-        self.sim.set_world_model_state(state_dict)
+    def set_world_model_state(self, state_dict: dict[str, torch.Tensor], initial_states=None) -> None:
+        """Load new world-model weights (and optionally start states)."""
+        self.sim.set_world_model_state(state_dict, initial_states)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)

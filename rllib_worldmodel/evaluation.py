@@ -14,13 +14,13 @@ from ray.rllib.utils.metrics import EVALUATION_RESULTS
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
 
-def evaluate_real_and_dream(algo, eval_group) -> tuple[dict[str, Any], int, int]:
+def evaluate_real_and_dream(algo, eval_group, num_episodes: int | None = None) -> tuple[dict[str, Any], int, int]:
     """RLlib custom evaluation: N real episodes on the evaluation EnvRunners (no exploration) plus the dream score.
 
     Returns `real/episode_return_{mean,std,min,max}`, `real/num_episodes`, `dream/episode_return_{...}` (the same
     controller in the dream) and `dream_real_gap` (dream mean - real mean), under `evaluation/` in the results.
     """
-    n = algo.config.evaluation_duration
+    n = num_episodes or algo.config.evaluation_duration
     if eval_group.num_remote_env_runners() > 0:
         per = math.ceil(n / eval_group.num_remote_env_runners())
         batches = eval_group.foreach_env_runner(

@@ -147,3 +147,29 @@ def test_config_validation_says_what_to_change(change, match):
     config = change(tiny_config())
     with pytest.raises(ValueError, match=match):
         config.validate()
+
+
+def test_rllib_controller_trainer_ppo_in_the_dream(ray_session):
+    """Trainer (b): stock PPO on DreamVectorEnv EnvRunners; its policy weights become the acting controller."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    ppo = (
+        PPOConfig()
+        .env_runners(num_env_runners=0)
+        .training(train_batch_size_per_learner=256, minibatch_size=64, num_epochs=2)
+    )
+    config = tiny_config().controller(trainer="rllib", dream_algo_config=ppo, dream_algo_iterations=2,
+                                      dream_num_envs=8)  # fmt: skip
+    algo = config.build_algo()
+    try:
+        r1 = algo.train()
+        r2 = algo.train()
+        inner = algo.dream_trainer.algo.get_module("default_policy").pi.state_dict()
+        for k, v in algo.local_module.controller.state_dict().items():
+            np.testing.assert_allclose(v.numpy(), inner[k].numpy(), rtol=1e-6)
+    finally:
+        algo.stop()
+    assert r2["dream/num_env_steps_sampled_lifetime"] > r1["dream/num_env_steps_sampled_lifetime"] >= 2 * 256
+    assert r2["env_runners"]["num_env_steps_sampled_lifetime"] == r2["real/num_env_steps_collected_lifetime"]
+    assert np.isfinite(r2["dream/rllib/episode_return_mean"])
+    assert "dream_real_gap" in r2["evaluation"]

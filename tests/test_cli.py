@@ -58,3 +58,19 @@ def test_errors_are_reported_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err
     assert main(["dream", "--checkpoint", "x.pt", "--temperature", "0"]) == 2
+
+
+def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
+    out = tmp_path / "train"
+    args = ["train", "--env", "takecover", "--frame-cap", "30", "--iterations", "1", "--episodes-per-iteration", "3",
+            "--eval-episodes", "2", "--cma-generations", "1", "--z-size", "4", "--rnn-size", "8",
+            "--num-envs-per-env-runner", "1", "--num-cpus", "2", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "[iteration 1] real 30.0 ± 0.0 over 2 episodes" in printed  # 30-step cap: nobody dies that fast
+    assert (out / "checkpoint" / "algorithm_state.pkl").exists() and (out / "world_model.pt").exists()
+    assert Image.open(out / "real_vs_dream.gif").n_frames > 1
+    row = json.loads((out / "progress.jsonl").read_text().splitlines()[-1])
+    assert row["real_env_steps"] == 90 and row["real/num_episodes"] == 2
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "3", "--num-cpus", "2"]) == 0
+    assert "over 3 episodes" in capsys.readouterr().out
