@@ -76,6 +76,8 @@ class WorldModelsConfig(AlgorithmConfig):
         self.evaluation_duration_unit = "episodes"
         self.evaluation_num_env_runners = 0
         self.custom_evaluation_function = evaluate_real_and_dream
+        # With num_learners > 1 (DDP): a V batch leaves M unused and vice versa, and C is never trained by gradients.
+        self.torch_ddp_kwargs = {"find_unused_parameters": True}
 
     def world_model(
         self,

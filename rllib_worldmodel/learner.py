@@ -3,10 +3,11 @@
 Two batch kinds arrive through `learner_group.update(batch=...)`, each trains one part:
 - V batch: `vae_obs` (B, *obs_shape) raw frames -> `vae_loss`.
 - M batch: windows of latent sequences with their episode prefix, so M starts each window from the exact LSTM
-  state it would have had from the episode start (state resets at episode starts; the prefix is run without
+  state it would have had from the episode start (state resets at episode starts; the prefix runs without
   gradients): `z_prefix` (B, P, Z), `a_prefix` (B, P, A), `prefix_len` (B,), `z_in`/`z_next` (B, T, Z), `a` (B, T, A),
   `r`/`done`/`mask` (B, T) -> `mdn_nll` + `reward_loss` + `done_loss`, weighted by the architecture's loss_weights.
-V and M have separate optimizers (and gradient clipping); C is not trained by gradients here.
+The forward passes happen in the module's `_forward_train` (so multi-learner DDP all-reduces the gradients); this
+class turns them into losses. V and M have separate optimizers (and gradient clipping); C is not trained here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import torch
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from rllib_worldmodel.losses import done_loss, mdn_nll, reward_loss, vae_loss, weighted_sum
 
@@ -23,12 +23,13 @@ from rllib_worldmodel.losses import done_loss, mdn_nll, reward_loss, vae_loss, w
 class WorldModelsLearner(TorchLearner):
     """Learner with one optimizer for V ("vae") and one for M ("mdn")."""
 
-    def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
+    def _agent(self, module_id: str):
         module = self.module[module_id]
-        for name, part, lr in (
-            ("vae", module.world_model.vae, config.vae_lr),
-            ("mdn", module.world_model.mdn_rnn, config.mdn_lr),
-        ):
+        return module.unwrapped() if hasattr(module, "unwrapped") else module  # DDP wrapper with num_learners > 1
+
+    def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
+        wm = self._agent(module_id).world_model
+        for name, part, lr in (("vae", wm.vae, config.vae_lr), ("mdn", wm.mdn_rnn, config.mdn_lr)):
             params = self.get_parameters(part)
             optimizer = torch.optim.Adam(params)
             self.register_optimizer(
@@ -36,43 +37,23 @@ class WorldModelsLearner(TorchLearner):
             )
 
     def compute_loss_for_module(self, *, module_id: str, config=None, batch: dict[str, Any], fwd_out) -> torch.Tensor:
-        wm = self.module[module_id].world_model
+        wm_config = self._agent(module_id).world_model.config
         losses, metrics = [], {}
-        if "vae_obs" in batch:
-            target = wm.vae.preprocess(batch["vae_obs"])
-            mu, logvar = wm.vae.encode_target(target)
-            z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-            loss, m = vae_loss(wm.vae.decode(z), target, mu, logvar, kl_tolerance=wm.config.kl_tolerance)
+        if "vae_recon" in fwd_out:
+            loss, m = vae_loss(fwd_out["vae_recon"], fwd_out["vae_target"], fwd_out["vae_mu"], fwd_out["vae_logvar"],
+                               kl_tolerance=wm_config.kl_tolerance)  # fmt: skip
             losses.append(loss)
             metrics.update(m)
-        if "z_in" in batch:
-            loss, m = self._mdn_loss(wm, batch)
-            losses.append(loss)
-            metrics.update(m)
+        if "mdn_logpi" in fwd_out:
+            mask = batch["mask"]
+            l_mdn, m1 = mdn_nll(fwd_out["mdn_logpi"], fwd_out["mdn_mu"], fwd_out["mdn_logsigma"], batch["z_next"], mask)
+            l_rew, m2 = reward_loss(fwd_out["mdn_reward"], batch["r"], mask)
+            l_done, m3 = done_loss(fwd_out["mdn_done_logit"], batch["done"], mask, pos_weight=wm_config.done_pos_weight)
+            total = weighted_sum({"mdn": l_mdn, "reward": l_rew, "done": l_done}, wm_config.loss_weights)
+            losses.append(total)
+            metrics.update({**m1, **m2, **m3, "world_model/mdn_total_loss": total.item()})
         if not losses:
             raise ValueError(f"world-model batch has neither 'vae_obs' nor 'z_in' columns: {sorted(batch)}")
         for k, v in metrics.items():
             self.metrics.log_value((module_id, k), v, window=1)
         return sum(losses)
-
-    @staticmethod
-    def _mdn_loss(wm, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        m_rnn = wm.mdn_rnn
-        b = batch["z_in"].shape[0]
-        h0, c0 = m_rnn.initial_state(b, batch["z_in"].device)
-        lengths = batch["prefix_len"].long()
-        has_prefix = lengths > 0
-        if has_prefix.any():
-            with torch.no_grad():
-                x = torch.cat([batch["z_prefix"], batch["a_prefix"]], dim=-1)[has_prefix]
-                packed = pack_padded_sequence(x, lengths[has_prefix].cpu(), batch_first=True, enforce_sorted=False)
-                _, (hn, cn) = m_rnn.lstm(packed)
-            h0, c0 = h0.clone(), c0.clone()
-            h0[has_prefix], c0[has_prefix] = hn[0], cn[0]
-        out, _, _ = m_rnn(batch["z_in"], batch["a"], (h0, c0))
-        mask = batch["mask"]
-        l_mdn, m1 = mdn_nll(out.logpi, out.mu, out.logsigma, batch["z_next"], mask)
-        l_rew, m2 = reward_loss(out.reward, batch["r"], mask)
-        l_done, m3 = done_loss(out.done_logit, batch["done"], mask, pos_weight=wm.config.done_pos_weight)
-        total = weighted_sum({"mdn": l_mdn, "reward": l_rew, "done": l_done}, wm.config.loss_weights)
-        return total, {**m1, **m2, **m3, "world_model/mdn_total_loss": total.item()}

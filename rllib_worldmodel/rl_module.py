@@ -16,6 +16,7 @@ import gymnasium as gym
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from rllib_worldmodel.models.controller import Controller
 from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
@@ -86,6 +87,23 @@ class WorldModelsRLModule(TorchRLModule):
         state = batch[Columns.STATE_IN]
         if t != 1:
             raise ValueError(f"WorldModelsRLModule acts one step at a time; got a time dimension of {t}")
+        if explore and self.random_only > 0.5:
+            # Pure random-hold collection (first iterations): the controller's input is not needed, so skip V and M
+            # (V's per-frame encoding is most of the cost of acting).
+            discrete = isinstance(self.action_space, gym.spaces.Discrete)
+            action = torch.zeros(b, dtype=torch.long) if discrete else torch.zeros(b, *self.action_space.shape)
+            action, hold_left, hold_action = self._explore(
+                action.to(obs.device), state["hold_left"], state["hold_action"]
+            )
+            return {
+                Columns.ACTIONS: action.unsqueeze(1),
+                Columns.STATE_OUT: {
+                    "h": state["h"],
+                    "c": state["c"],
+                    "hold_left": hold_left,
+                    "hold_action": hold_action,
+                },
+            }
         mu, logvar = self.world_model.vae.encode(obs[:, 0])
         z = mu if self.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
         h, c = state["h"], state["c"]
@@ -129,8 +147,38 @@ class WorldModelsRLModule(TorchRLModule):
         return self._act(batch, explore=True)
 
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        # The Learner computes V's and M's losses directly from the batch (see learner.py); nothing to precompute.
-        return {}
+        """V's and M's training outputs (losses are computed by the Learner, see learner.py).
+
+        Runs inside RLlib's (possibly DDP-wrapped) forward so gradients are all-reduced across learners.
+        V batch (`vae_obs`): target, reconstruction of a posterior sample, mu, logvar.
+        M batch (`z_in`, ...): mixture/reward/done predictions for each window, starting from the LSTM state of the
+        window's episode prefix (computed without gradients).
+        """
+        wm, out = self.world_model, {}
+        if "vae_obs" in batch:
+            target = wm.vae.preprocess(batch["vae_obs"])
+            mu, logvar = wm.vae.encode_target(target)
+            z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+            out.update(vae_target=target, vae_recon=wm.vae.decode(z), vae_mu=mu, vae_logvar=logvar)
+        if "z_in" in batch:
+            state = self._prefix_state(batch)
+            mdn, _, _ = wm.mdn_rnn(batch["z_in"], batch["a"], state)
+            out.update({f"mdn_{k}": v for k, v in mdn._asdict().items()})
+        return out
+
+    @torch.no_grad()
+    def _prefix_state(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, c) after running M over each row's episode prefix (zeros for windows at an episode start)."""
+        m_rnn = self.world_model.mdn_rnn
+        h0, c0 = m_rnn.initial_state(batch["z_in"].shape[0], batch["z_in"].device)
+        lengths = batch["prefix_len"].long()
+        has = lengths > 0
+        if has.any():
+            x = torch.cat([batch["z_prefix"], batch["a_prefix"]], dim=-1)[has]
+            packed = pack_padded_sequence(x, lengths[has].cpu(), batch_first=True, enforce_sorted=False)
+            _, (hn, cn) = m_rnn.lstm(packed)
+            h0[has], c0[has] = hn[0], cn[0]
+        return h0, c0
 
     # --------------------------------------------------------------------------------------------- helpers
     def set_random_only(self, value: bool) -> None:

@@ -173,3 +173,19 @@ def test_rllib_controller_trainer_ppo_in_the_dream(ray_session):
     assert r2["env_runners"]["num_env_steps_sampled_lifetime"] == r2["real/num_env_steps_collected_lifetime"]
     assert np.isfinite(r2["dream/rllib/episode_return_mean"])
     assert "dream_real_gap" in r2["evaluation"]
+
+
+def test_world_model_fits_on_two_remote_learners(ray_session):
+    """num_learners=2: V and M batches are split across two Learner actors and their weights stay in sync."""
+    config = tiny_config().learners(num_learners=2).evaluation(evaluation_interval=None)
+    algo = config.build_algo()
+    try:
+        r = algo.train()
+        states = algo.learner_group.foreach_learner(lambda learner: learner.module["default_policy"].get_state())
+        states = [s.get() if hasattr(s, "get") else s for s in states]
+    finally:
+        algo.stop()
+    assert np.isfinite(r["learners"]["default_policy"]["world_model/mdn_nll"])
+    a, b = states
+    for k in a:
+        np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), rtol=1e-5, atol=1e-6, err_msg=k)
