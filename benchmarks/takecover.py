@@ -72,11 +72,16 @@ def run_ppo(real_steps: int, args) -> dict:
     from ray.rllib.algorithms.ppo import PPOConfig
 
     from rllib_worldmodel import TAKECOVER_ENV
+    from rllib_worldmodel.connectors import NormalizeFrames
 
     config = (
         PPOConfig()
         .environment(TAKECOVER_ENV, env_config={"real": {"skill": 4, "frame_cap": 2100}})
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=8)
+        .env_runners(
+            num_env_runners=0,
+            num_envs_per_env_runner=8,
+            env_to_module_connector=lambda env, spaces, device: NormalizeFrames(),  # default CNN wants floats
+        )
         .training(train_batch_size_per_learner=2048, minibatch_size=256, num_epochs=4, lr=3e-4)
         .evaluation(
             evaluation_interval=None,
@@ -119,6 +124,7 @@ def main() -> None:
     parser.add_argument("--cma-rollouts", type=int, default=8)
     parser.add_argument("--cma-generations", type=int, default=5)
     parser.add_argument("--skip-ppo", action="store_true")
+    parser.add_argument("--reuse", help="a JSON written by an earlier run: keep its WorldModels curve, run only PPO")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "takecover.json"))
     args = parser.parse_args()
 
@@ -139,7 +145,12 @@ def main() -> None:
             "cores": os.cpu_count(),
         }
     }
-    result["world_models"] = run_world_models(args)
+    if args.reuse:
+        result["world_models"] = json.loads(Path(args.reuse).read_text())["world_models"]
+    else:
+        result["world_models"] = run_world_models(args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))  # keep the curve even if the baseline fails
     budget = result["world_models"]["curve"][-1]["real_env_steps"]
     if not args.skip_ppo:
         result["ppo_same_real_steps"] = run_ppo(budget, args)

@@ -117,10 +117,7 @@ class WorldModelsConfig(AlgorithmConfig):
             mdn_epochs_per_iteration: M passes (in steps) over the replay per iteration.
             replay_capacity: Real env steps kept in the EpisodeReplayBuffer.
         """
-        for k, v in locals().items():
-            if k != "self" and v is not NotProvided:
-                setattr(self, k, v)
-        return self
+        return self._set_provided({k: v for k, v in locals().items() if k != "self"})
 
     def collection(
         self,
@@ -138,10 +135,7 @@ class WorldModelsConfig(AlgorithmConfig):
             random_hold_prob: Per-step chance that the agent starts a random action held 1-10 steps.
             explore_epsilon: Per-step chance of one uniformly random action.
         """
-        for k, v in locals().items():
-            if k != "self" and v is not NotProvided:
-                setattr(self, k, v)
-        return self
+        return self._set_provided({k: v for k, v in locals().items() if k != "self"})
 
     def dream(
         self,
@@ -161,16 +155,15 @@ class WorldModelsConfig(AlgorithmConfig):
             include_cell: Controller input [z, h, c] instead of [z, h].
             device: Where the controller's dreams run: "auto", "cpu", "cuda", ...
         """
-        for k, v in (
-            ("temperature", temperature),
-            ("dream_max_episode_steps", max_episode_steps),
-            ("done_mode", done_mode),
-            ("include_cell", include_cell),
-            ("dream_device", device),
-        ):
-            if v is not NotProvided:
-                setattr(self, k, v)
-        return self
+        return self._set_provided(
+            {
+                "temperature": temperature,
+                "dream_max_episode_steps": max_episode_steps,
+                "done_mode": done_mode,
+                "include_cell": include_cell,
+                "dream_device": device,
+            }
+        )
 
     def controller(
         self,
@@ -204,19 +197,25 @@ class WorldModelsConfig(AlgorithmConfig):
             dream_algo_iterations: For trainer="rllib": inner training iterations per WorldModels iteration.
             dream_num_envs: For trainer="rllib": dreams per inner EnvRunner.
         """
-        for k, v in (
-            ("controller_trainer", trainer),
-            ("controller_hidden", hidden),
-            ("cma_population", cma_population),
-            ("cma_rollouts", cma_rollouts),
-            ("cma_sigma_init", cma_sigma_init),
-            ("cma_generations_per_iteration", cma_generations_per_iteration),
-            ("dream_eval_episodes", dream_eval_episodes),
-            ("real_z", real_z),
-            ("dream_algo_config", dream_algo_config),
-            ("dream_algo_iterations", dream_algo_iterations),
-            ("dream_num_envs", dream_num_envs),
-        ):
+        return self._set_provided(
+            {
+                "controller_trainer": trainer,
+                "controller_hidden": hidden,
+                "cma_population": cma_population,
+                "cma_rollouts": cma_rollouts,
+                "cma_sigma_init": cma_sigma_init,
+                "cma_generations_per_iteration": cma_generations_per_iteration,
+                "dream_eval_episodes": dream_eval_episodes,
+                "real_z": real_z,
+                "dream_algo_config": dream_algo_config,
+                "dream_algo_iterations": dream_algo_iterations,
+                "dream_num_envs": dream_num_envs,
+            }
+        )
+
+    def _set_provided(self, values: dict[str, Any]) -> WorldModelsConfig:
+        """Set every attribute whose value is not NotProvided (the builders' shared body)."""
+        for k, v in values.items():
             if v is not NotProvided:
                 setattr(self, k, v)
         return self

@@ -31,15 +31,9 @@ def car_racing_config(eval_episodes: int = 20) -> WorldModelsConfig:
 
 
 if __name__ == "__main__":
-    from ray.rllib.examples.utils import add_rllib_example_script_args, run_rllib_example_script_experiment
+    from ray.rllib.examples.utils import add_rllib_example_script_args
+
+    from rllib_worldmodel.examples import run_example
 
     parser = add_rllib_example_script_args(default_reward=SOLVED, default_iters=10, default_timesteps=5_000_000)
-    args = parser.parse_args()
-    metric = "evaluation/real/episode_return_mean"
-    run_rllib_example_script_experiment(
-        car_racing_config(),
-        args,
-        stop={metric: args.stop_reward, "training_iteration": args.stop_iters},
-        success_metric={metric: args.stop_reward},
-        trainable="WorldModels",
-    )
+    run_example(car_racing_config(), parser.parse_args())

@@ -40,15 +40,9 @@ def takecover_config(eval_episodes: int = 100) -> WorldModelsConfig:
 
 
 if __name__ == "__main__":
-    from ray.rllib.examples.utils import add_rllib_example_script_args, run_rllib_example_script_experiment
+    from ray.rllib.examples.utils import add_rllib_example_script_args
+
+    from rllib_worldmodel.examples import run_example
 
     parser = add_rllib_example_script_args(default_reward=SOLVED, default_iters=10, default_timesteps=2_000_000)
-    args = parser.parse_args()
-    metric = "evaluation/real/episode_return_mean"
-    run_rllib_example_script_experiment(
-        takecover_config(),
-        args,
-        stop={metric: args.stop_reward, "training_iteration": args.stop_iters},
-        success_metric={metric: args.stop_reward},
-        trainable="WorldModels",
-    )
+    run_example(takecover_config(), parser.parse_args())
