@@ -159,7 +159,7 @@ def main() -> None:
     last = result["world_models"]["curve"][-1]
     line = (
         f"WorldModels (trained only in the dream): real {last['real_mean']:.0f} ± {last['real_std']:.0f} over "
-        f"{last['real_episodes']} episodes (dream {last['dream_mean']:.0f}, gap {last['dream_real_gap']:+.0f}) "
+        f"{int(last['real_episodes'])} episodes (dream {last['dream_mean']:.0f}, gap {last['dream_real_gap']:+.0f}) "
         f"with {budget} real steps"
     )
     if "ppo_same_real_steps" in result:
