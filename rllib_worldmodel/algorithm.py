@@ -79,6 +79,7 @@ class WorldModels(Algorithm):
         self.dream_score: dict[str, float] = {}
         self._latents: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._rng = np.random.default_rng(self.config.seed)
+        self._torch_gen = torch.Generator().manual_seed(self.config.seed or 0)  # M's latent samples, reproducible
 
     @property
     def world_model(self) -> WorldModel:
@@ -189,7 +190,7 @@ class WorldModels(Algorithm):
         for i in picks:
             ep = episodes[i]
             mu, logvar = self._latents[ep.id_]
-            z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=None)  # paper: z sampled from V
+            z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=self._torch_gen)  # paper: z ~ V(o)
             t = len(ep)
             o = int(self._rng.integers(0, t))
             w = min(seq_len, t - o)

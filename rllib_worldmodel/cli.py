@@ -65,7 +65,17 @@ def _init_ray(num_cpus: int) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
     import ray
+
+    # Phase timings and CMA-ES progress (logged at INFO by rllib_worldmodel.algorithm): long iterations stay audible.
+    pkg_logger = logging.getLogger("rllib_worldmodel")
+    pkg_logger.setLevel(logging.INFO)
+    if not pkg_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        pkg_logger.addHandler(handler)
 
     import rllib_worldmodel as rw
     from rllib_worldmodel.video import dream_comparison, write_gif
