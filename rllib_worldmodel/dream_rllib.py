@@ -61,8 +61,14 @@ class DreamRLlibTrainer:
         workdir: Where the initial world-model checkpoint for the dream env is written.
     """
 
-    def __init__(self, algo_config: AlgorithmConfig, settings: DreamSettings, controller_hidden: int, num_envs: int,
-                 workdir: str | os.PathLike):  # fmt: skip
+    def __init__(
+        self,
+        algo_config: AlgorithmConfig,
+        settings: DreamSettings,
+        controller_hidden: int,
+        num_envs: int,
+        workdir: str | os.PathLike,
+    ):
         self.algo_config = algo_config
         self.settings = settings
         self.controller_hidden = controller_hidden
@@ -89,7 +95,7 @@ class DreamRLlibTrainer:
                 rl_module_spec=RLModuleSpec(
                     module_class=DreamControllerModule, model_config={"hidden": self.controller_hidden}
                 )
-            )  # fmt: skip
+            )
         )
         self.algo = cfg.build_algo()
 

@@ -9,8 +9,9 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 REAL_RETURN = "evaluation/real/episode_return_mean"
 
 
-def run_example(config: AlgorithmConfig, args: argparse.Namespace, metric: str = REAL_RETURN,
-                trainable: str | None = "WorldModels"):  # fmt: skip
+def run_example(
+    config: AlgorithmConfig, args: argparse.Namespace, metric: str = REAL_RETURN, trainable: str | None = "WorldModels"
+):
     """`run_rllib_example_script_experiment` with --stop-reward/--as-test applied to `metric` (a real-env return,
     never a dream score) and --stop-iters.
 

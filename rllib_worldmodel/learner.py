@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
-from rllib_worldmodel.losses import done_loss, mdn_nll, reward_loss, vae_loss, weighted_sum
+from rllib_worldmodel.losses import mdn_rnn_loss, vae_loss
+from rllib_worldmodel.models.mdn_rnn import MDNOutput
 
 
 class WorldModelsLearner(TorchLearner):
@@ -40,18 +41,28 @@ class WorldModelsLearner(TorchLearner):
         wm_config = self._agent(module_id).world_model.config
         losses, metrics = [], {}
         if "vae_recon" in fwd_out:
-            loss, m = vae_loss(fwd_out["vae_recon"], fwd_out["vae_target"], fwd_out["vae_mu"], fwd_out["vae_logvar"],
-                               kl_tolerance=wm_config.kl_tolerance)  # fmt: skip
+            loss, m = vae_loss(
+                fwd_out["vae_recon"],
+                fwd_out["vae_target"],
+                fwd_out["vae_mu"],
+                fwd_out["vae_logvar"],
+                kl_tolerance=wm_config.kl_tolerance,
+            )
             losses.append(loss)
             metrics.update(m)
         if "mdn_logpi" in fwd_out:
-            mask = batch["mask"]
-            l_mdn, m1 = mdn_nll(fwd_out["mdn_logpi"], fwd_out["mdn_mu"], fwd_out["mdn_logsigma"], batch["z_next"], mask)
-            l_rew, m2 = reward_loss(fwd_out["mdn_reward"], batch["r"], mask)
-            l_done, m3 = done_loss(fwd_out["mdn_done_logit"], batch["done"], mask, pos_weight=wm_config.done_pos_weight)
-            total = weighted_sum({"mdn": l_mdn, "reward": l_rew, "done": l_done}, wm_config.loss_weights)
+            pred = MDNOutput(*(fwd_out[f"mdn_{k}"] for k in MDNOutput._fields))
+            total, m = mdn_rnn_loss(
+                pred,
+                batch["z_next"],
+                batch["r"],
+                batch["done"],
+                batch["mask"],
+                loss_weights=wm_config.loss_weights,
+                done_pos_weight=wm_config.done_pos_weight,
+            )
             losses.append(total)
-            metrics.update({**m1, **m2, **m3, "world_model/mdn_total_loss": total.item()})
+            metrics.update(m)
         if not losses:
             raise ValueError(f"world-model batch has neither 'vae_obs' nor 'z_in' columns: {sorted(batch)}")
         for k, v in metrics.items():

@@ -196,3 +196,35 @@ def weighted_sum(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> 
     if set(losses) != set(weights):
         raise KeyError(f"loss weights {sorted(weights)} do not match computed losses {sorted(losses)}")
     return sum(weights[k] * losses[k] for k in sorted(losses))
+
+
+def mdn_rnn_loss(
+    pred,
+    z_next_B_T_Z: torch.Tensor,
+    reward_B_T: torch.Tensor,
+    done_B_T: torch.Tensor,
+    mask_B_T: torch.Tensor | None,
+    *,
+    loss_weights: dict[str, float],
+    done_pos_weight: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """M's total loss: weights["mdn"] * mdn_nll + weights["reward"] * reward_loss + weights["done"] * done_loss.
+
+    Args:
+        pred: M's predictions with fields logpi, mu, logsigma (B, T, Z, K), reward and done_logit (B, T)
+            (an `MDNOutput`).
+        z_next_B_T_Z: Next latents.
+        reward_B_T: Real rewards.
+        done_B_T: 1 where the transition terminated the episode.
+        mask_B_T: Valid steps; None means all valid.
+        loss_weights: Weights keyed exactly "mdn", "reward", "done".
+        done_pos_weight: Weight of positive (done) examples.
+
+    Returns:
+        (loss, metrics) with the three parts' metrics and `world_model/mdn_total_loss`.
+    """
+    l_mdn, m1 = mdn_nll(pred.logpi, pred.mu, pred.logsigma, z_next_B_T_Z, mask_B_T)
+    l_rew, m2 = reward_loss(pred.reward, reward_B_T, mask_B_T)
+    l_done, m3 = done_loss(pred.done_logit, done_B_T, mask_B_T, pos_weight=done_pos_weight)
+    total = weighted_sum({"mdn": l_mdn, "reward": l_rew, "done": l_done}, loss_weights)
+    return total, {**m1, **m2, **m3, "world_model/mdn_total_loss": total.item()}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from rllib_worldmodel.data import Episode
-from rllib_worldmodel.losses import done_loss, mdn_nll, reward_loss, vae_loss, weighted_sum
+from rllib_worldmodel.losses import mdn_rnn_loss, vae_loss
 from rllib_worldmodel.models.world_model import WorldModel
 
 MetricsCallback = Callable[[str, int, dict[str, float]], None]
@@ -188,13 +188,15 @@ class WorldModelTrainer:
                 break
             out, _, state = m_rnn(batch["z_in"][:, sl], batch["a"][:, sl], state)
             state = tuple(x.detach() for x in state)
-            l_mdn, m1 = mdn_nll(out.logpi, out.mu, out.logsigma, batch["z_next"][:, sl], mask)
-            l_rew, m2 = reward_loss(out.reward, batch["r"][:, sl], mask)
-            l_done, m3 = done_loss(
-                out.done_logit, batch["done"][:, sl], mask, pos_weight=self.model.config.done_pos_weight
+            loss, row = mdn_rnn_loss(
+                out,
+                batch["z_next"][:, sl],
+                batch["r"][:, sl],
+                batch["done"][:, sl],
+                mask,
+                loss_weights=weights,
+                done_pos_weight=self.model.config.done_pos_weight,
             )
-            loss = weighted_sum({"mdn": l_mdn, "reward": l_rew, "done": l_done}, weights)
-            row = {**m1, **m2, **m3, "world_model/mdn_total_loss": loss.item()}
             if train:
                 row["world_model/mdn_grad_norm"] = self._optimise(loss, self.mdn_opt, m_rnn.parameters())
             rows.append(row)

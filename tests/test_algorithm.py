@@ -158,8 +158,7 @@ def test_rllib_controller_trainer_ppo_in_the_dream(ray_session):
         .env_runners(num_env_runners=0)
         .training(train_batch_size_per_learner=256, minibatch_size=64, num_epochs=2)
     )
-    config = tiny_config().controller(trainer="rllib", dream_algo_config=ppo, dream_algo_iterations=2,
-                                      dream_num_envs=8)  # fmt: skip
+    config = tiny_config().controller(trainer="rllib", dream_algo_config=ppo, dream_algo_iterations=2, dream_num_envs=8)
     algo = config.build_algo()
     try:
         r1 = algo.train()

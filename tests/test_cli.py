@@ -62,9 +62,31 @@ def test_errors_are_reported_without_traceback(tmp_path, capsys):
 
 def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     out = tmp_path / "train"
-    args = ["train", "--env", "takecover", "--frame-cap", "30", "--iterations", "1", "--episodes-per-iteration", "3",
-            "--eval-episodes", "2", "--cma-generations", "1", "--z-size", "4", "--rnn-size", "8",
-            "--num-envs-per-env-runner", "1", "--num-cpus", "2", "--out", str(out)]  # fmt: skip
+    args = [
+        "train",
+        "--env",
+        "takecover",
+        "--frame-cap",
+        "30",
+        "--iterations",
+        "1",
+        "--episodes-per-iteration",
+        "3",
+        "--eval-episodes",
+        "2",
+        "--cma-generations",
+        "1",
+        "--z-size",
+        "4",
+        "--rnn-size",
+        "8",
+        "--num-envs-per-env-runner",
+        "1",
+        "--num-cpus",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "[iteration 1] real 30.0 ± 0.0 over 2 episodes" in printed  # 30-step cap: nobody dies that fast

@@ -103,3 +103,28 @@ def test_weighted_sum_requires_matching_keys():
     assert weighted_sum(losses, {"a": 1.0, "b": 0.5}).item() == pytest.approx(2.0)
     with pytest.raises(KeyError, match="do not match"):
         weighted_sum(losses, {"a": 1.0})
+
+
+def test_mdn_rnn_loss_is_the_weighted_sum_of_its_parts():
+    from rllib_worldmodel.losses import mdn_rnn_loss
+    from rllib_worldmodel.models.mdn_rnn import MDNOutput
+
+    b, t, z, k = 2, 3, 4, 2
+    pred = MDNOutput(
+        F.log_softmax(torch.randn(b, t, z, k), -1),
+        torch.randn(b, t, z, k),
+        torch.zeros(b, t, z, k),
+        torch.randn(b, t),
+        torch.randn(b, t),
+    )
+    z_next, r, done = torch.randn(b, t, z), torch.randn(b, t), torch.zeros(b, t)
+    done[0, -1] = 1.0
+    weights = {"mdn": 1.0, "reward": 0.5, "done": 2.0}
+    total, m = mdn_rnn_loss(pred, z_next, r, done, None, loss_weights=weights, done_pos_weight=10.0)
+    expected = (
+        mdn_nll(pred.logpi, pred.mu, pred.logsigma, z_next)[0]
+        + 0.5 * reward_loss(pred.reward, r)[0]
+        + 2.0 * done_loss(pred.done_logit, done, pos_weight=10.0)[0]
+    )
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert m["world_model/mdn_total_loss"] == pytest.approx(total.item())

@@ -20,14 +20,20 @@ def car_racing_config(eval_episodes: int = 20) -> WorldModelsConfig:
         WorldModelsConfig()
         .environment(CAR_RACING_ENV, env_config={"real": {"frame_cap": 1000}})
         .env_runners(num_env_runners=0, num_envs_per_env_runner=4)
-        .world_model(z_size=32, rnn_size=256, num_mixtures=5, vae_epochs_per_iteration=1.0,
-                     mdn_epochs_per_iteration=10.0, mdn_seq_len=128)
+        .world_model(
+            z_size=32,
+            rnn_size=256,
+            num_mixtures=5,
+            vae_epochs_per_iteration=1.0,
+            mdn_epochs_per_iteration=10.0,
+            mdn_seq_len=128,
+        )
         .collection(real_episodes_per_iteration=50, random_iterations=1, random_hold_prob=0.05)
         # CarRacing's reward is dense and there is no death: the dream runs to the cap.
         .dream(temperature=1.0, max_episode_steps=1000)
         .controller(cma_population=64, cma_rollouts=4, cma_generations_per_iteration=10, dream_eval_episodes=64)
         .evaluation(evaluation_interval=1, evaluation_duration=eval_episodes)
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from rllib_worldmodel import DREAM_ENV, TAKECOVER_ENV
 from rllib_worldmodel.connectors import NormalizeFrames
 
 
-def dream_ppo_config(world_model: str, temperature: float = 1.15, eval_episodes: int = 20,
-                     real: dict | None = None) -> PPOConfig:  # fmt: skip
+def dream_ppo_config(
+    world_model: str, temperature: float = 1.15, eval_episodes: int = 20, real: dict | None = None
+) -> PPOConfig:
     """PPO on `WorldModels/Dream-v0` (pixels) with evaluation on `WorldModels/TakeCover-v0`.
 
     Args:
@@ -47,7 +48,7 @@ def dream_ppo_config(world_model: str, temperature: float = 1.15, eval_episodes:
             evaluation_num_env_runners=0,
             evaluation_config=PPOConfig.overrides(
                 env=TAKECOVER_ENV, explore=False, gym_env_vectorize_mode="sync", num_envs_per_env_runner=1
-            ),  # fmt: skip
+            ),
         )
     )
 
