@@ -45,14 +45,14 @@ def evaluate_population(
     b = p * rollouts
     w = torch.as_tensor(flats, dtype=torch.float32, device=sim.device)
     obs = sim.reset(b, seed=seed)
-    owner = torch.arange(p, device=sim.device).repeat_interleave(rollouts)  # candidate of each live dream
-    slot = torch.arange(b, device=sim.device)  # its position in the (P*R) result arrays
+    # Each live dream's controller parameters, gathered once and shrunk with the batch (not re-gathered per step).
+    w_live = w.repeat_interleave(rollouts, dim=0)
+    slot = torch.arange(b, device=sim.device)  # each live dream's position in the (P*R) result arrays
     returns = torch.zeros(b, device=sim.device)
     lengths = torch.zeros(b, dtype=torch.long, device=sim.device)
     steps = 0
     while slot.numel():
-        # Gather each live dream's controller; one einsum per layer over all of them.
-        out = controller.batched_forward(w[owner], obs.unsqueeze(1)).squeeze(1)
+        out = controller.batched_forward(w_live, obs.unsqueeze(1)).squeeze(1)  # one einsum per layer, all dreams
         obs, reward, terminated, truncated = sim.step(controller.to_action(out))
         returns[slot] += reward
         lengths[slot] += 1
@@ -61,7 +61,7 @@ def evaluate_population(
         if not alive.all():
             keep = alive.nonzero().squeeze(1)
             sim.select(keep)
-            obs, owner, slot = obs[keep], owner[keep], slot[keep]
+            obs, w_live, slot = obs[keep], w_live[keep], slot[keep]
     return PopulationResult(returns.view(p, rollouts).cpu().numpy(), lengths.view(p, rollouts).cpu().numpy(), steps)
 
 
