@@ -77,7 +77,8 @@ class WorldModels(Algorithm):
                 workdir=self.logdir,
             )
         self.dream_score: dict[str, float] = {}
-        self._latents: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        # Per stored episode, refreshed after every V update: (mu, logvar, encoded actions, rewards, done targets).
+        self._latents: dict[str, tuple[torch.Tensor, ...]] = {}
         self._rng = np.random.default_rng(self.config.seed)
         self._torch_gen = torch.Generator().manual_seed(self.config.seed or 0)  # M's latent samples, reproducible
 
@@ -165,39 +166,38 @@ class WorldModels(Algorithm):
     @torch.no_grad()
     def _encode_replay(self) -> None:
         """V's posterior for every stored frame; also refreshes the dream's initial states (episode starts)."""
-        vae, dev, latents = self.world_model.vae, self.dream_device, {}
+        wm, dev, latents = self.world_model, self.dream_device, {}
         for ep in self.replay.episodes:
             obs = np.asarray(ep.get_observations())
             mus, logvars = [], []
             for s in range(0, len(obs), 512):
-                mu, logvar = vae.encode(torch.as_tensor(obs[s : s + 512], device=dev))
+                mu, logvar = wm.vae.encode(torch.as_tensor(obs[s : s + 512], device=dev))
                 mus.append(mu.cpu())
                 logvars.append(logvar.cpu())
-            latents[ep.id_] = (torch.cat(mus), torch.cat(logvars))
+            done = torch.zeros(len(ep))
+            done[-1] = float(ep.is_terminated)
+            actions = wm.encode_action(torch.as_tensor(np.asarray(ep.get_actions()), device=dev)).cpu()
+            rewards = torch.as_tensor(np.asarray(ep.get_rewards()), dtype=torch.float32)
+            latents[ep.id_] = (torch.cat(mus), torch.cat(logvars), actions, rewards, done)
         self._latents = latents
-        starts = [lat for ep in self.replay.episodes if ep.t_started == 0 for lat in [latents[ep.id_]]]
-        self.world_model.set_initial_states(
-            torch.stack([m[0] for m, _ in starts]), torch.stack([lv[0] for _, lv in starts])
-        )
+        starts = [latents[ep.id_] for ep in self.replay.episodes if ep.t_started == 0]
+        wm.set_initial_states(torch.stack([lat[0][0] for lat in starts]), torch.stack([lat[1][0] for lat in starts]))
 
     def _mdn_batch(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
         """Windows of up to `seq_len` transitions at uniformly random positions, with their episode prefixes."""
         episodes = self.replay.episodes
         lengths = np.array([len(ep) for ep in episodes], dtype=float)
         picks = self._rng.choice(len(episodes), size=batch_size, p=lengths / lengths.sum())
-        wm, z_size = self.world_model, self.world_model.config.z_size
+        z_size = self.world_model.config.z_size
         rows = []
         for i in picks:
             ep = episodes[i]
-            mu, logvar = self._latents[ep.id_]
-            z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=self._torch_gen)  # paper: z ~ V(o)
+            mu, logvar, a, r, done = self._latents[ep.id_]
             t = len(ep)
             o = int(self._rng.integers(0, t))
             w = min(seq_len, t - o)
-            a = wm.encode_action(torch.as_tensor(np.asarray(ep.get_actions())).cpu())
-            r = torch.as_tensor(np.asarray(ep.get_rewards()), dtype=torch.float32)
-            done = torch.zeros(t)
-            done[-1] = float(ep.is_terminated)
+            mu, logvar = mu[: o + w + 1], logvar[: o + w + 1]  # only what the prefix and window use
+            z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=self._torch_gen)  # paper: z ~ V(o)
             rows.append((z, a, r, done, o, w))
         p_max = max(max(o for *_, o, _ in rows), 1)
         a_dim = rows[0][1].shape[-1]
