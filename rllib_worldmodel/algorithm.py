@@ -3,11 +3,14 @@
 One `training_step` runs four named phases:
 1. `_collect_real`: RLlib EnvRunners play the real env with the agent module (V + M + C, stateful). The first
    `random_iterations` act with random actions held 1-10 steps (paper); later ones act with the controller plus
-   exploration, so new data comes from where the policy goes. Episodes go into RLlib's EpisodeReplayBuffer.
+   exploration (random holds, epsilon, surprise-driven holds), so new data comes from where the policy goes; with
+   curiosity on, a share of the episodes is played by the EXPLORER, a second controller trained in the dream on
+   extrinsic + intrinsic reward. Episodes from every round go into RLlib's EpisodeReplayBuffer.
 2. `_fit_world_model`: the LearnerGroup updates V on frames, then M on latent windows (exact LSTM state from each
    window's episode prefix; state resets at episode starts).
 3. `_train_controller`: CMA-ES, where every generation's population x rollouts is one batched DreamSimulator
    run (paper mode), or an RLlib algorithm (PPO by default) on DreamVectorEnv EnvRunners (`dream_rllib.py`).
+   tau, pessimism and curiosity follow their schedules (plus the exploit guard's offsets).
    Dream steps are counted under `dream/...`, never as real env steps.
 4. Evaluation (RLlib's evaluation EnvRunners on the REAL env, via `evaluation.evaluate_real_and_dream`): real return
    mean/std/min/max over N episodes, the same controller's dream return, and `dream_real_gap`.
@@ -16,6 +19,7 @@ Weights flow the RLlib way: the Learner's module state is synced to (evaluation)
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -35,6 +39,7 @@ from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.models.world_model import WorldModel
+from rllib_worldmodel.schedules import Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,25 @@ class WorldModels(Algorithm):
             sigma_init=self.config.cma_sigma_init,
             seed=self.config.seed or 0,
         )
+        c = self.config
+        self.schedules = {
+            name: Schedule(getattr(c, name), name, strict=name == "temperature")
+            for name in ("temperature", "pessimism", "curiosity")
+        }
+        # The explorer: a second controller, trained in the dream on extrinsic + curiosity * bonus (Plan2Explore's
+        # exploration policy); it only ever collects real data, it is never deployed or evaluated as the agent.
+        self.explorer = None
+        if self.schedules["curiosity"].max_value() > 0:
+            self.explorer = CMAESTrainer(
+                copy.deepcopy(self.local_module.controller),
+                popsize=c.cma_population,
+                rollouts=c.cma_rollouts,
+                sigma_init=c.cma_sigma_init,
+                seed=(c.seed or 0) + 1,
+                prefix="dream/explorer_",
+            )
+        self.guard_state = {"temperature_offset": 0.0, "pessimism_offset": 0.0, "extra_episodes": 0, "triggers": 0}
+        self._novelty_ref: torch.Tensor | None = None
         self.dream_trainer = None
         if self.config.controller_trainer == "rllib":
             from ray.rllib.algorithms.ppo import PPOConfig
@@ -79,6 +103,7 @@ class WorldModels(Algorithm):
         self.dream_score: dict[str, float] = {}
         # Per stored episode, refreshed after every V update: (mu, logvar, encoded actions, rewards, done targets).
         self._latents: dict[str, tuple[torch.Tensor, ...]] = {}
+        self._explorer_params: np.ndarray | None = None
         self._rng = np.random.default_rng(self.config.seed)
         self._torch_gen = torch.Generator().manual_seed(self.config.seed or 0)  # M's latent samples, reproducible
 
@@ -99,19 +124,29 @@ class WorldModels(Algorithm):
             logger.info("iteration %d: %s took %.1f s", self.iteration + 1, name, time.perf_counter() - t0)
         self.metrics.log_value("real/acted_randomly", float(random_phase), window=1)
 
-    def _set_agent_state(self, random_only: bool | None = None, controller: dict | None = None) -> None:
-        """Change the Learner's module (random-only flag, controller weights) and sync it to the EnvRunners."""
+    def _set_agent_state(
+        self, random_only: bool | None = None, controller: dict | None = None, surprise_baseline: float | None = None
+    ) -> None:
+        """Change the Learner's module (random-only flag, controller weights, surprise baseline) and sync it to the
+        EnvRunners."""
         update = {}
         if random_only is not None:
             update["random_only"] = torch.tensor(1.0 if random_only else 0.0)
+        if surprise_baseline is not None:
+            update["surprise_baseline"] = torch.tensor(float(surprise_baseline))
         if controller is not None:
             update.update({f"controller.{k}": v for k, v in controller.items()})
         self.learner_group.set_weights({DEFAULT_MODULE_ID: update})
         self.local_module.set_state(update)
         self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
 
-    def _collect_real(self) -> None:
-        n = self.config.real_episodes_per_iteration
+    def _controller_state(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
+        ctrl = copy.deepcopy(self.local_module.controller).cpu()
+        ctrl.set_flat(flat)
+        return ctrl.state_dict()
+
+    def _sample_real(self, n: int) -> list:
+        """`n` real episodes from the EnvRunners with the module as it is now (exploration on)."""
         group = self.env_runner_group
         if group.num_remote_env_runners() > 0:
             per_runner = math.ceil(n / group.num_remote_env_runners())
@@ -122,8 +157,29 @@ class WorldModels(Algorithm):
         else:
             er = self.env_runner
             results = [(er.sample(num_episodes=n, explore=True), er.get_metrics())]
-        episodes = [ep for eps, _ in results for ep in eps]
         self.metrics.aggregate([m for _, m in results], key=ENV_RUNNER_RESULTS)
+        return [ep for eps, _ in results for ep in eps]
+
+    def _collect_real(self) -> None:
+        c = self.config
+        n = c.real_episodes_per_iteration + self.guard_state["extra_episodes"]
+        self.guard_state["extra_episodes"] = 0
+        n_explorer = 0
+        if self.iteration >= c.random_iterations and self._explorer_params is not None:
+            n_explorer = int(round(c.real_episodes_per_iteration * c.explorer_fraction))
+        episodes = []
+        if n_explorer:
+            deployed = {k: v.cpu() for k, v in self.local_module.controller.state_dict().items()}
+            self._set_agent_state(controller=self._controller_state(self._explorer_params))
+            explored = self._sample_real(n_explorer)
+            self._set_agent_state(controller=deployed)
+            self.metrics.log_value("real/explorer_episodes", len(explored), window=1)
+            self.metrics.log_value(
+                "real/explorer_episode_len_mean", float(np.mean([len(ep) for ep in explored])), window=1
+            )
+            episodes += explored
+        if n - n_explorer > 0:
+            episodes += self._sample_real(n - n_explorer)
         self.replay.add(episodes)
         steps = sum(len(ep) for ep in episodes)
         lengths = [len(ep) for ep in episodes]
@@ -144,7 +200,8 @@ class WorldModels(Algorithm):
         cfg = self.config
         frames = self.replay.get_num_timesteps()
         # V: uniformly sampled frames, several minibatches per LearnerGroup call.
-        n_vae = max(1, math.ceil(cfg.vae_epochs_per_iteration * frames / cfg.vae_batch_size))
+        epochs = cfg.vae_epochs_per_iteration + (cfg.vae_warmup_epochs if self.iteration == 0 else 0.0)
+        n_vae = max(1, math.ceil(epochs * frames / cfg.vae_batch_size))
         for _ in range(n_vae):
             self._update(
                 {"vae_obs": self.replay.sample(batch_size_B=cfg.vae_batch_size, batch_length_T=1)["obs"][:, 0]}
@@ -156,6 +213,10 @@ class WorldModels(Algorithm):
         for _ in range(n_mdn):
             self._update(self._mdn_batch(cfg.mdn_batch_size, cfg.mdn_seq_len))
         self._sync_local_module()
+        if cfg.surprise_exploration > 0:  # surprise is measured against what M now achieves on its training data
+            nll = self.metrics.peek((LEARNER_RESULTS, DEFAULT_MODULE_ID, "world_model/mdn_nll"), default=None)
+            if nll is not None:
+                self._set_agent_state(surprise_baseline=float(nll))
         self.metrics.log_value("world_model/vae_updates", n_vae, window=1)
         self.metrics.log_value("world_model/mdn_updates", n_mdn, window=1)
 
@@ -180,6 +241,8 @@ class WorldModels(Algorithm):
             rewards = torch.as_tensor(np.asarray(ep.get_rewards()), dtype=torch.float32)
             latents[ep.id_] = (torch.cat(mus), torch.cat(logvars), actions, rewards, done)
         self._latents = latents
+        recent = torch.cat([latents[ep.id_][0] for ep in list(self.replay.episodes)[-200:]])
+        self._novelty_ref = recent[-self.config.novelty_reference_size :].to(dev)
         starts = [latents[ep.id_] for ep in self.replay.episodes if ep.t_started == 0]
         wm.set_initial_states(torch.stack([lat[0][0] for lat in starts]), torch.stack([lat[1][0] for lat in starts]))
 
@@ -217,23 +280,71 @@ class WorldModels(Algorithm):
             out["z_in"][b, :w], out["z_next"][b, :w] = z[o : o + w], z[o + 1 : o + 1 + w]
             out["a"][b, :w], out["r"][b, :w], out["done"][b, :w] = a[o : o + w], r[o : o + w], done[o : o + w]
             out["mask"][b, :w] = 1.0
+        members = self.world_model.mdn_rnn.num_heads
+        if members > 1:  # online bootstrap: each member sees each window Poisson(1) times
+            out["member_weights"] = self._rng.poisson(1.0, (batch_size, members)).astype(np.float32)
         return out
 
-    def dream_settings(self) -> DreamSettings:
-        """The dream the controller trains and is scored in."""
-        c = self.config
+    def current_dream_knobs(self) -> dict[str, float]:
+        """tau, pessimism and curiosity for this iteration: schedules plus the exploit guard's offsets."""
+        c, it, g = self.config, self.iteration, self.guard_state
+        tau = self.schedules["temperature"].value(it)
+        if g["temperature_offset"]:
+            tau = max(tau, min(tau + g["temperature_offset"], c.guard_temperature_max))
+        pess = self.schedules["pessimism"].value(it)
+        if g["pessimism_offset"]:
+            pess = max(pess, min(pess + g["pessimism_offset"], c.guard_pessimism_max))
+        return {"temperature": tau, "pessimism": pess, "curiosity": self.schedules["curiosity"].value(it)}
+
+    def dream_settings(self, explorer: bool = False) -> DreamSettings:
+        """The dream the controller trains and is scored in (`explorer`: the explorer's, with the curiosity bonus)."""
+        c, knobs = self.config, self.current_dream_knobs()
         return DreamSettings(
-            temperature=c.temperature,
+            temperature=knobs["temperature"],
             done_mode=c.done_mode,
             max_episode_steps=c.dream_max_episode_steps,
             include_cell=c.include_cell,
             device=str(self.dream_device),
             seed=c.seed,
+            deterministic=c.deterministic_dream,
+            initial_noise=c.initial_noise,
+            done_ensemble=c.done_ensemble,
+            pessimism=0.0 if explorer else knobs["pessimism"],
+            curiosity=knobs["curiosity"] if explorer else 0.0,
+            curiosity_bonus=c.curiosity_bonus,
         )
+
+    def exploit_guard(self, dream_mean: float, real_mean: float) -> dict[str, float]:
+        """React to a dream-real gap (called after each real evaluation); returns `guard/...` metrics.
+
+        Args:
+            dream_mean: The deployed controller's mean dream return.
+            real_mean: Its mean real return.
+        """
+        c, g = self.config, self.guard_state
+        ratio = (dream_mean - real_mean) / max(abs(real_mean), 1.0)
+        triggered = bool(c.guard_enabled and ratio > c.guard_gap_ratio)
+        if triggered:
+            g["triggers"] += 1
+            g["temperature_offset"] += c.guard_temperature_step
+            g["pessimism_offset"] += c.guard_pessimism_step
+            g["extra_episodes"] = int(c.guard_extra_episodes)
+            logger.info("exploit guard: gap ratio %.2f > %.2f -> %s", ratio, c.guard_gap_ratio, g)
+        return {
+            "guard/gap_ratio": float(ratio),
+            "guard/triggered": float(triggered),
+            "guard/triggers": float(g["triggers"]),
+            "guard/temperature_offset": g["temperature_offset"],
+            "guard/pessimism_offset": g["pessimism_offset"],
+            "guard/extra_episodes_next": float(g["extra_episodes"]),
+        }
 
     def _train_controller(self) -> None:
         sim = DreamSimulator(self.world_model, self.dream_settings())
+        sim.set_novelty_reference(self._novelty_ref)
         controller, dream_steps = self.local_module.controller, 0
+        for k, v in self.current_dream_knobs().items():
+            self.metrics.log_value(f"dream/{k}", v, window=1)
         if self.dream_trainer is not None:
             weights, m = self.dream_trainer.train(self.world_model, self.config.dream_algo_iterations)
             controller.load_state_dict(weights)
@@ -241,6 +352,11 @@ class WorldModels(Algorithm):
         else:
             metrics = [self.cma.step(sim) for _ in range(self.config.cma_generations_per_iteration)]
             controller.set_flat(self.cma.mean_params())
+        if self.explorer is not None and self.current_dream_knobs()["curiosity"] > 0:
+            explore_sim = DreamSimulator(self.world_model, self.dream_settings(explorer=True))
+            explore_sim.set_novelty_reference(self._novelty_ref)
+            metrics += [self.explorer.step(explore_sim) for _ in range(self.config.cma_generations_per_iteration)]
+            self._explorer_params = self.explorer.mean_params()
         for m in metrics:
             logger.info("dream: %s", {k: round(v, 2) for k, v in m.items()})
             dream_steps += m.pop("dream/num_env_steps_sampled")
@@ -274,6 +390,9 @@ class WorldModels(Algorithm):
                 "dream_rllib": self.dream_trainer.get_state() if self.dream_trainer else None,
                 "replay": self.replay.get_state(),
                 "cma": self.cma.get_state(),
+                "explorer": self.explorer.get_state() if self.explorer else None,
+                "explorer_params": self._explorer_params,
+                "guard": dict(self.guard_state),
                 "dream_score": self.dream_score,
             }
         return state
@@ -284,6 +403,10 @@ class WorldModels(Algorithm):
         if extra is not None:
             self.replay.set_state(extra["replay"])
             self.cma.set_state(extra["cma"])
+            if self.explorer is not None and extra.get("explorer") is not None:
+                self.explorer.set_state(extra["explorer"])
+            self._explorer_params = extra.get("explorer_params")
+            self.guard_state.update(extra.get("guard", {}))
             self.dream_score = extra["dream_score"]
         self._sync_local_module()
         if self.replay.get_num_timesteps():
@@ -300,7 +423,7 @@ class WorldModels(Algorithm):
         """Evaluate the current agent on `num_episodes` real episodes (beside its dream score), outside `train()`."""
         group = self.eval_env_runner_group or self.env_runner_group
         group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
-        return evaluate_real_and_dream(self, group, num_episodes=num_episodes)[0]
+        return evaluate_real_and_dream(self, group, num_episodes=num_episodes, react=False)[0]
 
     def export_world_model(self, path) -> Any:
         """Write the current world model as a standalone checkpoint (loadable by `WorldModels/Dream-v0`)."""

@@ -9,7 +9,7 @@ dropped from the batch as they end, so a generation costs the steps that were re
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cma
 import numpy as np
@@ -23,9 +23,10 @@ from rllib_worldmodel.models.controller import Controller
 class PopulationResult:
     """Dream returns of P candidates x R rollouts, and the number of dream steps taken."""
 
-    returns: np.ndarray  # (P, R)
+    returns: np.ndarray  # (P, R): the reward the controller was trained on (extrinsic - penalty + intrinsic)
     lengths: np.ndarray  # (P, R)
     dream_steps: int
+    parts: dict[str, np.ndarray] = field(default_factory=dict)  # (P, R) sums of the dream's reward parts
 
 
 @torch.no_grad()
@@ -50,19 +51,27 @@ def evaluate_population(
     slot = torch.arange(b, device=sim.device)  # each live dream's position in the (P*R) result arrays
     returns = torch.zeros(b, device=sim.device)
     lengths = torch.zeros(b, dtype=torch.long, device=sim.device)
+    parts: dict[str, torch.Tensor] = {}
     steps = 0
     while slot.numel():
         out = controller.batched_forward(w_live, obs.unsqueeze(1)).squeeze(1)  # one einsum per layer, all dreams
         obs, reward, terminated, truncated = sim.step(controller.to_action(out))
         returns[slot] += reward
         lengths[slot] += 1
+        for k, v in sim.reward_parts.items():
+            parts.setdefault(k, torch.zeros(b, device=sim.device))[slot] += v
         steps += slot.numel()
         alive = ~(terminated | truncated)
         if not alive.all():
             keep = alive.nonzero().squeeze(1)
             sim.select(keep)
             obs, w_live, slot = obs[keep], w_live[keep], slot[keep]
-    return PopulationResult(returns.view(p, rollouts).cpu().numpy(), lengths.view(p, rollouts).cpu().numpy(), steps)
+    return PopulationResult(
+        returns.view(p, rollouts).cpu().numpy(),
+        lengths.view(p, rollouts).cpu().numpy(),
+        steps,
+        {k: v.view(p, rollouts).cpu().numpy() for k, v in parts.items()},
+    )
 
 
 class CMAESTrainer:
@@ -74,10 +83,17 @@ class CMAESTrainer:
         rollouts: Dreams per candidate (paper: 16).
         sigma_init: Initial step size (paper code: 0.1).
         seed: Seeds CMA-ES and the dreams.
+        prefix: Metric-name prefix (the explorer reports under "dream/explorer_").
     """
 
     def __init__(
-        self, controller: Controller, popsize: int = 64, rollouts: int = 16, sigma_init: float = 0.1, seed: int = 0
+        self,
+        controller: Controller,
+        popsize: int = 64,
+        rollouts: int = 16,
+        sigma_init: float = 0.1,
+        seed: int = 0,
+        prefix: str = "dream/cma_",
     ):
         if popsize < 2 or rollouts < 1 or sigma_init <= 0:
             raise ValueError(
@@ -86,6 +102,7 @@ class CMAESTrainer:
         self.controller = controller
         self.rollouts = rollouts
         self.seed = seed
+        self.prefix = prefix
         self.es = cma.CMAEvolutionStrategy(
             controller.get_flat(), sigma_init, {"popsize": popsize, "seed": seed + 1, "verbose": -9}
         )
@@ -94,7 +111,9 @@ class CMAESTrainer:
         self.generation = 0
 
     def step(self, sim: DreamSimulator) -> dict[str, float]:
-        """One generation: ask, evaluate all candidates in one batched dream, tell. Returns `dream/cma_*` metrics."""
+        """One generation: ask, evaluate all candidates in one batched dream, tell. Returns `<prefix>*` metrics
+        (fitness, sigma, episode length, and the per-episode sums of the dream's reward parts: extrinsic,
+        disagreement, penalty, intrinsic)."""
         solutions = np.asarray(self.es.ask())
         result = evaluate_population(
             sim, self.controller, solutions, self.rollouts, seed=self.seed * 100_003 + self.generation
@@ -105,15 +124,19 @@ class CMAESTrainer:
         if fitness[best] > self.best_fitness:
             self.best_fitness, self.best_params = float(fitness[best]), solutions[best].copy()
         self.generation += 1
-        return {
-            "dream/cma_generation": self.generation,
-            "dream/cma_fitness_mean": float(fitness.mean()),
-            "dream/cma_fitness_max": float(fitness.max()),
-            "dream/cma_fitness_best_ever": self.best_fitness,
-            "dream/cma_sigma": float(self.es.sigma),
-            "dream/cma_episode_len_mean": float(result.lengths.mean()),
+        p = self.prefix
+        metrics = {
+            f"{p}generation": self.generation,
+            f"{p}fitness_mean": float(fitness.mean()),
+            f"{p}fitness_max": float(fitness.max()),
+            f"{p}fitness_best_ever": self.best_fitness,
+            f"{p}sigma": float(self.es.sigma),
+            f"{p}episode_len_mean": float(result.lengths.mean()),
             "dream/num_env_steps_sampled": result.dream_steps,
         }
+        # extrinsic and intrinsic parts reported separately (per dream episode, population mean)
+        metrics.update({f"{p}{k}_mean": float(v.mean()) for k, v in result.parts.items()})
+        return metrics
 
     def mean_params(self) -> np.ndarray:
         """CMA-ES's current mean: the controller to deploy (less noisy than the best single sample)."""

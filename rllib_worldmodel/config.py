@@ -8,8 +8,9 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from rllib_worldmodel.dream import DONE_MODES, validate_temperature
+from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
+from rllib_worldmodel.schedules import Schedule
 
 CONTROLLER_TRAINERS = ("cma", "rllib")
 
@@ -34,6 +35,9 @@ class WorldModelsConfig(AlgorithmConfig):
         self.kl_tolerance = 0.5  # paper code
         self.done_pos_weight = 10.0  # paper code: restart_factor
         self.wm_loss_weights = {"mdn": 1.0, "reward": 1.0, "done": 1.0}
+        self.num_heads = 1  # paper: one M; >= 2 is an ensemble (pessimism, disagreement curiosity)
+        self.done_bias_init = None
+        self.vae_warmup_epochs = 0.0
         # world model fitting (per iteration)
         self.vae_lr = 1e-3  # measured: 1e-3 beats the paper code's 1e-4 on small data (trainer.py)
         self.mdn_lr = 1e-3  # paper code
@@ -48,10 +52,19 @@ class WorldModelsConfig(AlgorithmConfig):
         self.random_iterations = 1  # paper: the first data comes from random actions held 1-10 steps
         self.random_hold_prob = 0.05
         self.explore_epsilon = 0.0
+        self.surprise_exploration = 0.0
+        self.curiosity = 0.0
+        self.curiosity_bonus = "disagreement"
+        self.explorer_fraction = 0.5
+        self.novelty_reference_size = 4096
         # dream
         self.temperature = 1.15  # paper's best TakeCover tau
         self.dream_max_episode_steps = 2100  # paper's TakeCover cap
         self.done_mode = "threshold"  # paper: done where p > 0.5
+        self.deterministic_dream = False
+        self.initial_noise = 0.0
+        self.done_ensemble = "mean"
+        self.pessimism = 0.0
         self.include_cell = False
         self.dream_device = "auto"
         # controller
@@ -64,6 +77,14 @@ class WorldModelsConfig(AlgorithmConfig):
         self.dream_algo_config = None  # for trainer="rllib": an RLlib AlgorithmConfig; None -> PPOConfig()
         self.dream_algo_iterations = 5
         self.dream_num_envs = 64
+        # exploit guard (off by default): reacts to a large dream-real gap
+        self.guard_enabled = False
+        self.guard_gap_ratio = 0.5
+        self.guard_temperature_step = 0.1
+        self.guard_temperature_max = 1.6
+        self.guard_pessimism_step = 0.0
+        self.guard_pessimism_max = 10.0
+        self.guard_extra_episodes = 0
         # evaluation
         self.dream_eval_episodes = 256
         self.real_z = "sample"  # paper: z sampled from V's posterior when acting in the real game
@@ -97,6 +118,9 @@ class WorldModelsConfig(AlgorithmConfig):
         mdn_seq_len: int = NotProvided,
         mdn_epochs_per_iteration: float = NotProvided,
         replay_capacity: int = NotProvided,
+        num_heads: int = NotProvided,
+        done_bias_init: float | None = NotProvided,
+        vae_warmup_epochs: float = NotProvided,
     ) -> WorldModelsConfig:
         """World-model architecture and fitting.
 
@@ -116,6 +140,10 @@ class WorldModelsConfig(AlgorithmConfig):
             mdn_seq_len: Window length; each window starts from the exact LSTM state of its episode prefix.
             mdn_epochs_per_iteration: M passes (in steps) over the replay per iteration.
             replay_capacity: Real env steps kept in the EpisodeReplayBuffer.
+            num_heads: M's ensemble size (1: paper; >= 2: heads trained on bootstrap resamples whose disagreement
+                drives pessimism and curiosity).
+            done_bias_init: Initial done-logit bias, a prior on deaths (e.g. -5); None keeps PyTorch's init.
+            vae_warmup_epochs: Extra V passes over the replay in the first fit only (V sees little data later).
         """
         return self._set_provided({k: v for k, v in locals().items() if k != "self"})
 
@@ -126,6 +154,11 @@ class WorldModelsConfig(AlgorithmConfig):
         random_iterations: int = NotProvided,
         random_hold_prob: float = NotProvided,
         explore_epsilon: float = NotProvided,
+        surprise_exploration: float = NotProvided,
+        curiosity: float | list | tuple = NotProvided,
+        curiosity_bonus: str = NotProvided,
+        explorer_fraction: float = NotProvided,
+        novelty_reference_size: int = NotProvided,
     ) -> WorldModelsConfig:
         """Real-data collection (iterative training: later iterations collect with the current agent).
 
@@ -134,6 +167,17 @@ class WorldModelsConfig(AlgorithmConfig):
             random_iterations: Iterations that act only with random actions held 1-10 steps (paper).
             random_hold_prob: Per-step chance that the agent starts a random action held 1-10 steps.
             explore_epsilon: Per-step chance of one uniformly random action.
+            surprise_exploration: Surprise bonus of real collection: the chance of starting a random hold grows by
+                this much per nat (per latent dimension) that M's NLL of what really happened exceeds M's training
+                NLL, so new data comes from where the model is wrong. 0 = off.
+            curiosity: Weight (or schedule) of the intrinsic bonus of the EXPLORER: a second controller trained by
+                CMA-ES in the dream on extrinsic + curiosity * bonus, which collects `explorer_fraction` of the
+                real episodes. The deployed controller never sees the bonus. 0 = off.
+            curiosity_bonus: "disagreement" (ensemble variance, Plan2Explore; needs num_heads >= 2), "novelty"
+                (distance to the nearest recently visited real latent) or "surprise" (M's NLL of its own sample,
+                the prediction-error bonus).
+            explorer_fraction: Share of the agent-collected real episodes played by the explorer.
+            novelty_reference_size: Recent real latents kept as the novelty bonus's reference set.
         """
         return self._set_provided({k: v for k, v in locals().items() if k != "self"})
 
@@ -145,18 +189,31 @@ class WorldModelsConfig(AlgorithmConfig):
         done_mode: str = NotProvided,
         include_cell: bool = NotProvided,
         device: str = NotProvided,
+        deterministic: bool = NotProvided,
+        initial_noise: float = NotProvided,
+        done_ensemble: str = NotProvided,
+        pessimism: float | list | tuple = NotProvided,
     ) -> WorldModelsConfig:
         """The dream the controller trains in.
 
         Args:
-            temperature: tau > 0 (paper's best TakeCover: 1.15).
+            temperature: tau > 0 (paper's best TakeCover: 1.15), or a schedule over iterations:
+                ("linear", start, end, iterations) or a list of per-round values.
             max_episode_steps: Dream truncation (paper TakeCover: 2100).
-            done_mode: "threshold" (p > 0.5, paper) or "sample".
+            done_mode: "threshold" (p > 0.5, paper) or "sample" (calibrated Bernoulli).
             include_cell: Controller input [z, h, c] instead of [z, h].
             device: Where the controller's dreams run: "auto", "cpu", "cuda", ...
+            deterministic: Dream M's mode instead of sampling (tau is then unused).
+            initial_noise: Std of extra Gaussian noise on each dream's initial latent.
+            done_ensemble: "mean" or "max" (pessimistic) over an ensemble's death probabilities.
+            pessimism: Reward penalty per unit of ensemble disagreement (number or schedule; needs num_heads >= 2).
         """
         return self._set_provided(
             {
+                "deterministic_dream": deterministic,
+                "initial_noise": initial_noise,
+                "done_ensemble": done_ensemble,
+                "pessimism": pessimism,
                 "temperature": temperature,
                 "dream_max_episode_steps": max_episode_steps,
                 "done_mode": done_mode,
@@ -213,6 +270,34 @@ class WorldModelsConfig(AlgorithmConfig):
             }
         )
 
+    def exploit_guard(
+        self,
+        *,
+        enabled: bool = NotProvided,
+        gap_ratio: float = NotProvided,
+        temperature_step: float = NotProvided,
+        temperature_max: float = NotProvided,
+        pessimism_step: float = NotProvided,
+        pessimism_max: float = NotProvided,
+        extra_episodes: int = NotProvided,
+    ) -> WorldModelsConfig:
+        """React to a controller that exploits the dream: after each real evaluation, when
+        (dream mean - real mean) / max(real mean, 1) exceeds `gap_ratio`, the next iteration dreams with tau raised by
+        `temperature_step` (up to `temperature_max`), pessimism raised by `pessimism_step` (up to `pessimism_max`)
+        and collects `extra_episodes` more real episodes along the deployed controller's path. Every reaction is
+        reported under `guard/...` in the evaluation results.
+
+        Args:
+            enabled: Switch the guard on.
+            gap_ratio: Relative gap that triggers a reaction.
+            temperature_step: Added to tau per trigger (0: leave tau alone).
+            temperature_max: Cap on the raised tau.
+            pessimism_step: Added to pessimism per trigger (needs num_heads >= 2 when > 0).
+            pessimism_max: Cap on the raised pessimism.
+            extra_episodes: Extra real episodes collected with the deployed controller after a trigger.
+        """
+        return self._set_provided({f"guard_{k}": v for k, v in locals().items() if k != "self"})
+
     def _set_provided(self, values: dict[str, Any]) -> WorldModelsConfig:
         """Set every attribute whose value is not NotProvided (the builders' shared body)."""
         for k, v in values.items():
@@ -246,6 +331,9 @@ class WorldModelsConfig(AlgorithmConfig):
             "real_z": self.real_z,
             "random_hold_prob": self.random_hold_prob,
             "epsilon": self.explore_epsilon,
+            "surprise_exploration": self.surprise_exploration,
+            "num_heads": self.num_heads,
+            "done_bias_init": self.done_bias_init,
         }
 
     def validate(self) -> None:
@@ -286,11 +374,62 @@ class WorldModelsConfig(AlgorithmConfig):
         for name in ("random_hold_prob", "explore_epsilon"):
             v = getattr(self, name)
             need(0.0 <= v <= 1.0, f"{name}={v!r} must be a probability in [0, 1].")
-        try:
-            validate_temperature(self.temperature)
-        except ValueError as e:
-            errors.append(str(e))
+        schedules = {}
+        for name, strict in (("temperature", True), ("pessimism", False), ("curiosity", False)):
+            try:
+                schedules[name] = Schedule(getattr(self, name), name, minimum=0.0, strict=strict)
+            except ValueError as e:
+                errors.append(str(e) + (" (paper: tau = 1.15 for TakeCover)" if name == "temperature" else ""))
         need(self.done_mode in DONE_MODES, f"done_mode={self.done_mode!r}: use one of {DONE_MODES}.")
+        need(self.done_ensemble in DONE_ENSEMBLE, f"done_ensemble={self.done_ensemble!r}: use one of {DONE_ENSEMBLE}.")
+        need(
+            self.curiosity_bonus in CURIOSITY_BONUSES,
+            f"curiosity_bonus={self.curiosity_bonus!r} is unknown: use one of {CURIOSITY_BONUSES}.",
+        )
+        need(
+            isinstance(self.num_heads, int) and self.num_heads >= 1,
+            f"num_heads={self.num_heads!r} must be an integer >= 1 (1: one M; an ensemble needs >= 2).",
+        )
+        ensemble = isinstance(self.num_heads, int) and self.num_heads >= 2
+        uses_ensemble = [
+            n
+            for n, on in (
+                ("pessimism", "pessimism" in schedules and schedules["pessimism"].max_value() > 0),
+                ("guard pessimism_step", self.guard_enabled and self.guard_pessimism_step > 0),
+                (
+                    "curiosity_bonus='disagreement'",
+                    "curiosity" in schedules
+                    and schedules["curiosity"].max_value() > 0
+                    and self.curiosity_bonus == "disagreement",
+                ),
+            )
+            if on
+        ]
+        need(
+            ensemble or not uses_ensemble,
+            f"{', '.join(uses_ensemble)} need(s) an ensemble of at least 2 heads: set "
+            f".world_model(num_heads=5) (now num_heads={self.num_heads}), or switch those off.",
+        )
+        for name in (
+            "surprise_exploration",
+            "initial_noise",
+            "vae_warmup_epochs",
+            "guard_temperature_step",
+            "guard_pessimism_step",
+            "guard_extra_episodes",
+        ):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{name}={v!r} must be >= 0.")
+        need(0.0 <= self.explorer_fraction <= 1.0, f"explorer_fraction={self.explorer_fraction!r} must be in [0, 1].")
+        need(self.guard_gap_ratio > 0, f"guard gap_ratio={self.guard_gap_ratio!r} must be > 0.")
+        need(
+            self.guard_temperature_max > 0 and self.guard_pessimism_max >= 0,
+            "guard temperature_max must be > 0 and pessimism_max >= 0.",
+        )
+        need(
+            isinstance(self.novelty_reference_size, int) and self.novelty_reference_size >= 1,
+            f"novelty_reference_size={self.novelty_reference_size!r} must be an integer >= 1.",
+        )
         need(
             self.controller_trainer in CONTROLLER_TRAINERS,
             f"controller trainer={self.controller_trainer!r}: use one of {CONTROLLER_TRAINERS}.",

@@ -6,7 +6,19 @@
   EnvRunners expect), so any RLlib algorithm can train in the dream.
 - `DreamEnv`: a single-env view (gymnasium.Env) for tools that want one.
 
-Temperature tau follows the paper's code: mixture logits / tau, Gaussian noise * sqrt(tau); tau -> 0 is the mode.
+Temperature tau follows the paper's code: mixture logits / tau, Gaussian noise * sqrt(tau); tau -> 0 is the mode
+(`deterministic=True` is exactly the mode).
+
+With an ensemble M (E >= 2 heads) every dream step draws the next latent from one randomly picked member (so the
+dream is as uncertain as the members are unsure), and the members' disagreement (variance of their predicted next
+latent, averaged over dimensions) is measured at every step. It feeds two opposite levers, each with its own
+coefficient:
+- pessimism: reward = r - pessimism * disagreement, and `done_ensemble="max"` ends a dream when ANY member
+  predicts death, so a controller cannot farm the places the model does not know;
+- curiosity: reward += curiosity * bonus, with bonus "disagreement" (Plan2Explore), "novelty" (distance from the
+  next latent to the nearest latent of real data seen recently) or "surprise" (M's NLL of its own sample, a
+  prediction-error bonus: high wherever the world is noisy, which is the noisy-TV trap).
+The reward parts of the last step are in `DreamSimulator.reward_parts` (extrinsic, intrinsic, penalty).
 """
 
 from __future__ import annotations
@@ -22,11 +34,14 @@ import torch
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from rllib_worldmodel.losses import mdn_log_prob
 from rllib_worldmodel.models.mdn_rnn import sample_mixture
 from rllib_worldmodel.models.world_model import WorldModel
 
 OBS_MODES = ("latent", "pixels")
 DONE_MODES = ("threshold", "sample")
+DONE_ENSEMBLE = ("mean", "max")
+CURIOSITY_BONUSES = ("disagreement", "novelty", "surprise")
 
 
 @dataclass
@@ -35,13 +50,22 @@ class DreamSettings:
 
     Args:
         temperature: tau > 0 (paper's best TakeCover agent: 1.15).
-        done_mode: "threshold" (terminate where p(done) > 0.5, paper) or "sample" (Bernoulli(p(done))).
+        done_mode: "threshold" (terminate where M's done logit > 0, paper) or "sample" (Bernoulli(p(done)) with
+            p(done) calibrated: the logit minus log(done_pos_weight), undoing the BCE's class weighting, which
+            otherwise makes every step ~pos_weight times too deadly).
         max_episode_steps: Truncation cap (paper TakeCover: 2100).
         obs_mode: "latent" ([z, h] or [z, h, c], the paper's controller input) or "pixels" (decoded uint8 frames,
             the real env's own observation space).
         include_cell: Add the LSTM cell state c to latent observations (paper's Doom controller input).
         device: "cpu", "cuda", "cuda:1", ... or "auto" (CUDA when available).
         seed: Seed of the dream's random numbers (re-seeded by `reset(seed=...)`).
+        deterministic: No randomness: dreams start at the stored start means and follow M's mode (each member's most
+            probable component mean, averaged over members) instead of sampling; deaths by threshold.
+        initial_noise: Std of Gaussian noise added to each dream's initial latent (more varied starts).
+        done_ensemble: How an ensemble's members' done probabilities combine: "mean" or "max" (pessimistic).
+        pessimism: Reward penalty per unit of ensemble disagreement (needs num_heads >= 2).
+        curiosity: Weight of the intrinsic bonus added to the reward.
+        curiosity_bonus: "disagreement" (needs num_heads >= 2), "novelty" or "surprise".
     """
 
     temperature: float = 1.0
@@ -51,9 +75,23 @@ class DreamSettings:
     include_cell: bool = False
     device: str = "cpu"
     seed: int | None = None
+    deterministic: bool = False
+    initial_noise: float = 0.0
+    done_ensemble: str = "mean"
+    pessimism: float = 0.0
+    curiosity: float = 0.0
+    curiosity_bonus: str = "disagreement"
 
     def __post_init__(self) -> None:
         validate_temperature(self.temperature)
+        for name in ("initial_noise", "pessimism", "curiosity"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name}={v!r} must be a finite number >= 0 (0 switches it off).")
+        if self.done_ensemble not in DONE_ENSEMBLE:
+            raise ValueError(f"done_ensemble={self.done_ensemble!r}: use one of {DONE_ENSEMBLE}.")
+        if self.curiosity_bonus not in CURIOSITY_BONUSES:
+            raise ValueError(f"curiosity_bonus={self.curiosity_bonus!r}: use one of {CURIOSITY_BONUSES}.")
         if self.done_mode not in DONE_MODES:
             raise ValueError(f"done_mode={self.done_mode!r}: use one of {DONE_MODES}.")
         if self.obs_mode not in OBS_MODES:
@@ -119,6 +157,15 @@ class DreamSimulator:
             self._act_high = torch.tensor(cfg.action_high, device=self.device)
         h = cfg.rnn_size
         self.latent_size = cfg.z_size + h + (h if self.settings.include_cell else 0)
+        st = self.settings
+        needs_ensemble = st.pessimism > 0 or (st.curiosity > 0 and st.curiosity_bonus == "disagreement")
+        if needs_ensemble and self.world_model.mdn_rnn.num_heads < 2:
+            raise ValueError(
+                "pessimism and the disagreement bonus need an ensemble M: set num_heads >= 2 in the world model "
+                f"(WorldModelsConfig.world_model(num_heads=5)); this one has {self.world_model.mdn_rnn.num_heads}."
+            )
+        self.novelty_reference: torch.Tensor | None = None
+        self.reward_parts: dict[str, torch.Tensor] = {}
 
     # ---------------------------------------------------------------------------------------------- control
     def seed(self, seed: int | None) -> None:
@@ -142,6 +189,10 @@ class DreamSimulator:
         if initial_states is not None:
             self.world_model.initial_states = initial_states.to(self.device)
 
+    def set_novelty_reference(self, latents_N_Z: torch.Tensor) -> None:
+        """Latents of recently visited real states, for the "novelty" bonus (default: the dream start latents)."""
+        self.novelty_reference = latents_N_Z.to(self.device, torch.float32)
+
     @property
     def observation_space(self) -> gym.spaces.Box:
         """Observation space of one dream."""
@@ -159,7 +210,10 @@ class DreamSimulator:
         init = self.world_model.initial_states
         idx = torch.randint(0, init.shape[0], (n,), device=self.device, generator=self.generator)
         mu, logvar = init[idx, 0], init[idx, 1]
-        return mu + (0.5 * logvar).exp() * torch.randn(mu.shape, device=self.device, generator=self.generator)
+        std = torch.zeros_like(logvar) if self.settings.deterministic else (0.5 * logvar).exp()
+        if self.settings.initial_noise > 0:  # extra spread of the starts (AdeelMufti's reimplementation used 0.5)
+            std = (std.pow(2) + self.settings.initial_noise**2).sqrt()
+        return mu + std * torch.randn(mu.shape, device=self.device, generator=self.generator)
 
     @torch.no_grad()
     def reset(self, batch_size: int, seed: int | None = None, initial_z: torch.Tensor | None = None) -> torch.Tensor:
@@ -234,16 +288,53 @@ class DreamSimulator:
         if wm.config.action_kind == "continuous":
             actions = torch.max(torch.min(actions.float(), self._act_high), self._act_low)
         self.h, self.c = wm.mdn_rnn.step(self.z, wm.encode_action(actions), (self.h, self.c))
-        out = wm.mdn_rnn.heads(self.h)
-        self.z = sample_mixture(out.logpi, out.mu, out.logsigma, self.temperature, self.generator)
-        if self.settings.done_mode == "threshold":
-            terminated = out.done_logit > 0.0  # p(done) > 0.5
+        out = wm.mdn_rnn.heads(self.h)  # fields lead with the ensemble axis E
+        st, e, b = self.settings, out.reward.shape[0], self.batch_size
+        rows = torch.arange(b, device=self.device)
+        member = (
+            torch.randint(0, e, (b,), device=self.device, generator=self.generator)
+            if e > 1
+            else torch.zeros(b, dtype=torch.long, device=self.device)
+        )
+        logpi, mu, logsigma = out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows]
+        if st.deterministic:  # the members' average mode: no randomness anywhere
+            z_next = out.mu.gather(-1, out.logpi.argmax(-1, keepdim=True)).squeeze(-1).mean(0)
         else:
-            u = torch.rand(out.done_logit.shape, device=self.device, generator=self.generator)
-            terminated = u < torch.sigmoid(out.done_logit)
+            z_next = sample_mixture(logpi, mu, logsigma, self.temperature, self.generator)
+        if st.done_mode == "threshold" or st.deterministic:
+            p_done = torch.sigmoid(out.done_logit)  # paper: logit > 0
+        else:
+            p_done = torch.sigmoid(out.done_logit - math.log(wm.config.done_pos_weight))
+        p_done = p_done.max(0).values if st.done_ensemble == "max" else p_done.mean(0)
+        if st.done_mode == "threshold" or st.deterministic:
+            terminated = p_done > 0.5
+        else:
+            terminated = torch.rand(b, device=self.device, generator=self.generator) < p_done
+        reward = out.reward.mean(0)
+        parts = {"extrinsic": reward}
+        if e > 1:
+            means = (out.logpi.exp() * out.mu).sum(-1)  # each member's expected next latent, (E, B, Z)
+            parts["disagreement"] = means.var(0, unbiased=False).mean(-1)
+        if st.pessimism > 0:
+            parts["penalty"] = st.pessimism * parts["disagreement"]
+            reward = reward - parts["penalty"]
+        if st.curiosity > 0:
+            parts["intrinsic"] = st.curiosity * self._bonus(parts, z_next, logpi, mu, logsigma)
+            reward = reward + parts["intrinsic"]
+        self.reward_parts = parts
+        self.z = z_next
         self.t += 1
-        truncated = (self.t >= self.settings.max_episode_steps) & ~terminated
-        return self.observe(), out.reward, terminated, truncated
+        truncated = (self.t >= st.max_episode_steps) & ~terminated
+        return self.observe(), reward, terminated, truncated
+
+    def _bonus(self, parts, z_next, logpi, mu, logsigma) -> torch.Tensor:
+        kind = self.settings.curiosity_bonus
+        if kind == "disagreement":
+            return parts["disagreement"]
+        if kind == "surprise":  # M's NLL (nats per dimension) of the latent it just produced
+            return -mdn_log_prob(logpi, mu, logsigma, z_next).mean(-1)
+        ref = self.novelty_reference if self.novelty_reference is not None else self.world_model.initial_states[:, 0]
+        return torch.cdist(z_next, ref).min(-1).values / math.sqrt(z_next.shape[-1])
 
     @torch.no_grad()
     def render(self) -> np.ndarray:

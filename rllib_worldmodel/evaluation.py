@@ -14,11 +14,14 @@ from ray.rllib.utils.metrics import EVALUATION_RESULTS
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
 
-def evaluate_real_and_dream(algo, eval_group, num_episodes: int | None = None) -> tuple[dict[str, Any], int, int]:
+def evaluate_real_and_dream(
+    algo, eval_group, num_episodes: int | None = None, react: bool = True
+) -> tuple[dict[str, Any], int, int]:
     """RLlib custom evaluation: N real episodes on the evaluation EnvRunners (no exploration) plus the dream score.
 
     Returns `real/episode_return_{mean,std,min,max}`, `real/num_episodes`, `dream/episode_return_{...}` (the same
     controller in the dream) and `dream_real_gap` (dream mean - real mean), under `evaluation/` in the results.
+    With `react` the algorithm's exploit guard sees the gap and its reaction is reported under `guard/...`.
     """
     n = num_episodes or algo.config.evaluation_duration
     if eval_group.num_remote_env_runners() > 0:
@@ -43,6 +46,8 @@ def evaluate_real_and_dream(algo, eval_group, num_episodes: int | None = None) -
     if algo.dream_score:
         results.update({f"dream/episode_return_{k}": v for k, v in algo.dream_score.items()})
         results["dream_real_gap"] = algo.dream_score["mean"] - results["real/episode_return_mean"]
+        if react and hasattr(algo, "exploit_guard"):
+            results.update(algo.exploit_guard(algo.dream_score["mean"], results["real/episode_return_mean"]))
     # On the new API stack RLlib reads evaluation results from the metrics logger (as aggregated stats), not from
     # this return value: log into a child logger and aggregate it, as EnvRunner metrics are.
     child = MetricsLogger()

@@ -5,7 +5,8 @@ Two batch kinds arrive through `learner_group.update(batch=...)`, each trains on
 - M batch: windows of latent sequences with their episode prefix, so M starts each window from the exact LSTM
   state it would have had from the episode start (state resets at episode starts; the prefix runs without
   gradients): `z_prefix` (B, P, Z), `a_prefix` (B, P, A), `prefix_len` (B,), `z_in`/`z_next` (B, T, Z), `a` (B, T, A),
-  `r`/`done`/`mask` (B, T) -> `mdn_nll` + `reward_loss` + `done_loss`, weighted by the architecture's loss_weights.
+  `r`/`done`/`mask` (B, T), optional `member_weights` (B, E) bootstrap counts of an ensemble M -> `mdn_nll` +
+  `reward_loss` + `done_loss`, weighted by the architecture's loss_weights (the members' mean for an ensemble).
 The forward passes happen in the module's `_forward_train` (so multi-learner DDP all-reduces the gradients); this
 class turns them into losses. V and M have separate optimizers (and gradient clipping); C is not trained here.
 """
@@ -60,6 +61,7 @@ class WorldModelsLearner(TorchLearner):
                 batch["mask"],
                 loss_weights=wm_config.loss_weights,
                 done_pos_weight=wm_config.done_pos_weight,
+                member_weights_E_B=batch["member_weights"].T if "member_weights" in batch else None,
             )
             losses.append(total)
             metrics.update(m)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -198,6 +199,12 @@ def weighted_sum(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> 
     return sum(weights[k] * losses[k] for k in sorted(losses))
 
 
+def _nan_mean(values: list[float]) -> float:
+    """Mean of the defined values (recall/precision are NaN where a member saw no positives); NaN if none."""
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 def mdn_rnn_loss(
     pred,
     z_next_B_T_Z: torch.Tensor,
@@ -207,24 +214,40 @@ def mdn_rnn_loss(
     *,
     loss_weights: dict[str, float],
     done_pos_weight: float,
+    member_weights_E_B: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """M's total loss: weights["mdn"] * mdn_nll + weights["reward"] * reward_loss + weights["done"] * done_loss.
 
+    With an ensemble (fields leading with E members) the loss is the mean of the members' losses, each member
+    seeing its own bootstrap resample of the batch (`member_weights_E_B`: how often row b counts for member e).
+    Metrics are the members' mean.
+
     Args:
-        pred: M's predictions with fields logpi, mu, logsigma (B, T, Z, K), reward and done_logit (B, T)
-            (an `MDNOutput`).
+        pred: M's predictions with fields logpi, mu, logsigma ([E,] B, T, Z, K), reward and done_logit ([E,] B, T)
+            (an `MDNOutput`; without the E axis it is one model).
         z_next_B_T_Z: Next latents.
         reward_B_T: Real rewards.
         done_B_T: 1 where the transition terminated the episode.
         mask_B_T: Valid steps; None means all valid.
         loss_weights: Weights keyed exactly "mdn", "reward", "done".
         done_pos_weight: Weight of positive (done) examples.
+        member_weights_E_B: Per-member row weights (bootstrap counts); None gives every member every row.
 
     Returns:
         (loss, metrics) with the three parts' metrics and `world_model/mdn_total_loss`.
     """
-    l_mdn, m1 = mdn_nll(pred.logpi, pred.mu, pred.logsigma, z_next_B_T_Z, mask_B_T)
-    l_rew, m2 = reward_loss(pred.reward, reward_B_T, mask_B_T)
-    l_done, m3 = done_loss(pred.done_logit, done_B_T, mask_B_T, pos_weight=done_pos_weight)
-    total = weighted_sum({"mdn": l_mdn, "reward": l_rew, "done": l_done}, loss_weights)
-    return total, {**m1, **m2, **m3, "world_model/mdn_total_loss": total.item()}
+    if pred.reward.dim() == reward_B_T.dim():  # a single model without the member axis
+        pred = type(pred)(*(x.unsqueeze(0) for x in pred))
+    members = pred.reward.shape[0]
+    base = torch.ones_like(reward_B_T, dtype=pred.reward.dtype) if mask_B_T is None else mask_B_T.to(pred.reward.dtype)
+    totals, rows = [], []
+    for e in range(members):
+        mask = base if member_weights_E_B is None else base * member_weights_E_B[e].to(base.dtype).unsqueeze(-1)
+        l_mdn, m1 = mdn_nll(pred.logpi[e], pred.mu[e], pred.logsigma[e], z_next_B_T_Z, mask)
+        l_rew, m2 = reward_loss(pred.reward[e], reward_B_T, mask)
+        l_done, m3 = done_loss(pred.done_logit[e], done_B_T, mask, pos_weight=done_pos_weight)
+        totals.append(weighted_sum({"mdn": l_mdn, "reward": l_rew, "done": l_done}, loss_weights))
+        rows.append({**m1, **m2, **m3})
+    total = torch.stack(totals).mean()
+    metrics = {k: _nan_mean([r[k] for r in rows]) for k in rows[0]}
+    return total, {**metrics, "world_model/mdn_total_loss": total.item()}

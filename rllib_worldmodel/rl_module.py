@@ -3,7 +3,10 @@
 Acting on a real frame o_t (paper §3): z_t ~ V(o_t), a_t = C([z_t, h_t]), then h_{t+1} = M.step(z_t, a_t, h_t).
 The module's RNN state carries (h, c) across steps, so EnvRunners act exactly as the controller does in the dream.
 Exploration for real-data collection lives in the same state: with `random_hold_prob` per step the agent starts a
-random action held for 1-10 steps (paper's collection policy), and `epsilon` replaces single actions at random. While
+random action held for 1-10 steps (paper's collection policy), and `epsilon` replaces single actions at random. With
+`surprise_exploration` > 0 that chance grows with M's surprise at what really happened (its NLL of z_t, per latent
+dimension, above the buffer `surprise_baseline`, M's training NLL set after every fit): the agent explores more
+where the model is wrong. While
 the buffer `random_only` is 1 (the first iterations) the agent acts with random holds only. Weights (including that
 flag) reach EnvRunners through RLlib's normal weight sync.
 """
@@ -31,6 +34,8 @@ ARCH_KEYS = (
     "logsigma_min",
     "logsigma_max",
     "loss_weights",
+    "num_heads",
+    "done_bias_init",
 )
 
 
@@ -42,7 +47,7 @@ def controller_input_size(wm_config: WorldModelConfig, include_cell: bool) -> in
 class WorldModelsRLModule(TorchRLModule):
     """V + M + C. model_config keys: the WorldModelConfig architecture fields (z_size, rnn_size, ...), plus
     `controller_hidden`, `include_cell`, `real_z` ("sample" as the paper, or "mean"), `random_hold_prob`,
-    `epsilon`, `hold_min`, `hold_max`."""
+    `epsilon`, `surprise_exploration`, `hold_min`, `hold_max`."""
 
     def setup(self) -> None:
         mc = self.model_config
@@ -59,7 +64,9 @@ class WorldModelsRLModule(TorchRLModule):
         self.random_hold_prob = float(mc.get("random_hold_prob", 0.0))
         self.epsilon = float(mc.get("epsilon", 0.0))
         self.hold_range = (int(mc.get("hold_min", 1)), int(mc.get("hold_max", 10)))
+        self.surprise_exploration = float(mc.get("surprise_exploration", 0.0))
         self.register_buffer("random_only", torch.ones(()))
+        self.register_buffer("surprise_baseline", torch.zeros(()))
 
     def get_initial_state(self) -> dict[str, torch.Tensor]:
         h = self.wm_config.rnn_size
@@ -111,7 +118,8 @@ class WorldModelsRLModule(TorchRLModule):
         action = self.controller.act(ctrl_in)
         hold_left, hold_action = state["hold_left"], state["hold_action"]
         if explore:
-            action, hold_left, hold_action = self._explore(action, hold_left, hold_action)
+            extra = self._surprise_hold_prob(z, h) if self.surprise_exploration > 0 else None
+            action, hold_left, hold_action = self._explore(action, hold_left, hold_action, extra)
         a_enc = self.world_model.encode_action(action)
         h_next, c_next = self.world_model.mdn_rnn.step(z, a_enc, (h, c))
         return {
@@ -119,10 +127,22 @@ class WorldModelsRLModule(TorchRLModule):
             Columns.STATE_OUT: {"h": h_next, "c": c_next, "hold_left": hold_left, "hold_action": hold_action},
         }
 
-    def _explore(self, action, hold_left, hold_action):
+    def _surprise_hold_prob(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Extra chance of a random hold: surprise_exploration * max(0, NLL(z_t | h_t) - baseline), per dream."""
+        from rllib_worldmodel.losses import mdn_log_prob
+
+        out = self.world_model.mdn_rnn.heads(h)  # M's prediction of z_t from the history (members averaged)
+        nll = -torch.stack(
+            [mdn_log_prob(out.logpi[e], out.mu[e], out.logsigma[e], z).mean(-1) for e in range(out.mu.shape[0])]
+        ).mean(0)
+        fresh = (h == 0).all(-1)  # episode start: M has not predicted anything yet
+        return torch.where(fresh, 0.0, self.surprise_exploration * (nll - self.surprise_baseline).clamp_min(0.0))
+
+    def _explore(self, action, hold_left, hold_action, extra_prob=None):
         b, dev = action.shape[0], action.device
         holding = hold_left > 0
-        start = ~holding & ((torch.rand(b, device=dev) < self.random_hold_prob) | (self.random_only > 0.5))
+        p = self.random_hold_prob if extra_prob is None else self.random_hold_prob + extra_prob
+        start = ~holding & ((torch.rand(b, device=dev) < p) | (self.random_only > 0.5))
         if start.any():
             n = int(start.sum())
             hold_action = hold_action.clone()

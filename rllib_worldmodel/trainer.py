@@ -180,6 +180,11 @@ class WorldModelTrainer:
         chunks. With `train`, M takes an optimiser step per chunk."""
         m_rnn, weights = self.model.mdn_rnn, self.model.config.loss_weights
         state, rows, tokens = None, [], []
+        members = None
+        if train and m_rnn.num_heads > 1:  # online bootstrap: each member sees each episode Poisson(1) times
+            rows_b = batch["mask"].shape[0]
+            members = torch.from_numpy(self.rng.poisson(1.0, (m_rnn.num_heads, rows_b)).astype(np.float32))
+            members = members.to(batch["mask"].device)
         for s in range(0, batch["T"], seq_len):
             sl = slice(s, s + seq_len)
             mask = batch["mask"][:, sl]
@@ -196,6 +201,7 @@ class WorldModelTrainer:
                 mask,
                 loss_weights=weights,
                 done_pos_weight=self.model.config.done_pos_weight,
+                member_weights_E_B=members,
             )
             if train:
                 row["world_model/mdn_grad_norm"] = self._optimise(loss, self.mdn_opt, m_rnn.parameters())

@@ -98,10 +98,13 @@ def test_done_threshold_sample_and_truncation(image_world_model):
     assert term.all() and not trunc.any()
     with torch.no_grad():
         image_world_model.mdn_rnn.done_head.weight.zero_()
-        image_world_model.mdn_rnn.done_head.bias.fill_(math.log(0.3 / 0.7))  # p(done) = 0.3
+        # weighted-BCE logit of a calibrated p = 0.3: log-odds + log(pos_weight); "sample" undoes the weighting
+        w = image_world_model.config.done_pos_weight
+        image_world_model.mdn_rnn.done_head.bias.fill_(math.log(0.3 / 0.7) + math.log(w))
+        assert math.log(0.3 / 0.7) + math.log(w) > 0  # with pos_weight 10 the threshold says "dead" ...
     thr = DreamSimulator(image_world_model, DreamSettings(done_mode="threshold"))
     thr.reset(4000)
-    assert not thr.step(torch.zeros(4000, dtype=torch.long))[2].any()
+    assert thr.step(torch.zeros(4000, dtype=torch.long))[2].all()  # ... every time (paper's rule)
     smp = DreamSimulator(image_world_model, DreamSettings(done_mode="sample", seed=0))
     smp.reset(4000)
     assert smp.step(torch.zeros(4000, dtype=torch.long))[2].float().mean().item() == pytest.approx(0.3, abs=0.03)

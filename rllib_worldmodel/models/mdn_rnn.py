@@ -19,7 +19,11 @@ from torch import nn
 
 
 class MDNOutput(NamedTuple):
-    """M's predictions for a batch; shapes are (..., Z, K) for the mixture and (...) for reward and done."""
+    """M's predictions for a batch.
+
+    Every field leads with the ensemble-member axis E (E = 1 without an ensemble): (E, ..., Z, K) for the mixture
+    and (E, ...) for reward and done.
+    """
 
     logpi: torch.Tensor
     mu: torch.Tensor
@@ -39,6 +43,12 @@ class MDNRNN(nn.Module):
         logsigma_min: Floor on each component's log standard deviation; keeps the NLL finite when a component
             collapses onto a point (a known source of diverging MDN losses).
         logsigma_max: Ceiling on the log standard deviation.
+        num_heads: Ensemble size E: E independent output heads (mixture, reward, done) on the shared LSTM, the
+            Plan2Explore layout (one-step predictors on shared features). Their disagreement measures where M
+            has not seen enough data. E = 1 is the paper's single M.
+        done_bias_init: Initial bias of the done logit(s), e.g. log(1/300) for a death every ~300 steps; None keeps
+            PyTorch's default. A low prior keeps a young model from ending dreams at random (measured on CarRacing:
+            with no deaths in the data a logit near 0 crosses the threshold by chance).
     """
 
     def __init__(
@@ -49,20 +59,29 @@ class MDNRNN(nn.Module):
         num_mixtures: int = 5,
         logsigma_min: float = -6.0,
         logsigma_max: float = 3.0,
+        num_heads: int = 1,
+        done_bias_init: float | None = None,
     ):
         super().__init__()
         if logsigma_min >= logsigma_max:
             raise ValueError(f"logsigma_min ({logsigma_min}) must be below logsigma_max ({logsigma_max})")
+        if int(num_heads) < 1:
+            raise ValueError(f"num_heads={num_heads} must be >= 1 (1: the paper's single M; >= 2: an ensemble).")
         self.z_size = z_size
         self.action_dim = action_dim
         self.hidden_size = hidden_size
         self.num_mixtures = num_mixtures
         self.logsigma_min = logsigma_min
         self.logsigma_max = logsigma_max
+        self.num_heads = int(num_heads)
         self.lstm = nn.LSTM(z_size + action_dim, hidden_size, batch_first=True)
-        self.mdn_head = nn.Linear(hidden_size, 3 * z_size * num_mixtures)
-        self.reward_head = nn.Linear(hidden_size, 1)
-        self.done_head = nn.Linear(hidden_size, 1)
+        # All members' heads in one Linear each (one matmul per step); with E = 1 the layout is the paper's.
+        self.mdn_head = nn.Linear(hidden_size, self.num_heads * 3 * z_size * num_mixtures)
+        self.reward_head = nn.Linear(hidden_size, self.num_heads)
+        self.done_head = nn.Linear(hidden_size, self.num_heads)
+        if done_bias_init is not None:
+            with torch.no_grad():
+                self.done_head.bias.fill_(float(done_bias_init))
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, ...]:
         """Zero LSTM state (h, c), each (B, H): the state at every episode start."""
@@ -71,13 +90,15 @@ class MDNRNN(nn.Module):
         return zeros, zeros.clone()
 
     def heads(self, h_N_H: torch.Tensor) -> MDNOutput:
-        """Apply the output heads to LSTM outputs of any leading shape (..., H)."""
-        lead = h_N_H.shape[:-1]
-        out = self.mdn_head(h_N_H).view(*lead, self.z_size, 3, self.num_mixtures)
+        """Apply every member's output heads to LSTM outputs of any leading shape (..., H) -> (E, ...) fields."""
+        lead, e = h_N_H.shape[:-1], self.num_heads
+        out = self.mdn_head(h_N_H).view(*lead, e, self.z_size, 3, self.num_mixtures).movedim(-4, 0)
         logpi = F.log_softmax(out[..., 0, :], dim=-1)
         mu = out[..., 1, :]
         logsigma = out[..., 2, :].clamp(self.logsigma_min, self.logsigma_max)
-        return MDNOutput(logpi, mu, logsigma, self.reward_head(h_N_H).squeeze(-1), self.done_head(h_N_H).squeeze(-1))
+        return MDNOutput(
+            logpi, mu, logsigma, self.reward_head(h_N_H).movedim(-1, 0), self.done_head(h_N_H).movedim(-1, 0)
+        )
 
     def forward(
         self,

@@ -45,6 +45,8 @@ class WorldModelConfig:
         logsigma_min: Floor on M's component log-sigma.
         logsigma_max: Ceiling on M's component log-sigma.
         loss_weights: Weights of M's losses; keys must be exactly "mdn", "reward", "done".
+        num_heads: M's ensemble size E (1: the paper's single M; >= 2: E heads whose disagreement is measured).
+        done_bias_init: Initial done-logit bias (a prior on deaths); None keeps PyTorch's default init.
     """
 
     obs_kind: str
@@ -62,6 +64,8 @@ class WorldModelConfig:
     logsigma_min: float = -6.0
     logsigma_max: float = 3.0
     loss_weights: dict[str, float] = field(default_factory=lambda: {"mdn": 1.0, "reward": 1.0, "done": 1.0})
+    num_heads: int = 1
+    done_bias_init: float | None = None
 
     def __post_init__(self) -> None:
         self.obs_shape = tuple(int(s) for s in self.obs_shape)
@@ -85,7 +89,7 @@ class WorldModelConfig:
             raise ValueError(f"action_kind={self.action_kind!r}: use 'discrete' or 'continuous'.")
         if self.action_kind == "continuous" and not (len(self.action_low) == len(self.action_high) == self.action_dim):
             raise ValueError("action_low/action_high must each have action_dim entries for continuous actions.")
-        for name in ("action_dim", "z_size", "rnn_size", "num_mixtures", "vae_hidden"):
+        for name in ("action_dim", "z_size", "rnn_size", "num_mixtures", "vae_hidden", "num_heads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
         if self.kl_tolerance < 0 or self.done_pos_weight <= 0:
@@ -164,6 +168,8 @@ class WorldModel(nn.Module):
             num_mixtures=config.num_mixtures,
             logsigma_min=config.logsigma_min,
             logsigma_max=config.logsigma_max,
+            num_heads=config.num_heads,
+            done_bias_init=config.done_bias_init,
         )
         # paper: dreams start from stored (mu, logvar) of real first frames; (N, 2, Z), empty until fitted. Not part
         # of state_dict (its size varies with the data, which would break weight syncs); `save` stores it.

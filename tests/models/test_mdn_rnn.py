@@ -15,7 +15,7 @@ def test_sequence_model_and_cell_agree():
         torch.testing.assert_close(state[0], h_seq[:, t], atol=1e-6, rtol=1e-5)
         step_out = m.heads(state[0])
         for a_seq, a_step in zip(seq_out, step_out):
-            torch.testing.assert_close(a_seq[:, t], a_step, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(a_seq[:, :, t], a_step, atol=1e-5, rtol=1e-5)  # (E, B, T, ...) vs (E, B, ...)
     torch.testing.assert_close(state[0], hn, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(state[1], cn, atol=1e-6, rtol=1e-5)
 
@@ -35,10 +35,21 @@ def test_heads_shapes_and_stability():
     with torch.no_grad():
         m.mdn_head.bias.fill_(100.0)
     out = m.heads(torch.randn(4, 8))
-    assert out.logpi.shape == out.mu.shape == out.logsigma.shape == (4, 5, 3)
-    assert out.reward.shape == out.done_logit.shape == (4,)
-    torch.testing.assert_close(out.logpi.exp().sum(-1), torch.ones(4, 5))
+    assert out.logpi.shape == out.mu.shape == out.logsigma.shape == (1, 4, 5, 3)  # member axis first (E = 1)
+    assert out.reward.shape == out.done_logit.shape == (1, 4)
+    torch.testing.assert_close(out.logpi.exp().sum(-1), torch.ones(1, 4, 5))
     assert out.logsigma.max().item() <= 2.0
+
+
+def test_ensemble_heads_share_the_lstm_and_differ():
+    torch.manual_seed(0)
+    m = MDNRNN(z_size=5, action_dim=2, hidden_size=8, num_mixtures=3, num_heads=4, done_bias_init=-5.0)
+    out, h, _ = m(torch.randn(2, 6, 5), torch.randn(2, 6, 2))
+    assert out.mu.shape == (4, 2, 6, 5, 3) and out.done_logit.shape == (4, 2, 6) and h.shape == (2, 6, 8)
+    assert not torch.allclose(out.mu[0], out.mu[1])  # independently initialised members
+    torch.testing.assert_close(m.done_head.bias, torch.full((4,), -5.0))
+    with pytest.raises(ValueError, match="num_heads"):
+        MDNRNN(z_size=5, action_dim=2, num_heads=0)
 
 
 def test_bad_inputs_are_rejected():

@@ -1,0 +1,157 @@
+"""The dream's anti-exploit and exploration levers on constructed models whose answers are known exactly."""
+
+import math
+
+import pytest
+import torch
+
+import rllib_worldmodel as rw
+from rllib_worldmodel.dream import DreamSettings, DreamSimulator
+from rllib_worldmodel.losses import mdn_rnn_loss
+from rllib_worldmodel.models.mdn_rnn import MDNOutput
+from rllib_worldmodel.schedules import Schedule
+
+Z, E = 2, 2
+
+
+def constructed_model(done_bias=(-50.0, -50.0)) -> rw.WorldModel:
+    """Two members with constant predictions: member 0 expects z' = (0, 0), member 1 z' = (2, 0); sigma = 1, r = 1."""
+    cfg = rw.WorldModelConfig(
+        obs_kind="vector",
+        obs_shape=(3,),
+        action_kind="discrete",
+        action_dim=2,
+        z_size=Z,
+        rnn_size=4,
+        num_mixtures=1,
+        num_heads=E,
+    )
+    model = rw.WorldModel(cfg)
+    m = model.mdn_rnn
+    with torch.no_grad():
+        for head in (m.mdn_head, m.reward_head, m.done_head):
+            head.weight.zero_()
+        m.mdn_head.bias.zero_()  # layout (E, Z, [logpi, mu, logsigma], K): logsigma 0 -> sigma 1
+        m.mdn_head.bias[(1 * Z + 0) * 3 + 1] = 2.0  # member 1, dim 0, mu
+        m.reward_head.bias.fill_(1.0)
+        m.done_head.bias.copy_(torch.tensor(done_bias))
+    model.set_initial_states(torch.zeros(5, Z), torch.full((5, Z), -30.0))
+    return model.eval()
+
+
+def step(settings: DreamSettings, model=None, b: int = 64):
+    sim = DreamSimulator(model or constructed_model(), settings)
+    sim.reset(b, seed=0)
+    obs, reward, term, trunc = sim.step(torch.zeros(b, dtype=torch.long))
+    return sim, reward, term
+
+
+def test_disagreement_and_pessimism_penalty():
+    # per-dimension variance over the members' means: dim 0 -> ((0-1)^2 + (2-1)^2) / 2 = 1, dim 1 -> 0; mean 0.5
+    sim, reward, _ = step(DreamSettings(pessimism=0.4))
+    torch.testing.assert_close(sim.reward_parts["disagreement"], torch.full((64,), 0.5))
+    torch.testing.assert_close(sim.reward_parts["penalty"], torch.full((64,), 0.2))
+    torch.testing.assert_close(reward, torch.full((64,), 0.8))  # extrinsic 1 - 0.4 * 0.5
+    torch.testing.assert_close(sim.reward_parts["extrinsic"], torch.ones(64))
+
+
+def test_curiosity_bonuses():
+    sim, reward, _ = step(DreamSettings(curiosity=2.0, curiosity_bonus="disagreement"))
+    torch.testing.assert_close(reward, torch.full((64,), 2.0))  # 1 + 2 * 0.5
+    torch.testing.assert_close(sim.reward_parts["intrinsic"], torch.full((64,), 1.0))
+    # surprise: NLL per dim of M's own sample under the sampling member, sigma 1: 0.5 log(2 pi) + 0.5 mean(eps^2)
+    sim, reward, _ = step(DreamSettings(curiosity=1.0, curiosity_bonus="surprise", temperature=1e-8))
+    torch.testing.assert_close(
+        sim.reward_parts["intrinsic"], torch.full((64,), 0.5 * math.log(2 * math.pi)), atol=1e-3, rtol=0
+    )
+    # novelty: distance from z' to the nearest reference latent / sqrt(Z); members pick z' = (0,0) or (2,0)
+    sim = DreamSimulator(constructed_model(), DreamSettings(curiosity=1.0, curiosity_bonus="novelty"))
+    sim.set_novelty_reference(torch.zeros(1, Z))
+    sim.reset(64, seed=0)
+    sim.step(torch.zeros(64, dtype=torch.long))
+    expected = sim.z.norm(dim=-1) / math.sqrt(Z)
+    torch.testing.assert_close(sim.reward_parts["intrinsic"], expected)
+    assert (sim.z[:, 0] > 1.0).any() and (sim.z[:, 0] < 1.0).any()  # both members were sampled
+
+
+def test_done_ensemble_mean_versus_pessimistic_max():
+    model = constructed_model(done_bias=(50.0, -50.0))  # member 0 says dead, member 1 alive: mean p = 0.5
+    _, _, term = step(DreamSettings(done_ensemble="mean"), model)
+    assert not term.any()
+    _, _, term = step(DreamSettings(done_ensemble="max"), model)
+    assert term.all()
+
+
+def test_deterministic_dream_and_initial_noise():
+    model = constructed_model()
+    a = DreamSimulator(model, DreamSettings(deterministic=True, seed=1))
+    b = DreamSimulator(model, DreamSettings(deterministic=True, seed=2))
+    a.reset(8), b.reset(8)
+    assert torch.equal(a.z, b.z)  # initial logvar -30: starts are the stored means
+    noisy = DreamSimulator(model, DreamSettings(initial_noise=1.0, seed=0))
+    noisy.reset(4000)
+    assert noisy.z.std().item() == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"pessimism": -1.0}, "pessimism"),
+        ({"curiosity": -0.1}, "curiosity"),
+        ({"curiosity_bonus": "fun"}, "curiosity_bonus"),
+        ({"done_ensemble": "min"}, "done_ensemble"),
+        ({"initial_noise": float("nan")}, "initial_noise"),
+    ],
+)
+def test_bad_dream_settings_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DreamSettings(**kwargs)
+
+
+def test_ensemble_levers_need_an_ensemble(image_world_model):
+    with pytest.raises(ValueError, match="num_heads >= 2"):
+        DreamSimulator(image_world_model, DreamSettings(pessimism=1.0))
+    with pytest.raises(ValueError, match="num_heads >= 2"):
+        DreamSimulator(image_world_model, DreamSettings(curiosity=1.0, curiosity_bonus="disagreement"))
+    DreamSimulator(image_world_model, DreamSettings(curiosity=1.0, curiosity_bonus="novelty"))  # no ensemble needed
+
+
+def test_ensemble_loss_uses_each_members_bootstrap_rows():
+    torch.manual_seed(0)
+    b, t, k = 2, 3, 2
+    pred = MDNOutput(
+        torch.log_softmax(torch.randn(E, b, t, Z, k), -1),
+        torch.randn(E, b, t, Z, k),
+        torch.randn(E, b, t, Z, k) * 0.1,
+        torch.randn(E, b, t),
+        torch.randn(E, b, t),
+    )
+    z_next, r, done = torch.randn(b, t, Z), torch.randn(b, t), torch.zeros(b, t)
+    kw = {"loss_weights": {"mdn": 1.0, "reward": 1.0, "done": 1.0}, "done_pos_weight": 10.0}
+    total, _ = mdn_rnn_loss(
+        pred, z_next, r, done, None, member_weights_E_B=torch.tensor([[1.0, 0.0], [0.0, 1.0]]), **kw
+    )
+    only = [
+        mdn_rnn_loss(
+            MDNOutput(*(x[e, e : e + 1] for x in pred)), z_next[e : e + 1], r[e : e + 1], done[e : e + 1], None, **kw
+        )[0]
+        for e in range(E)
+    ]
+    torch.testing.assert_close(total, (only[0] + only[1]) / 2)
+
+
+def test_schedules():
+    assert Schedule(1.15, "temperature", strict=True).value(7) == 1.15
+    lin = Schedule(("linear", 1.3, 1.0, 3), "temperature", strict=True)
+    assert [round(lin.value(i), 6) for i in range(5)] == [1.3, 1.2, 1.1, 1.0, 1.0]
+    per = Schedule([0.0, 0.5, 1.0], "curiosity")
+    assert [per.value(i) for i in range(5)] == [0.0, 0.5, 1.0, 1.0, 1.0]
+    assert per.max_value() == 1.0
+    with pytest.raises(ValueError, match="temperature"):
+        Schedule(0.0, "temperature", strict=True)
+    with pytest.raises(ValueError, match="pessimism"):
+        Schedule([0.1, -1.0], "pessimism")
+    with pytest.raises(ValueError, match="linear"):
+        Schedule(("linear", 1.0, 0.5), "temperature")
+    with pytest.raises(ValueError, match="per-round"):
+        Schedule("high", "curiosity")
