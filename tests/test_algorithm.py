@@ -188,3 +188,90 @@ def test_world_model_fits_on_two_remote_learners(ray_session):
     a, b = states
     for k in a:
         np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def lever_config():
+    """Tiny preset with every issue-4 lever switched on."""
+    return (
+        tiny_config()
+        .world_model(num_heads=3, done_bias_init=-3.0, vae_warmup_epochs=1.0)
+        .collection(surprise_exploration=0.5, curiosity=[0.0, 1.0], curiosity_bonus="disagreement")
+        .dream(temperature=("linear", 1.2, 1.0, 2), pessimism=0.5, done_ensemble="max", initial_noise=0.1)
+        .exploit_guard(enabled=True, gap_ratio=1e-9, temperature_step=0.05, pessimism_step=0.25, extra_episodes=2)
+    )
+
+
+@pytest.fixture(scope="module")
+def levers(ray_session):
+    algo = lever_config().build_algo()
+    results = [algo.train(), algo.train(), algo.train()]
+    yield algo, results
+    algo.stop()
+
+
+def test_levers_report_their_metrics(levers):
+    _, (r1, r2, r3) = levers
+    assert r1["dream/temperature"] == pytest.approx(1.2) and r1["dream/curiosity"] == 0.0
+    for key in ("dream/cma_extrinsic_mean", "dream/cma_disagreement_mean", "dream/cma_penalty_mean"):
+        assert key in r2 and np.isfinite(r2[key]), key
+    # curiosity is 0 in round 1 (no explorer), 1.0 from round 2: the explorer trains, then collects in round 3
+    assert "dream/explorer_fitness_mean" not in r1 and "dream/explorer_intrinsic_mean" in r2
+    assert r3["real/explorer_episodes"] == round(6 * 0.5)
+    ev = r2["evaluation"]
+    assert {"guard/gap_ratio", "guard/triggered", "guard/temperature_offset", "guard/pessimism_offset"} <= set(ev)
+
+
+def test_guard_reacts_to_a_constructed_gap(levers):
+    algo, _ = levers
+    before = dict(algo.guard_state)
+    out = algo.exploit_guard(dream_mean=1000.0, real_mean=100.0)
+    assert out["guard/triggered"] == 1.0 and out["guard/gap_ratio"] == pytest.approx(9.0)
+    assert algo.guard_state["temperature_offset"] == pytest.approx(before["temperature_offset"] + 0.05)
+    assert algo.guard_state["pessimism_offset"] == pytest.approx(before["pessimism_offset"] + 0.25)
+    assert algo.guard_state["extra_episodes"] == 2
+    knobs = algo.current_dream_knobs()
+    assert knobs["pessimism"] == pytest.approx(0.5 + algo.guard_state["pessimism_offset"])
+    assert knobs["temperature"] <= algo.config.guard_temperature_max
+    algo.config._is_frozen = False
+    algo.config.guard_gap_ratio = 100.0
+    assert algo.exploit_guard(dream_mean=150.0, real_mean=100.0)["guard/triggered"] == 0.0  # gap 0.5 < 100
+
+
+def test_guard_state_survives_a_checkpoint(levers, tmp_path):
+    algo, _ = levers
+    path = algo.save_to_path(str(tmp_path / "ckpt"))
+    fresh = lever_config().build_algo()
+    try:
+        fresh.restore_from_path(path)
+        assert fresh.guard_state == algo.guard_state
+        np.testing.assert_array_equal(fresh._explorer_params, algo._explorer_params)
+        assert fresh.explorer.generation == algo.explorer.generation
+    finally:
+        fresh.stop()
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda c: c.dream(pessimism=-0.1), "pessimism"),
+        (lambda c: c.dream(pessimism=1.0), "num_heads"),
+        (lambda c: c.collection(curiosity=-1.0), "curiosity"),
+        (lambda c: c.collection(curiosity=1.0), "num_heads"),  # default bonus: disagreement
+        (lambda c: c.collection(curiosity_bonus="fun"), "curiosity_bonus"),
+        (lambda c: c.world_model(num_heads=0), "num_heads"),
+        (lambda c: c.collection(surprise_exploration=-1.0), "surprise_exploration"),
+        (lambda c: c.collection(explorer_fraction=2.0), "explorer_fraction"),
+        (lambda c: c.dream(temperature=("linear", 1.0, 0.0, 3)), "temperature"),
+        (lambda c: c.dream(done_ensemble="min"), "done_ensemble"),
+        (lambda c: c.exploit_guard(enabled=True, pessimism_step=0.5), "num_heads"),
+        (lambda c: c.exploit_guard(gap_ratio=0.0), "gap_ratio"),
+    ],
+)
+def test_lever_settings_fail_at_config_time(change, match):
+    config = change(tiny_config())
+    with pytest.raises(ValueError, match=match):
+        config.validate()
+
+
+def test_novelty_curiosity_works_without_an_ensemble():
+    tiny_config().collection(curiosity=0.5, curiosity_bonus="novelty").validate()

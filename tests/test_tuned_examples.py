@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tuned_examples"))
+from tiny import tiny_config  # noqa: E402
 
 
 def test_dream_ppo_trains_in_pixels_dream_and_evaluates_on_real_takecover(ray_session, image_checkpoint):
@@ -29,3 +30,31 @@ def test_takecover_and_car_racing_configs_validate():
 
     takecover_config().validate()
     car_racing_config().validate()
+
+
+def test_tune_search_selects_on_the_real_score(ray_session, tmp_path):
+    """Two trials (two temperatures) under ASHA; the winner is the trial with the best REAL evaluation return."""
+    from ray import tune
+
+    from rllib_worldmodel.examples import REAL_RETURN
+    from rllib_worldmodel.tuning import run_search, summarize
+
+    config = tiny_config().dream(temperature=tune.grid_search([0.8, 1.3]))
+    results, best = run_search(config, num_samples=1, max_iterations=2, storage_path=str(tmp_path), verbose=0)
+    assert len(results) == 2 and not results.errors
+    rows = summarize(results, ("temperature",))
+    assert {row["temperature"] for row in rows} == {0.8, 1.3}
+    reals = [r.metrics["evaluation"]["real/episode_return_mean"] for r in results]
+    assert best.metrics["evaluation"]["real/episode_return_mean"] == max(reals)
+    assert rows[0]["real_mean"] == max(reals)  # summary sorted by the real score
+    assert REAL_RETURN == "evaluation/real/episode_return_mean"
+
+
+def test_tune_takecover_search_space_builds_a_valid_config():
+    from tune_takecover import search_space
+
+    config = search_space(tiny_config(takecover=True))
+    assert config.num_heads == 5
+    resolved = config.copy(copy_frozen=False)
+    resolved.temperature, resolved.pessimism, resolved.curiosity = 1.15, 1.0, 0.5  # one sample of the space
+    resolved.validate()
