@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--pessimism", type=float, default=0.0)
     parser.add_argument("--done-ensemble", default="mean", choices=["mean", "max"])
     parser.add_argument("--initial-noise", type=float, default=0.0)
+    parser.add_argument("--done-logit-offset", type=float, default=0.0)
     parser.add_argument("--cma-population", type=int, default=32)
     parser.add_argument("--cma-rollouts", type=int, default=8)
     parser.add_argument("--cma-generations", type=int, default=10)
@@ -122,6 +123,7 @@ def main() -> None:
             pessimism=args.pessimism,
             done_ensemble=args.done_ensemble,
             initial_noise=args.initial_noise,
+            done_logit_offset=args.done_logit_offset,
         )
         controller, log = train_in_dream(wm, settings, args)
         dream = evaluate_population(

@@ -12,6 +12,7 @@ from rllib_worldmodel.models.world_model import CheckpointError, WorldModel, Wor
 from rllib_worldmodel.registration import (
     CAR_RACING_ENV,
     DREAM_ENV,
+    NOISY_TV_ENV,
     REAL_ENV,
     register_all,
     register_trainable_name,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CAR_RACING_ENV",
     "DREAM_ENV",
+    "NOISY_TV_ENV",
     "REAL_ENV",
     "TAKECOVER_ENV",
     "CheckpointError",

@@ -89,6 +89,8 @@ class WorldModels(Algorithm):
             )
         self.guard_state = {"temperature_offset": 0.0, "pessimism_offset": 0.0, "extra_episodes": 0, "triggers": 0}
         self._novelty_ref: torch.Tensor | None = None
+        self.done_logit_offset = 0.0
+        self._behaviour_lengths: list[int] = []  # real lengths of the random-hold (behaviour) episodes
         self.dream_trainer = None
         if self.config.controller_trainer == "rllib":
             from ray.rllib.algorithms.ppo import PPOConfig
@@ -181,6 +183,8 @@ class WorldModels(Algorithm):
         if n - n_explorer > 0:
             episodes += self._sample_real(n - n_explorer)
         self.replay.add(episodes)
+        if self.iteration < c.random_iterations:
+            self._behaviour_lengths += [len(ep) for ep in episodes if ep.is_done]
         steps = sum(len(ep) for ep in episodes)
         lengths = [len(ep) for ep in episodes]
         self.metrics.log_value("real/num_env_steps_collected_lifetime", steps, reduce="lifetime_sum")
@@ -217,6 +221,16 @@ class WorldModels(Algorithm):
             nll = self.metrics.peek((LEARNER_RESULTS, DEFAULT_MODULE_ID, "world_model/mdn_nll"), default=None)
             if nll is not None:
                 self._set_agent_state(surprise_baseline=float(nll))
+        if cfg.calibrate_deaths and self._behaviour_lengths:
+            from rllib_worldmodel.calibration import calibrate_done_offset
+
+            target = float(np.mean(self._behaviour_lengths))
+            self.done_logit_offset, survival = calibrate_done_offset(
+                self.world_model, self.dream_settings(), target, seed=(cfg.seed or 0) + 11
+            )
+            self.metrics.log_value("dream/done_logit_offset", self.done_logit_offset, window=1)
+            self.metrics.log_value("dream/calibrated_behaviour_survival", survival, window=1)
+            self.metrics.log_value("real/behaviour_episode_len_mean", target, window=1)
         self.metrics.log_value("world_model/vae_updates", n_vae, window=1)
         self.metrics.log_value("world_model/mdn_updates", n_mdn, window=1)
 
@@ -312,6 +326,7 @@ class WorldModels(Algorithm):
             pessimism=0.0 if explorer else knobs["pessimism"],
             curiosity=knobs["curiosity"] if explorer else 0.0,
             curiosity_bonus=c.curiosity_bonus,
+            done_logit_offset=self.done_logit_offset,
         )
 
     def exploit_guard(self, dream_mean: float, real_mean: float) -> dict[str, float]:
@@ -393,6 +408,8 @@ class WorldModels(Algorithm):
                 "explorer": self.explorer.get_state() if self.explorer else None,
                 "explorer_params": self._explorer_params,
                 "guard": dict(self.guard_state),
+                "done_logit_offset": self.done_logit_offset,
+                "behaviour_lengths": list(self._behaviour_lengths),
                 "dream_score": self.dream_score,
             }
         return state
@@ -407,6 +424,8 @@ class WorldModels(Algorithm):
                 self.explorer.set_state(extra["explorer"])
             self._explorer_params = extra.get("explorer_params")
             self.guard_state.update(extra.get("guard", {}))
+            self.done_logit_offset = float(extra.get("done_logit_offset", 0.0))
+            self._behaviour_lengths = list(extra.get("behaviour_lengths", []))
             self.dream_score = extra["dream_score"]
         self._sync_local_module()
         if self.replay.get_num_timesteps():
@@ -428,5 +447,10 @@ class WorldModels(Algorithm):
     def export_world_model(self, path) -> Any:
         """Write the current world model as a standalone checkpoint (loadable by `WorldModels/Dream-v0`)."""
         return self.world_model.save(
-            path, metadata={"iteration": self.iteration, "real_steps": int(self.replay.get_added_timesteps())}
+            path,
+            metadata={
+                "iteration": self.iteration,
+                "real_steps": int(self.replay.get_added_timesteps()),
+                "done_logit_offset": self.done_logit_offset,  # pass as a dream setting to reproduce this dream
+            },
         )

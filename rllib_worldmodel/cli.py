@@ -34,6 +34,8 @@ def _real_env_config(args: argparse.Namespace) -> tuple[str, dict]:
         real = {k: v for k, v in {"skill": args.skill, "frame_cap": args.frame_cap}.items() if v is not None}
         if args.env == "carracing":
             real.pop("skill", None)
+        elif args.screen_flashes:
+            real["screen_flashes"] = True
         return ENV_NAMES[args.env], {"real": real}
     return "WorldModels/Real-v0", {"real": {"env_id": args.env}}
 
@@ -88,10 +90,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         .env_runners(num_env_runners=args.num_env_runners, num_envs_per_env_runner=args.num_envs_per_env_runner)
         .learners(num_learners=args.num_learners, num_gpus_per_learner=args.num_gpus_per_learner)
         .world_model(
-            z_size=args.z_size or preset.get("z_size", 32), rnn_size=args.rnn_size or preset.get("rnn_size", 256)
+            z_size=args.z_size or preset.get("z_size", 32),
+            rnn_size=args.rnn_size or preset.get("rnn_size", 256),
+            num_heads=args.num_heads,
+            done_bias_init=args.done_bias_init,
+            vae_epochs_per_iteration=args.vae_epochs,
+            vae_warmup_epochs=args.vae_warmup_epochs,
         )
-        .collection(real_episodes_per_iteration=args.episodes_per_iteration)
-        .dream(temperature=args.temperature, max_episode_steps=preset.get("max_episode_steps", args.dream_cap))
+        .collection(
+            real_episodes_per_iteration=args.episodes_per_iteration,
+            curiosity=args.curiosity,
+            curiosity_bonus=args.curiosity_bonus,
+            surprise_exploration=args.surprise_exploration,
+        )
+        .dream(
+            temperature=args.temperature,
+            max_episode_steps=preset.get("max_episode_steps", args.dream_cap),
+            pessimism=args.pessimism,
+            done_ensemble=args.done_ensemble,
+        )
+        .exploit_guard(enabled=args.guard)
         .controller(
             trainer=args.controller,
             cma_population=args.cma_population,
@@ -170,13 +188,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_env(name: str, skill: int | None = None, frame_cap: int | None = None):
+def make_env(name: str, skill: int | None = None, frame_cap: int | None = None, screen_flashes: bool = False):
     """Real env by CLI name: "takecover", "carracing", or any gymnasium id (adapted to image/vector obs)."""
     from rllib_worldmodel.envs import make_car_racing, make_real_env, make_takecover
 
     if name == "takecover":
         kw = {k: v for k, v in {"skill": skill, "frame_cap": frame_cap}.items() if v is not None}
-        return make_takecover(**kw)
+        return make_takecover(screen_flashes=screen_flashes, **kw)
     if name == "carracing":
         return make_car_racing(**({"frame_cap": frame_cap} if frame_cap else {}))
     return make_real_env(name)
@@ -205,7 +223,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = ENV_PRESETS.get(args.env, {})
-    env = make_env(args.env, args.skill, args.frame_cap)
+    env = make_env(args.env, args.skill, args.frame_cap, args.screen_flashes)
     t0 = time.perf_counter()
     data_dir = Path(args.data_dir) if args.data_dir else out / "episodes"
     existing = sorted(data_dir.glob("episode_*.npz")) if data_dir.exists() else []
@@ -230,6 +248,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         z_size=args.z_size or preset.get("z_size", 32),
         rnn_size=args.rnn_size or preset.get("rnn_size", 256),
         num_mixtures=args.mixtures,
+        num_heads=args.num_heads,
+        done_bias_init=args.done_bias_init,
     )
     model = rw.WorldModel(cfg)
     rng = np.random.default_rng(args.seed)
@@ -317,8 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")
     train.add_argument("--skill", type=int, help="TakeCover Doom skill 1-5 (default 4)")
     train.add_argument("--frame-cap", type=int, help="real episode step cap (TakeCover default 2100)")
+    train.add_argument("--screen-flashes", action="store_true", help="TakeCover: show the red flash when hit")
     train.add_argument("--z-size", type=int)
     train.add_argument("--rnn-size", type=int)
+    train.add_argument("--num-heads", type=int, default=1, help="M ensemble size (>= 2 for pessimism/disagreement)")
+    train.add_argument("--done-bias-init", type=float, help="initial done-logit bias (a prior on deaths, e.g. -5)")
+    train.add_argument("--vae-epochs", type=float, default=1.0, help="V passes over the replay per iteration")
+    train.add_argument("--vae-warmup-epochs", type=float, default=0.0, help="extra V passes in the first iteration")
+    train.add_argument("--pessimism", type=float, default=0.0, help="dream reward penalty per unit of disagreement")
+    train.add_argument("--done-ensemble", default="mean", help="mean | max (pessimistic) over the members' deaths")
+    train.add_argument("--curiosity", type=float, default=0.0, help="explorer's intrinsic-bonus weight (0: off)")
+    train.add_argument("--curiosity-bonus", default="disagreement", help="disagreement | novelty | surprise")
+    train.add_argument("--surprise-exploration", type=float, default=0.0, help="surprise-driven random holds")
+    train.add_argument("--guard", action="store_true", help="exploit guard: react to a large dream-real gap")
     train.add_argument("--num-env-runners", type=int, default=0)
     train.add_argument("--num-envs-per-env-runner", type=int, default=8)
     train.add_argument("--num-learners", type=int, default=0)
@@ -344,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--skill", type=int, help="TakeCover Doom skill 1-5 (default 4: reproduces the paper's random baseline)"
     )
     fit.add_argument("--frame-cap", type=int, help="episode step cap (TakeCover default 2100)")
+    fit.add_argument("--screen-flashes", action="store_true", help="TakeCover: show the red flash when hit")
+    fit.add_argument("--num-heads", type=int, default=1, help="M ensemble size")
+    fit.add_argument("--done-bias-init", type=float, help="initial done-logit bias (a prior on deaths, e.g. -5)")
     fit.add_argument("--z-size", type=int, help="V latent size (preset: takecover 64, carracing 32, else 32)")
     fit.add_argument("--rnn-size", type=int, help="M LSTM units (preset: takecover 512, carracing 256, else 256)")
     fit.add_argument("--mixtures", type=int, default=5, help="Gaussian mixtures per latent dim (paper: 5)")

@@ -65,6 +65,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.initial_noise = 0.0
         self.done_ensemble = "mean"
         self.pessimism = 0.0
+        self.calibrate_deaths = False
         self.include_cell = False
         self.dream_device = "auto"
         # controller
@@ -193,6 +194,7 @@ class WorldModelsConfig(AlgorithmConfig):
         initial_noise: float = NotProvided,
         done_ensemble: str = NotProvided,
         pessimism: float | list | tuple = NotProvided,
+        calibrate_deaths: bool = NotProvided,
     ) -> WorldModelsConfig:
         """The dream the controller trains in.
 
@@ -207,6 +209,8 @@ class WorldModelsConfig(AlgorithmConfig):
             initial_noise: Std of extra Gaussian noise on each dream's initial latent.
             done_ensemble: "mean" or "max" (pessimistic) over an ensemble's death probabilities.
             pessimism: Reward penalty per unit of ensemble disagreement (number or schedule; needs num_heads >= 2).
+            calibrate_deaths: After every fit, offset M's done logits so the dream's mean survival of the random-hold
+                collection policy equals its real mean survival (see `rllib_worldmodel.calibration`).
         """
         return self._set_provided(
             {
@@ -214,6 +218,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "initial_noise": initial_noise,
                 "done_ensemble": done_ensemble,
                 "pessimism": pessimism,
+                "calibrate_deaths": calibrate_deaths,
                 "temperature": temperature,
                 "dream_max_episode_steps": max_episode_steps,
                 "done_mode": done_mode,

@@ -66,6 +66,7 @@ class DreamSettings:
         pessimism: Reward penalty per unit of ensemble disagreement (needs num_heads >= 2).
         curiosity: Weight of the intrinsic bonus added to the reward.
         curiosity_bonus: "disagreement" (needs num_heads >= 2), "novelty" or "surprise".
+        done_logit_offset: Added to M's done logits (see `calibrate_done_offset`): > 0 makes dreams deadlier.
     """
 
     temperature: float = 1.0
@@ -81,6 +82,7 @@ class DreamSettings:
     pessimism: float = 0.0
     curiosity: float = 0.0
     curiosity_bonus: str = "disagreement"
+    done_logit_offset: float = 0.0
 
     def __post_init__(self) -> None:
         validate_temperature(self.temperature)
@@ -301,10 +303,11 @@ class DreamSimulator:
             z_next = out.mu.gather(-1, out.logpi.argmax(-1, keepdim=True)).squeeze(-1).mean(0)
         else:
             z_next = sample_mixture(logpi, mu, logsigma, self.temperature, self.generator)
+        logit = out.done_logit + st.done_logit_offset
         if st.done_mode == "threshold" or st.deterministic:
-            p_done = torch.sigmoid(out.done_logit)  # paper: logit > 0
+            p_done = torch.sigmoid(logit)  # paper: logit > 0
         else:
-            p_done = torch.sigmoid(out.done_logit - math.log(wm.config.done_pos_weight))
+            p_done = torch.sigmoid(logit - math.log(wm.config.done_pos_weight))
         p_done = p_done.max(0).values if st.done_ensemble == "max" else p_done.mean(0)
         if st.done_mode == "threshold" or st.deterministic:
             terminated = p_done > 0.5

@@ -6,6 +6,7 @@
 | WorldModels/TakeCover-v0    | ViZDoom TakeCover, 64x64 RGB, Discrete(3), 2100-step cap          |
 | WorldModels/CarRacing-v0    | CarRacing-v3, 64x64 RGB without dashboard (needs the box2d extra) |
 | WorldModels/Real-v0         | any gymnasium id (env_config["env_id"]) adapted to image/vector   |
+| WorldModels/NoisyTV-v0      | curiosity toy: a corridor with one cell of pure noise (no reward) |
 
 Ray creators read their own namespace of env_config when present (`{"dream": {...}, "real": {...}}`), because
 RLlib deep-merges env_config overrides: an evaluation config on the real env would otherwise inherit dream keys.
@@ -22,6 +23,7 @@ DREAM_ENV = "WorldModels/Dream-v0"
 TAKECOVER_ENV = "WorldModels/TakeCover-v0"
 CAR_RACING_ENV = "WorldModels/CarRacing-v0"
 REAL_ENV = "WorldModels/Real-v0"
+NOISY_TV_ENV = "WorldModels/NoisyTV-v0"
 _RESERVED = ("num_envs", "dream", "real")
 
 
@@ -66,8 +68,14 @@ def register_all() -> None:
     from ray.tune.registry import register_env
 
     from rllib_worldmodel.envs import make_car_racing, make_real_env, make_takecover
+    from rllib_worldmodel.envs.noisy_tv import NoisyTVEnv
 
-    real = {TAKECOVER_ENV: make_takecover, CAR_RACING_ENV: make_car_racing, REAL_ENV: make_real_env}
+    real = {
+        TAKECOVER_ENV: make_takecover,
+        CAR_RACING_ENV: make_car_racing,
+        REAL_ENV: make_real_env,
+        NOISY_TV_ENV: NoisyTVEnv,
+    }
     for name, make in real.items():
         if name not in gym.registry:
             gym.register(name, entry_point=make)

@@ -196,7 +196,13 @@ def lever_config():
         tiny_config()
         .world_model(num_heads=3, done_bias_init=-3.0, vae_warmup_epochs=1.0)
         .collection(surprise_exploration=0.5, curiosity=[0.0, 1.0], curiosity_bonus="disagreement")
-        .dream(temperature=("linear", 1.2, 1.0, 2), pessimism=0.5, done_ensemble="max", initial_noise=0.1)
+        .dream(
+            temperature=("linear", 1.2, 1.0, 2),
+            pessimism=0.5,
+            done_ensemble="max",
+            initial_noise=0.1,
+            calibrate_deaths=True,
+        )
         .exploit_guard(enabled=True, gap_ratio=1e-9, temperature_step=0.05, pessimism_step=0.25, extra_episodes=2)
     )
 
@@ -212,6 +218,7 @@ def levers(ray_session):
 def test_levers_report_their_metrics(levers):
     _, (r1, r2, r3) = levers
     assert r1["dream/temperature"] == pytest.approx(1.2) and r1["dream/curiosity"] == 0.0
+    assert np.isfinite(r1["dream/done_logit_offset"]) and r1["real/behaviour_episode_len_mean"] > 0
     for key in ("dream/cma_extrinsic_mean", "dream/cma_disagreement_mean", "dream/cma_penalty_mean"):
         assert key in r2 and np.isfinite(r2[key]), key
     # curiosity is 0 in round 1 (no explorer), 1.0 from round 2: the explorer trains, then collects in round 3

@@ -1,5 +1,6 @@
 """The dream's anti-exploit and exploration levers on constructed models whose answers are known exactly."""
 
+import dataclasses
 import math
 
 import pytest
@@ -155,3 +156,20 @@ def test_schedules():
         Schedule(("linear", 1.0, 0.5), "temperature")
     with pytest.raises(ValueError, match="per-round"):
         Schedule("high", "curiosity")
+
+
+def test_death_calibration_matches_the_real_survival():
+    """Constant done logit b: sampled deaths are geometric with p = sigmoid(b + offset - log w); survival 1/p."""
+    from rllib_worldmodel.calibration import calibrate_done_offset, random_hold_survival
+
+    model = constructed_model(done_bias=(-6.0, -6.0))
+    settings = DreamSettings(done_mode="sample", max_episode_steps=2000)
+    w = model.config.done_pos_weight
+    offset, survival = calibrate_done_offset(model, settings, real_mean_length=20.0, num_dreams=512, steps=10)
+    expected = math.log(0.05 / 0.95) + math.log(w) + 6.0  # logit of p = 1/20, undoing the weighting and the bias
+    assert offset == pytest.approx(expected, abs=0.3)
+    assert survival == pytest.approx(20.0, rel=0.15)
+    lengths = random_hold_survival(model, dataclasses.replace(settings, done_logit_offset=offset), 512, seed=3)
+    assert lengths.mean().item() == pytest.approx(20.0, rel=0.15)
+    with pytest.raises(ValueError, match="real_mean_length"):
+        calibrate_done_offset(model, settings, real_mean_length=0.0)
