@@ -12,6 +12,7 @@ score over `--dream-episodes` dreams at that tau, and its real score over `--eva
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rllib_worldmodel.calibration import calibrate_done_offset
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
@@ -37,10 +39,11 @@ def play_real(
     seed: int = 0,
     skill: int = 4,
     frame_cap: int = 2100,
+    screen_flashes: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns of `episodes` real TakeCover episodes played by V + M + C (`num_envs` at a time, one V batch), and the
     share of steps spent on each action."""
-    envs = [make_takecover(skill=skill, frame_cap=frame_cap) for _ in range(num_envs)]
+    envs = [make_takecover(skill=skill, frame_cap=frame_cap, screen_flashes=screen_flashes) for _ in range(num_envs)]
     gen = torch.Generator().manual_seed(seed)
     returns, started = [], 0
     obs = [None] * num_envs
@@ -93,15 +96,49 @@ def train_in_dream(wm: WorldModel, settings: DreamSettings, args) -> tuple[Contr
     return controller, log
 
 
+def run_row(wm: WorldModel, name: str, settings: DreamSettings, args) -> dict:
+    """Train C in the dream with `settings`, score it in the dream and on the real game."""
+    t0 = time.perf_counter()
+    controller, log = train_in_dream(wm, settings, args)
+    dream = evaluate_population(
+        DreamSimulator(wm, settings), controller, controller.get_flat()[None], args.dream_episodes, seed=7
+    ).returns[0]
+    real, action_share = play_real(
+        wm, controller, args.eval_episodes, seed=args.seed + 1000, screen_flashes=args.screen_flashes
+    )
+    row = {
+        "name": name,
+        "tau": settings.temperature,
+        "done_mode": settings.done_mode,
+        "done_logit_offset": settings.done_logit_offset,
+        "pessimism": settings.pessimism,
+        "done_ensemble": settings.done_ensemble,
+        "initial_noise": settings.initial_noise,
+        "dream_mean": float(dream.mean()),
+        "dream_std": float(dream.std()),
+        "real_mean": float(real.mean()),
+        "real_std": float(real.std()),
+        "real_episodes": len(real),
+        "real_action_share": [round(float(x), 3) for x in action_share],
+        "cma_fitness_last": log[-1]["dream/cma_fitness_mean"],
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world-model", default="runs/takecover_world_model/world_model.pt")
+    parser.add_argument("--mode", default="tau", choices=["tau", "ablation"], help="tau table or lever ablation")
     parser.add_argument("--taus", default="0.1,0.5,1.0,1.15,1.3")
     parser.add_argument("--done-mode", default="threshold", choices=["threshold", "sample"])
     parser.add_argument("--pessimism", type=float, default=0.0)
     parser.add_argument("--done-ensemble", default="mean", choices=["mean", "max"])
     parser.add_argument("--initial-noise", type=float, default=0.0)
     parser.add_argument("--done-logit-offset", type=float, default=0.0)
+    parser.add_argument("--calibrate-to", type=float, help="real random-hold mean length: calibrate deaths to it")
+    parser.add_argument("--screen-flashes", action="store_true", help="the world model was fitted with flashes on")
     parser.add_argument("--cma-population", type=int, default=32)
     parser.add_argument("--cma-rollouts", type=int, default=8)
     parser.add_argument("--cma-generations", type=int, default=10)
@@ -112,43 +149,53 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     wm = WorldModel.load(args.world_model).eval()
+    base = DreamSettings(
+        temperature=1.15,
+        done_mode=args.done_mode,
+        max_episode_steps=2100,
+        seed=args.seed,
+        pessimism=args.pessimism,
+        done_ensemble=args.done_ensemble,
+        initial_noise=args.initial_noise,
+        done_logit_offset=args.done_logit_offset,
+    )
+    if args.calibrate_to:
+        offset, survival = calibrate_done_offset(wm, base, args.calibrate_to, seed=args.seed + 11)
+        print(f"calibrated done-logit offset {offset:.2f}: dream random-hold survival {survival:.0f}", flush=True)
+        base = dataclasses.replace(base, done_logit_offset=offset)
     rows = []
-    for tau in [float(t) for t in args.taus.split(",")]:
-        t0 = time.perf_counter()
-        settings = DreamSettings(
-            temperature=tau,
-            done_mode=args.done_mode,
-            max_episode_steps=2100,
-            seed=args.seed,
-            pessimism=args.pessimism,
-            done_ensemble=args.done_ensemble,
-            initial_noise=args.initial_noise,
-            done_logit_offset=args.done_logit_offset,
+    if args.mode == "tau":
+        for tau in [float(t) for t in args.taus.split(",")]:
+            rows.append(run_row(wm, f"tau={tau}", dataclasses.replace(base, temperature=tau), args))
+    else:
+        paper = dataclasses.replace(base, done_mode="threshold", done_logit_offset=0.0, pessimism=0.0)
+        variants = [("paper: threshold deaths", paper)]
+        if args.calibrate_to:
+            variants.append(
+                (
+                    "calibrated sampled deaths",
+                    dataclasses.replace(paper, done_mode="sample", done_logit_offset=base.done_logit_offset),
+                )
+            )
+        if wm.mdn_rnn.num_heads > 1:
+            variants.append(
+                (
+                    "pessimism + done max",
+                    dataclasses.replace(paper, pessimism=args.pessimism or 1000.0, done_ensemble="max"),
+                )
+            )
+        variants.append(
+            ("all on", dataclasses.replace(base, done_ensemble="max" if wm.mdn_rnn.num_heads > 1 else "mean"))
         )
-        controller, log = train_in_dream(wm, settings, args)
-        dream = evaluate_population(
-            DreamSimulator(wm, settings), controller, controller.get_flat()[None], args.dream_episodes, seed=7
-        ).returns[0]
-        real, action_share = play_real(wm, controller, args.eval_episodes, seed=args.seed + 1000)
-        row = {
-            "tau": tau,
-            "dream_mean": float(dream.mean()),
-            "dream_std": float(dream.std()),
-            "real_mean": float(real.mean()),
-            "real_std": float(real.std()),
-            "real_episodes": len(real),
-            "real_action_share": [round(float(x), 3) for x in action_share],
-            "cma_fitness_last": log[-1]["dream/cma_fitness_mean"],
-            "wall_s": round(time.perf_counter() - t0, 1),
-        }
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        rows = [run_row(wm, name, s, args) for name, s in variants]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2))
     print(f"wrote {args.out}")
-    print("tau | dream | real")
+    print("setting | dream | real (mean ± std over episodes)")
     for r in rows:
-        print(f"{r['tau']} | {r['dream_mean']:.0f} ± {r['dream_std']:.0f} | {r['real_mean']:.0f} ± {r['real_std']:.0f}")
+        print(
+            f"{r['name']} | {r['dream_mean']:.0f} ± {r['dream_std']:.0f} | {r['real_mean']:.0f} ± {r['real_std']:.0f}"
+        )
 
 
 if __name__ == "__main__":

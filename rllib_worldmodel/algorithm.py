@@ -267,11 +267,16 @@ class WorldModels(Algorithm):
         picks = self._rng.choice(len(episodes), size=batch_size, p=lengths / lengths.sum())
         z_size = self.world_model.config.z_size
         rows = []
+        frac = self.config.death_window_fraction
+        deaths = [i for i, ep in enumerate(episodes) if ep.is_terminated] if frac > 0 else []
         for i in picks:
+            to_death = bool(deaths) and self._rng.random() < frac
+            if to_death:  # a window that contains the death (the done head's rare positives)
+                i = deaths[int(self._rng.integers(len(deaths)))]
             ep = episodes[i]
             mu, logvar, a, r, done = self._latents[ep.id_]
             t = len(ep)
-            o = int(self._rng.integers(0, t))
+            o = int(self._rng.integers(max(0, t - seq_len), t)) if to_death else int(self._rng.integers(0, t))
             w = min(seq_len, t - o)
             mu, logvar = mu[: o + w + 1], logvar[: o + w + 1]  # only what the prefix and window use
             z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=self._torch_gen)  # paper: z ~ V(o)

@@ -38,6 +38,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.num_heads = 1  # paper: one M; >= 2 is an ensemble (pessimism, disagreement curiosity)
         self.done_bias_init = None
         self.vae_warmup_epochs = 0.0
+        self.death_window_fraction = 0.0
         # world model fitting (per iteration)
         self.vae_lr = 1e-3  # measured: 1e-3 beats the paper code's 1e-4 on small data (trainer.py)
         self.mdn_lr = 1e-3  # paper code
@@ -122,6 +123,7 @@ class WorldModelsConfig(AlgorithmConfig):
         num_heads: int = NotProvided,
         done_bias_init: float | None = NotProvided,
         vae_warmup_epochs: float = NotProvided,
+        death_window_fraction: float = NotProvided,
     ) -> WorldModelsConfig:
         """World-model architecture and fitting.
 
@@ -145,6 +147,8 @@ class WorldModelsConfig(AlgorithmConfig):
                 drives pessimism and curiosity).
             done_bias_init: Initial done-logit bias, a prior on deaths (e.g. -5); None keeps PyTorch's init.
             vae_warmup_epochs: Extra V passes over the replay in the first fit only (V sees little data later).
+            death_window_fraction: Share of M's training windows placed so they contain an episode's death (the
+                done head's only positives: about 1 step in 300 on TakeCover); 0 samples windows uniformly.
         """
         return self._set_provided({k: v for k, v in locals().items() if k != "self"})
 
@@ -425,6 +429,10 @@ class WorldModelsConfig(AlgorithmConfig):
         ):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{name}={v!r} must be >= 0.")
+        need(
+            0.0 <= self.death_window_fraction <= 1.0,
+            f"death_window_fraction={self.death_window_fraction!r} must be in [0, 1].",
+        )
         need(0.0 <= self.explorer_fraction <= 1.0, f"explorer_fraction={self.explorer_fraction!r} must be in [0, 1].")
         need(self.guard_gap_ratio > 0, f"guard gap_ratio={self.guard_gap_ratio!r} must be > 0.")
         need(

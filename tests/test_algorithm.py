@@ -194,7 +194,7 @@ def lever_config():
     """Tiny preset with every issue-4 lever switched on."""
     return (
         tiny_config()
-        .world_model(num_heads=3, done_bias_init=-3.0, vae_warmup_epochs=1.0)
+        .world_model(num_heads=3, done_bias_init=-3.0, vae_warmup_epochs=1.0, death_window_fraction=1.0)
         .collection(surprise_exploration=0.5, curiosity=[0.0, 1.0], curiosity_bonus="disagreement")
         .dream(
             temperature=("linear", 1.2, 1.0, 2),
@@ -226,6 +226,13 @@ def test_levers_report_their_metrics(levers):
     assert r3["real/explorer_episodes"] == round(6 * 0.5)
     ev = r2["evaluation"]
     assert {"guard/gap_ratio", "guard/triggered", "guard/temperature_offset", "guard/pessimism_offset"} <= set(ev)
+
+
+def test_m_batches_oversample_deaths_and_bootstrap_members(levers):
+    algo, _ = levers
+    batch = algo._mdn_batch(16, 8)
+    assert (batch["done"].sum(1) == 1).all()  # death_window_fraction=1: every window holds its episode's death
+    assert batch["member_weights"].shape == (16, 3) and (batch["member_weights"] >= 0).all()
 
 
 def test_guard_reacts_to_a_constructed_gap(levers):
