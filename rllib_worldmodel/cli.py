@@ -146,6 +146,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
             with (out / "progress.jsonl").open("a") as f:
                 f.write(json.dumps(row, default=float) + "\n")
+            if args.until_gap is not None and "dream_real_gap" in ev:
+                ratio = abs(ev["dream_real_gap"]) / max(abs(ev["real/episode_return_mean"]), 1.0)
+                if ratio < args.until_gap:
+                    print(f"gap closed: |dream - real| / real = {ratio:.2f} < {args.until_gap}", flush=True)
+                    break
         ckpt = algo.save_to_path(str(out / "checkpoint"))
         algo.export_world_model(out / "world_model.pt")
         if algo.world_model.config.obs_kind == "image":
@@ -326,7 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="run the WorldModels algorithm and report real-env scores")
     train.add_argument("--env", default="takecover", help="takecover | carracing | any gymnasium id")
     train.add_argument("--out", default="runs/train", help="output folder (checkpoint, progress.jsonl, GIF)")
-    train.add_argument("--iterations", type=int, default=3)
+    train.add_argument("--iterations", type=int, default=3, help="iterations (the most, with --until-gap)")
+    train.add_argument(
+        "--until-gap", type=float, help="stop once |dream - real| / real is below this (rounds until the gap closes)"
+    )
     train.add_argument("--episodes-per-iteration", type=int, default=100, help="real episodes collected per iteration")
     train.add_argument("--eval-episodes", type=int, default=100, help="real evaluation episodes per iteration")
     train.add_argument("--controller", default="cma", help="cma (paper: CMA-ES) | rllib (PPO on dream EnvRunners)")

@@ -69,7 +69,14 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
         "--frame-cap",
         "30",
         "--iterations",
-        "1",
+        "2",
+        "--until-gap",
+        "1e9",  # any gap counts as closed: stops after the first iteration
+        "--screen-flashes",
+        "--num-heads",
+        "2",
+        "--pessimism",
+        "1.0",
         "--episodes-per-iteration",
         "3",
         "--eval-episodes",
@@ -90,6 +97,7 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "[iteration 1] real 30.0 ± 0.0 over 2 episodes" in printed  # 30-step cap: nobody dies that fast
+    assert "gap closed" in printed and "[iteration 2]" not in printed
     assert (out / "checkpoint" / "algorithm_state.pkl").exists() and (out / "world_model.pt").exists()
     assert Image.open(out / "real_vs_dream.gif").n_frames > 1
     row = json.loads((out / "progress.jsonl").read_text().splitlines()[-1])

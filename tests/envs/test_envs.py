@@ -72,3 +72,24 @@ def test_generic_image_env_with_dict_obs_and_crop():
         ImageObservation(_DictImageEnv())
     with pytest.raises(ValueError, match="image"):
         ImageObservation(gym.make("CartPole-v1"))
+
+
+def test_noisy_tv_env():
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    import rllib_worldmodel as rw
+    from rllib_worldmodel.envs.noisy_tv import cell_of, NoisyTVEnv
+
+    env = gym.make(rw.NOISY_TV_ENV, length=8, start=3, tv_cell=1, max_episode_steps=5)
+    check_env(env.unwrapped)
+    obs, info = env.reset(seed=0)
+    assert info["cell"] == 3 and cell_of(obs, 8) == 3 and not obs[8:].any()  # no noise away from the TV
+    obs, *_ = env.step(0)
+    obs, _, term, trunc, info = env.step(0)  # two steps left: on the TV
+    assert info["cell"] == 1 and obs[8:].any() and not term and not trunc
+    noise = [env.step(1)[0][8:] for _ in range(2)]  # stay: fresh noise every step
+    assert not np.allclose(noise[0], noise[1])
+    assert env.step(1)[3]  # truncated after max_episode_steps
+    with pytest.raises(ValueError, match="tv_cell"):
+        NoisyTVEnv(length=4, tv_cell=9)
