@@ -29,9 +29,12 @@ def peak_rss_gib() -> float:
 
 
 def run_world_models(args) -> dict:
-    from vizdoom_takecover import takecover_config
+    from vizdoom_takecover import takecover_config, takecover_levers_config
 
-    config = takecover_config(eval_episodes=args.eval_episodes)
+    if args.levers:
+        config = takecover_levers_config(eval_episodes=args.eval_episodes, screen_flashes=args.screen_flashes)
+    else:
+        config = takecover_config(eval_episodes=args.eval_episodes)
     config.collection(real_episodes_per_iteration=args.episodes_per_iteration)
     config.controller(
         cma_population=args.cma_population,
@@ -57,6 +60,11 @@ def run_world_models(args) -> dict:
             "dream_real_gap": ev["dream_real_gap"],
             "real_env_steps": int(r["real/num_env_steps_collected_lifetime"]),
             "dream_env_steps": int(r["dream/num_env_steps_sampled_lifetime"]),
+            "dream_settings": {
+                k: r[f"dream/{k}"] for k in ("temperature", "pessimism", "curiosity") if f"dream/{k}" in r
+            },
+            "done_logit_offset": r.get("dream/done_logit_offset"),
+            "guard": {k: v for k, v in ev.items() if k.startswith("guard/")},
             "vae_recon": float(r["learners"]["default_policy"]["world_model/vae_recon"]),
             "mdn_nll": float(r["learners"]["default_policy"]["world_model/mdn_nll"]),
             "wall_s": round(time.perf_counter() - t0, 1),
@@ -76,7 +84,10 @@ def run_ppo(real_steps: int, args) -> dict:
 
     config = (
         PPOConfig()
-        .environment(TAKECOVER_ENV, env_config={"real": {"skill": 4, "frame_cap": 2100}})
+        .environment(
+            TAKECOVER_ENV,
+            env_config={"real": {"skill": 4, "frame_cap": 2100, "screen_flashes": bool(args.screen_flashes)}},
+        )
         .env_runners(
             num_env_runners=0,
             num_envs_per_env_runner=8,
@@ -123,6 +134,8 @@ def main() -> None:
     parser.add_argument("--cma-population", type=int, default=32)
     parser.add_argument("--cma-rollouts", type=int, default=8)
     parser.add_argument("--cma-generations", type=int, default=5)
+    parser.add_argument("--levers", action="store_true", help="takecover_levers_config instead of the paper's")
+    parser.add_argument("--screen-flashes", action="store_true", help="with --levers: show the red flash when hit")
     parser.add_argument("--skip-ppo", action="store_true")
     parser.add_argument("--reuse", help="a JSON written by an earlier run: keep its WorldModels curve, run only PPO")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "takecover.json"))
@@ -139,6 +152,7 @@ def main() -> None:
             **vars(args),
             "env": "VizdoomTakeCover-v1 via WorldModels/TakeCover-v0",
             "skill": 4,
+            "screen_flashes": bool(args.screen_flashes),
             "frame_cap": 2100,
             "frame_skip": 1,
             "obs": "64x64 RGB",

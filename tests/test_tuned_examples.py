@@ -58,3 +58,11 @@ def test_tune_takecover_search_space_builds_a_valid_config():
     resolved = config.copy(copy_frozen=False)
     resolved.temperature, resolved.pessimism, resolved.curiosity = 1.15, 1.0, 0.5  # one sample of the space
     resolved.validate()
+
+
+def test_takecover_levers_preset_is_valid():
+    from vizdoom_takecover import takecover_levers_config
+
+    config = takecover_levers_config(eval_episodes=5, screen_flashes=True)
+    config.validate()
+    assert config.env_config["real"]["screen_flashes"] is True and config.num_heads == 5

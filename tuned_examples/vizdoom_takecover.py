@@ -39,6 +39,27 @@ def takecover_config(eval_episodes: int = 100) -> WorldModelsConfig:
     )
 
 
+def takecover_levers_config(eval_episodes: int = 100, screen_flashes: bool = False) -> WorldModelsConfig:
+    """The paper's settings plus this library's levers against exploiting the dream (README, "Levers"): an ensemble
+    M with pessimism and pessimistic deaths, deaths calibrated to the real survival of the collection policy,
+    death-window oversampling, a V warm-up, a curious explorer collecting half of the later real episodes, and the
+    exploit guard."""
+    real = {"skill": 4, "frame_cap": 2100, **({"screen_flashes": True} if screen_flashes else {})}
+    return (
+        takecover_config(eval_episodes)
+        .environment(TAKECOVER_ENV, env_config={"real": real})
+        .world_model(
+            num_heads=5,
+            done_bias_init=-5.0,
+            vae_warmup_epochs=2.0,
+            death_window_fraction=0.25,
+        )
+        .dream(done_mode="sample", calibrate_deaths=True, done_ensemble="max", pessimism=1000.0)
+        .collection(curiosity=1000.0, curiosity_bonus="disagreement", explorer_fraction=0.5)
+        .exploit_guard(enabled=True, gap_ratio=0.5, temperature_step=0.1, pessimism_step=500.0, extra_episodes=20)
+    )
+
+
 if __name__ == "__main__":
     from ray.rllib.examples.utils import add_rllib_example_script_args
 
