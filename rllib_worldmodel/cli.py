@@ -96,6 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             done_bias_init=args.done_bias_init,
             vae_epochs_per_iteration=args.vae_epochs,
             vae_warmup_epochs=args.vae_warmup_epochs,
+            vae_focus_fraction=args.vae_focus_fraction,
+            vae_focus_weight=args.vae_focus_weight,
         )
         .collection(
             real_episodes_per_iteration=args.episodes_per_iteration,
@@ -255,6 +257,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         num_mixtures=args.mixtures,
         num_heads=args.num_heads,
         done_bias_init=args.done_bias_init,
+        vae_focus_fraction=args.vae_focus_fraction,
+        vae_focus_weight=args.vae_focus_weight,
     )
     model = rw.WorldModel(cfg)
     rng = np.random.default_rng(args.seed)
@@ -322,6 +326,14 @@ def cmd_dream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_vae_focus_args(p: argparse.ArgumentParser) -> None:
+    """V's hard-pixel focus (`losses.vae_loss`), shared by `train` and `fit`."""
+    p.add_argument(
+        "--vae-focus-fraction", type=float, default=0.0, help="share of worst pixels V counts again (0: off)"
+    )
+    p.add_argument("--vae-focus-weight", type=float, default=0.0, help="extra weight of those pixels (e.g. 10)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rllib-worldmodel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -352,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--done-bias-init", type=float, help="initial done-logit bias (a prior on deaths, e.g. -5)")
     train.add_argument("--vae-epochs", type=float, default=1.0, help="V passes over the replay per iteration")
     train.add_argument("--vae-warmup-epochs", type=float, default=0.0, help="extra V passes in the first iteration")
+    _add_vae_focus_args(train)
     train.add_argument("--pessimism", type=float, default=0.0, help="dream reward penalty per unit of disagreement")
     train.add_argument("--done-ensemble", default="mean", help="mean | max (pessimistic) over the members' deaths")
     train.add_argument("--curiosity", type=float, default=0.0, help="explorer's intrinsic-bonus weight (0: off)")
@@ -392,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--vae-epochs", type=float, default=1.0, help="passes of V over all frames (may be fractional)")
     fit.add_argument("--vae-batch-size", type=int, default=100)
     fit.add_argument("--vae-lr", type=float, default=1e-3, help="V learning rate (see WorldModelTrainer)")
+    _add_vae_focus_args(fit)
     fit.add_argument("--mdn-epochs", type=int, default=20)
     fit.add_argument("--mdn-batch-size", type=int, default=32, help="episodes per M batch")
     fit.add_argument("--mdn-lr", type=float, default=1e-3)

@@ -37,6 +37,8 @@ class WorldModelsConfig(AlgorithmConfig):
         self.wm_loss_weights = {"mdn": 1.0, "reward": 1.0, "done": 1.0}
         self.num_heads = 1  # paper: one M; >= 2 is an ensemble (pessimism, disagreement curiosity)
         self.done_bias_init = None
+        self.vae_focus_fraction = 0.0  # paper: plain squared error
+        self.vae_focus_weight = 0.0
         self.vae_warmup_epochs = 0.0
         self.death_window_fraction = 0.0
         # world model fitting (per iteration)
@@ -124,6 +126,8 @@ class WorldModelsConfig(AlgorithmConfig):
         done_bias_init: float | None = NotProvided,
         vae_warmup_epochs: float = NotProvided,
         death_window_fraction: float = NotProvided,
+        vae_focus_fraction: float = NotProvided,
+        vae_focus_weight: float = NotProvided,
     ) -> WorldModelsConfig:
         """World-model architecture and fitting.
 
@@ -149,6 +153,9 @@ class WorldModelsConfig(AlgorithmConfig):
             vae_warmup_epochs: Extra V passes over the replay in the first fit only (V sees little data later).
             death_window_fraction: Share of M's training windows placed so they contain an episode's death (the
                 done head's only positives: about 1 step in 300 on TakeCover); 0 samples windows uniformly.
+            vae_focus_fraction: Share of each frame's worst-reconstructed values counted again in V's loss (small
+                objects such as fireballs live there); 0 is the paper's plain squared error.
+            vae_focus_weight: Extra weight of those values (benchmarks/vae_focus.py measures the effect).
         """
         return self._set_provided({k: v for k, v in locals().items() if k != "self"})
 
@@ -343,6 +350,8 @@ class WorldModelsConfig(AlgorithmConfig):
             "surprise_exploration": self.surprise_exploration,
             "num_heads": self.num_heads,
             "done_bias_init": self.done_bias_init,
+            "vae_focus_fraction": self.vae_focus_fraction,
+            "vae_focus_weight": self.vae_focus_weight,
         }
 
     def validate(self) -> None:
@@ -383,6 +392,11 @@ class WorldModelsConfig(AlgorithmConfig):
         for name in ("random_hold_prob", "explore_epsilon"):
             v = getattr(self, name)
             need(0.0 <= v <= 1.0, f"{name}={v!r} must be a probability in [0, 1].")
+        need(
+            0.0 <= self.vae_focus_fraction <= 1.0 and self.vae_focus_weight >= 0,
+            f"vae_focus_fraction={self.vae_focus_fraction!r} must be in [0, 1] (e.g. 0.02) and "
+            f"vae_focus_weight={self.vae_focus_weight!r} >= 0 (e.g. 10); 0 turns the focus off.",
+        )
         schedules = {}
         for name, strict in (("temperature", True), ("pessimism", False), ("curiosity", False)):
             try:

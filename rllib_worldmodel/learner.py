@@ -48,6 +48,8 @@ class WorldModelsLearner(TorchLearner):
                 fwd_out["vae_mu"],
                 fwd_out["vae_logvar"],
                 kl_tolerance=wm_config.kl_tolerance,
+                focus_fraction=wm_config.vae_focus_fraction,
+                focus_weight=wm_config.vae_focus_weight,
             )
             losses.append(loss)
             metrics.update(m)

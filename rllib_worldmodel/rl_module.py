@@ -36,6 +36,8 @@ ARCH_KEYS = (
     "loss_weights",
     "num_heads",
     "done_bias_init",
+    "vae_focus_fraction",
+    "vae_focus_weight",
 )
 
 

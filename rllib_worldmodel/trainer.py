@@ -120,7 +120,15 @@ class WorldModelTrainer:
                 target = vae.preprocess(obs)
                 mu, logvar = vae.encode_target(target)
                 z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, device=self.device, generator=self.torch_gen)
-                loss, m = vae_loss(vae.decode(z), target, mu, logvar, kl_tolerance=cfg.kl_tolerance)
+                loss, m = vae_loss(
+                    vae.decode(z),
+                    target,
+                    mu,
+                    logvar,
+                    kl_tolerance=cfg.kl_tolerance,
+                    focus_fraction=cfg.vae_focus_fraction,
+                    focus_weight=cfg.vae_focus_weight,
+                )
                 m["world_model/vae_grad_norm"] = self._optimise(loss, self.vae_opt, vae.parameters())
                 rows.append(m)
                 self._global_step["vae"] += 1

@@ -41,6 +41,22 @@ def test_vae_loss_recon_is_summed_squared_error():
         vae_loss(recon, target[:, :2], mu, torch.zeros(2, 4))
 
 
+def test_vae_focus_counts_the_worst_values_again():
+    target = torch.zeros(2, 3, 4, 4)  # 48 values per sample
+    recon = torch.zeros(2, 3, 4, 4)
+    recon[:, 0, 0, :2] = 1.0  # two values with error 1: the "small object"
+    recon[:, 1] = 0.1  # 16 values with error 0.01: the "background"
+    mu = torch.full((2, 4), 3.0)  # KL 18 per sample, above the floor
+    plain, m0 = vae_loss(recon, target, mu, torch.zeros(2, 4))
+    assert plain.item() == pytest.approx(2 + 0.16 + 18)
+    assert "world_model/vae_focus" not in m0
+    # top ceil(0.05 * 48) = 3 values: the two 1's and one 0.01, counted again 10 times
+    focused, m = vae_loss(recon, target, mu, torch.zeros(2, 4), focus_fraction=0.05, focus_weight=10.0)
+    assert m["world_model/vae_focus"] == pytest.approx(2.01)
+    assert m["world_model/vae_recon"] == pytest.approx(2.16)  # the reported recon stays the plain error
+    assert focused.item() == pytest.approx(2.16 + 10 * 2.01 + 18)
+
+
 def test_one_component_mixture_equals_gaussian_nll():
     b, t, z = 2, 5, 3
     mu, logsigma, x = torch.randn(b, t, z, 1), torch.randn(b, t, z, 1) * 0.3, torch.randn(b, t, z)

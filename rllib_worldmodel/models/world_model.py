@@ -25,6 +25,10 @@ class CheckpointError(ValueError):
     """A world-model checkpoint is missing, unreadable or does not fit the requested architecture."""
 
 
+# Fields that shape the training loss only: a checkpoint fitted with other values still fits the architecture.
+LOSS_ONLY_FIELDS = ("loss_weights", "vae_focus_fraction", "vae_focus_weight")
+
+
 @dataclass
 class WorldModelConfig:
     """Architecture of a world model; recorded in every checkpoint.
@@ -47,6 +51,9 @@ class WorldModelConfig:
         loss_weights: Weights of M's losses; keys must be exactly "mdn", "reward", "done".
         num_heads: M's ensemble size E (1: the paper's single M; >= 2: E heads whose disagreement is measured).
         done_bias_init: Initial done-logit bias (a prior on deaths); None keeps PyTorch's default init.
+        vae_focus_fraction: Share of each frame's worst-reconstructed values that V's loss counts again (0: off,
+            the paper's plain squared error); see `losses.vae_loss`.
+        vae_focus_weight: Extra weight of those values.
     """
 
     obs_kind: str
@@ -66,6 +73,8 @@ class WorldModelConfig:
     loss_weights: dict[str, float] = field(default_factory=lambda: {"mdn": 1.0, "reward": 1.0, "done": 1.0})
     num_heads: int = 1
     done_bias_init: float | None = None
+    vae_focus_fraction: float = 0.0
+    vae_focus_weight: float = 0.0
 
     def __post_init__(self) -> None:
         self.obs_shape = tuple(int(s) for s in self.obs_shape)
@@ -94,6 +103,11 @@ class WorldModelConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
         if self.kl_tolerance < 0 or self.done_pos_weight <= 0:
             raise ValueError("kl_tolerance must be >= 0 and done_pos_weight > 0.")
+        if not 0.0 <= self.vae_focus_fraction <= 1.0 or self.vae_focus_weight < 0:
+            raise ValueError(
+                f"vae_focus_fraction={self.vae_focus_fraction}, vae_focus_weight={self.vae_focus_weight}: the "
+                "fraction must be in [0, 1] (e.g. 0.02) and the weight >= 0 (e.g. 10); 0 turns the focus off."
+            )
         if set(self.loss_weights) != {"mdn", "reward", "done"}:
             raise ValueError(
                 f"loss_weights keys {sorted(self.loss_weights)} must be exactly ['done', 'mdn', 'reward']."
@@ -247,7 +261,7 @@ class WorldModel(nn.Module):
             diff = {
                 k: (v, getattr(config, k))
                 for k, v in expected_config.to_dict().items()
-                if k != "loss_weights" and config.to_dict()[k] != v
+                if k not in LOSS_ONLY_FIELDS and config.to_dict()[k] != v
             }
             if diff:
                 detail = ", ".join(f"{k}: expected {a!r}, checkpoint has {b!r}" for k, (a, b) in diff.items())
