@@ -25,7 +25,7 @@ from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.models.controller import Controller
-from rllib_worldmodel.models.world_model import WorldModel
+from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 
 
 @torch.no_grad()
@@ -121,6 +121,9 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args) -> dict:
         "real_episodes": len(real),
         "real_action_share": [round(float(x), 3) for x in action_share],
         "cma_fitness_last": log[-1]["dream/cma_fitness_mean"],
+        "cma_episode_len_last": log[-1]["dream/cma_episode_len_mean"],
+        # reward parts per dream episode in the last generation: extrinsic, ensemble disagreement, penalty paid
+        "cma_parts_last": {k[len("dream/cma_") :]: v for k, v in log[-1].items() if k.endswith("_mean")},
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(row), flush=True)
@@ -145,10 +148,13 @@ def main() -> None:
     parser.add_argument("--dream-episodes", type=int, default=256)
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ppo", action="store_true", help="also RLlib PPO on the real game, same real steps as M")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "takecover_tau.json"))
     args = parser.parse_args()
     torch.set_num_threads(2)
     wm = WorldModel.load(args.world_model).eval()
+    # The real data behind the world model: the only real env steps any controller in this table was trained on.
+    real_steps = int(read_checkpoint(args.world_model)["metadata"].get("real_steps", 0))
     base = DreamSettings(
         temperature=1.15,
         done_mode=args.done_mode,
@@ -159,38 +165,60 @@ def main() -> None:
         initial_noise=args.initial_noise,
         done_logit_offset=args.done_logit_offset,
     )
-    if args.calibrate_to:
-        offset, survival = calibrate_done_offset(wm, base, args.calibrate_to, seed=args.seed + 11)
+
+    def calibrated(settings: DreamSettings) -> DreamSettings:
+        """Sampled deaths anchored to the real random-hold survival, for exactly these settings (the ensemble rule
+        changes how deadly the dream is, so each variant gets its own offset)."""
+        if not args.calibrate_to or settings.done_mode != "sample":
+            return settings
+        offset, survival = calibrate_done_offset(wm, settings, args.calibrate_to, seed=args.seed + 11)
         print(f"calibrated done-logit offset {offset:.2f}: dream random-hold survival {survival:.0f}", flush=True)
-        base = dataclasses.replace(base, done_logit_offset=offset)
+        return dataclasses.replace(settings, done_logit_offset=offset)
+
     rows = []
     if args.mode == "tau":
+        base = calibrated(base)  # one offset for the whole table: tau is the only thing that varies
         for tau in [float(t) for t in args.taus.split(",")]:
             rows.append(run_row(wm, f"tau={tau}", dataclasses.replace(base, temperature=tau), args))
     else:
-        paper = dataclasses.replace(base, done_mode="threshold", done_logit_offset=0.0, pessimism=0.0)
-        variants = [("paper: threshold deaths", paper)]
-        if args.calibrate_to:
-            variants.append(
-                (
-                    "calibrated sampled deaths",
-                    dataclasses.replace(paper, done_mode="sample", done_logit_offset=base.done_logit_offset),
-                )
-            )
-        if wm.mdn_rnn.num_heads > 1:
-            variants.append(
-                (
-                    "pessimism + done max",
-                    dataclasses.replace(paper, pessimism=args.pessimism or 1000.0, done_ensemble="max"),
-                )
-            )
-        variants.append(
-            ("all on", dataclasses.replace(base, done_ensemble="max" if wm.mdn_rnn.num_heads > 1 else "mean"))
+        # Cumulative: each row adds one lever to the row above it.
+        paper = dataclasses.replace(
+            base, done_mode="threshold", done_logit_offset=0.0, pessimism=0.0, done_ensemble="mean", initial_noise=0.0
         )
+        variants = [("paper: threshold deaths", paper)]
+        deaths = dataclasses.replace(paper, done_mode="sample")
+        variants.append(("+ sampled deaths" + (", calibrated" if args.calibrate_to else ""), calibrated(deaths)))
+        last = variants[-1][1]
+        if wm.mdn_rnn.num_heads > 1:
+            pess = calibrated(dataclasses.replace(deaths, pessimism=args.pessimism or 1000.0, done_ensemble="max"))
+            variants.append(("+ ensemble pessimism, done max", pess))
+            last = pess
+        if args.initial_noise:
+            variants.append(("+ initial noise", dataclasses.replace(last, initial_noise=args.initial_noise)))
         rows = [run_row(wm, name, s, args) for name, s in variants]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2))
+    result = {"settings": {**vars(args), "world_model_real_steps": real_steps}, "rows": rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))  # keep the table even if the baseline fails
+    if args.ppo:
+        import os
+        import sys
+
+        import ray
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from takecover import run_ppo
+
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+        result["ppo_same_real_steps"] = run_ppo(real_steps, args)
+        ray.shutdown()
+        out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
+    print(f"trained only in the dream of a world model fitted on {real_steps} real steps")
+    if "ppo_same_real_steps" in result:
+        p = result["ppo_same_real_steps"]
+        print(f"RLlib PPO on the real game, {p['real_env_steps']} real steps: {p['real_mean']:.0f} (greedy)")
     print("setting | dream | real (mean ± std over episodes)")
     for r in rows:
         print(

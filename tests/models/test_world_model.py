@@ -1,3 +1,5 @@
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -81,6 +83,9 @@ def test_mismatched_architecture(tmp_path):
     wanted = make_image_world_model(z_size=16).config
     with pytest.raises(CheckpointError, match="z_size: expected 16, checkpoint has 8"):
         WorldModel.load(path, expected_config=wanted)
+    # Loss-only settings (V's focus) are not architecture: a checkpoint fitted without them still loads.
+    focused = dataclasses.replace(make_image_world_model(z_size=8).config, vae_focus_fraction=0.02, vae_focus_weight=10)
+    assert WorldModel.load(path, expected_config=focused).config.z_size == 8
     # A record that lies about the weights is caught too.
     payload = torch.load(path, weights_only=True)
     payload["config"]["rnn_size"] = 32
