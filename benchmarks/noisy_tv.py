@@ -70,7 +70,12 @@ def run(bonus: str, args) -> dict:
             explorer_fraction=1.0,
         )
         .dream(temperature=1.0, max_episode_steps=50, device="cpu")
-        .controller(cma_population=16, cma_rollouts=4, cma_generations_per_iteration=args.generations)
+        .controller(
+            cma_population=16,
+            cma_rollouts=4,
+            cma_generations_per_iteration=args.generations,
+            cma_sigma_init=args.sigma,
+        )
         .evaluation(evaluation_duration=2)
         .debugging(seed=args.seed)
     )
@@ -98,7 +103,10 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=40)
     parser.add_argument("--vae-epochs", type=float, default=10.0)
     parser.add_argument("--mdn-epochs", type=float, default=20.0)
-    parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--generations", type=int, default=30, help="explorer CMA-ES generations per iteration")
+    # The paper's sigma 0.1 barely moves a linear controller in a few dozen generations: every bonus then yields the
+    # same near-initial explorer (measured: identical coverage for all three bonuses at 0.1 and 8 generations).
+    parser.add_argument("--sigma", type=float, default=1.0, help="explorer CMA-ES initial step size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "noisy_tv.json"))
     args = parser.parse_args()

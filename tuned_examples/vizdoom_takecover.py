@@ -42,8 +42,8 @@ def takecover_config(eval_episodes: int = 100) -> WorldModelsConfig:
 def takecover_levers_config(eval_episodes: int = 100, screen_flashes: bool = False) -> WorldModelsConfig:
     """The paper's settings plus this library's levers against exploiting the dream (README, "Levers"): an ensemble
     M with pessimism and pessimistic deaths, deaths calibrated to the real survival of the collection policy,
-    death-window oversampling, a V warm-up, a curious explorer collecting half of the later real episodes, and the
-    exploit guard."""
+    death-window oversampling, a V warm-up with hard-pixel focus, a curious explorer collecting half of the later
+    real episodes, and the exploit guard."""
     real = {"skill": 4, "frame_cap": 2100, **({"screen_flashes": True} if screen_flashes else {})}
     return (
         takecover_config(eval_episodes)
@@ -52,6 +52,8 @@ def takecover_levers_config(eval_episodes: int = 100, screen_flashes: bool = Fal
             num_heads=5,
             done_bias_init=-5.0,
             vae_warmup_epochs=2.0,
+            vae_focus_fraction=0.02,  # measured: more fireball/imp pixels survive V (benchmarks/vae_focus.py)
+            vae_focus_weight=10.0,
             death_window_fraction=0.25,
         )
         .dream(done_mode="sample", calibrate_deaths=True, done_ensemble="max", pessimism=1000.0)
