@@ -80,12 +80,14 @@ def play_real(
     return np.asarray(returns), counts / counts.sum()
 
 
-def train_in_dream(wm: WorldModel, settings: DreamSettings, args) -> tuple[Controller, list[dict]]:
+def train_in_dream(
+    wm: WorldModel, settings: DreamSettings, args, common_noise: bool = True
+) -> tuple[Controller, list[dict]]:
     """CMA-ES in the dream; returns the controller at CMA-ES's mean and the per-generation metrics."""
     controller = Controller(
         wm.config.z_size + wm.config.rnn_size * (2 if settings.include_cell else 1), wm.config.action_space()
     )
-    cma = CMAESTrainer(controller, args.cma_population, args.cma_rollouts, seed=args.seed)
+    cma = CMAESTrainer(controller, args.cma_population, args.cma_rollouts, seed=args.seed, common_noise=common_noise)
     sim = DreamSimulator(wm, settings)
     log = []
     for _ in range(args.cma_generations):
@@ -96,10 +98,11 @@ def train_in_dream(wm: WorldModel, settings: DreamSettings, args) -> tuple[Contr
     return controller, log
 
 
-def run_row(wm: WorldModel, name: str, settings: DreamSettings, args) -> dict:
+def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noise: bool | None = None) -> dict:
     """Train C in the dream with `settings`, score it in the dream and on the real game."""
     t0 = time.perf_counter()
-    controller, log = train_in_dream(wm, settings, args)
+    common_noise = not args.no_common_noise if common_noise is None else common_noise
+    controller, log = train_in_dream(wm, settings, args, common_noise)
     dream = evaluate_population(
         DreamSimulator(wm, settings), controller, controller.get_flat()[None], args.dream_episodes, seed=7
     ).returns[0]
@@ -114,6 +117,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args) -> dict:
         "pessimism": settings.pessimism,
         "done_ensemble": settings.done_ensemble,
         "initial_noise": settings.initial_noise,
+        "cma_common_noise": common_noise,
         "dream_mean": float(dream.mean()),
         "dream_std": float(dream.std()),
         "real_mean": float(real.mean()),
@@ -145,6 +149,9 @@ def main() -> None:
     parser.add_argument("--cma-population", type=int, default=32)
     parser.add_argument("--cma-rollouts", type=int, default=8)
     parser.add_argument("--cma-generations", type=int, default=10)
+    parser.add_argument(
+        "--no-common-noise", action="store_true", help="tau mode: independent dreams per CMA-ES candidate"
+    )
     parser.add_argument("--dream-episodes", type=int, default=256)
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -185,17 +192,18 @@ def main() -> None:
         paper = dataclasses.replace(
             base, done_mode="threshold", done_logit_offset=0.0, pessimism=0.0, done_ensemble="mean", initial_noise=0.0
         )
-        variants = [("paper: threshold deaths", paper)]
-        deaths = dataclasses.replace(paper, done_mode="sample")
-        variants.append(("+ sampled deaths" + (", calibrated" if args.calibrate_to else ""), calibrated(deaths)))
-        last = variants[-1][1]
+        # (name, dream settings, CMA-ES common random numbers)
+        variants = [("paper: threshold deaths, independent dreams", paper, False)]
+        deaths = calibrated(dataclasses.replace(paper, done_mode="sample"))
+        variants.append(("+ sampled deaths" + (", calibrated" if args.calibrate_to else ""), deaths, False))
+        variants.append(("+ common random numbers in CMA-ES", deaths, True))
+        last = deaths
         if wm.mdn_rnn.num_heads > 1:
-            pess = calibrated(dataclasses.replace(deaths, pessimism=args.pessimism or 1000.0, done_ensemble="max"))
-            variants.append(("+ ensemble pessimism, done max", pess))
-            last = pess
+            last = calibrated(dataclasses.replace(last, pessimism=args.pessimism or 1000.0, done_ensemble="max"))
+            variants.append(("+ ensemble pessimism, done max", last, True))
         if args.initial_noise:
-            variants.append(("+ initial noise", dataclasses.replace(last, initial_noise=args.initial_noise)))
-        rows = [run_row(wm, name, s, args) for name, s in variants]
+            variants.append(("+ initial noise", dataclasses.replace(last, initial_noise=args.initial_noise), True))
+        rows = [run_row(wm, name, s, args, crn) for name, s, crn in variants]
     result = {"settings": {**vars(args), "world_model_real_steps": real_steps}, "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

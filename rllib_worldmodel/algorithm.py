@@ -69,6 +69,7 @@ class WorldModels(Algorithm):
             rollouts=self.config.cma_rollouts,
             sigma_init=self.config.cma_sigma_init,
             seed=self.config.seed or 0,
+            common_noise=self.config.cma_common_noise,
         )
         c = self.config
         self.schedules = {
@@ -86,6 +87,7 @@ class WorldModels(Algorithm):
                 sigma_init=c.cma_sigma_init,
                 seed=(c.seed or 0) + 1,
                 prefix="dream/explorer_",
+                common_noise=c.cma_common_noise,
             )
         self.guard_state = {"temperature_offset": 0.0, "pessimism_offset": 0.0, "extra_episodes": 0, "triggers": 0}
         self._novelty_ref: torch.Tensor | None = None

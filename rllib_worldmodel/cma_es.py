@@ -31,7 +31,12 @@ class PopulationResult:
 
 @torch.no_grad()
 def evaluate_population(
-    sim: DreamSimulator, controller: Controller, flats: np.ndarray, rollouts: int, seed: int | None = None
+    sim: DreamSimulator,
+    controller: Controller,
+    flats: np.ndarray,
+    rollouts: int,
+    seed: int | None = None,
+    common_noise: bool = True,
 ) -> PopulationResult:
     """Run P controllers (rows of `flats`) for `rollouts` dreams each, all in one batched simulator run.
 
@@ -41,11 +46,16 @@ def evaluate_population(
         flats: (P, N) parameter vectors in `Controller.get_flat` layout.
         rollouts: Dreams per candidate (R).
         seed: Seed for the dreams (same seed -> same dream noise for every call).
+        common_noise: Common random numbers: every candidate's r-th dream gets noise stream r (the same start and
+            the same draws), so candidates are compared on the same dreams and differ only by what their actions
+            change. With sampled deaths a dream's length varies about as much as its mean, and without this
+            CMA-ES ranks mostly noise.
     """
     p = flats.shape[0]
     b = p * rollouts
     w = torch.as_tensor(flats, dtype=torch.float32, device=sim.device)
-    obs = sim.reset(b, seed=seed)
+    streams = torch.arange(b, device=sim.device) % rollouts if common_noise else None  # dream i = cand * R + r
+    obs = sim.reset(b, seed=seed, streams=streams)
     # Each live dream's controller parameters, gathered once and shrunk with the batch (not re-gathered per step).
     w_live = w.repeat_interleave(rollouts, dim=0)
     slot = torch.arange(b, device=sim.device)  # each live dream's position in the (P*R) result arrays
@@ -84,6 +94,7 @@ class CMAESTrainer:
         sigma_init: Initial step size (paper code: 0.1).
         seed: Seeds CMA-ES and the dreams.
         prefix: Metric-name prefix (the explorer reports under "dream/explorer_").
+        common_noise: Evaluate every candidate on the same R noise streams (see `evaluate_population`).
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class CMAESTrainer:
         sigma_init: float = 0.1,
         seed: int = 0,
         prefix: str = "dream/cma_",
+        common_noise: bool = True,
     ):
         if popsize < 2 or rollouts < 1 or sigma_init <= 0:
             raise ValueError(
@@ -103,6 +115,7 @@ class CMAESTrainer:
         self.rollouts = rollouts
         self.seed = seed
         self.prefix = prefix
+        self.common_noise = common_noise
         self.es = cma.CMAEvolutionStrategy(
             controller.get_flat(), sigma_init, {"popsize": popsize, "seed": seed + 1, "verbose": -9}
         )
@@ -116,7 +129,12 @@ class CMAESTrainer:
         disagreement, penalty, intrinsic)."""
         solutions = np.asarray(self.es.ask())
         result = evaluate_population(
-            sim, self.controller, solutions, self.rollouts, seed=self.seed * 100_003 + self.generation
+            sim,
+            self.controller,
+            solutions,
+            self.rollouts,
+            seed=self.seed * 100_003 + self.generation,
+            common_noise=self.common_noise,
         )
         fitness = result.returns.mean(axis=1)
         self.es.tell(list(solutions), list(-fitness))  # cma minimises

@@ -77,6 +77,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.cma_population = 64  # paper
         self.cma_rollouts = 16  # paper
         self.cma_sigma_init = 0.1  # paper code
+        self.cma_common_noise = True  # candidates compared on the same dreams (benchmarks/takecover_tau.py ablation)
         self.cma_generations_per_iteration = 10
         self.dream_algo_config = None  # for trainer="rllib": an RLlib AlgorithmConfig; None -> PPOConfig()
         self.dream_algo_iterations = 5
@@ -247,6 +248,7 @@ class WorldModelsConfig(AlgorithmConfig):
         cma_rollouts: int = NotProvided,
         cma_sigma_init: float = NotProvided,
         cma_generations_per_iteration: int = NotProvided,
+        cma_common_noise: bool = NotProvided,
         dream_eval_episodes: int = NotProvided,
         real_z: str = NotProvided,
         dream_algo_config: AlgorithmConfig = NotProvided,
@@ -263,6 +265,8 @@ class WorldModelsConfig(AlgorithmConfig):
             cma_rollouts: Dreams per candidate (paper: 16).
             cma_sigma_init: Initial CMA-ES step size (paper code: 0.1).
             cma_generations_per_iteration: Generations per training iteration.
+            cma_common_noise: Common random numbers: every candidate is scored on the same R dream noise streams
+                (False: independent dreams per candidate, as the paper's code).
             dream_eval_episodes: Dreams used to score the deployed controller (reported beside its real score).
             real_z: "sample" (paper) or "mean": how the agent turns a real frame into z.
             dream_algo_config: For trainer="rllib": the inner algorithm's config (default PPOConfig()); its env,
@@ -278,6 +282,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "cma_rollouts": cma_rollouts,
                 "cma_sigma_init": cma_sigma_init,
                 "cma_generations_per_iteration": cma_generations_per_iteration,
+                "cma_common_noise": cma_common_noise,
                 "dream_eval_episodes": dream_eval_episodes,
                 "real_z": real_z,
                 "dream_algo_config": dream_algo_config,

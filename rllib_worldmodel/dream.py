@@ -168,6 +168,9 @@ class DreamSimulator:
             )
         self.novelty_reference: torch.Tensor | None = None
         self.reward_parts: dict[str, torch.Tensor] = {}
+        # Common random numbers: each dream's noise stream (B,); dreams of one stream share every random draw.
+        self.stream: torch.Tensor | None = None
+        self.num_streams = 0
 
     # ---------------------------------------------------------------------------------------------- control
     def seed(self, seed: int | None) -> None:
@@ -208,17 +211,30 @@ class DreamSimulator:
         return self.world_model.config.action_space()
 
     # ---------------------------------------------------------------------------------------------- dreaming
+    def _draw(self, normal: bool, n: int, *shape: int) -> torch.Tensor:
+        """(n, *shape) U(0, 1) or N(0, 1) draws; with noise streams, one draw per stream, shared by its dreams."""
+        fn = torch.randn if normal else torch.rand
+        if self.stream is None:
+            return fn((n, *shape), device=self.device, generator=self.generator)
+        return fn((self.num_streams, *shape), device=self.device, generator=self.generator)[self.stream]
+
     def _initial_z(self, n: int) -> torch.Tensor:
         init = self.world_model.initial_states
-        idx = torch.randint(0, init.shape[0], (n,), device=self.device, generator=self.generator)
+        idx = (self._draw(False, n) * init.shape[0]).long().clamp_(max=init.shape[0] - 1)
         mu, logvar = init[idx, 0], init[idx, 1]
         std = torch.zeros_like(logvar) if self.settings.deterministic else (0.5 * logvar).exp()
         if self.settings.initial_noise > 0:  # extra spread of the starts (AdeelMufti's reimplementation used 0.5)
             std = (std.pow(2) + self.settings.initial_noise**2).sqrt()
-        return mu + std * torch.randn(mu.shape, device=self.device, generator=self.generator)
+        return mu + std * self._draw(True, n, mu.shape[-1])
 
     @torch.no_grad()
-    def reset(self, batch_size: int, seed: int | None = None, initial_z: torch.Tensor | None = None) -> torch.Tensor:
+    def reset(
+        self,
+        batch_size: int,
+        seed: int | None = None,
+        initial_z: torch.Tensor | None = None,
+        streams: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Start `batch_size` new dreams; returns their first observations, (B, D) or (B, 64, 64, C).
 
         Args:
@@ -226,11 +242,20 @@ class DreamSimulator:
             seed: Re-seed the dream RNG first (reproducible dreams).
             initial_z: Start latents (B, Z), e.g. V's encoding of real frames; by default they are sampled from
                 the stored (mu, logvar) of real episode starts, as in the paper.
+            streams: Noise stream of each dream, (B,) ints in [0, S): dreams of one stream get the same start and
+                the same random draws at every step (common random numbers), so they differ only where their
+                actions make them differ. None: every dream has its own noise.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         if seed is not None:
             self.seed(seed)
+        if streams is not None:
+            streams = torch.as_tensor(streams, dtype=torch.long, device=self.device)
+            if tuple(streams.shape) != (batch_size,) or int(streams.min()) < 0:
+                raise ValueError(f"streams must be ({batch_size},) non-negative ints, got {tuple(streams.shape)}")
+            self.num_streams = int(streams.max()) + 1
+        self.stream = streams
         self.batch_size = batch_size
         if initial_z is not None:
             if tuple(initial_z.shape) != (batch_size, self.world_model.config.z_size):
@@ -250,6 +275,8 @@ class DreamSimulator:
         n = int(mask_B.sum())
         if n == 0:
             return
+        if self.stream is not None:
+            raise RuntimeError("reset_where restarts single dreams: it does not apply to dreams with noise streams")
         self.z[mask_B] = self._initial_z(n)
         self.h[mask_B] = 0.0
         self.c[mask_B] = 0.0
@@ -260,6 +287,8 @@ class DreamSimulator:
         """Keep only the dreams at `index_N` (in that order); used to drop finished dreams from a batched run."""
         index_N = index_N.to(self.device)
         self.z, self.h, self.c, self.t = self.z[index_N], self.h[index_N], self.c[index_N], self.t[index_N]
+        if self.stream is not None:
+            self.stream = self.stream[index_N]
         self.batch_size = int(index_N.numel())
 
     @torch.no_grad()
@@ -294,7 +323,7 @@ class DreamSimulator:
         st, e, b = self.settings, out.reward.shape[0], self.batch_size
         rows = torch.arange(b, device=self.device)
         member = (
-            torch.randint(0, e, (b,), device=self.device, generator=self.generator)
+            (self._draw(False, b) * e).long().clamp_(max=e - 1)
             if e > 1
             else torch.zeros(b, dtype=torch.long, device=self.device)
         )
@@ -302,7 +331,14 @@ class DreamSimulator:
         if st.deterministic:  # the members' average mode: no randomness anywhere
             z_next = out.mu.gather(-1, out.logpi.argmax(-1, keepdim=True)).squeeze(-1).mean(0)
         else:
-            z_next = sample_mixture(logpi, mu, logsigma, self.temperature, self.generator)
+            z_next = sample_mixture(
+                logpi,
+                mu,
+                logsigma,
+                self.temperature,
+                uniform_B_Z_K=self._draw(False, b, *logpi.shape[1:]),
+                normal_B_Z=self._draw(True, b, mu.shape[1]),
+            )
         logit = out.done_logit + st.done_logit_offset
         if st.done_mode == "threshold" or st.deterministic:
             p_done = torch.sigmoid(logit)  # paper: logit > 0
@@ -312,7 +348,7 @@ class DreamSimulator:
         if st.done_mode == "threshold" or st.deterministic:
             terminated = p_done > 0.5
         else:
-            terminated = torch.rand(b, device=self.device, generator=self.generator) < p_done
+            terminated = self._draw(False, b) < p_done
         reward = out.reward.mean(0)
         parts = {"extrinsic": reward}
         if e > 1:

@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
@@ -43,3 +44,26 @@ def test_cma_state_round_trip_continues_identically():
     b.set_state(a.get_state())
     np.testing.assert_allclose(np.asarray(a.es.ask()), np.asarray(b.es.ask()))
     assert b.generation == 1 and b.best_fitness == a.best_fitness
+
+
+def test_common_noise_scores_every_candidate_on_the_same_dreams():
+    wm = make_image_world_model()
+    with torch.no_grad():
+        wm.mdn_rnn.done_head.bias.fill_(2.0)  # deadly enough that sampled deaths end dreams at varied lengths
+    sim = DreamSimulator(wm, DreamSettings(max_episode_steps=200, done_mode="sample"))
+    c = Controller(wm.config.z_size + wm.config.rnn_size, gym.spaces.Discrete(3))
+    same = np.zeros((3, c.num_params))  # three identical candidates
+    shared = evaluate_population(sim, c, same, rollouts=6, seed=0, common_noise=True)
+    # the same dream r for every candidate: identical lengths per rollout, different ones across rollouts
+    assert (shared.lengths == shared.lengths[0]).all() and len(np.unique(shared.lengths[0])) > 1
+    independent = evaluate_population(sim, c, same, rollouts=6, seed=0, common_noise=False)
+    assert not (independent.lengths == independent.lengths[0]).all()
+
+
+def test_noise_streams_are_checked():
+    sim = DreamSimulator(make_image_world_model(), DreamSettings(max_episode_steps=5))
+    with pytest.raises(ValueError, match="streams"):
+        sim.reset(4, streams=torch.zeros(3, dtype=torch.long))
+    sim.reset(4, streams=torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(RuntimeError, match="noise streams"):
+        sim.reset_where(torch.tensor([True, False, False, False]))

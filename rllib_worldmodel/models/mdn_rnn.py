@@ -154,6 +154,8 @@ def sample_mixture(
     logsigma_B_Z_K: torch.Tensor,
     temperature: float,
     generator: torch.Generator | None = None,
+    uniform_B_Z_K: torch.Tensor | None = None,
+    normal_B_Z: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample z from the per-dimension mixture with the paper's temperature.
 
@@ -167,14 +169,19 @@ def sample_mixture(
         logsigma_B_Z_K: Component log standard deviations.
         temperature: tau > 0.
         generator: Torch RNG to draw from (for reproducible dreams).
+        uniform_B_Z_K: The U(0, 1) draws that pick the components, if the caller supplies them (common random
+            numbers); drawn from `generator` when None.
+        normal_B_Z: The N(0, 1) draws of the Gaussian noise, likewise.
 
     Returns:
         Sampled latents, (B, Z).
     """
-    u = torch.rand(logpi_B_Z_K.shape, device=logpi_B_Z_K.device, generator=generator)
+    u = uniform_B_Z_K
+    if u is None:
+        u = torch.rand(logpi_B_Z_K.shape, device=logpi_B_Z_K.device, generator=generator)
     gumbel = -torch.log(-torch.log(u.clamp_(1e-10, 1.0 - 1e-7)))
     k = torch.argmax(logpi_B_Z_K / temperature + gumbel, dim=-1, keepdim=True)
     mu = mu_B_Z_K.gather(-1, k).squeeze(-1)
     sigma = logsigma_B_Z_K.gather(-1, k).squeeze(-1).exp()
-    eps = torch.randn(mu.shape, device=mu.device, generator=generator)
+    eps = normal_B_Z if normal_B_Z is not None else torch.randn(mu.shape, device=mu.device, generator=generator)
     return mu + sigma * eps * (temperature**0.5)
