@@ -26,6 +26,7 @@ setup(
         "tensorboardX>=2.6",
         "pillow>=9.0",
         "cma>=3.3",
+        "scipy>=1.9",  # also a ray[rllib] dependency; fidelity.py uses its rank correlation
     ],
     extras_require={
         "test": ["pytest>=7.4", "ruff>=0.5"],

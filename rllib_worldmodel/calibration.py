@@ -27,13 +27,19 @@ def random_hold_survival(
     num_dreams: int = 256,
     hold: tuple[int, int] = (1, 10),
     seed: int = 0,
+    fixed_action: int | None = None,
 ) -> torch.Tensor:
-    """Dream episode lengths of the random-hold policy (uniform actions held `hold` steps), (num_dreams,)."""
+    """Dream episode lengths of the random-hold policy (uniform actions held `hold` steps), (num_dreams,).
+
+    `fixed_action` (Discrete only) plays that one action throughout instead: a constant reference policy.
+    """
     sim = DreamSimulator(world_model, dataclasses.replace(settings, seed=seed))
     space = sim.action_space
     gen = torch.Generator(device=sim.device).manual_seed(seed + 1)
 
     def draw(n: int) -> torch.Tensor:
+        if fixed_action is not None:
+            return torch.full((n,), int(fixed_action), device=sim.device, dtype=torch.long)
         if isinstance(space, gym.spaces.Discrete):
             return torch.randint(0, int(space.n), (n,), device=sim.device, generator=gen)
         low = torch.as_tensor(space.low, device=sim.device)

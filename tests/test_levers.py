@@ -3,6 +3,8 @@
 import dataclasses
 import math
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -173,3 +175,37 @@ def test_death_calibration_matches_the_real_survival():
     assert lengths.mean().item() == pytest.approx(20.0, rel=0.15)
     with pytest.raises(ValueError, match="real_mean_length"):
         calibrate_done_offset(model, settings, real_mean_length=0.0)
+
+
+class _SurvivalEnv(gym.Env):
+    """64x64x3 frames, Discrete(3); the episode lasts 5 + 10 * (action 2 taken at the first step) steps."""
+
+    observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.cap = 0, None
+        return np.zeros((64, 64, 3), np.uint8), {}
+
+    def step(self, action):
+        if self.cap is None:
+            self.cap = 15 if int(action) == 2 else 5
+        self.t += 1
+        return np.zeros((64, 64, 3), np.uint8), 1.0, self.t >= self.cap, False, {}
+
+
+def test_ranking_fidelity_compares_reference_policies(image_world_model):
+    from rllib_worldmodel.fidelity import ranking_fidelity, real_lengths, reference_policies
+
+    policies = reference_policies(gym.spaces.Discrete(3))
+    assert set(policies) == {"random hold 1-10", "uniform random", "always 0", "always 1", "always 2"}
+    env = _SurvivalEnv()
+    assert (real_lengths(env, (1, 1), 2, episodes=3) == 15).all()
+    assert (real_lengths(env, (1, 1), 0, episodes=3) == 5).all()
+    settings = DreamSettings(max_episode_steps=20, done_mode="sample")
+    result = ranking_fidelity(image_world_model, settings, env, episodes=4, num_dreams=16)
+    rows = {r["policy"]: r for r in result["rows"]}
+    assert rows["always 2"]["real_mean"] == 15 and rows["always 1"]["real_mean"] == 5
+    assert all(0 < r["dream_mean"] <= 20 for r in rows.values())
+    assert -1.0 <= result["spearman_rho"] <= 1.0

@@ -1,0 +1,68 @@
+"""Does the dream rank policies as the real game does? Reference policies' survival in the dream vs in TakeCover.
+
+    rllib-worldmodel fit --env takecover --episodes 100 --num-heads 5 --done-bias-init -5 --out runs/wm_noflash
+    python benchmarks/dream_fidelity.py --world-model runs/wm_noflash/world_model.pt --calibrate-to 322.5
+
+For random actions held 1-10 steps, uniform random actions and each constant action: mean survival over
+`--dreams` dreams and over `--episodes` real episodes, and the Spearman rank correlation of the two columns (see
+`rllib_worldmodel.fidelity`). Writes JSON (default benchmarks/results/dream_fidelity.json); prints the table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from rllib_worldmodel.calibration import calibrate_done_offset
+from rllib_worldmodel.dream import DreamSettings
+from rllib_worldmodel.envs import make_takecover
+from rllib_worldmodel.fidelity import ranking_fidelity
+from rllib_worldmodel.models.world_model import WorldModel
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world-model", default="runs/wm_noflash/world_model.pt")
+    parser.add_argument("--temperature", type=float, default=1.15)
+    parser.add_argument("--done-mode", default="sample", choices=["threshold", "sample"])
+    parser.add_argument("--done-logit-offset", type=float, default=0.0)
+    parser.add_argument("--calibrate-to", type=float, help="real random-hold mean length: calibrate deaths to it")
+    parser.add_argument("--dreams", type=int, default=512)
+    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dream_fidelity.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    wm = WorldModel.load(args.world_model).eval()
+    settings = DreamSettings(
+        temperature=args.temperature,
+        done_mode=args.done_mode,
+        max_episode_steps=2100,
+        seed=args.seed,
+        done_logit_offset=args.done_logit_offset,
+    )
+    if args.calibrate_to:
+        offset, _ = calibrate_done_offset(wm, settings, args.calibrate_to, seed=args.seed + 11)
+        settings = dataclasses.replace(settings, done_logit_offset=offset)
+    env = make_takecover()
+    result = ranking_fidelity(wm, settings, env, episodes=args.episodes, num_dreams=args.dreams, seed=args.seed)
+    env.close()
+    result["settings"] = {**vars(args), "done_logit_offset": settings.done_logit_offset}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    print(f"policy | dream survival ({args.dreams} dreams) | real survival ({args.episodes} episodes)")
+    for r in result["rows"]:
+        print(
+            f"{r['policy']} | {r['dream_mean']:.0f} ± {r['dream_std']:.0f} | {r['real_mean']:.0f} ± {r['real_std']:.0f}"
+        )
+    print(f"Spearman rank correlation, dream vs real: {result['spearman_rho']:+.2f}")
+
+
+if __name__ == "__main__":
+    main()
