@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, LEARNER_RESULTS
 from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
@@ -42,6 +43,15 @@ from rllib_worldmodel.models.world_model import WorldModel
 from rllib_worldmodel.schedules import Schedule
 
 logger = logging.getLogger(__name__)
+
+
+def _set_runner_module_state(env_runner, update: dict[str, Any]) -> None:
+    """Load a (partial) agent-module state on one EnvRunner; a local runner beside remote ones has no module."""
+    module = getattr(env_runner, "module", None)
+    if isinstance(module, MultiRLModule):
+        module = module[DEFAULT_MODULE_ID]
+    if module is not None:  # load_state_dict: RLlib's set_state refuses partial states on inference-only modules
+        module.load_state_dict({k: torch.as_tensor(v) for k, v in update.items()}, strict=False)
 
 
 class WorldModels(Algorithm):
@@ -142,7 +152,12 @@ class WorldModels(Algorithm):
             update.update({f"controller.{k}": v for k, v in controller.items()})
         self.learner_group.set_weights({DEFAULT_MODULE_ID: update})
         self.local_module.set_state(update)
+        # New world-model weights (the Learner's seq no moved since the last sync) go the RLlib way ...
         self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
+        # ... but an EnvRunner skips any sync whose WEIGHTS_SEQ_NO is not newer than its own, and set_weights does
+        # not bump it: without this push, a second change between two Learner updates (the explorer's weights, the
+        # end of the random phase) never reaches the runners, which then act with stale weights.
+        self.env_runner_group.foreach_env_runner(lambda er: _set_runner_module_state(er, update), local_env_runner=True)
 
     def _controller_state(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
         ctrl = copy.deepcopy(self.local_module.controller).cpu()
@@ -173,7 +188,8 @@ class WorldModels(Algorithm):
             n_explorer = int(round(c.real_episodes_per_iteration * c.explorer_fraction))
         episodes = []
         if n_explorer:
-            deployed = {k: v.cpu() for k, v in self.local_module.controller.state_dict().items()}
+            # clone: state_dict tensors alias the parameters, which the explorer's weights are about to overwrite
+            deployed = {k: v.detach().cpu().clone() for k, v in self.local_module.controller.state_dict().items()}
             self._set_agent_state(controller=self._controller_state(self._explorer_params))
             explored = self._sample_real(n_explorer)
             self._set_agent_state(controller=deployed)

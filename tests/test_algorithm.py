@@ -65,6 +65,22 @@ def test_controller_weights_reach_the_env_runner(trained):
     np.testing.assert_allclose(algo.local_module.controller.get_flat(), algo.cma.mean_params(), rtol=1e-5, atol=1e-6)
 
 
+def test_agent_changes_reach_the_env_runner_without_a_learner_update(trained):
+    # An EnvRunner skips syncs whose WEIGHTS_SEQ_NO is not newer than its own; set_weights does not bump it, so
+    # a second change between two Learner updates (end of the random phase, the explorer's weights) must still land.
+    algo, _ = trained
+    runner = algo.env_runner.module
+    assert float(runner.random_only) == 0.0  # iteration 2 acted with the controller, not at random
+    deployed = algo.local_module.controller.get_flat()
+    other = deployed + 1.0
+    algo._set_agent_state(controller=algo._controller_state(other))
+    np.testing.assert_allclose(runner.controller.get_flat(), other, rtol=1e-6)
+    algo._set_agent_state(random_only=True)
+    assert float(runner.random_only) == 1.0
+    algo._set_agent_state(random_only=False, controller=algo._controller_state(deployed))
+    np.testing.assert_allclose(runner.controller.get_flat(), deployed, rtol=1e-6)
+
+
 def test_exported_world_model_drives_the_dream_env(trained, tmp_path):
     algo, _ = trained
     path = algo.export_world_model(tmp_path / "wm.pt")
