@@ -20,8 +20,9 @@ import torch
 from rllib_worldmodel.calibration import calibrate_done_offset
 from rllib_worldmodel.dream import DreamSettings
 from rllib_worldmodel.envs import make_takecover
+from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
 from rllib_worldmodel.fidelity import ranking_fidelity
-from rllib_worldmodel.models.world_model import WorldModel
+from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 
 
 def main() -> None:
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--dreams", type=int, default=512)
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    add_view_args(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dream_fidelity.json"))
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -48,10 +50,11 @@ def main() -> None:
     if args.calibrate_to:
         offset, _ = calibrate_done_offset(wm, settings, args.calibrate_to, seed=args.seed + 11)
         settings = dataclasses.replace(settings, done_logit_offset=offset)
-    env = make_takecover()
+    view = takecover_view(args, read_checkpoint(args.world_model)["metadata"])
+    env = make_takecover(**view)
     result = ranking_fidelity(wm, settings, env, episodes=args.episodes, num_dreams=args.dreams, seed=args.seed)
     env.close()
-    result["settings"] = {**vars(args), "done_logit_offset": settings.done_logit_offset}
+    result["settings"] = {**vars(args), "done_logit_offset": settings.done_logit_offset, "view": view}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

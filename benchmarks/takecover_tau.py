@@ -24,6 +24,7 @@ from rllib_worldmodel.calibration import calibrate_done_offset
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
+from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
 from rllib_worldmodel.models.controller import Controller
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 
@@ -39,11 +40,12 @@ def play_real(
     seed: int = 0,
     skill: int = 4,
     frame_cap: int = 2100,
-    screen_flashes: bool = False,
+    view: dict[str, bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns of `episodes` real TakeCover episodes played by V + M + C (`num_envs` at a time, one V batch), and the
-    share of steps spent on each action."""
-    envs = [make_takecover(skill=skill, frame_cap=frame_cap, screen_flashes=screen_flashes) for _ in range(num_envs)]
+    share of steps spent on each action. `view`: render switches (screen_flashes, render_hud) of make_takecover,
+    which must be those V was fitted on."""
+    envs = [make_takecover(skill=skill, frame_cap=frame_cap, **(view or {})) for _ in range(num_envs)]
     gen = torch.Generator().manual_seed(seed)
     returns, started = [], 0
     obs = [None] * num_envs
@@ -106,9 +108,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
     dream = evaluate_population(
         DreamSimulator(wm, settings), controller, controller.get_flat()[None], args.dream_episodes, seed=7
     ).returns[0]
-    real, action_share = play_real(
-        wm, controller, args.eval_episodes, seed=args.seed + 1000, screen_flashes=args.screen_flashes
-    )
+    real, action_share = play_real(wm, controller, args.eval_episodes, seed=args.seed + 1000, view=args.view)
     row = {
         "name": name,
         "tau": settings.temperature,
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--initial-noise", type=float, default=0.0)
     parser.add_argument("--done-logit-offset", type=float, default=0.0)
     parser.add_argument("--calibrate-to", type=float, help="real random-hold mean length: calibrate deaths to it")
-    parser.add_argument("--screen-flashes", action="store_true", help="the world model was fitted with flashes on")
+    add_view_args(parser)
     parser.add_argument("--cma-population", type=int, default=32)
     parser.add_argument("--cma-rollouts", type=int, default=8)
     parser.add_argument("--cma-generations", type=int, default=10)
@@ -161,7 +161,9 @@ def main() -> None:
     torch.set_num_threads(2)
     wm = WorldModel.load(args.world_model).eval()
     # The real data behind the world model: the only real env steps any controller in this table was trained on.
-    real_steps = int(read_checkpoint(args.world_model)["metadata"].get("real_steps", 0))
+    metadata = read_checkpoint(args.world_model)["metadata"]
+    real_steps = int(metadata.get("real_steps", 0))
+    args.view = takecover_view(args, metadata)
     base = DreamSettings(
         temperature=1.15,
         done_mode=args.done_mode,

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
+
 ENV_PRESETS = {
     # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256.
     "takecover": {"z_size": 64, "rnn_size": 512, "max_episode_steps": 2100},
@@ -34,8 +36,8 @@ def _real_env_config(args: argparse.Namespace) -> tuple[str, dict]:
         real = {k: v for k, v in {"skill": args.skill, "frame_cap": args.frame_cap}.items() if v is not None}
         if args.env == "carracing":
             real.pop("skill", None)
-        elif args.screen_flashes:
-            real["screen_flashes"] = True
+        else:
+            real.update(takecover_view(args))
         return ENV_NAMES[args.env], {"real": real}
     return "WorldModels/Real-v0", {"real": {"env_id": args.env}}
 
@@ -195,13 +197,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_env(name: str, skill: int | None = None, frame_cap: int | None = None, screen_flashes: bool = False):
-    """Real env by CLI name: "takecover", "carracing", or any gymnasium id (adapted to image/vector obs)."""
+def make_env(name: str, skill: int | None = None, frame_cap: int | None = None, **takecover_view: bool):
+    """Real env by CLI name: "takecover", "carracing", or any gymnasium id (adapted to image/vector obs).
+
+    Args:
+        name: "takecover", "carracing" or a gymnasium id.
+        skill: TakeCover Doom skill (None: the default).
+        frame_cap: Episode step cap (None: the env's default).
+        **takecover_view: TakeCover options (screen_flashes, render_hud, damage_penalty).
+    """
     from rllib_worldmodel.envs import make_car_racing, make_real_env, make_takecover
 
     if name == "takecover":
         kw = {k: v for k, v in {"skill": skill, "frame_cap": frame_cap}.items() if v is not None}
-        return make_takecover(screen_flashes=screen_flashes, **kw)
+        return make_takecover(**takecover_view, **kw)
     if name == "carracing":
         return make_car_racing(**({"frame_cap": frame_cap} if frame_cap else {}))
     return make_real_env(name)
@@ -230,7 +239,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = ENV_PRESETS.get(args.env, {})
-    env = make_env(args.env, args.skill, args.frame_cap, args.screen_flashes)
+    shaping = {"damage_penalty": args.damage_penalty} if args.damage_penalty else {}
+    env = make_env(args.env, args.skill, args.frame_cap, **takecover_view(args), **shaping)
     t0 = time.perf_counter()
     data_dir = Path(args.data_dir) if args.data_dir else out / "episodes"
     existing = sorted(data_dir.glob("episode_*.npz")) if data_dir.exists() else []
@@ -292,7 +302,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
         fit_s = time.perf_counter() - t1
     metrics_file.close()
     ckpt = model.save(
-        out / "world_model.pt", metadata={"env": args.env, "episodes": len(episodes), "real_steps": int(lengths.sum())}
+        out / "world_model.pt",
+        metadata={
+            "env": args.env,
+            # how the real frames were made, so tools that play the real env again play the same one
+            "env_settings": {
+                **{k: v for k, v in {"skill": args.skill, "frame_cap": args.frame_cap}.items() if v is not None},
+                **takecover_view(args),
+                **shaping,
+            },
+            "episodes": len(episodes),
+            "real_steps": int(lengths.sum()),
+        },
     )
     summary = {
         "env": args.env,
@@ -357,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")
     train.add_argument("--skill", type=int, help="TakeCover Doom skill 1-5 (default 4)")
     train.add_argument("--frame-cap", type=int, help="real episode step cap (TakeCover default 2100)")
-    train.add_argument("--screen-flashes", action="store_true", help="TakeCover: show the red flash when hit")
+    add_view_args(train)
     train.add_argument("--z-size", type=int)
     train.add_argument("--rnn-size", type=int)
     train.add_argument("--num-heads", type=int, default=1, help="M ensemble size (>= 2 for pessimism/disagreement)")
@@ -396,7 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--skill", type=int, help="TakeCover Doom skill 1-5 (default 4: reproduces the paper's random baseline)"
     )
     fit.add_argument("--frame-cap", type=int, help="episode step cap (TakeCover default 2100)")
-    fit.add_argument("--screen-flashes", action="store_true", help="TakeCover: show the red flash when hit")
+    add_view_args(fit)
+    fit.add_argument(
+        "--damage-penalty",
+        type=float,
+        default=0.0,
+        help="TakeCover: reward M learns = 1 per frame - this x health lost (0: the game's reward)",
+    )
     fit.add_argument("--num-heads", type=int, default=1, help="M ensemble size")
     fit.add_argument("--done-bias-init", type=float, help="initial done-logit bias (a prior on deaths, e.g. -5)")
     fit.add_argument("--z-size", type=int, help="V latent size (preset: takecover 64, carracing 32, else 32)")

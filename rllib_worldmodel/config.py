@@ -454,6 +454,14 @@ class WorldModelsConfig(AlgorithmConfig):
         )
         need(0.0 <= self.explorer_fraction <= 1.0, f"explorer_fraction={self.explorer_fraction!r} must be in [0, 1].")
         need(self.guard_gap_ratio > 0, f"guard gap_ratio={self.guard_gap_ratio!r} must be > 0.")
+        real_env = self.env_config.get("real") if isinstance(self.env_config, dict) else None
+        shaping = real_env.get("damage_penalty") if isinstance(real_env, dict) else None
+        need(
+            not shaping,
+            f"env_config['real']['damage_penalty']={shaping!r}: the algorithm scores agents and "
+            "the dream-real gap by episode return, which a shaped reward would change; drop it here and use "
+            "`rllib-worldmodel fit --damage-penalty` with benchmarks/takecover_tau.py, which score frames survived.",
+        )
         need(
             self.guard_temperature_max > 0 and self.guard_pessimism_max >= 0,
             "guard temperature_max must be > 0 and pessimism_max >= 0.",

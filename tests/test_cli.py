@@ -1,5 +1,6 @@
 """`rllib-worldmodel` end to end on the real TakeCover game, tiny sizes."""
 
+import argparse
 import json
 
 import numpy as np
@@ -7,6 +8,8 @@ from PIL import Image
 
 from rllib_worldmodel import WorldModel
 from rllib_worldmodel.cli import main
+from rllib_worldmodel.envs.vizdoom import takecover_view
+from rllib_worldmodel.models.world_model import read_checkpoint
 
 
 def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
@@ -29,6 +32,7 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
         "16",
         "--video-steps",
         "12",
+        "--render-hud",
         "--out",
         str(out),
     ]
@@ -38,6 +42,17 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
     model = WorldModel.load(summary["checkpoint"])
     assert model.config.obs_shape == (64, 64, 3) and model.config.action_dim == 3
     assert model.initial_states.shape[0] == 3
+    # The real env's settings travel with the checkpoint, so benchmarks replay the env V was fitted on.
+    metadata = read_checkpoint(summary["checkpoint"])["metadata"]
+    assert metadata["env_settings"] == {"frame_cap": 40, "render_hud": True}
+    assert takecover_view(argparse.Namespace(screen_flashes=True), metadata) == {
+        "screen_flashes": True,
+        "render_hud": True,
+    }
+    # HUD on: the status bar fills the bottom rows of every recorded frame
+    # (colored digits and face; without it the bottom rows are grey floor, channel spread exactly 0)
+    bottom = np.load(sorted((out / "episodes").glob("episode_*.npz"))[0])["obs"][:, -8:].astype(int)
+    assert np.abs(np.diff(bottom, axis=-1)).mean(axis=(1, 2, 3)).min() > 4.0
     gif = Image.open(summary["comparison_gif"])
     assert gif.n_frames == 13  # the first frame plus 12 steps
     assert np.asarray(gif.convert("RGB")).std() > 1.0
@@ -73,6 +88,7 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
         "--until-gap",
         "1e9",  # any gap counts as closed: stops after the first iteration
         "--screen-flashes",
+        "--render-hud",
         "--num-heads",
         "2",
         "--pessimism",

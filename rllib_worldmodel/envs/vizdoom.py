@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import Any
+
 import gymnasium as gym
 
 from rllib_worldmodel.envs.wrappers import ImageObservation
@@ -24,6 +27,7 @@ def make_takecover(
     frame_skip: int = 1,
     screen_flashes: bool = False,
     render_hud: bool = False,
+    damage_penalty: float = 0.0,
     render_mode: str | None = None,
 ) -> gym.Env:
     """Create VizDoom TakeCover with observations of uint8 (size, size, 3) frames.
@@ -35,10 +39,14 @@ def make_takecover(
         frame_skip: Tics per step (paper: 1).
         screen_flashes: Render the red flash when hit (shipped cfg: off, so frames never show being hit).
         render_hud: Render the HUD (shipped cfg: off).
+        damage_penalty: Training reward = 1 per frame - damage_penalty x health lost (see `DamagePenalty`); 0 is
+            the game's own reward. The score of a TakeCover agent is frames survived: play it on an env with 0.
         render_mode: Passed to the ViZDoom env ("rgb_array" for videos).
     """
     if not 1 <= int(skill) <= 5:
         raise ValueError(f"skill={skill}: Doom skill must be 1 (easiest) to 5 (hardest).")
+    if not isinstance(damage_penalty, (int, float)) or not damage_penalty >= 0:
+        raise ValueError(f"damage_penalty={damage_penalty!r} must be a number >= 0 (0: the game's own reward).")
     if frame_cap < 1 or frame_skip < 1:
         raise ValueError(f"frame_cap={frame_cap} and frame_skip={frame_skip} must be >= 1.")
     import vizdoom.gymnasium_wrapper  # noqa: F401  (registers VizdoomTakeCover-v1; imported lazily: no I/O at import)
@@ -51,5 +59,66 @@ def make_takecover(
         render_screen_flashes=bool(screen_flashes),
         render_hud=bool(render_hud),
     )
+    if damage_penalty > 0:
+        env = DamagePenalty(env, damage_penalty)
     env = ImageObservation(env, size=size, key="screen")
     return gym.wrappers.TimeLimit(env, max_episode_steps=frame_cap)
+
+
+class DamagePenalty(gym.Wrapper):
+    """Subtract `penalty` x health lost from each step's reward (TakeCover's HEALTH game variable).
+
+    TakeCover's own reward (+1 per frame alive) says nothing until the episode ends, and a hit changes nothing a
+    64x64 frame shows: a world model fitted on it learns deaths at a nearly constant rate, whatever the agent does.
+    With the penalty M's reward head learns where hits happen and which moves avoid them, a dense, action-dependent
+    signal inside the dream. The real score stays frames survived (the unwrapped game's return); `info["damage"]`
+    holds each step's health lost.
+
+    Args:
+        env: A ViZDoom gymnasium env whose Dict observation has "gamevariables" with HEALTH first.
+        penalty: Reward per health point lost (> 0).
+    """
+
+    def __init__(self, env: gym.Env, penalty: float):
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, gym.spaces.Dict) or "gamevariables" not in space.spaces:
+            raise ValueError("DamagePenalty needs a ViZDoom env with HEALTH in its 'gamevariables' observation.")
+        self.penalty = float(penalty)
+        self._health = 0.0
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        obs, info = self.env.reset(**kwargs)
+        self._health = float(obs["gamevariables"][0])
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        health = float(obs["gamevariables"][0])
+        damage = max(0.0, self._health - health)
+        self._health = health
+        info["damage"] = damage
+        return obs, float(reward) - self.penalty * damage, terminated, truncated, info
+
+
+VIEW_SWITCHES = ("screen_flashes", "render_hud")
+
+
+def add_view_args(parser: argparse.ArgumentParser) -> None:
+    """Add --screen-flashes and --render-hud (TakeCover render switches, both off in the shipped cfg)."""
+    parser.add_argument("--screen-flashes", action="store_true", help="TakeCover: show the red flash when hit")
+    parser.add_argument(
+        "--render-hud", action="store_true", help="TakeCover: show the status bar (health, face; cfg: hidden)"
+    )
+
+
+def takecover_view(args: argparse.Namespace, metadata: dict[str, Any] | None = None) -> dict[str, bool]:
+    """The render switches that are on: set on the command line, or recorded in a world-model checkpoint's
+    metadata by `rllib-worldmodel fit` (a V fitted on frames with the HUD must be played with the HUD).
+
+    Args:
+        args: Parsed arguments with the flags of `add_view_args` (missing ones count as off).
+        metadata: `read_checkpoint(path)["metadata"]` of the world model, or None.
+    """
+    recorded = (metadata or {}).get("env_settings", {})
+    return {k: True for k in VIEW_SWITCHES if getattr(args, k, False) or recorded.get(k, False)}

@@ -32,6 +32,23 @@ def test_takecover_registered_and_configurable():
         make_takecover(skill=9)
 
 
+def test_takecover_damage_penalty_charges_exactly_the_health_lost():
+    env = make_takecover(damage_penalty=0.5)
+    env.reset(seed=0)
+    frames, damage, shaped = 0, 0.0, 0.0
+    terminated = truncated = False
+    while not (terminated or truncated):
+        _, reward, terminated, truncated, info = env.step(0)  # standing still: hit until dead
+        frames, damage, shaped = frames + 1, damage + info["damage"], shaped + reward
+        assert reward == pytest.approx(1.0 - 0.5 * info["damage"])
+    env.close()
+    assert terminated and damage == pytest.approx(100.0)  # every point of health, the lethal hit included
+    assert shaped == pytest.approx(frames - 50.0)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="damage_penalty"):
+            make_takecover(damage_penalty=bad)
+
+
 def test_car_racing_frames():
     pytest.importorskip("Box2D")
     env = gym.make(rw.CAR_RACING_ENV)
