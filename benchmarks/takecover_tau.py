@@ -114,6 +114,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
         "tau": settings.temperature,
         "done_mode": settings.done_mode,
         "done_logit_offset": settings.done_logit_offset,
+        "reward_range": settings.reward_range,
         "pessimism": settings.pessimism,
         "done_ensemble": settings.done_ensemble,
         "initial_noise": settings.initial_noise,
@@ -144,6 +145,9 @@ def main() -> None:
     parser.add_argument("--done-ensemble", default="mean", choices=["mean", "max"])
     parser.add_argument("--initial-noise", type=float, default=0.0)
     parser.add_argument("--done-logit-offset", type=float, default=0.0)
+    parser.add_argument(
+        "--reward-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="clip the dream's reward to this range"
+    )
     parser.add_argument("--calibrate-to", type=float, help="real random-hold mean length: calibrate deaths to it")
     add_view_args(parser)
     parser.add_argument("--cma-population", type=int, default=32)
@@ -173,6 +177,7 @@ def main() -> None:
         done_ensemble=args.done_ensemble,
         initial_noise=args.initial_noise,
         done_logit_offset=args.done_logit_offset,
+        reward_range=tuple(args.reward_range) if args.reward_range else None,
     )
 
     def calibrated(settings: DreamSettings) -> DreamSettings:

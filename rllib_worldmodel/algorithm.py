@@ -350,6 +350,7 @@ class WorldModels(Algorithm):
             curiosity=knobs["curiosity"] if explorer else 0.0,
             curiosity_bonus=c.curiosity_bonus,
             done_logit_offset=self.done_logit_offset,
+            reward_range=c.reward_range,
         )
 
     def exploit_guard(self, dream_mean: float, real_mean: float) -> dict[str, float]:

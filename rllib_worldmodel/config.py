@@ -8,7 +8,7 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES
+from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.schedules import Schedule
 
@@ -66,6 +66,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.done_mode = "threshold"  # paper: done where p > 0.5
         self.deterministic_dream = False
         self.initial_noise = 0.0
+        self.reward_range = None
         self.done_ensemble = "mean"
         self.pessimism = 0.0
         self.calibrate_deaths = False
@@ -207,6 +208,7 @@ class WorldModelsConfig(AlgorithmConfig):
         done_ensemble: str = NotProvided,
         pessimism: float | list | tuple = NotProvided,
         calibrate_deaths: bool = NotProvided,
+        reward_range: tuple[float, float] | None = NotProvided,
     ) -> WorldModelsConfig:
         """The dream the controller trains in.
 
@@ -223,6 +225,7 @@ class WorldModelsConfig(AlgorithmConfig):
             pessimism: Reward penalty per unit of ensemble disagreement (number or schedule; needs num_heads >= 2).
             calibrate_deaths: After every fit, offset M's done logits so the dream's mean survival of the random-hold
                 collection policy equals its real mean survival (see `rllib_worldmodel.calibration`).
+            reward_range: (low, high) to clip M's predicted reward to (e.g. the real rewards' range); None: none.
         """
         return self._set_provided(
             {
@@ -231,6 +234,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "done_ensemble": done_ensemble,
                 "pessimism": pessimism,
                 "calibrate_deaths": calibrate_deaths,
+                "reward_range": reward_range,
                 "temperature": temperature,
                 "dream_max_episode_steps": max_episode_steps,
                 "done_mode": done_mode,
@@ -408,6 +412,10 @@ class WorldModelsConfig(AlgorithmConfig):
                 schedules[name] = Schedule(getattr(self, name), name, minimum=0.0, strict=strict)
             except ValueError as e:
                 errors.append(str(e) + (" (paper: tau = 1.15 for TakeCover)" if name == "temperature" else ""))
+        try:
+            DreamSettings(reward_range=self.reward_range)
+        except ValueError as e:
+            errors.append(str(e))
         need(self.done_mode in DONE_MODES, f"done_mode={self.done_mode!r}: use one of {DONE_MODES}.")
         need(self.done_ensemble in DONE_ENSEMBLE, f"done_ensemble={self.done_ensemble!r}: use one of {DONE_ENSEMBLE}.")
         need(

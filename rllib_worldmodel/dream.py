@@ -67,6 +67,9 @@ class DreamSettings:
         curiosity: Weight of the intrinsic bonus added to the reward.
         curiosity_bonus: "disagreement" (needs num_heads >= 2), "novelty" or "surprise".
         done_logit_offset: Added to M's done logits (see `calibrate_done_offset`): > 0 makes dreams deadlier.
+        reward_range: (low, high) to clip M's predicted reward to, e.g. the range real rewards ever had; None: no
+            clipping. A reward head regressing rare large penalties drifts above the real maximum in places, and a
+            controller trained in the dream finds those places.
     """
 
     temperature: float = 1.0
@@ -83,6 +86,7 @@ class DreamSettings:
     curiosity: float = 0.0
     curiosity_bonus: str = "disagreement"
     done_logit_offset: float = 0.0
+    reward_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         validate_temperature(self.temperature)
@@ -90,6 +94,16 @@ class DreamSettings:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name}={v!r} must be a finite number >= 0 (0 switches it off).")
+        if self.reward_range is not None:
+            rr = self.reward_range
+            finite = isinstance(rr, (tuple, list)) and len(rr) == 2
+            finite = finite and all(isinstance(v, (int, float)) and math.isfinite(v) for v in rr)
+            if not (finite and rr[0] < rr[1]):
+                raise ValueError(
+                    f"reward_range={self.reward_range!r} must be (low, high) finite numbers with low < high, e.g. "
+                    "the smallest and largest real reward (None: no clipping)."
+                )
+            self.reward_range = (float(rr[0]), float(rr[1]))
         if self.done_ensemble not in DONE_ENSEMBLE:
             raise ValueError(f"done_ensemble={self.done_ensemble!r}: use one of {DONE_ENSEMBLE}.")
         if self.curiosity_bonus not in CURIOSITY_BONUSES:
@@ -350,6 +364,8 @@ class DreamSimulator:
         else:
             terminated = self._draw(False, b) < p_done
         reward = out.reward.mean(0)
+        if st.reward_range is not None:
+            reward = reward.clamp(*st.reward_range)
         parts = {"extrinsic": reward}
         if e > 1:
             means = (out.logpi.exp() * out.mu).sum(-1)  # each member's expected next latent, (E, B, Z)

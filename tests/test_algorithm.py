@@ -298,6 +298,7 @@ def test_guard_state_survives_a_checkpoint(levers, tmp_path):
         (lambda c: c.world_model(vae_focus_fraction=1.5), "vae_focus_fraction"),
         (lambda c: c.world_model(vae_focus_weight=-1.0), "vae_focus_weight"),
         (lambda c: c.environment(env_config={"real": {"damage_penalty": 1.0}}), "damage_penalty"),
+        (lambda c: c.dream(reward_range=(1.0, -1.0)), "reward_range"),
     ],
 )
 def test_lever_settings_fail_at_config_time(change, match):

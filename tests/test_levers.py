@@ -96,6 +96,14 @@ def test_deterministic_dream_and_initial_noise():
     assert noisy.z.std().item() == pytest.approx(1.0, abs=0.05)
 
 
+def test_reward_range_clips_what_the_dream_pays():
+    _, reward, _ = step(DreamSettings())
+    torch.testing.assert_close(reward, torch.ones(64))  # the constructed reward head predicts 1
+    _, reward, _ = step(DreamSettings(reward_range=[-5, 0.25]))
+    torch.testing.assert_close(reward, torch.full((64,), 0.25))
+    assert DreamSettings.from_dict({"reward_range": [-5, 1]}).reward_range == (-5.0, 1.0)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -104,6 +112,8 @@ def test_deterministic_dream_and_initial_noise():
         ({"curiosity_bonus": "fun"}, "curiosity_bonus"),
         ({"done_ensemble": "min"}, "done_ensemble"),
         ({"initial_noise": float("nan")}, "initial_noise"),
+        ({"reward_range": (1.0, 0.0)}, "reward_range"),
+        ({"reward_range": (0.0,)}, "reward_range"),
     ],
 )
 def test_bad_dream_settings_are_named(kwargs, match):
