@@ -225,6 +225,25 @@ def _print_metrics(phase: str, epoch: int, metrics: dict[str, float]) -> None:
     print(f"[{phase} epoch {epoch}] {shown}", flush=True)
 
 
+def _check_recorded_settings(data_dir: Path, settings: dict, has_episodes: bool) -> None:
+    """Refuse to mix episodes recorded under other env settings (another skill, HUD, reward shaping) into one fit.
+
+    The settings are kept in DATA_DIR/env_settings.json, written with the first episodes; a folder of episodes
+    from before this file existed is taken to match and gets one.
+    """
+    marker = data_dir / "env_settings.json"
+    if has_episodes and marker.exists():
+        recorded = json.loads(marker.read_text())
+        if recorded != settings:
+            raise ValueError(
+                f"the episodes in {data_dir} were recorded with {recorded}, this fit asks for {settings}: pass the "
+                "same --env/--skill/--frame-cap/--screen-flashes/--render-hud/--damage-penalty, or another --data-dir."
+            )
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(settings, sort_keys=True))
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -240,10 +259,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     preset = ENV_PRESETS.get(args.env, {})
     shaping = {"damage_penalty": args.damage_penalty} if args.damage_penalty else {}
-    env = make_env(args.env, args.skill, args.frame_cap, **takecover_view(args), **shaping)
-    t0 = time.perf_counter()
+    env_settings = {
+        **{k: v for k, v in {"skill": args.skill, "frame_cap": args.frame_cap}.items() if v is not None},
+        **takecover_view(args),
+        **shaping,
+    }
     data_dir = Path(args.data_dir) if args.data_dir else out / "episodes"
     existing = sorted(data_dir.glob("episode_*.npz")) if data_dir.exists() else []
+    _check_recorded_settings(data_dir, {"env": args.env, **env_settings}, bool(existing))
+    env = make_env(args.env, args.skill, args.frame_cap, **takecover_view(args), **shaping)
+    t0 = time.perf_counter()
     episodes = rw.load_episodes(data_dir)[: args.episodes] if existing else []
     if len(episodes) < args.episodes:
         print(
@@ -306,11 +331,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         metadata={
             "env": args.env,
             # how the real frames were made, so tools that play the real env again play the same one
-            "env_settings": {
-                **{k: v for k, v in {"skill": args.skill, "frame_cap": args.frame_cap}.items() if v is not None},
-                **takecover_view(args),
-                **shaping,
-            },
+            "env_settings": env_settings,
             "episodes": len(episodes),
             "real_steps": int(lengths.sum()),
         },

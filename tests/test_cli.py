@@ -62,6 +62,10 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
     assert main(args[:4] + ["4"] + args[5:]) == 0
     assert json.loads((out / "summary.json").read_text())["episodes"] == 4
     assert len(list((out / "episodes").glob("episode_*.npz"))) == 4
+    # ... but never mixes in episodes recorded under other settings (here: without the HUD)
+    capsys.readouterr()
+    assert main([a for a in args if a != "--render-hud"]) == 2
+    assert "recorded with" in capsys.readouterr().err
 
     dream_gif = tmp_path / "d.gif"
     assert main(["dream", "--checkpoint", summary["checkpoint"], "--out", str(dream_gif), "--steps", "5"]) == 0
