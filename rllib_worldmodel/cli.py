@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,10 +31,15 @@ ENV_PRESETS = {
 ENV_NAMES = {"takecover": "WorldModels/TakeCover-v0", "carracing": "WorldModels/CarRacing-v0"}
 
 
+def _given(**settings: Any) -> dict[str, Any]:
+    """The settings that were given (not None), so the env's own defaults apply to the rest."""
+    return {k: v for k, v in settings.items() if v is not None}
+
+
 def _real_env_config(args: argparse.Namespace) -> tuple[str, dict]:
     """(registered env name, env_config) for the CLI's --env/--skill/--frame-cap."""
     if args.env in ENV_NAMES:
-        real = {k: v for k, v in {"skill": args.skill, "frame_cap": args.frame_cap}.items() if v is not None}
+        real = _given(skill=args.skill, frame_cap=args.frame_cap)
         if args.env == "carracing":
             real.pop("skill", None)
         else:
@@ -209,8 +215,7 @@ def make_env(name: str, skill: int | None = None, frame_cap: int | None = None, 
     from rllib_worldmodel.envs import make_car_racing, make_real_env, make_takecover
 
     if name == "takecover":
-        kw = {k: v for k, v in {"skill": skill, "frame_cap": frame_cap}.items() if v is not None}
-        return make_takecover(**takecover_view, **kw)
+        return make_takecover(**takecover_view, **_given(skill=skill, frame_cap=frame_cap))
     if name == "carracing":
         return make_car_racing(**({"frame_cap": frame_cap} if frame_cap else {}))
     return make_real_env(name)
@@ -258,16 +263,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = ENV_PRESETS.get(args.env, {})
-    shaping = {"damage_penalty": args.damage_penalty} if args.damage_penalty else {}
     env_settings = {
-        **{k: v for k, v in {"skill": args.skill, "frame_cap": args.frame_cap}.items() if v is not None},
+        **_given(skill=args.skill, frame_cap=args.frame_cap, damage_penalty=args.damage_penalty or None),
         **takecover_view(args),
-        **shaping,
     }
     data_dir = Path(args.data_dir) if args.data_dir else out / "episodes"
     existing = sorted(data_dir.glob("episode_*.npz")) if data_dir.exists() else []
     _check_recorded_settings(data_dir, {"env": args.env, **env_settings}, bool(existing))
-    env = make_env(args.env, args.skill, args.frame_cap, **takecover_view(args), **shaping)
+    env = make_env(args.env, **env_settings)
     t0 = time.perf_counter()
     episodes = rw.load_episodes(data_dir)[: args.episodes] if existing else []
     if len(episodes) < args.episodes:

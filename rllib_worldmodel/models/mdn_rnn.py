@@ -179,7 +179,7 @@ def sample_mixture(
     u = uniform_B_Z_K
     if u is None:
         u = torch.rand(logpi_B_Z_K.shape, device=logpi_B_Z_K.device, generator=generator)
-    gumbel = -torch.log(-torch.log(u.clamp_(1e-10, 1.0 - 1e-7)))
+    gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))  # not in place: u may be the caller's
     k = torch.argmax(logpi_B_Z_K / temperature + gumbel, dim=-1, keepdim=True)
     mu = mu_B_Z_K.gather(-1, k).squeeze(-1)
     sigma = logsigma_B_Z_K.gather(-1, k).squeeze(-1).exp()
