@@ -28,10 +28,12 @@ def random_hold_survival(
     hold: tuple[int, int] = (1, 10),
     seed: int = 0,
     fixed_action: int | None = None,
+    start_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dream episode lengths of the random-hold policy (uniform actions held `hold` steps), (num_dreams,).
 
     `fixed_action` (Discrete only) plays that one action throughout instead: a constant reference policy.
+    `start_index` (num_dreams,): the rows of the start bank each dream begins at (see `DreamSimulator.reset`).
     """
     sim = DreamSimulator(world_model, dataclasses.replace(settings, seed=seed))
     space = sim.action_space
@@ -46,7 +48,7 @@ def random_hold_survival(
         high = torch.as_tensor(space.high, device=sim.device)
         return low + torch.rand((n, *space.shape), device=sim.device, generator=gen) * (high - low)
 
-    sim.reset(num_dreams)
+    sim.reset(num_dreams, start_index=start_index)
     action, left = draw(num_dreams), torch.randint(hold[0], hold[1] + 1, (num_dreams,), generator=gen)
     lengths = torch.zeros(num_dreams)
     slot = torch.arange(num_dreams)
@@ -64,6 +66,20 @@ def random_hold_survival(
             sim.select(idx.to(sim.device))
             slot, action, left = slot[idx], action[idx.to(action.device)], left[idx]
     return lengths
+
+
+def real_branch_survival(world_model: WorldModel, horizon: int) -> float:
+    """Mean real survival, capped at `horizon` steps, of the behaviour policy from the world model's branch points.
+
+    The real counterpart of `random_hold_survival` for `DreamSettings(start="branch", max_episode_steps=horizon)`
+    when the data was collected by the random-hold policy: each branch point stores how many steps its real episode
+    still lasted. Use it as `calibrate_done_offset`'s target for branched dreams.
+    """
+    if world_model.branch_outcomes.shape[0] == 0:
+        raise ValueError("the world model has no branch points; see WorldModelTrainer.store_branch_points.")
+    if horizon < 1:
+        raise ValueError(f"horizon={horizon} must be >= 1.")
+    return float(world_model.branch_outcomes[:, 0].clamp(max=horizon).mean())
 
 
 def calibrate_done_offset(

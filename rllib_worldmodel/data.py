@@ -161,11 +161,15 @@ def save_episodes(episodes: Iterable[Episode], directory: str | os.PathLike, sta
     return paths
 
 
-def load_episodes(directory: str | os.PathLike) -> list[Episode]:
-    """Read all `episode_*.npz` files written by `save_episodes`, in index order."""
+def load_episodes(directory: str | os.PathLike, start: int = 0, stop: int | None = None) -> list[Episode]:
+    """Read the `episode_*.npz` files written by `save_episodes`, in index order; `start`/`stop` slice that order
+    (e.g. episodes a world model was not fitted on)."""
     paths = sorted(Path(directory).glob("episode_*.npz"))
     if not paths:
         raise FileNotFoundError(f"no episode_*.npz files in {directory}")
+    paths = paths[start:stop]
+    if not paths:
+        raise ValueError(f"no episodes in {directory} between positions start={start} and stop={stop}")
     out = []
     for p in paths:
         with np.load(p) as d:

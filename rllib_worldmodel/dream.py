@@ -41,6 +41,7 @@ from rllib_worldmodel.models.world_model import WorldModel
 OBS_MODES = ("latent", "pixels")
 DONE_MODES = ("threshold", "sample")
 DONE_ENSEMBLE = ("mean", "max")
+STARTS = ("episode", "branch")
 CURIOSITY_BONUSES = ("disagreement", "novelty", "surprise")
 
 
@@ -70,6 +71,11 @@ class DreamSettings:
         reward_range: (low, high) to clip M's predicted reward to, e.g. the range real rewards ever had; None: no
             clipping. A reward head regressing rare large penalties drifts above the real maximum in places, and a
             controller trained in the dream finds those places.
+        start: Where dreams begin. "episode" (paper): at real episode starts, LSTM state zero. "branch": at real
+            mid-episode states, the world model's branch points (V's posterior of a visited frame and M's LSTM
+            state after the real history up to it), so dreams begin where real episodes really were and only
+            `max_episode_steps` are dreamed from there (short branched rollouts, as MBPO does against compounding
+            model error). Needs a world model with branch points (`WorldModelTrainer.fit` stores them).
     """
 
     temperature: float = 1.0
@@ -87,6 +93,7 @@ class DreamSettings:
     curiosity_bonus: str = "disagreement"
     done_logit_offset: float = 0.0
     reward_range: tuple[float, float] | None = None
+    start: str = "episode"
 
     def __post_init__(self) -> None:
         validate_temperature(self.temperature)
@@ -104,6 +111,8 @@ class DreamSettings:
                     "the smallest and largest real reward (None: no clipping)."
                 )
             self.reward_range = (float(rr[0]), float(rr[1]))
+        if self.start not in STARTS:
+            raise ValueError(f"start={self.start!r}: use one of {STARTS}.")
         if self.done_ensemble not in DONE_ENSEMBLE:
             raise ValueError(f"done_ensemble={self.done_ensemble!r}: use one of {DONE_ENSEMBLE}.")
         if self.curiosity_bonus not in CURIOSITY_BONUSES:
@@ -171,6 +180,12 @@ class DreamSimulator:
         if cfg.action_kind == "continuous":
             self._act_low = torch.tensor(cfg.action_low, device=self.device)
             self._act_high = torch.tensor(cfg.action_high, device=self.device)
+        if self.settings.start == "branch" and self.world_model.branch_states.shape[0] == 0:
+            raise ValueError(
+                "start='branch' needs a world model with branch points (real visited states); this one has none. "
+                "Fit it with WorldModelTrainer.fit / `rllib-worldmodel fit`, or call "
+                "WorldModelTrainer.store_branch_points(episodes, latents) and save it again."
+            )
         h = cfg.rnn_size
         self.latent_size = cfg.z_size + h + (h if self.settings.include_cell else 0)
         st = self.settings
@@ -232,14 +247,30 @@ class DreamSimulator:
             return fn((n, *shape), device=self.device, generator=self.generator)
         return fn((self.num_streams, *shape), device=self.device, generator=self.generator)[self.stream]
 
-    def _initial_z(self, n: int) -> torch.Tensor:
-        init = self.world_model.initial_states
-        idx = (self._draw(False, n) * init.shape[0]).long().clamp_(max=init.shape[0] - 1)
-        mu, logvar = init[idx, 0], init[idx, 1]
+    def _initial_state(
+        self, n: int, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z, h, c) of n new dreams: a real episode start (h = c = 0) or, with start="branch", a branch point;
+        `index` picks the starts (rows of the bank), else they are drawn uniformly."""
+        branch = self.settings.start == "branch"
+        bank = self.world_model.branch_states if branch else self.world_model.initial_states
+        if index is None:
+            idx = (self._draw(False, n) * bank.shape[0]).long().clamp_(max=bank.shape[0] - 1)
+        else:
+            idx = torch.as_tensor(index, dtype=torch.long, device=self.device)
+            if tuple(idx.shape) != (n,) or int(idx.min()) < 0 or int(idx.max()) >= bank.shape[0]:
+                raise ValueError(f"start_index must be ({n},) ints in [0, {bank.shape[0]}), the rows of the start bank")
+        zs, hs = self.world_model.config.z_size, self.world_model.config.rnn_size
+        if branch:
+            row = bank[idx]
+            mu, logvar, h, c = row[:, :zs], row[:, zs : 2 * zs], row[:, 2 * zs : 2 * zs + hs], row[:, 2 * zs + hs :]
+        else:
+            mu, logvar = bank[idx, 0], bank[idx, 1]
+            h, c = self.world_model.mdn_rnn.initial_state(n, self.device)
         std = torch.zeros_like(logvar) if self.settings.deterministic else (0.5 * logvar).exp()
         if self.settings.initial_noise > 0:  # extra spread of the starts (AdeelMufti's reimplementation used 0.5)
             std = (std.pow(2) + self.settings.initial_noise**2).sqrt()
-        return mu + std * self._draw(True, n, mu.shape[-1])
+        return mu + std * self._draw(True, n, mu.shape[-1]), h.clone(), c.clone()
 
     @torch.no_grad()
     def reset(
@@ -248,17 +279,21 @@ class DreamSimulator:
         seed: int | None = None,
         initial_z: torch.Tensor | None = None,
         streams: torch.Tensor | None = None,
+        start_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Start `batch_size` new dreams; returns their first observations, (B, D) or (B, 64, 64, C).
 
         Args:
             batch_size: Number of dreams B.
             seed: Re-seed the dream RNG first (reproducible dreams).
-            initial_z: Start latents (B, Z), e.g. V's encoding of real frames; by default they are sampled from
-                the stored (mu, logvar) of real episode starts, as in the paper.
+            initial_z: Start latents (B, Z), e.g. V's encoding of real frames (LSTM state zero: an episode start);
+                by default dreams start as `settings.start` says (real episode starts, as in the paper, or branch
+                points).
             streams: Noise stream of each dream, (B,) ints in [0, S): dreams of one stream get the same start and
                 the same random draws at every step (common random numbers), so they differ only where their
                 actions make them differ. None: every dream has its own noise.
+            start_index: (B,) rows of the start bank (episode starts, or branch points with start="branch") to
+                begin at, instead of drawing them.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
@@ -277,9 +312,9 @@ class DreamSimulator:
                     f"initial_z must be ({batch_size}, {self.world_model.config.z_size}), got {tuple(initial_z.shape)}"
                 )
             self.z = initial_z.to(self.device, torch.float32).clone()
+            self.h, self.c = self.world_model.mdn_rnn.initial_state(batch_size, self.device)
         else:
-            self.z = self._initial_z(batch_size)
-        self.h, self.c = self.world_model.mdn_rnn.initial_state(batch_size, self.device)
+            self.z, self.h, self.c = self._initial_state(batch_size, start_index)
         self.t = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         return self.observe()
 
@@ -291,9 +326,7 @@ class DreamSimulator:
             return
         if self.stream is not None:
             raise RuntimeError("reset_where restarts single dreams: it does not apply to dreams with noise streams")
-        self.z[mask_B] = self._initial_z(n)
-        self.h[mask_B] = 0.0
-        self.c[mask_B] = 0.0
+        self.z[mask_B], self.h[mask_B], self.c[mask_B] = self._initial_state(n)
         self.t[mask_B] = 0
 
     @torch.no_grad()

@@ -156,6 +156,44 @@ class WorldModelTrainer:
         )
         return out
 
+    @torch.no_grad()
+    def store_branch_points(
+        self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents], every: int = 10, batch_size: int = 64
+    ) -> int:
+        """Store every `every`-th real state of `episodes` as a dream branch point; returns how many.
+
+        A branch point is V's posterior of the frame plus M's LSTM state after reading the real history up to it
+        (teacher-forced, posterior means), so a dream started there (`DreamSettings(start="branch")`) begins where a
+        real episode really was, danger included, and a controller sees the [z, h] it will see in the real env.
+        The real outcome (steps the episode still lasted, terminated or not) is stored beside each point: it is what
+        the behaviour policy really achieved from there (`calibration.real_branch_survival`).
+        """
+        if every < 1:
+            raise ValueError(f"every={every} must be >= 1 (store every n-th visited state).")
+        m_rnn, model = self.model.mdn_rnn, self.model
+        m_rnn.eval()
+        states, outcomes = [], []
+        for s in range(0, len(episodes), batch_size):
+            eps, lats = episodes[s : s + batch_size], latents[s : s + batch_size]
+            lengths = torch.tensor([len(e) for e in eps], device=self.device)
+            t_max, b = int(lengths.max()), len(eps)
+            mu = torch.zeros(b, t_max, model.config.z_size, device=self.device)
+            lv, act = torch.zeros_like(mu), torch.zeros(b, t_max, model.config.action_dim, device=self.device)
+            for i, (ep, lat) in enumerate(zip(eps, lats)):
+                mu[i, : len(ep)] = lat.mu[: len(ep)].to(self.device)
+                lv[i, : len(ep)] = lat.logvar[: len(ep)].to(self.device)
+                act[i, : len(ep)] = model.encode_action(torch.as_tensor(ep.actions, device=self.device))
+            ended = torch.tensor([float(e.terminated) for e in eps], device=self.device)
+            h, c = m_rnn.initial_state(b, self.device)
+            for t in range(t_max):
+                if t % every == 0:
+                    live = lengths > t
+                    states.append(torch.cat([mu[live, t], lv[live, t], h[live], c[live]], dim=-1).cpu())
+                    outcomes.append(torch.stack([(lengths - t)[live].float(), ended[live]], dim=-1).cpu())
+                h, c = m_rnn.step(mu[:, t], act[:, t], (h, c))
+        model.set_branch_points(torch.cat(states), torch.cat(outcomes))
+        return int(model.branch_states.shape[0])
+
     # ----------------------------------------------------------------------------------------------------- M
     def _mdn_batch(self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents]) -> dict:
         """Pad a batch of episodes to the longest; z is re-sampled from V's posterior every time (paper)."""
@@ -183,9 +221,10 @@ class WorldModelTrainer:
             "T": t_pad,
         }
 
-    def mdn_losses(self, batch: dict, seq_len: int, train: bool) -> dict[str, float]:
+    def mdn_losses(self, batch: dict, seq_len: int, train: bool, closed_loop: float = 0.0) -> dict[str, float]:
         """Truncated BPTT over one padded batch; the LSTM state starts at zero (episode start) and is carried across
-        chunks. With `train`, M takes an optimiser step per chunk."""
+        chunks. With `train`, M takes an optimiser step per chunk. `closed_loop` > 0: scheduled sampling (see
+        `MDNRNN.forward_closed_loop`)."""
         m_rnn, weights = self.model.mdn_rnn, self.model.config.loss_weights
         state, rows, tokens = None, [], []
         members = None
@@ -199,7 +238,12 @@ class WorldModelTrainer:
             tokens.append(mask.sum().item())
             if tokens[-1] == 0:
                 break
-            out, _, state = m_rnn(batch["z_in"][:, sl], batch["a"][:, sl], state)
+            if closed_loop > 0:
+                out, _, state = m_rnn.forward_closed_loop(
+                    batch["z_in"][:, sl], batch["a"][:, sl], state, closed_loop, self.torch_gen
+                )
+            else:
+                out, _, state = m_rnn(batch["z_in"][:, sl], batch["a"][:, sl], state)
             state = tuple(x.detach() for x in state)
             loss, row = mdn_rnn_loss(
                 out,
@@ -224,6 +268,7 @@ class WorldModelTrainer:
         batch_size: int = 32,
         seq_len: int = 500,
         val_fraction: float = 0.1,
+        closed_loop: float = 0.0,
     ) -> list[dict]:
         """Train M on latent sequences; a held-out fraction of episodes reports `world_model/mdn_val_nll`.
 
@@ -234,7 +279,12 @@ class WorldModelTrainer:
             batch_size: Episodes per batch.
             seq_len: Truncated-BPTT chunk length (paper code: 500).
             val_fraction: Share of episodes held out (none if it rounds to 0 or fewer than 5 episodes).
+            closed_loop: Scheduled sampling: probability that an input latent is M's own sample instead of the real
+                one (0: teacher forcing, the paper; see `MDNRNN.forward_closed_loop`). Validation stays
+                teacher-forced, so its NLL is comparable across settings.
         """
+        if not 0.0 <= closed_loop <= 1.0:
+            raise ValueError(f"closed_loop={closed_loop} must be a probability in [0, 1] (0: teacher forcing).")
         if len(episodes) != len(latents):
             raise ValueError("episodes and latents must have the same length")
         n_val = int(len(episodes) * val_fraction) if len(episodes) >= 5 else 0
@@ -248,7 +298,7 @@ class WorldModelTrainer:
             for s in range(0, len(order), batch_size):
                 idx = order[s : s + batch_size]
                 batch = self._mdn_batch([episodes[i] for i in idx], [latents[i] for i in idx])
-                rows.append(self.mdn_losses(batch, seq_len, train=True))
+                rows.append(self.mdn_losses(batch, seq_len, train=True, closed_loop=closed_loop))
                 tokens += int(batch["mask"].sum().item())
                 self._global_step["mdn"] += 1
             metrics = _mean_metrics(rows)
@@ -277,11 +327,16 @@ class WorldModelTrainer:
         vae_batch_size: int = 100,
         mdn_batch_size: int = 32,
         seq_len: int = 500,
+        closed_loop: float = 0.0,
     ) -> dict[str, list[dict]]:
-        """Fit V, encode every episode (storing dream start states), then fit M. Returns both histories."""
+        """Fit V, encode every episode (storing dream start states), fit M (`closed_loop`: see `fit_mdn`), then store
+        branch points (every 10th real state, `store_branch_points`). Returns both histories."""
         if not episodes:
             raise ValueError("fit needs at least one episode")
         vae_hist = self.fit_vae(episodes, epochs=vae_epochs, batch_size=vae_batch_size)
         latents = self.encode_episodes(episodes)
-        mdn_hist = self.fit_mdn(episodes, latents, epochs=mdn_epochs, batch_size=mdn_batch_size, seq_len=seq_len)
+        mdn_hist = self.fit_mdn(
+            episodes, latents, epochs=mdn_epochs, batch_size=mdn_batch_size, seq_len=seq_len, closed_loop=closed_loop
+        )
+        self.store_branch_points(episodes, latents)
         return {"vae": vae_hist, "mdn": mdn_hist}

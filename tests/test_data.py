@@ -48,3 +48,11 @@ def test_save_and_load_round_trip(tmp_path):
 def test_episode_validates_lengths():
     with pytest.raises(ValueError, match="T\\+1 observations"):
         rw.Episode(np.zeros((3, 2)), np.zeros(3), np.zeros(3), True, False)
+
+
+def test_load_episodes_slices_in_index_order(tmp_path, cartpole_episodes):
+    rw.save_episodes(cartpole_episodes[:5], tmp_path)
+    part = rw.load_episodes(tmp_path, 2, 4)
+    assert [len(e) for e in part] == [len(e) for e in cartpole_episodes[2:4]]
+    with pytest.raises(ValueError, match="start=7"):
+        rw.load_episodes(tmp_path, 7)

@@ -123,6 +123,59 @@ class MDNRNN(nn.Module):
         h_B_T_H, (hn, cn) = self.lstm(torch.cat([z_B_T_Z, a_B_T_A], dim=-1), (h0.unsqueeze(0), c0.unsqueeze(0)))
         return self.heads(h_B_T_H), h_B_T_H, (hn.squeeze(0), cn.squeeze(0))
 
+    def forward_closed_loop(
+        self,
+        z_B_T_Z: torch.Tensor,
+        a_B_T_A: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        closed_loop: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> tuple[MDNOutput, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """`forward`, but each step's input latent is, with probability `closed_loop`, M's own sample of it.
+
+        Scheduled sampling (Bengio et al. 2015) for a world model: trained only on real inputs (teacher forcing),
+        M never learns to recover from its own errors, and a dream drifts away from what it was about within a few
+        steps. Measured on TakeCover: teacher-forced, the done head separates "dies within 15 steps" from the rest
+        with AUC 0.85; after 15 dream steps from the same real states, 0.64. Fed its own samples (one random member
+        per row, tau 1, no gradient through the sample), M learns to predict from the inputs it meets when dreaming.
+        Gradients still flow through the LSTM state across steps. Steps one by one, so ~T times slower per
+        sequence than `forward` on the fused LSTM kernel.
+
+        Args:
+            z_B_T_Z: Real latents z_0..z_{T-1}; z_0 is always used as it is.
+            a_B_T_A: Encoded actions a_0..a_{T-1}.
+            state: (h, c), each (B, H); zeros when None.
+            closed_loop: Probability in [0, 1] of replacing each input latent after the first with M's sample.
+            generator: Torch RNG for the sampling.
+
+        Returns:
+            Same as `forward`.
+        """
+        self._check(z_B_T_Z, a_B_T_A, ndim=3)
+        if not 0.0 <= closed_loop <= 1.0:
+            raise ValueError(f"closed_loop={closed_loop} must be a probability in [0, 1].")
+        b, t_len, _ = z_B_T_Z.shape
+        h, c = state if state is not None else self.initial_state(b, z_B_T_Z.device)
+        rows, dev = torch.arange(b, device=z_B_T_Z.device), z_B_T_Z.device
+        z, hs = z_B_T_Z[:, 0], []
+        for t in range(t_len):
+            h, c = self.step(z, a_B_T_A[:, t], (h, c))
+            hs.append(h)
+            if t + 1 == t_len:
+                break
+            z = z_B_T_Z[:, t + 1]
+            if closed_loop > 0:
+                with torch.no_grad():
+                    out = self.heads(h)
+                    member = torch.randint(0, self.num_heads, (b,), device=dev, generator=generator)
+                    own = sample_mixture(
+                        out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows], 1.0, generator
+                    )
+                    use = torch.rand(b, 1, device=dev, generator=generator) < closed_loop
+                z = torch.where(use, own, z)
+        h_B_T_H = torch.stack(hs, dim=1)
+        return self.heads(h_B_T_H), h_B_T_H, (h, c)
+
     def step(
         self, z_B_Z: torch.Tensor, a_B_A: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -188,6 +188,11 @@ class WorldModel(nn.Module):
         # paper: dreams start from stored (mu, logvar) of real first frames; (N, 2, Z), empty until fitted. Not part
         # of state_dict (its size varies with the data, which would break weight syncs); `save` stores it.
         self.register_buffer("initial_states", torch.zeros(0, 2, config.z_size), persistent=False)
+        # Branch points: real visited states to start dreams from mid-episode (DreamSettings.start="branch"). Rows
+        # [z_mu, z_logvar, h, c] (N, 2Z + 2H): V's posterior of the frame and M's LSTM state after the real history
+        # up to it; outcomes (N, 2): [real steps the episode still lasted, 1 if it ended by termination].
+        self.register_buffer("branch_states", torch.zeros(0, 2 * (config.z_size + config.rnn_size)), persistent=False)
+        self.register_buffer("branch_outcomes", torch.zeros(0, 2), persistent=False)
 
     @property
     def device(self) -> torch.device:
@@ -205,6 +210,17 @@ class WorldModel(nn.Module):
         """Store posterior (mu, logvar) of real episode-start frames as the dream's start distribution."""
         self.initial_states = torch.stack([mu_N_Z, logvar_N_Z], dim=1).detach().to(self.device)
 
+    def set_branch_points(self, states_N_D: torch.Tensor, outcomes_N_2: torch.Tensor) -> None:
+        """Store real visited states as dream branch points (see `WorldModelTrainer.store_branch_points`)."""
+        width = 2 * (self.config.z_size + self.config.rnn_size)
+        if states_N_D.dim() != 2 or states_N_D.shape[1] != width or tuple(outcomes_N_2.shape) != (len(states_N_D), 2):
+            raise ValueError(
+                f"branch points must be states (N, {width}) = [z_mu, z_logvar, h, c] and outcomes (N, 2); got "
+                f"{tuple(states_N_D.shape)} and {tuple(outcomes_N_2.shape)}"
+            )
+        self.branch_states = states_N_D.detach().float().to(self.device)
+        self.branch_outcomes = outcomes_N_2.detach().float().to(self.device)
+
     def save(self, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
         """Write a versioned checkpoint atomically (a crash mid-write never leaves a truncated file).
 
@@ -220,6 +236,8 @@ class WorldModel(nn.Module):
             "config": self.config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "initial_states": self.initial_states.detach().cpu(),
+            "branch_states": self.branch_states.detach().cpu(),
+            "branch_outcomes": self.branch_outcomes.detach().cpu(),
             "metadata": metadata or {},
         }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -272,6 +290,8 @@ class WorldModel(nn.Module):
         model = cls(config)
         try:
             model.initial_states = payload["initial_states"].reshape(-1, 2, config.z_size).clone()
+            if "branch_states" in payload:  # checkpoints written before branch points existed have none
+                model.set_branch_points(payload["branch_states"], payload["branch_outcomes"])
             model.load_state_dict(payload["state_dict"])
         except (RuntimeError, KeyError) as e:
             raise CheckpointError(f"world-model checkpoint {path} does not match its architecture record: {e}") from e

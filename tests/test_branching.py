@@ -1,0 +1,132 @@
+"""Closed-loop M training (scheduled sampling) and dreams branched from real visited states."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import rllib_worldmodel as rw
+from rllib_worldmodel.calibration import random_hold_survival, real_branch_survival
+from rllib_worldmodel.dream import DreamSettings, DreamSimulator
+from rllib_worldmodel.fidelity import branch_fidelity
+from rllib_worldmodel.models.mdn_rnn import MDNRNN
+
+
+def _sequences(b=4, t=12, z=5, a=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, t, z, generator=g), torch.nn.functional.one_hot(torch.randint(0, a, (b, t), generator=g), a)
+
+
+def test_closed_loop_zero_is_teacher_forcing_and_one_feeds_own_samples():
+    torch.manual_seed(0)
+    m = MDNRNN(5, 3, hidden_size=16, num_mixtures=2, num_heads=2).eval()
+    z, a = _sequences()
+    a = a.float()
+    ref, h_ref, (hn, cn) = m(z, a)
+    out, h, (h2, c2) = m.forward_closed_loop(z, a, closed_loop=0.0)
+    torch.testing.assert_close(h, h_ref)
+    torch.testing.assert_close(out.mu, ref.mu)
+    torch.testing.assert_close((h2, c2), (hn, cn))
+    own, h_own, _ = m.forward_closed_loop(z, a, closed_loop=1.0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(h_own[:, 0], h_ref[:, 0])  # the first input is always real
+    assert not torch.allclose(h_own[:, 1:], h_ref[:, 1:])
+    with pytest.raises(ValueError, match="closed_loop"):
+        m.forward_closed_loop(z, a, closed_loop=1.5)
+
+
+def test_closed_loop_training_keeps_gradients_through_time_and_validates(cartpole_fit, cartpole_episodes):
+    model = copy.deepcopy(cartpole_fit[0])
+    trainer = rw.WorldModelTrainer(model, seed=0)
+    eps = cartpole_episodes[:10]
+    latents = trainer.encode_episodes(eps)
+    before = {k: v.clone() for k, v in model.mdn_rnn.state_dict().items()}
+    hist = trainer.fit_mdn(eps, latents, epochs=1, batch_size=5, seq_len=20, closed_loop=0.5)
+    assert math.isfinite(hist[-1]["world_model/mdn_nll"]) and math.isfinite(hist[-1]["world_model/val_mdn_nll"])
+    assert not torch.equal(before["lstm.weight_hh_l0"], model.mdn_rnn.state_dict()["lstm.weight_hh_l0"])
+    for bad in (-0.1, 1.1):
+        with pytest.raises(ValueError, match="closed_loop"):
+            trainer.fit_mdn(eps, latents, epochs=1, closed_loop=bad)
+
+
+def test_branch_points_are_the_teacher_forced_states(cartpole_fit, cartpole_episodes):
+    model = copy.deepcopy(cartpole_fit[0])
+    trainer = rw.WorldModelTrainer(model, seed=0)
+    ep = cartpole_episodes[0]
+    (lat,) = trainer.encode_episodes([ep])
+    n = trainer.store_branch_points([ep], [lat], every=5)
+    assert n == math.ceil(len(ep) / 5) == model.branch_states.shape[0]
+    zs = model.config.z_size
+    h, c = model.mdn_rnn.initial_state(1)
+    with torch.no_grad():
+        for t in range(5):
+            h, c = model.mdn_rnn.step(
+                lat.mu[t : t + 1], model.encode_action(torch.as_tensor(ep.actions[t : t + 1])), (h, c)
+            )
+    row = model.branch_states[1]
+    torch.testing.assert_close(row[:zs], lat.mu[5])
+    torch.testing.assert_close(row[zs : 2 * zs], lat.logvar[5])
+    torch.testing.assert_close(row[2 * zs :], torch.cat([h[0], c[0]]))
+    assert model.branch_outcomes[1].tolist() == [len(ep) - 5, float(ep.terminated)]
+    with pytest.raises(ValueError, match="every"):
+        trainer.store_branch_points([ep], [lat], every=0)
+
+
+def test_fit_stores_branch_points_and_checkpoints_keep_them(cartpole_fit, tmp_path):
+    model, _, path = cartpole_fit
+    assert model.branch_states.shape[0] > 0
+    loaded = rw.WorldModel.load(path)
+    torch.testing.assert_close(loaded.branch_states, model.branch_states)
+    torch.testing.assert_close(loaded.branch_outcomes, model.branch_outcomes)
+
+
+def test_branched_dreams_start_at_branch_points(cartpole_fit):
+    model = cartpole_fit[0]
+    zs, hs = model.config.z_size, model.config.rnn_size
+    sim = DreamSimulator(model, DreamSettings(start="branch", deterministic=True, include_cell=True))
+    index = torch.tensor([0, 3, 3, 7])
+    obs = sim.reset(4, start_index=index)
+    bank = model.branch_states[index]
+    torch.testing.assert_close(obs, torch.cat([bank[:, :zs], bank[:, 2 * zs :]], dim=-1))
+    # restarts inside a running batch also land on branch points (LSTM state included)
+    sim.step(torch.zeros(4, dtype=torch.long))
+    sim.reset_where(torch.tensor([True, False, False, False]))
+    assert any(torch.allclose(sim.h[0], row[2 * zs : 2 * zs + hs]) for row in model.branch_states)
+    with pytest.raises(ValueError, match="start_index"):
+        sim.reset(2, start_index=torch.tensor([0, model.branch_states.shape[0]]))
+
+
+def test_branch_start_needs_branch_points_and_a_known_start(image_world_model):
+    with pytest.raises(ValueError, match="branch points"):
+        DreamSimulator(image_world_model, DreamSettings(start="branch"))
+    with pytest.raises(ValueError, match="start="):
+        DreamSettings(start="middle")
+
+
+def test_real_branch_survival_caps_each_outcome_at_the_horizon(image_world_model):
+    width = 2 * (image_world_model.config.z_size + image_world_model.config.rnn_size)
+    image_world_model.set_branch_points(torch.zeros(3, width), torch.tensor([[5.0, 1], [50, 1], [500, 0]]))
+    assert real_branch_survival(image_world_model, 20) == pytest.approx((5 + 20 + 20) / 3)
+    with pytest.raises(ValueError, match="branch points must be"):
+        image_world_model.set_branch_points(torch.zeros(3, width + 1), torch.zeros(3, 2))
+
+
+def test_branch_fidelity_reports_auc_and_action_spread(cartpole_fit):
+    model = cartpole_fit[0]
+    settings = DreamSettings(done_mode="sample", max_episode_steps=10, seed=0)
+    out = branch_fidelity(model, settings, max_points=64, reps=2)
+    assert out["horizon"] == 10 and out["points"] == 64
+    assert set(out["death_rate"]) == {"random hold 1-10", "uniform random", "always 0", "always 1"}
+    assert 0.0 <= out["auc"] <= 1.0 and out["action_spread"] >= 0.0
+    assert 0.0 < out["real_doomed_share"] < 1.0
+    # CartPole random play dies within 10 steps from many states: a fitted dream must see some of that
+    assert out["dream_death_rate_doomed"] > out["dream_death_rate_safe"]
+
+
+def test_random_hold_survival_from_chosen_branch_points(cartpole_fit):
+    model = cartpole_fit[0]
+    settings = DreamSettings(start="branch", done_mode="sample", max_episode_steps=30)
+    lengths = random_hold_survival(model, settings, 8, start_index=torch.arange(8), seed=0)
+    assert lengths.shape == (8,) and bool((lengths >= 1).all() & (lengths <= 30).all())
+    assert np.isfinite(lengths.numpy()).all()
