@@ -257,6 +257,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     import rllib_worldmodel as rw
     from rllib_worldmodel.video import dream_comparison, free_dreams, write_gif
 
+    if not 0.0 <= args.closed_loop <= 1.0:  # before any episode is collected
+        raise ValueError(f"--closed-loop {args.closed_loop}: a probability in [0, 1] (0: teacher forcing, paper).")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -326,6 +328,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             vae_batch_size=args.vae_batch_size,
             mdn_batch_size=args.mdn_batch_size,
             seq_len=args.seq_len,
+            closed_loop=args.closed_loop,
         )
         fit_s = time.perf_counter() - t1
     metrics_file.close()
@@ -461,6 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--mdn-batch-size", type=int, default=32, help="episodes per M batch")
     fit.add_argument("--mdn-lr", type=float, default=1e-3)
     fit.add_argument("--seq-len", type=int, default=500, help="truncated-BPTT length (paper code: 500)")
+    fit.add_argument(
+        "--closed-loop",
+        type=float,
+        default=0.0,
+        help="scheduled sampling: probability that M's input latent is its own sample (0: teacher forcing, paper)",
+    )
     fit.add_argument("--temperature", type=float, default=1.15, help="dream temperature for the GIFs")
     fit.add_argument("--video-steps", type=int, default=300)
     fit.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")

@@ -12,6 +12,12 @@ from rllib_worldmodel.envs.vizdoom import takecover_view
 from rllib_worldmodel.models.world_model import read_checkpoint
 
 
+def test_fit_refuses_a_closed_loop_share_outside_0_1_before_collecting(tmp_path, capsys):
+    assert main(["fit", "--env", "takecover", "--closed-loop", "2", "--out", str(tmp_path / "run")]) == 2
+    assert "--closed-loop 2.0: a probability in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "episodes").exists()
+
+
 def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
     out = tmp_path / "run"
     args = [
@@ -33,6 +39,8 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
         "--video-steps",
         "12",
         "--render-hud",
+        "--closed-loop",
+        "0.5",
         "--out",
         str(out),
     ]
@@ -42,6 +50,9 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
     model = WorldModel.load(summary["checkpoint"])
     assert model.config.obs_shape == (64, 64, 3) and model.config.action_dim == 3
     assert model.initial_states.shape[0] == 3
+    # every 10th real state is a branch point for dreams started mid-episode
+    lengths = [len(np.load(f)["actions"]) for f in sorted((out / "episodes").glob("episode_*.npz"))]
+    assert model.branch_states.shape[0] == sum((n + 9) // 10 for n in lengths)
     # The real env's settings travel with the checkpoint, so benchmarks replay the env V was fitted on.
     metadata = read_checkpoint(summary["checkpoint"])["metadata"]
     assert metadata["env_settings"] == {"frame_cap": 40, "render_hud": True}
