@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rllib_worldmodel.calibration import calibrate_done_offset
+from rllib_worldmodel.calibration import calibrate_done_offset, real_branch_survival
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
@@ -111,6 +111,8 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
     real, action_share = play_real(wm, controller, args.eval_episodes, seed=args.seed + 1000, view=args.view)
     row = {
         "name": name,
+        "start": settings.start,
+        "dream_horizon": settings.max_episode_steps,
         "tau": settings.temperature,
         "done_mode": settings.done_mode,
         "done_logit_offset": settings.done_logit_offset,
@@ -149,6 +151,19 @@ def main() -> None:
         "--reward-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="clip the dream's reward to this range"
     )
     parser.add_argument("--calibrate-to", type=float, help="real random-hold mean length: calibrate deaths to it")
+    parser.add_argument(
+        "--start",
+        default="episode",
+        choices=["episode", "branch"],
+        help="dreams start at real episode starts (paper) or at real mid-episode branch points",
+    )
+    parser.add_argument(
+        "--horizon",
+        type=int,
+        default=2100,
+        help="dream steps per rollout (the cap; short with --start branch). With --start branch and sampled "
+        "deaths, deaths are calibrated to the real outcome stored with the branch points",
+    )
     add_view_args(parser)
     parser.add_argument("--cma-population", type=int, default=32)
     parser.add_argument("--cma-rollouts", type=int, default=8)
@@ -171,7 +186,8 @@ def main() -> None:
     base = DreamSettings(
         temperature=1.15,
         done_mode=args.done_mode,
-        max_episode_steps=2100,
+        max_episode_steps=args.horizon,
+        start=args.start,
         seed=args.seed,
         pessimism=args.pessimism,
         done_ensemble=args.done_ensemble,
@@ -182,10 +198,17 @@ def main() -> None:
 
     def calibrated(settings: DreamSettings) -> DreamSettings:
         """Sampled deaths anchored to the real random-hold survival, for exactly these settings (the ensemble rule
-        changes how deadly the dream is, so each variant gets its own offset)."""
-        if not args.calibrate_to or settings.done_mode != "sample":
+        changes how deadly the dream is, so each variant gets its own offset). Branched dreams are anchored to what
+        the random-hold policy really survived, capped at the horizon, from their branch points."""
+        if settings.done_mode != "sample":
             return settings
-        offset, survival = calibrate_done_offset(wm, settings, args.calibrate_to, seed=args.seed + 11)
+        if settings.start == "branch":
+            target = real_branch_survival(wm, settings.max_episode_steps)
+        elif args.calibrate_to:
+            target = args.calibrate_to
+        else:
+            return settings
+        offset, survival = calibrate_done_offset(wm, settings, target, seed=args.seed + 11)
         print(f"calibrated done-logit offset {offset:.2f}: dream random-hold survival {survival:.0f}", flush=True)
         return dataclasses.replace(settings, done_logit_offset=offset)
 

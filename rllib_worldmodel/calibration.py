@@ -31,6 +31,7 @@ def random_hold_survival(
     start_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dream episode lengths of the random-hold policy (uniform actions held `hold` steps), (num_dreams,).
+    With done_mode="expected" a length is the expected one (the sum of the probabilities of being alive).
 
     `fixed_action` (Discrete only) plays that one action throughout instead: a constant reference policy.
     `start_index` (num_dreams,): the rows of the start bank each dream begins at (see `DreamSimulator.reset`).
@@ -58,8 +59,9 @@ def random_hold_survival(
             action[new] = draw(int(new.sum()))
             left[new] = torch.randint(hold[0], hold[1] + 1, (int(new.sum()),), generator=gen)
         left -= 1
+        alive = sim.alive.cpu()  # with done_mode="expected" the probability of still being alive, else 1
         _, _, term, trunc = sim.step(action)
-        lengths[slot] += 1
+        lengths[slot] += alive
         keep = ~(term | trunc).cpu()
         if not keep.all():
             idx = keep.nonzero().squeeze(1)

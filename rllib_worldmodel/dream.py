@@ -39,9 +39,10 @@ from rllib_worldmodel.models.mdn_rnn import sample_mixture
 from rllib_worldmodel.models.world_model import WorldModel
 
 OBS_MODES = ("latent", "pixels")
-DONE_MODES = ("threshold", "sample")
+DONE_MODES = ("threshold", "sample", "expected")
 DONE_ENSEMBLE = ("mean", "max")
 STARTS = ("episode", "branch")
+EXPECTED_DEAD = 1e-4  # done_mode="expected": a dream less likely alive than this is over
 CURIOSITY_BONUSES = ("disagreement", "novelty", "surprise")
 
 
@@ -51,9 +52,14 @@ class DreamSettings:
 
     Args:
         temperature: tau > 0 (paper's best TakeCover agent: 1.15).
-        done_mode: "threshold" (terminate where M's done logit > 0, paper) or "sample" (Bernoulli(p(done)) with
+        done_mode: "threshold" (terminate where M's done logit > 0, paper), "sample" (Bernoulli(p(done)) with
             p(done) calibrated: the logit minus log(done_pos_weight), undoing the BCE's class weighting, which
-            otherwise makes every step ~pos_weight times too deadly).
+            otherwise makes every step ~pos_weight times too deadly) or "expected": no sampled deaths at all; each
+            dream carries the probability that it is still alive (the product of 1 - p(done) so far, p as in
+            "sample") and every reward is paid times that probability, so a dream's return is the expected return
+            over the deaths M predicts (the same mean as "sample", without the variance of the death draws: a
+            survival score that varies smoothly with the controller, what CMA-ES needs). A dream ends when it is
+            dead for sure (probability alive < 1e-4) or at the cap. `DreamSimulator.alive` holds the probabilities.
         max_episode_steps: Truncation cap (paper TakeCover: 2100).
         obs_mode: "latent" ([z, h] or [z, h, c], the paper's controller input) or "pixels" (decoded uint8 frames,
             the real env's own observation space).
@@ -315,6 +321,7 @@ class DreamSimulator:
             self.h, self.c = self.world_model.mdn_rnn.initial_state(batch_size, self.device)
         else:
             self.z, self.h, self.c = self._initial_state(batch_size, start_index)
+        self.alive = torch.ones(batch_size, device=self.device)
         self.t = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         return self.observe()
 
@@ -327,6 +334,7 @@ class DreamSimulator:
         if self.stream is not None:
             raise RuntimeError("reset_where restarts single dreams: it does not apply to dreams with noise streams")
         self.z[mask_B], self.h[mask_B], self.c[mask_B] = self._initial_state(n)
+        self.alive[mask_B] = 1.0
         self.t[mask_B] = 0
 
     @torch.no_grad()
@@ -334,6 +342,7 @@ class DreamSimulator:
         """Keep only the dreams at `index_N` (in that order); used to drop finished dreams from a batched run."""
         index_N = index_N.to(self.device)
         self.z, self.h, self.c, self.t = self.z[index_N], self.h[index_N], self.c[index_N], self.t[index_N]
+        self.alive = self.alive[index_N]
         if self.stream is not None:
             self.stream = self.stream[index_N]
         self.batch_size = int(index_N.numel())
@@ -387,13 +396,18 @@ class DreamSimulator:
                 normal_B_Z=self._draw(True, b, mu.shape[1]),
             )
         logit = out.done_logit + st.done_logit_offset
-        if st.done_mode == "threshold" or st.deterministic:
+        threshold = st.done_mode == "threshold" or st.deterministic
+        if threshold:
             p_done = torch.sigmoid(logit)  # paper: logit > 0
         else:
             p_done = torch.sigmoid(logit - math.log(wm.config.done_pos_weight))
         p_done = p_done.max(0).values if st.done_ensemble == "max" else p_done.mean(0)
-        if st.done_mode == "threshold" or st.deterministic:
+        alive = self.alive  # probability of being alive at this step (1 unless deaths are "expected")
+        if threshold:
             terminated = p_done > 0.5
+        elif st.done_mode == "expected":
+            self.alive = alive * (1.0 - p_done)
+            terminated = self.alive < EXPECTED_DEAD
         else:
             terminated = self._draw(False, b) < p_done
         reward = out.reward.mean(0)
@@ -409,6 +423,9 @@ class DreamSimulator:
         if st.curiosity > 0:
             parts["intrinsic"] = st.curiosity * self._bonus(parts, z_next, logpi, mu, logsigma)
             reward = reward + parts["intrinsic"]
+        if st.done_mode == "expected":  # every part is paid only as far as the dream is still alive
+            parts = {k: v * alive for k, v in parts.items()}
+            reward = reward * alive
         self.reward_parts = parts
         self.z = z_next
         self.t += 1

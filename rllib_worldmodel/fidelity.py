@@ -118,7 +118,8 @@ def branch_fidelity(
 
     Args:
         world_model: A world model with branch points (`WorldModelTrainer.store_branch_points`).
-        settings: The dream (temperature, done mode and offset); `start` is set to "branch" here.
+        settings: The dream (temperature, done mode and offset); `start` is set to "branch" here, and "expected"
+            deaths are drawn as in "sample".
         max_points: Branch points used (a seeded uniform subset when there are more).
         reps: Dreams per point and policy.
         seed: Seeds the subset and the dreams.
@@ -132,7 +133,9 @@ def branch_fidelity(
         raise ValueError("the world model has no branch points; see WorldModelTrainer.store_branch_points.")
     horizon = int(settings.max_episode_steps)
     # One step more than the horizon, so a dream that dies ON step H is told apart from one truncated there.
-    settings = dataclasses.replace(settings, start="branch", max_episode_steps=horizon + 1)
+    # Deaths are drawn here ("expected" has the same death probabilities but never draws one).
+    done_mode = "sample" if settings.done_mode == "expected" else settings.done_mode
+    settings = dataclasses.replace(settings, start="branch", max_episode_steps=horizon + 1, done_mode=done_mode)
     rng = np.random.default_rng(seed)
     n = outcomes.shape[0]
     points = np.sort(rng.choice(n, max_points, replace=False)) if n > max_points else np.arange(n)

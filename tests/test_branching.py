@@ -130,3 +130,31 @@ def test_random_hold_survival_from_chosen_branch_points(cartpole_fit):
     lengths = random_hold_survival(model, settings, 8, start_index=torch.arange(8), seed=0)
     assert lengths.shape == (8,) and bool((lengths >= 1).all() & (lengths <= 30).all())
     assert np.isfinite(lengths.numpy()).all()
+
+
+def test_expected_deaths_pay_rewards_times_the_probability_of_being_alive(cartpole_fit):
+    model = cartpole_fit[0]
+    kwargs = dict(temperature=1.0, max_episode_steps=40, start="branch", seed=0)
+    expected = DreamSimulator(model, DreamSettings(done_mode="expected", **kwargs))
+    sampled = DreamSimulator(model, DreamSettings(done_mode="sample", **kwargs))
+    index = torch.arange(16).repeat(4)
+    expected.reset(64, start_index=index, seed=1)
+    sampled.reset(64, start_index=index, seed=1)
+    alive, ret = torch.ones(64), torch.zeros(64)
+    for _ in range(3):
+        a = torch.zeros(64, dtype=torch.long)
+        # the same death probabilities as "sample": recompute them from M's state before stepping
+        h, c = model.mdn_rnn.step(expected.z, model.encode_action(a), (expected.h, expected.c))
+        out = model.mdn_rnn.heads(h)
+        p = torch.sigmoid(out.done_logit - math.log(model.config.done_pos_weight)).mean(0)
+        _, reward, term, _ = expected.step(a)
+        ret += reward
+        torch.testing.assert_close(reward, alive * out.reward.mean(0))
+        alive = alive * (1 - p)
+        torch.testing.assert_close(expected.alive, alive)
+        assert not term.any() or bool((expected.alive[term] < 1e-4).all())
+    # the expected survival over the dream equals the mean of sampled survival, up to sampling noise
+    long_e = random_hold_survival(model, DreamSettings(done_mode="expected", **kwargs), 2048, seed=3)
+    long_s = random_hold_survival(model, DreamSettings(done_mode="sample", **kwargs), 2048, seed=3)
+    assert long_e.std() < long_s.std()
+    assert long_e.mean() == pytest.approx(long_s.mean(), rel=0.1)
