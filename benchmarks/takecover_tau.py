@@ -113,6 +113,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
         "name": name,
         "start": settings.start,
         "dream_horizon": settings.max_episode_steps,
+        "branch_focus": settings.branch_focus,
         "tau": settings.temperature,
         "done_mode": settings.done_mode,
         "done_logit_offset": settings.done_logit_offset,
@@ -142,7 +143,7 @@ def main() -> None:
     parser.add_argument("--world-model", default="runs/takecover_world_model/world_model.pt")
     parser.add_argument("--mode", default="tau", choices=["tau", "ablation"], help="tau table or lever ablation")
     parser.add_argument("--taus", default="0.1,0.5,1.0,1.15,1.3")
-    parser.add_argument("--done-mode", default="threshold", choices=["threshold", "sample"])
+    parser.add_argument("--done-mode", default="threshold", choices=["threshold", "sample", "expected"])
     parser.add_argument("--pessimism", type=float, default=0.0)
     parser.add_argument("--done-ensemble", default="mean", choices=["mean", "max"])
     parser.add_argument("--initial-noise", type=float, default=0.0)
@@ -163,6 +164,9 @@ def main() -> None:
         default=2100,
         help="dream steps per rollout (the cap; short with --start branch). With --start branch and sampled "
         "deaths, deaths are calibrated to the real outcome stored with the branch points",
+    )
+    parser.add_argument(
+        "--branch-focus", type=float, default=0.0, help="--start branch: share of dreams started at doomed points"
     )
     add_view_args(parser)
     parser.add_argument("--cma-population", type=int, default=32)
@@ -188,6 +192,7 @@ def main() -> None:
         done_mode=args.done_mode,
         max_episode_steps=args.horizon,
         start=args.start,
+        branch_focus=args.branch_focus,
         seed=args.seed,
         pessimism=args.pessimism,
         done_ensemble=args.done_ensemble,
@@ -200,10 +205,10 @@ def main() -> None:
         """Sampled deaths anchored to the real random-hold survival, for exactly these settings (the ensemble rule
         changes how deadly the dream is, so each variant gets its own offset). Branched dreams are anchored to what
         the random-hold policy really survived, capped at the horizon, from their branch points."""
-        if settings.done_mode != "sample":
+        if settings.done_mode == "threshold":
             return settings
         if settings.start == "branch":
-            target = real_branch_survival(wm, settings.max_episode_steps)
+            target = real_branch_survival(wm, settings.max_episode_steps, settings.branch_focus)
         elif args.calibrate_to:
             target = args.calibrate_to
         else:

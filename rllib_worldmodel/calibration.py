@@ -70,18 +70,24 @@ def random_hold_survival(
     return lengths
 
 
-def real_branch_survival(world_model: WorldModel, horizon: int) -> float:
+def real_branch_survival(world_model: WorldModel, horizon: int, focus: float = 0.0) -> float:
     """Mean real survival, capped at `horizon` steps, of the behaviour policy from the world model's branch points.
 
-    The real counterpart of `random_hold_survival` for `DreamSettings(start="branch", max_episode_steps=horizon)`
-    when the data was collected by the random-hold policy: each branch point stores how many steps its real episode
-    still lasted. Use it as `calibrate_done_offset`'s target for branched dreams.
+    The real counterpart of `random_hold_survival` for `DreamSettings(start="branch", max_episode_steps=horizon,
+    branch_focus=focus)` when the data was collected by the random-hold policy: each branch point stores how many
+    steps its real episode still lasted. `focus` weighs the doomed points (real termination within `horizon`) as the
+    dream's starts do. Use it as `calibrate_done_offset`'s target for branched dreams.
     """
     if world_model.branch_outcomes.shape[0] == 0:
         raise ValueError("the world model has no branch points; see WorldModelTrainer.store_branch_points.")
     if horizon < 1:
         raise ValueError(f"horizon={horizon} must be >= 1.")
-    return float(world_model.branch_outcomes[:, 0].clamp(max=horizon).mean())
+    steps_left, ended = world_model.branch_outcomes[:, 0], world_model.branch_outcomes[:, 1] > 0
+    capped = steps_left.clamp(max=horizon)
+    doomed = capped[(steps_left <= horizon) & ended]
+    if focus == 0 or doomed.numel() == 0:
+        return float(capped.mean())
+    return float((1 - focus) * capped.mean() + focus * doomed.mean())
 
 
 def calibrate_done_offset(

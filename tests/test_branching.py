@@ -158,3 +158,29 @@ def test_expected_deaths_pay_rewards_times_the_probability_of_being_alive(cartpo
     long_s = random_hold_survival(model, DreamSettings(done_mode="sample", **kwargs), 2048, seed=3)
     assert long_e.std() < long_s.std()
     assert long_e.mean() == pytest.approx(long_s.mean(), rel=0.1)
+
+
+def test_branch_focus_starts_that_share_of_dreams_at_doomed_points(cartpole_fit):
+    model = cartpole_fit[0]
+    horizon = 10
+    out = model.branch_outcomes
+    doomed = set(((out[:, 0] <= horizon) & (out[:, 1] > 0)).nonzero().squeeze(1).tolist())
+    zs = model.config.z_size
+    mu_rows = {tuple(model.branch_states[i, :zs].tolist()): i for i in range(len(out))}
+
+    def doomed_share(focus):
+        sim = DreamSimulator(
+            model, DreamSettings(start="branch", branch_focus=focus, deterministic=True, max_episode_steps=horizon)
+        )
+        sim.reset(4000, seed=0)
+        picked = [mu_rows[tuple(z)] for z in sim.z.tolist()]
+        return float(np.mean([i in doomed for i in picked]))
+
+    base = len(doomed) / len(out)
+    assert doomed_share(0.0) == pytest.approx(base, abs=0.03)
+    assert doomed_share(0.5) == pytest.approx(0.5 + 0.5 * base, abs=0.03)
+    assert real_branch_survival(model, horizon, focus=1.0) < real_branch_survival(model, horizon)
+    with pytest.raises(ValueError, match="branch_focus"):
+        DreamSettings(branch_focus=0.5)  # needs start="branch"
+    with pytest.raises(ValueError, match="branch_focus"):
+        DreamSettings(start="branch", branch_focus=1.5)
