@@ -293,7 +293,7 @@ class WorldModel(nn.Module):
             if "branch_states" in payload:  # checkpoints written before branch points existed have none
                 model.set_branch_points(payload["branch_states"], payload["branch_outcomes"])
             model.load_state_dict(payload["state_dict"])
-        except (RuntimeError, KeyError) as e:
+        except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"world-model checkpoint {path} does not match its architecture record: {e}") from e
         return model.to(device)
 
