@@ -235,6 +235,8 @@ class WorldModels(Algorithm):
         for _ in range(n_mdn):
             self._update(self._mdn_batch(cfg.mdn_batch_size, cfg.mdn_seq_len))
         self._sync_local_module()
+        if cfg.dream_start == "branch":
+            self._store_branch_points()
         if cfg.surprise_exploration > 0:  # surprise is measured against what M now achieves on its training data
             nll = self.metrics.peek((LEARNER_RESULTS, DEFAULT_MODULE_ID, "world_model/mdn_nll"), default=None)
             if nll is not None:
@@ -244,13 +246,23 @@ class WorldModels(Algorithm):
 
             target = float(np.mean(self._behaviour_lengths))
             self.done_logit_offset, survival = calibrate_done_offset(
-                self.world_model, self.dream_settings(), target, seed=(cfg.seed or 0) + 11
+                self.world_model, self.dream_settings(scoring=True), target, seed=(cfg.seed or 0) + 11
             )
             self.metrics.log_value("dream/done_logit_offset", self.done_logit_offset, window=1)
             self.metrics.log_value("dream/calibrated_behaviour_survival", survival, window=1)
             self.metrics.log_value("real/behaviour_episode_len_mean", target, window=1)
         self.metrics.log_value("world_model/vae_updates", n_vae, window=1)
         self.metrics.log_value("world_model/mdn_updates", n_mdn, window=1)
+
+    def _store_branch_points(self) -> None:
+        """Every `branch_every`-th state of every whole stored episode as a dream branch point, with the current M."""
+        enc = [
+            (*self._latents[ep.id_][:3], bool(ep.is_terminated))
+            for ep in self.replay.episodes
+            if ep.t_started == 0 and ep.id_ in self._latents
+        ]
+        n = self.world_model.store_branch_points(enc, every=self.config.branch_every)
+        self.metrics.log_value("dream/branch_points", n, window=1)
 
     def _sync_local_module(self) -> None:
         state = self.learner_group.get_weights(module_ids=[DEFAULT_MODULE_ID])[DEFAULT_MODULE_ID]
@@ -320,6 +332,8 @@ class WorldModels(Algorithm):
         members = self.world_model.mdn_rnn.num_heads
         if members > 1:  # online bootstrap: each member sees each window Poisson(1) times
             out["member_weights"] = self._rng.poisson(1.0, (batch_size, members)).astype(np.float32)
+        if self.config.mdn_closed_loop > 0:  # a column, so it survives the split across learners
+            out["closed_loop"] = np.full(batch_size, self.config.mdn_closed_loop, np.float32)
         return out
 
     def current_dream_knobs(self) -> dict[str, float]:
@@ -333,13 +347,22 @@ class WorldModels(Algorithm):
             pess = max(pess, min(pess + g["pessimism_offset"], c.guard_pessimism_max))
         return {"temperature": tau, "pessimism": pess, "curiosity": self.schedules["curiosity"].value(it)}
 
-    def dream_settings(self, explorer: bool = False) -> DreamSettings:
-        """The dream the controller trains and is scored in (`explorer`: the explorer's, with the curiosity bonus)."""
+    def dream_settings(self, explorer: bool = False, scoring: bool = False) -> DreamSettings:
+        """The dream the controller trains in.
+
+        Args:
+            explorer: The explorer's dream, with the curiosity bonus and without pessimism.
+            scoring: The dream the controller is scored in (its dream score, `dream_real_gap`) and deaths are
+                calibrated in: whole dreams from real episode starts, even when training dreams are branched.
+        """
         c, knobs = self.config, self.current_dream_knobs()
+        branched = c.dream_start == "branch" and not scoring
         return DreamSettings(
             temperature=knobs["temperature"],
             done_mode=c.done_mode,
-            max_episode_steps=c.dream_max_episode_steps,
+            max_episode_steps=c.branch_horizon if branched else c.dream_max_episode_steps,
+            start="branch" if branched else "episode",
+            branch_focus=c.branch_focus if branched else 0.0,
             include_cell=c.include_cell,
             device=str(self.dream_device),
             seed=c.seed,
@@ -402,6 +425,8 @@ class WorldModels(Algorithm):
             for k, v in m.items():
                 self.metrics.log_value(k, v, window=1)
         self._set_agent_state(controller={k: v.cpu() for k, v in controller.state_dict().items()})
+        if self.config.dream_start == "branch":
+            sim = DreamSimulator(self.world_model, self.dream_settings(scoring=True))
         score = evaluate_population(
             sim,
             controller,
@@ -454,6 +479,8 @@ class WorldModels(Algorithm):
         self._sync_local_module()
         if self.replay.get_num_timesteps():
             self._encode_replay()
+            if self.config.dream_start == "branch":  # branch points are not weights: rebuild them from the replay
+                self._store_branch_points()
         if extra is not None and self.dream_trainer is not None:
             self.dream_trainer.set_state(extra.get("dream_rllib"), self.world_model)
 

@@ -79,7 +79,7 @@ def real_branch_survival(world_model: WorldModel, horizon: int, focus: float = 0
     dream's starts do. Use it as `calibrate_done_offset`'s target for branched dreams.
     """
     if world_model.branch_outcomes.shape[0] == 0:
-        raise ValueError("the world model has no branch points; see WorldModelTrainer.store_branch_points.")
+        raise ValueError("the world model has no branch points; see WorldModel.store_branch_points.")
     if horizon < 1:
         raise ValueError(f"horizon={horizon} must be >= 1.")
     steps_left, ended = world_model.branch_outcomes[:, 0], world_model.branch_outcomes[:, 1] > 0

@@ -8,7 +8,7 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings
+from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.schedules import Schedule
 
@@ -41,6 +41,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.vae_focus_weight = 0.0
         self.vae_warmup_epochs = 0.0
         self.death_window_fraction = 0.0
+        self.mdn_closed_loop = 0.0  # paper: teacher forcing
         # world model fitting (per iteration)
         self.vae_lr = 1e-3  # measured: 1e-3 beats the paper code's 1e-4 on small data (trainer.py)
         self.mdn_lr = 1e-3  # paper code
@@ -72,6 +73,10 @@ class WorldModelsConfig(AlgorithmConfig):
         self.calibrate_deaths = False
         self.include_cell = False
         self.dream_device = "auto"
+        self.dream_start = "episode"  # paper: dreams start at real episode starts
+        self.branch_horizon = 30
+        self.branch_focus = 0.0
+        self.branch_every = 10
         # controller
         self.controller_trainer = "cma"
         self.controller_hidden = 0  # paper: one linear layer
@@ -130,6 +135,7 @@ class WorldModelsConfig(AlgorithmConfig):
         death_window_fraction: float = NotProvided,
         vae_focus_fraction: float = NotProvided,
         vae_focus_weight: float = NotProvided,
+        closed_loop: float = NotProvided,
     ) -> WorldModelsConfig:
         """World-model architecture and fitting.
 
@@ -158,8 +164,13 @@ class WorldModelsConfig(AlgorithmConfig):
             vae_focus_fraction: Share of each frame's worst-reconstructed values counted again in V's loss (small
                 objects such as fireballs live there); 0 is the paper's plain squared error.
             vae_focus_weight: Extra weight of those values (benchmarks/vae_focus.py measures the effect).
+            closed_loop: Scheduled sampling: probability that each of M's input latents is M's own sample instead
+                of the real one, so M learns to predict from what it meets when dreaming (0: teacher forcing,
+                paper; see `MDNRNN.forward_closed_loop`). Steps the LSTM one by one: M updates ~2.7x slower
+                (TakeCover, 2 CPU cores).
         """
-        return self._set_provided({k: v for k, v in locals().items() if k != "self"})
+        provided = {k: v for k, v in locals().items() if k not in ("self", "closed_loop")}
+        return self._set_provided({**provided, "mdn_closed_loop": closed_loop})
 
     def collection(
         self,
@@ -209,6 +220,10 @@ class WorldModelsConfig(AlgorithmConfig):
         pessimism: float | list | tuple = NotProvided,
         calibrate_deaths: bool = NotProvided,
         reward_range: tuple[float, float] | None = NotProvided,
+        start: str = NotProvided,
+        branch_horizon: int = NotProvided,
+        branch_focus: float = NotProvided,
+        branch_every: int = NotProvided,
     ) -> WorldModelsConfig:
         """The dream the controller trains in.
 
@@ -226,6 +241,16 @@ class WorldModelsConfig(AlgorithmConfig):
             calibrate_deaths: After every fit, offset M's done logits so the dream's mean survival of the random-hold
                 collection policy equals its real mean survival (see `rllib_worldmodel.calibration`).
             reward_range: (low, high) to clip M's predicted reward to (e.g. the real rewards' range); None: none.
+            start: Where the controller's training dreams begin: "episode" (paper: real episode starts, up to
+                `max_episode_steps`) or "branch" (real mid-episode states of the replay, `branch_horizon` steps
+                each; short branched rollouts against compounding model error). The dream score reported beside
+                the real one (`dream_real_gap`) always comes from whole dreams from episode starts, and
+                `calibrate_deaths` calibrates on those too. CMA-ES controller trainer only.
+            branch_horizon: Dream steps per branched rollout.
+            branch_focus: Share of branched dreams started where the real episode terminated within
+                `branch_horizon` steps (0: uniform over the branch points).
+            branch_every: Every n-th real state of each stored episode becomes a branch point (re-computed after
+                every fit, with the new M).
         """
         return self._set_provided(
             {
@@ -240,6 +265,10 @@ class WorldModelsConfig(AlgorithmConfig):
                 "done_mode": done_mode,
                 "include_cell": include_cell,
                 "dream_device": device,
+                "dream_start": start,
+                "branch_horizon": branch_horizon,
+                "branch_focus": branch_focus,
+                "branch_every": branch_every,
             }
         )
 
@@ -416,6 +445,31 @@ class WorldModelsConfig(AlgorithmConfig):
             DreamSettings(reward_range=self.reward_range)
         except ValueError as e:
             errors.append(str(e))
+        need(
+            isinstance(self.mdn_closed_loop, (int, float)) and 0.0 <= self.mdn_closed_loop <= 1.0,
+            f"world_model closed_loop={self.mdn_closed_loop!r} must be a probability in [0, 1] (0: teacher forcing, "
+            "paper; 0.5 measured in benchmarks/branch_fidelity.py).",
+        )
+        need(
+            self.dream_start in STARTS,
+            f"dream start={self.dream_start!r}: use one of {STARTS} ('branch': dreams from real mid-episode states).",
+        )
+        need(
+            isinstance(self.branch_focus, (int, float)) and 0.0 <= self.branch_focus <= 1.0,
+            f"dream branch_focus={self.branch_focus!r} must be a share in [0, 1] (0: uniform branch points).",
+        )
+        need(
+            self.branch_focus == 0 or self.dream_start == "branch",
+            f"dream branch_focus={self.branch_focus} needs .dream(start='branch') (it picks branch points).",
+        )
+        for name in ("branch_horizon", "branch_every"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v >= 1, f"dream {name}={v!r} must be an integer >= 1.")
+        need(
+            self.dream_start == "episode" or self.controller_trainer == "cma",
+            f"dream start={self.dream_start!r} works with .controller(trainer='cma') only (the RLlib dream env starts "
+            "at episode starts); use start='episode' with trainer='rllib'.",
+        )
         need(self.done_mode in DONE_MODES, f"done_mode={self.done_mode!r}: use one of {DONE_MODES}.")
         need(self.done_ensemble in DONE_ENSEMBLE, f"done_ensemble={self.done_ensemble!r}: use one of {DONE_ENSEMBLE}.")
         need(

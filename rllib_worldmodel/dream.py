@@ -198,8 +198,8 @@ class DreamSimulator:
         if self.settings.start == "branch" and self.world_model.branch_states.shape[0] == 0:
             raise ValueError(
                 "start='branch' needs a world model with branch points (real visited states); this one has none. "
-                "Fit it with WorldModelTrainer.fit / `rllib-worldmodel fit`, or call "
-                "WorldModelTrainer.store_branch_points(episodes, latents) and save it again."
+                "Fit it with WorldModelTrainer.fit / `rllib-worldmodel fit` / WorldModelsConfig.dream(start='branch'), "
+                "or call WorldModel.store_branch_points(...) and save it again."
             )
         self._doomed = self._doomed_points()
         h = cfg.rnn_size

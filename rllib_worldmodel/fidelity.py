@@ -117,7 +117,7 @@ def branch_fidelity(
     the std of the death rate across actions) says how much the dream lets an action change the outcome.
 
     Args:
-        world_model: A world model with branch points (`WorldModelTrainer.store_branch_points`).
+        world_model: A world model with branch points (`WorldModel.store_branch_points`).
         settings: The dream (temperature, done mode and offset); `start` is set to "branch" here, and "expected"
             deaths are drawn as in "sample".
         max_points: Branch points used (a seeded uniform subset when there are more).
@@ -130,7 +130,7 @@ def branch_fidelity(
     """
     outcomes = world_model.branch_outcomes.cpu()
     if outcomes.shape[0] == 0:
-        raise ValueError("the world model has no branch points; see WorldModelTrainer.store_branch_points.")
+        raise ValueError("the world model has no branch points; see WorldModel.store_branch_points.")
     horizon = int(settings.max_episode_steps)
     # One step more than the horizon, so a dream that dies ON step H is told apart from one truncated there.
     # Deaths are drawn here ("expected" has the same death probabilities but never draws one).

@@ -184,7 +184,11 @@ class WorldModelsRLModule(TorchRLModule):
             out.update(vae_target=target, vae_recon=wm.vae.decode(z), vae_mu=mu, vae_logvar=logvar)
         if "z_in" in batch:
             state = self._prefix_state(batch)
-            mdn, _, _ = wm.mdn_rnn(batch["z_in"], batch["a"], state)
+            if "closed_loop" in batch:  # scheduled sampling (WorldModelsConfig.world_model(closed_loop=...))
+                p = float(batch["closed_loop"][0])
+                mdn, _, _ = wm.mdn_rnn.forward_closed_loop(batch["z_in"], batch["a"], state, p)
+            else:
+                mdn, _, _ = wm.mdn_rnn(batch["z_in"], batch["a"], state)
             out.update({f"mdn_{k}": v for k, v in mdn._asdict().items()})
         return out
 

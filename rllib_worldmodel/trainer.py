@@ -160,39 +160,17 @@ class WorldModelTrainer:
     def store_branch_points(
         self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents], every: int = 10, batch_size: int = 64
     ) -> int:
-        """Store every `every`-th real state of `episodes` as a dream branch point; returns how many.
-
-        A branch point is V's posterior of the frame plus M's LSTM state after reading the real history up to it
-        (teacher-forced, posterior means), so a dream started there (`DreamSettings(start="branch")`) begins where a
-        real episode really was, danger included, and a controller sees the [z, h] it will see in the real env.
-        The real outcome (steps the episode still lasted, terminated or not) is stored beside each point: it is what
-        the behaviour policy really achieved from there (`calibration.real_branch_survival`).
-        """
-        if every < 1:
-            raise ValueError(f"every={every} must be >= 1 (store every n-th visited state).")
-        m_rnn, model = self.model.mdn_rnn, self.model
-        m_rnn.eval()
-        states, outcomes = [], []
-        for s in range(0, len(episodes), batch_size):
-            eps, lats = episodes[s : s + batch_size], latents[s : s + batch_size]
-            lengths = torch.tensor([len(e) for e in eps], device=self.device)
-            t_max, b = int(lengths.max()), len(eps)
-            mu = torch.zeros(b, t_max, model.config.z_size, device=self.device)
-            lv, act = torch.zeros_like(mu), torch.zeros(b, t_max, model.config.action_dim, device=self.device)
-            for i, (ep, lat) in enumerate(zip(eps, lats)):
-                mu[i, : len(ep)] = lat.mu[: len(ep)].to(self.device)
-                lv[i, : len(ep)] = lat.logvar[: len(ep)].to(self.device)
-                act[i, : len(ep)] = model.encode_action(torch.as_tensor(ep.actions, device=self.device))
-            ended = torch.tensor([float(e.terminated) for e in eps], device=self.device)
-            h, c = m_rnn.initial_state(b, self.device)
-            for t in range(t_max):
-                if t % every == 0:
-                    live = lengths > t
-                    states.append(torch.cat([mu[live, t], lv[live, t], h[live], c[live]], dim=-1).cpu())
-                    outcomes.append(torch.stack([(lengths - t)[live].float(), ended[live]], dim=-1).cpu())
-                h, c = m_rnn.step(mu[:, t], act[:, t], (h, c))
-        model.set_branch_points(torch.cat(states), torch.cat(outcomes))
-        return int(model.branch_states.shape[0])
+        """Store every `every`-th real state of `episodes` as a dream branch point (`WorldModel.store_branch_points`);
+        returns how many."""
+        enc = self.model.encode_action
+        return self.model.store_branch_points(
+            [
+                (lat.mu, lat.logvar, enc(torch.as_tensor(ep.actions, device=self.device)), bool(ep.terminated))
+                for ep, lat in zip(episodes, latents)
+            ],
+            every=every,
+            batch_size=batch_size,
+        )
 
     # ----------------------------------------------------------------------------------------------------- M
     def _mdn_batch(self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents]) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import rllib_worldmodel as rw
 
@@ -299,12 +300,52 @@ def test_guard_state_survives_a_checkpoint(levers, tmp_path):
         (lambda c: c.world_model(vae_focus_weight=-1.0), "vae_focus_weight"),
         (lambda c: c.environment(env_config={"real": {"damage_penalty": 1.0}}), "damage_penalty"),
         (lambda c: c.dream(reward_range=(1.0, -1.0)), "reward_range"),
+        (lambda c: c.world_model(closed_loop=1.5), "closed_loop"),
+        (lambda c: c.dream(start="middle"), "start"),
+        (lambda c: c.dream(branch_focus=0.5), "branch_focus.*start='branch'"),
+        (lambda c: c.dream(start="branch", branch_horizon=0), "branch_horizon"),
+        (lambda c: c.dream(start="branch", branch_every=0), "branch_every"),
+        (lambda c: c.dream(start="branch").controller(trainer="rllib"), "trainer='cma'"),
     ],
 )
 def test_lever_settings_fail_at_config_time(change, match):
     config = change(tiny_config())
     with pytest.raises(ValueError, match=match):
         config.validate()
+
+
+def test_branched_dreams_closed_loop_m_and_expected_deaths(ray_session, tmp_path):
+    """Training dreams start at real mid-episode states; M trains on its own samples; deaths are expected values;
+    the dream score beside the real one still comes from whole dreams from episode starts."""
+    config = (
+        tiny_config()
+        .world_model(closed_loop=0.5)
+        .dream(start="branch", branch_horizon=8, branch_focus=0.5, branch_every=3, done_mode="expected")
+        .dream(calibrate_deaths=True)
+    )
+    algo = config.build_algo()
+    try:
+        r1, r2 = algo.train(), algo.train()
+        wm = algo.world_model
+        stored = sum(len(ep) for ep in algo.replay.episodes)
+        assert 0 < r2["dream/branch_points"] == wm.branch_states.shape[0] <= stored
+        assert np.isfinite(r2["learners"]["default_policy"]["world_model/mdn_nll"])
+        assert (algo._mdn_batch(4, 8)["closed_loop"] == 0.5).all()
+        train, scoring = algo.dream_settings(), algo.dream_settings(scoring=True)
+        assert (train.start, train.max_episode_steps, train.branch_focus) == ("branch", 8, 0.5)
+        assert (scoring.start, scoring.max_episode_steps) == ("episode", config.dream_max_episode_steps)
+        assert np.isfinite(r2["dream/episode_return_mean"]) and np.isfinite(r1["dream/done_logit_offset"])
+        assert "dream_real_gap" in r2["evaluation"]
+        path = algo.save_to_path(str(tmp_path / "ckpt"))
+        fresh = config.build_algo()
+        try:  # branch points are rebuilt from the restored replay and M, exactly
+            fresh.restore_from_path(path)
+            torch.testing.assert_close(fresh.world_model.branch_states, wm.branch_states)
+            torch.testing.assert_close(fresh.world_model.branch_outcomes, wm.branch_outcomes)
+        finally:
+            fresh.stop()
+    finally:
+        algo.stop()
 
 
 def test_novelty_curiosity_works_without_an_ensemble():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,7 @@ class WorldModel(nn.Module):
         self.initial_states = torch.stack([mu_N_Z, logvar_N_Z], dim=1).detach().to(self.device)
 
     def set_branch_points(self, states_N_D: torch.Tensor, outcomes_N_2: torch.Tensor) -> None:
-        """Store real visited states as dream branch points (see `WorldModelTrainer.store_branch_points`)."""
+        """Store real visited states as dream branch points (see `store_branch_points`)."""
         width = 2 * (self.config.z_size + self.config.rnn_size)
         if states_N_D.dim() != 2 or states_N_D.shape[1] != width or tuple(outcomes_N_2.shape) != (len(states_N_D), 2):
             raise ValueError(
@@ -220,6 +221,57 @@ class WorldModel(nn.Module):
             )
         self.branch_states = states_N_D.detach().float().to(self.device)
         self.branch_outcomes = outcomes_N_2.detach().float().to(self.device)
+
+    @torch.no_grad()
+    def store_branch_points(
+        self,
+        episodes: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]],
+        every: int = 10,
+        batch_size: int = 64,
+    ) -> int:
+        """Store every `every`-th real state of whole episodes as a dream branch point; returns how many.
+
+        A branch point is V's posterior of the frame plus M's LSTM state after reading the real history up to it
+        (teacher-forced, posterior means), so a dream started there (`DreamSettings(start="branch")`) begins where a
+        real episode really was, danger included, and a controller sees the [z, h] it will see in the real env.
+        The real outcome (steps the episode still lasted, terminated or not) is stored beside each point: it is what
+        the collecting policy really achieved from there (`calibration.real_branch_survival`).
+
+        Args:
+            episodes: Per episode, from its first step: V's posterior means (T, Z) and log-variances (T, Z) of its
+                frames, its actions encoded for M (T, action_dim) (`encode_action`), and whether it ended by
+                termination. Only the first T rows of the latents are used (T = number of actions).
+            every: Keep every n-th step of each episode (0, n, 2n, ...).
+            batch_size: Episodes run through M at once.
+        """
+        if every < 1:
+            raise ValueError(f"every={every} must be >= 1 (store every n-th visited state).")
+        if not episodes:
+            raise ValueError("store_branch_points needs at least one episode.")
+        m_rnn, dev, zs = self.mdn_rnn, self.device, self.config.z_size
+        was_training = m_rnn.training
+        m_rnn.eval()
+        states, outcomes = [], []
+        for s in range(0, len(episodes), batch_size):
+            chunk = episodes[s : s + batch_size]
+            lengths = torch.tensor([len(act) for _, _, act, _ in chunk], device=dev)
+            t_max, b = int(lengths.max()), len(chunk)
+            mu, lv = torch.zeros(b, t_max, zs, device=dev), torch.zeros(b, t_max, zs, device=dev)
+            act = torch.zeros(b, t_max, self.config.action_dim, device=dev)
+            for i, (m, v, a, _) in enumerate(chunk):
+                n = len(a)
+                mu[i, :n], lv[i, :n], act[i, :n] = m[:n].to(dev), v[:n].to(dev), a.to(dev)
+            ended = torch.tensor([float(term) for *_, term in chunk], device=dev)
+            h, c = m_rnn.initial_state(b, dev)
+            for t in range(t_max):
+                if t % every == 0:
+                    live = lengths > t
+                    states.append(torch.cat([mu[live, t], lv[live, t], h[live], c[live]], dim=-1).cpu())
+                    outcomes.append(torch.stack([(lengths - t)[live].float(), ended[live]], dim=-1).cpu())
+                h, c = m_rnn.step(mu[:, t], act[:, t], (h, c))
+        m_rnn.train(was_training)
+        self.set_branch_points(torch.cat(states), torch.cat(outcomes))
+        return int(self.branch_states.shape[0])
 
     def save(self, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
         """Write a versioned checkpoint atomically (a crash mid-write never leaves a truncated file).
