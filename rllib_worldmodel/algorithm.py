@@ -36,7 +36,7 @@ from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBu
 
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.config import WorldModelsConfig
-from rllib_worldmodel.dream import DreamSettings, DreamSimulator
+from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.models.world_model import WorldModel
@@ -263,6 +263,8 @@ class WorldModels(Algorithm):
         ]
         n = self.world_model.store_branch_points(enc, every=self.config.branch_every)
         self.metrics.log_value("dream/branch_points", n, window=1)
+        doomed = doomed_branch_points(self.world_model, self.config.branch_horizon).numel()
+        self.metrics.log_value("dream/branch_points_doomed", doomed, window=1)
 
     def _sync_local_module(self) -> None:
         state = self.learner_group.get_weights(module_ids=[DEFAULT_MODULE_ID])[DEFAULT_MODULE_ID]
@@ -357,12 +359,15 @@ class WorldModels(Algorithm):
         """
         c, knobs = self.config, self.current_dream_knobs()
         branched = c.dream_start == "branch" and not scoring
+        focus = c.branch_focus if branched else 0.0
+        if focus and doomed_branch_points(self.world_model, c.branch_horizon).numel() == 0:
+            focus = 0.0  # no real death within the horizon yet (early data): uniform starts until one is stored
         return DreamSettings(
             temperature=knobs["temperature"],
             done_mode=c.done_mode,
             max_episode_steps=c.branch_horizon if branched else c.dream_max_episode_steps,
             start="branch" if branched else "episode",
-            branch_focus=c.branch_focus if branched else 0.0,
+            branch_focus=focus,
             include_cell=c.include_cell,
             device=str(self.dream_device),
             seed=c.seed,

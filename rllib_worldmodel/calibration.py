@@ -16,7 +16,7 @@ import dataclasses
 import gymnasium as gym
 import torch
 
-from rllib_worldmodel.dream import DreamSettings, DreamSimulator
+from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.models.world_model import WorldModel
 
 
@@ -82,9 +82,8 @@ def real_branch_survival(world_model: WorldModel, horizon: int, focus: float = 0
         raise ValueError("the world model has no branch points; see WorldModel.store_branch_points.")
     if horizon < 1:
         raise ValueError(f"horizon={horizon} must be >= 1.")
-    steps_left, ended = world_model.branch_outcomes[:, 0], world_model.branch_outcomes[:, 1] > 0
-    capped = steps_left.clamp(max=horizon)
-    doomed = capped[(steps_left <= horizon) & ended]
+    capped = world_model.branch_outcomes[:, 0].clamp(max=horizon)
+    doomed = capped[doomed_branch_points(world_model, horizon)]
     if focus == 0 or doomed.numel() == 0:
         return float(capped.mean())
     return float((1 - focus) * capped.mean() + focus * doomed.mean())

@@ -106,6 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             vae_warmup_epochs=args.vae_warmup_epochs,
             vae_focus_fraction=args.vae_focus_fraction,
             vae_focus_weight=args.vae_focus_weight,
+            closed_loop=args.closed_loop,
         )
         .collection(
             real_episodes_per_iteration=args.episodes_per_iteration,
@@ -118,6 +119,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_episode_steps=preset.get("max_episode_steps", args.dream_cap),
             pessimism=args.pessimism,
             done_ensemble=args.done_ensemble,
+            done_mode=args.done_mode,
+            calibrate_deaths=args.calibrate_deaths,
+            start=args.dream_start,
+            branch_horizon=args.branch_horizon,
+            branch_focus=args.branch_focus,
         )
         .exploit_guard(enabled=args.guard)
         .controller(
@@ -419,6 +425,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--curiosity-bonus", default="disagreement", help="disagreement | novelty | surprise")
     train.add_argument("--surprise-exploration", type=float, default=0.0, help="surprise-driven random holds")
     train.add_argument("--guard", action="store_true", help="exploit guard: react to a large dream-real gap")
+    train.add_argument(
+        "--done-mode", default="threshold", help="dream deaths: threshold (paper, p > 0.5) | sample | expected"
+    )
+    train.add_argument(
+        "--calibrate-deaths",
+        action="store_true",
+        help="after each fit, offset M's done logits so the dream's random-hold survival equals the real one",
+    )
+    train.add_argument("--closed-loop", type=float, default=0.0, help="M's scheduled sampling probability (0: paper)")
+    train.add_argument(
+        "--dream-start",
+        default="episode",
+        help="episode (paper) | branch (C trains in dreams from real mid-episode states)",
+    )
+    train.add_argument("--branch-horizon", type=int, default=30, help="dream steps per branched rollout")
+    train.add_argument("--branch-focus", type=float, default=0.0, help="share of branched dreams started near a death")
     train.add_argument("--num-env-runners", type=int, default=0)
     train.add_argument("--num-envs-per-env-runner", type=int, default=8)
     train.add_argument("--num-learners", type=int, default=0)

@@ -170,6 +170,12 @@ def load_world_model(world_model: WorldModel | str | os.PathLike, device: str | 
     return WorldModel.load(world_model, device=device).eval()
 
 
+def doomed_branch_points(world_model: WorldModel, horizon: int) -> torch.Tensor:
+    """Indices of the world model's branch points whose real episode terminated within `horizon` steps."""
+    out = world_model.branch_outcomes
+    return ((out[:, 0] <= horizon) & (out[:, 1] > 0)).nonzero().squeeze(1)
+
+
 class DreamSimulator:
     """B dreams stepped together with one forward pass of M.
 
@@ -244,8 +250,7 @@ class DreamSimulator:
         """Indices of the branch points whose real episode terminated within the dream's horizon."""
         if self.settings.branch_focus == 0:
             return torch.zeros(0, dtype=torch.long, device=self.device)
-        out = self.world_model.branch_outcomes
-        doomed = ((out[:, 0] <= self.settings.max_episode_steps) & (out[:, 1] > 0)).nonzero().squeeze(1)
+        doomed = doomed_branch_points(self.world_model, self.settings.max_episode_steps)
         if doomed.numel() == 0:
             raise ValueError(
                 f"branch_focus={self.settings.branch_focus}: no branch point's real episode terminated within "

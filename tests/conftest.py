@@ -24,7 +24,13 @@ def ray_session():
     """One local Ray instance for the whole test session, shut down at the end."""
     import ray
 
+    from rllib_worldmodel.registration import register_all, register_trainable_name
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Ray's registry is per cluster: a test that started and shut down its own Ray (the CLI's) took the import-time
+    # registrations with it, so register again in this one, as `rllib-worldmodel` does.
+    register_all()
+    register_trainable_name()
     yield ray
     ray.shutdown()
 
