@@ -295,18 +295,33 @@ def cmd_fit(args: argparse.Namespace) -> int:
     collect_s = time.perf_counter() - t0
     print(f"{len(episodes)} episodes, {lengths.sum()} real steps, length {lengths.mean():.0f} ± {lengths.std():.0f}")
 
-    cfg = rw.WorldModelConfig.from_spaces(
-        env.observation_space,
-        env.action_space,
-        z_size=args.z_size or preset.get("z_size", 32),
-        rnn_size=args.rnn_size or preset.get("rnn_size", 256),
-        num_mixtures=args.mixtures,
-        num_heads=args.num_heads,
-        done_bias_init=args.done_bias_init,
-        vae_focus_fraction=args.vae_focus_fraction,
-        vae_focus_weight=args.vae_focus_weight,
+    architecture = _given(
+        z_size=args.z_size, rnn_size=args.rnn_size, num_mixtures=args.mixtures, num_heads=args.num_heads
     )
-    model = rw.WorldModel(cfg)
+    if args.init_from:  # fine-tune: the architecture is the checkpoint's; flags that contradict it are an error
+        model = rw.WorldModel.load(args.init_from)
+        cfg = model.config
+        env_cfg = rw.WorldModelConfig.from_spaces(env.observation_space, env.action_space)
+        for k in ("obs_kind", "obs_shape", "action_kind", "action_dim"):
+            if getattr(env_cfg, k) != getattr(cfg, k):
+                raise ValueError(
+                    f"--init-from {args.init_from}: the checkpoint's {k} is {getattr(cfg, k)!r} but --env {args.env} "
+                    f"gives {getattr(env_cfg, k)!r}; fine-tune a world model of this env (same view settings)."
+                )
+        clash = {k: (v, getattr(cfg, k)) for k, v in architecture.items() if getattr(cfg, k) != v}
+        if clash:
+            detail = ", ".join(f"--{k.replace('_', '-')} {a} but the checkpoint has {b}" for k, (a, b) in clash.items())
+            raise ValueError(f"--init-from {args.init_from}: {detail}; drop those flags to fine-tune it as it is.")
+    else:
+        cfg = rw.WorldModelConfig.from_spaces(
+            env.observation_space,
+            env.action_space,
+            **{"z_size": preset.get("z_size", 32), "rnn_size": preset.get("rnn_size", 256), **architecture},
+            done_bias_init=args.done_bias_init,
+            vae_focus_fraction=args.vae_focus_fraction,
+            vae_focus_weight=args.vae_focus_weight,
+        )
+        model = rw.WorldModel(cfg)
     rng = np.random.default_rng(args.seed)
     held_out = episodes[int(rng.integers(len(episodes)))]
     metrics_file = (out / "metrics.jsonl").open("a")
@@ -355,8 +370,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "real_steps": int(lengths.sum()),
         "collect_s": round(collect_s, 1),
         "fit_s": round(fit_s, 1),
-        "vae_first": history["vae"][0],
-        "vae_last": history["vae"][-1],
+        "init_from": args.init_from,
+        "vae_first": history["vae"][0] if history["vae"] else None,  # None: V kept as loaded (--vae-epochs 0)
+        "vae_last": history["vae"][-1] if history["vae"] else None,
         "mdn_first": history["mdn"][0],
         "mdn_last": history["mdn"][-1],
     }
@@ -473,11 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="TakeCover: reward M learns = 1 per frame - this x health lost (0: the game's reward)",
     )
-    fit.add_argument("--num-heads", type=int, default=1, help="M ensemble size")
+    fit.add_argument("--num-heads", type=int, help="M ensemble size (default 1)")
     fit.add_argument("--done-bias-init", type=float, help="initial done-logit bias (a prior on deaths, e.g. -5)")
     fit.add_argument("--z-size", type=int, help="V latent size (preset: takecover 64, carracing 32, else 32)")
     fit.add_argument("--rnn-size", type=int, help="M LSTM units (preset: takecover 512, carracing 256, else 256)")
-    fit.add_argument("--mixtures", type=int, default=5, help="Gaussian mixtures per latent dim (paper: 5)")
+    fit.add_argument("--mixtures", type=int, help="Gaussian mixtures per latent dim (default 5, paper)")
+    fit.add_argument(
+        "--init-from",
+        help="start from this world-model checkpoint instead of a fresh one (fine-tuning; with --vae-epochs 0 only M "
+        "trains); its architecture is kept",
+    )
     fit.add_argument("--vae-epochs", type=float, default=1.0, help="passes of V over all frames (may be fractional)")
     fit.add_argument("--vae-batch-size", type=int, default=100)
     fit.add_argument("--vae-lr", type=float, default=1e-3, help="V learning rate (see WorldModelTrainer)")

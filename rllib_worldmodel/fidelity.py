@@ -126,7 +126,8 @@ def branch_fidelity(
 
     Returns:
         {"horizon", "points", "auc", "dream_death_rate_doomed", "dream_death_rate_safe", "real_doomed_share",
-        "action_spread", "death_rate": {policy: dream death rate}}.
+        "action_spread", "death_rate": {policy: dream death rate}}. `auc` is NaN when all points or none are
+        doomed within H (e.g. CartPole's random episodes all end within 30 steps): choose another horizon.
     """
     outcomes = world_model.branch_outcomes.cpu()
     if outcomes.shape[0] == 0:

@@ -308,10 +308,15 @@ class WorldModelTrainer:
         closed_loop: float = 0.0,
     ) -> dict[str, list[dict]]:
         """Fit V, encode every episode (storing dream start states), fit M (`closed_loop`: see `fit_mdn`), then store
-        branch points (every 10th real state, `store_branch_points`). Returns both histories."""
+        branch points (every 10th real state, `store_branch_points`). Returns both histories.
+
+        `vae_epochs=0` keeps V as it is (fine-tuning M of a loaded world model); V's history is then empty.
+        """
         if not episodes:
             raise ValueError("fit needs at least one episode")
-        vae_hist = self.fit_vae(episodes, epochs=vae_epochs, batch_size=vae_batch_size)
+        if vae_epochs < 0:
+            raise ValueError(f"vae_epochs={vae_epochs} must be >= 0 (0 keeps V as it is).")
+        vae_hist = self.fit_vae(episodes, epochs=vae_epochs, batch_size=vae_batch_size) if vae_epochs > 0 else []
         latents = self.encode_episodes(episodes)
         mdn_hist = self.fit_mdn(
             episodes, latents, epochs=mdn_epochs, batch_size=mdn_batch_size, seq_len=seq_len, closed_loop=closed_loop

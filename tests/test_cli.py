@@ -4,6 +4,7 @@ import argparse
 import json
 
 import numpy as np
+import torch
 from PIL import Image
 
 from rllib_worldmodel import WorldModel
@@ -77,6 +78,21 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
     capsys.readouterr()
     assert main([a for a in args if a != "--render-hud"]) == 2
     assert "recorded with" in capsys.readouterr().err
+    # Fine-tuning: --init-from keeps the checkpoint's architecture; --vae-epochs 0 trains M only.
+    base = WorldModel.load(out / "world_model.pt")
+    tune = ["fit", "--env", "takecover", "--frame-cap", "40", "--render-hud", "--data-dir", str(out / "episodes")]
+    tune += ["--episodes", "4", "--init-from", str(out / "world_model.pt"), "--vae-epochs", "0", "--mdn-epochs", "1"]
+    tune += ["--closed-loop", "0.5", "--video-steps", "4", "--out", str(tmp_path / "tuned")]
+    assert main(tune) == 0
+    tuned = WorldModel.load(tmp_path / "tuned" / "world_model.pt")
+    assert tuned.config == base.config
+    for k, v in base.vae.state_dict().items():
+        torch.testing.assert_close(tuned.vae.state_dict()[k], v)
+    assert not torch.equal(tuned.mdn_rnn.mdn_head.weight, base.mdn_rnn.mdn_head.weight)
+    assert json.loads((tmp_path / "tuned" / "summary.json").read_text())["vae_first"] is None
+    capsys.readouterr()
+    assert main(tune + ["--z-size", "4"]) == 2
+    assert "--z-size 4 but the checkpoint has 8" in capsys.readouterr().err
 
     dream_gif = tmp_path / "d.gif"
     assert main(["dream", "--checkpoint", summary["checkpoint"], "--out", str(dream_gif), "--steps", "5"]) == 0
