@@ -12,6 +12,7 @@ will optimise the wrong thing, however small the dream-real gap of the collectio
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -162,4 +163,102 @@ def branch_fidelity(
         "real_doomed_share": float(doomed.mean()),
         "action_spread": float(np.std(constant, axis=0).mean()) if len(constant) > 1 else float("nan"),
         "death_rate": {k: float(v.mean()) for k, v in rates.items()},
+    }
+
+
+@torch.no_grad()
+def action_effect(
+    world_model: WorldModel,
+    episodes: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    steps: int = 10,
+    max_points: int = 256,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Does M know what the actions do? Measured from real states (Discrete actions).
+
+    A controller can only learn in the dream what the dream lets its actions change. On TakeCover a move shifts the
+    view by about half a pixel per step, so its effect on one next latent is small and easily drowned: M trained on
+    random-hold data may predict the next frame equally well whatever the action was.
+
+    Teacher-forced on the real history (V's posterior means), at every real step and for every action a:
+    - `action_identification`: the share of steps at which the action really taken gives the real next latent the
+      highest likelihood under M (chance: 1 / number of actions); `loglik_margin`: the mean log-likelihood margin
+      of the real action over the best other one (nats per step, summed over latent dimensions; > 0 when M uses it).
+    - `step_signal_to_noise`: the distance between M's expected next latents under two different actions, divided
+      by the spread (root of the summed variance, tau = 1) of M's next-latent distribution: below 1, one step of
+      sampling hides what the action did.
+    From up to `max_points` of the world model's branch points, `steps` deterministic dream steps under each constant
+    action: `dream_action_distance`, the mean latent distance between the endpoints of different actions, beside
+    `real_step_distance`, the mean distance between consecutive real latents (for scale).
+
+    Args:
+        world_model: A world model with branch points (`WorldModel.store_branch_points`).
+        episodes: Real episodes as (V's posterior means (T+1, Z), actions (T,) ints).
+        steps: Deterministic dream steps for `dream_action_distance`.
+        max_points: Branch points used (a seeded subset when there are more).
+        seed: Seeds the subset.
+    """
+    from rllib_worldmodel.dream import DreamSimulator
+    from rllib_worldmodel.losses import mdn_log_prob
+
+    space = world_model.config.action_space()
+    if not isinstance(space, gym.spaces.Discrete):
+        raise ValueError(f"action_effect compares discrete actions; this world model acts in {space}.")
+    if world_model.branch_states.shape[0] == 0:
+        raise ValueError("the world model has no branch points; see WorldModel.store_branch_points.")
+    n_act, m_rnn, dev = int(space.n), world_model.mdn_rnn, world_model.device
+    hits, margins, snr, real_step = [], [], [], []
+    for mu, actions in episodes:
+        t_len = len(actions)
+        z, acts = mu[: t_len + 1].to(dev), torch.as_tensor(actions, device=dev).long()
+        enc = world_model.encode_action(acts)
+        h, c = m_rnn.initial_state(1, dev)
+        hs, cs = [], []
+        for t in range(t_len):  # the LSTM state before each step, on the real history
+            hs.append(h)
+            cs.append(c)
+            h, c = m_rnn.step(z[t : t + 1], enc[t : t + 1], (h, c))
+        h0, c0 = torch.cat(hs), torch.cat(cs)
+        loglik, means, variances = [], [], []
+        for a in range(n_act):
+            h1, _ = m_rnn.step(z[:t_len], world_model.encode_action(torch.full_like(acts, a)), (h0, c0))
+            out = m_rnn.heads(h1)  # fields (E, T, Z, K): averaged over ensemble members
+            target = z[1:].expand(out.mu.shape[0], -1, -1)
+            loglik.append(mdn_log_prob(out.logpi, out.mu, out.logsigma, target).sum(-1).mean(0))
+            pi = out.logpi.exp()
+            mean = (pi * out.mu).sum(-1)
+            var = (pi * ((2 * out.logsigma).exp() + out.mu.pow(2))).sum(-1) - mean.pow(2)
+            means.append(mean.mean(0))
+            variances.append(var.mean(0))
+        loglik = torch.stack(loglik, 1)
+        rows = torch.arange(t_len, device=dev)
+        hits.append((loglik.argmax(1) == acts).float().cpu())
+        others = loglik.clone()
+        others[rows, acts] = -float("inf")
+        margins.append((loglik[rows, acts] - others.max(1).values).cpu())
+        spread = torch.stack(variances).mean(0).sum(-1).sqrt()  # (T,)
+        for i in range(n_act):
+            for j in range(i + 1, n_act):
+                snr.append(((means[i] - means[j]).norm(dim=-1) / spread).cpu())
+        real_step.append((z[1:] - z[:-1]).norm(dim=-1).cpu())
+    n = world_model.branch_states.shape[0]
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(n, max_points)]
+    settings = DreamSettings(deterministic=True, start="branch", max_episode_steps=steps, done_mode="expected")
+    ends = []
+    for a in range(n_act):
+        sim = DreamSimulator(world_model, settings)
+        sim.reset(len(idx), start_index=idx)
+        for _ in range(steps):
+            sim.step(torch.full((len(idx),), a, device=sim.device))
+        ends.append(sim.z.cpu())
+    distance = torch.stack([(ends[i] - ends[j]).norm(dim=-1).mean() for i in range(n_act) for j in range(i + 1, n_act)])
+    return {
+        "action_identification": float(torch.cat(hits).mean()),
+        "chance": 1.0 / n_act,
+        "loglik_margin": float(torch.cat(margins).mean()),
+        "step_signal_to_noise": float(torch.cat(snr).mean()),
+        "dream_action_distance": float(distance.mean()),
+        "real_step_distance": float(torch.cat(real_step).mean()),
+        "steps": steps,
+        "points": len(idx),
     }

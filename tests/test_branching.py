@@ -184,3 +184,27 @@ def test_branch_focus_starts_that_share_of_dreams_at_doomed_points(cartpole_fit)
         DreamSettings(branch_focus=0.5)  # needs start="branch"
     with pytest.raises(ValueError, match="branch_focus"):
         DreamSettings(start="branch", branch_focus=1.5)
+
+
+def test_action_effect_on_real_history_and_a_model_blind_to_actions(cartpole_fit, cartpole_episodes):
+    from rllib_worldmodel.fidelity import action_effect
+
+    model = copy.deepcopy(cartpole_fit[0])
+    trainer = rw.WorldModelTrainer(model, seed=0)
+    eps = cartpole_episodes[:6]
+    latents = trainer.encode_episodes(eps)
+    trainer.store_branch_points(eps, latents, every=2)
+    episodes = [(lat.mu, ep.actions) for ep, lat in zip(eps, latents)]
+    out = action_effect(model, episodes, steps=4, max_points=16)
+    assert out["chance"] == 0.5 and out["points"] == 16 and 0.0 <= out["action_identification"] <= 1.0
+    assert out["step_signal_to_noise"] > 0 and out["dream_action_distance"] > 0 and out["real_step_distance"] > 0
+    # With the action's input weights zeroed, M cannot tell actions apart: identical predictions and dreams.
+    blind = copy.deepcopy(model)
+    with torch.no_grad():
+        blind.mdn_rnn.lstm.weight_ih_l0[:, model.config.z_size :] = 0.0
+    flat = action_effect(blind, episodes, steps=4, max_points=16)
+    assert flat["step_signal_to_noise"] == 0.0 and flat["dream_action_distance"] == 0.0
+    assert flat["loglik_margin"] == 0.0  # every action gives the real next latent the same likelihood
+    blind.set_branch_points(torch.zeros(0, model.branch_states.shape[1]), torch.zeros(0, 2))
+    with pytest.raises(ValueError, match="no branch points"):
+        action_effect(blind, episodes)
