@@ -413,7 +413,9 @@ class WorldModels(Algorithm):
         for k, v in self.current_dream_knobs().items():
             self.metrics.log_value(f"dream/{k}", v, window=1)
         if self.dream_trainer is not None:
-            weights, m = self.dream_trainer.train(self.world_model, self.config.dream_algo_iterations)
+            weights, m = self.dream_trainer.train(
+                self.world_model, self.config.dream_algo_iterations, settings=self.dream_settings()
+            )
             controller.load_state_dict(weights)
             metrics = [m]
         else:

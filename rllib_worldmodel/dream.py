@@ -233,17 +233,31 @@ class DreamSimulator:
         self.temperature = validate_temperature(temperature)
 
     def set_world_model_state(
-        self, state_dict: dict[str, torch.Tensor], initial_states: torch.Tensor | None = None
+        self,
+        state_dict: dict[str, torch.Tensor],
+        initial_states: torch.Tensor | None = None,
+        settings: DreamSettings | None = None,
     ) -> None:
         """Load new world-model weights (e.g. synced from a learner) without rebuilding the simulator.
 
         Args:
             state_dict: `WorldModel.state_dict()` of the same architecture.
             initial_states: New dream start states (N, 2, Z), e.g. from newly collected real episodes.
+            settings: New dream settings (a new tau, pessimism, calibrated done-logit offset, ...); what shapes the
+                spaces (`include_cell`, `obs_mode`) and the device must stay as they are.
         """
+        if settings is not None:
+            fixed = [
+                k for k in ("include_cell", "obs_mode", "device") if getattr(settings, k) != getattr(self.settings, k)
+            ]
+            if fixed:
+                raise ValueError(f"set_world_model_state cannot change {fixed}: build a new simulator for those.")
         self.world_model.load_state_dict(state_dict)
         if initial_states is not None:
             self.world_model.initial_states = initial_states.to(self.device)
+        if settings is not None:
+            self.settings = settings
+            self.temperature = settings.temperature
         self._doomed = self._doomed_points()
 
     def _doomed_points(self) -> torch.Tensor:
@@ -522,9 +536,9 @@ class DreamVectorEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
 
-    def set_world_model_state(self, state_dict: dict[str, torch.Tensor], initial_states=None) -> None:
-        """Load new world-model weights (and optionally start states); see DreamSimulator.set_world_model_state."""
-        self.sim.set_world_model_state(state_dict, initial_states)
+    def set_world_model_state(self, state_dict: dict[str, torch.Tensor], initial_states=None, settings=None) -> None:
+        """New world-model weights, start states and settings; see DreamSimulator.set_world_model_state."""
+        self.sim.set_world_model_state(state_dict, initial_states, settings)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -573,9 +587,9 @@ class DreamEnv(gym.Env):
         self.action_space = self.sim.action_space
         self.render_mode = render_mode
 
-    def set_world_model_state(self, state_dict: dict[str, torch.Tensor], initial_states=None) -> None:
-        """Load new world-model weights (and optionally start states)."""
-        self.sim.set_world_model_state(state_dict, initial_states)
+    def set_world_model_state(self, state_dict: dict[str, torch.Tensor], initial_states=None, settings=None) -> None:
+        """New world-model weights, start states and settings; see DreamSimulator.set_world_model_state."""
+        self.sim.set_world_model_state(state_dict, initial_states, settings)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)

@@ -10,6 +10,7 @@ the outer algorithm's real-step counters.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -78,15 +79,10 @@ class DreamRLlibTrainer:
 
     def _build(self, world_model: WorldModel) -> None:
         path = world_model.save(self.workdir / "dream_world_model.pt")
-        s = self.settings
-        dream = {
-            "world_model": str(path),
-            "temperature": s.temperature,
-            "done_mode": s.done_mode,
-            "max_episode_steps": s.max_episode_steps,
-            "include_cell": s.include_cell,
-            "device": s.device,
-        }
+        # every setting (calibrated done-logit offset, pessimism, reward clipping, ...), not only tau and the cap
+        # (no seed: every inner EnvRunner would otherwise dream the same noise; RLlib seeds their resets)
+        settings = {k: v for k, v in dataclasses.asdict(self.settings).items() if k != "seed"}
+        dream = {"world_model": str(path), **settings}
         cfg = (
             self.algo_config.copy(copy_frozen=False)
             .environment(DREAM_ENV, env_config={"dream": dream})
@@ -99,23 +95,34 @@ class DreamRLlibTrainer:
         )
         self.algo = cfg.build_algo()
 
-    def sync_world_model(self, world_model: WorldModel) -> None:
-        """Push the latest world model (weights and dream start states) into every inner dream EnvRunner."""
+    def sync_world_model(self, world_model: WorldModel, settings: DreamSettings | None = None) -> None:
+        """Push the latest world model (weights and dream start states) and dream settings (this iteration's tau,
+        pessimism, done-logit offset, ...) into every inner dream EnvRunner."""
+        if settings is not None:
+            self.settings = settings
         if self.algo is None:
             self._build(world_model)
             return
         state = {k: v.cpu() for k, v in world_model.state_dict().items()}
-        init = world_model.initial_states.cpu()
+        init, current = world_model.initial_states.cpu(), self.settings
 
         def push(er):
             if er.env is not None:  # a local EnvRunner beside remote ones has no env
-                er.env.unwrapped.set_world_model_state(state, initial_states=init)
+                er.env.unwrapped.set_world_model_state(state, initial_states=init, settings=current)
 
         self.algo.env_runner_group.foreach_env_runner(push, local_env_runner=True)
 
-    def train(self, world_model: WorldModel, iterations: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """Run the inner algorithm; return the trained controller's state dict and `dream/rllib/...` metrics."""
-        self.sync_world_model(world_model)
+    def train(
+        self, world_model: WorldModel, iterations: int, settings: DreamSettings | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Run the inner algorithm; return the trained controller's state dict and `dream/rllib/...` metrics.
+
+        Args:
+            world_model: The latest world model.
+            iterations: Inner `train()` calls.
+            settings: This iteration's dream settings (None: the last ones).
+        """
+        self.sync_world_model(world_model, settings)
         steps_before = self._steps()
         result = {}
         for _ in range(iterations):

@@ -175,7 +175,11 @@ def test_rllib_controller_trainer_ppo_in_the_dream(ray_session):
         .env_runners(num_env_runners=0)
         .training(train_batch_size_per_learner=256, minibatch_size=64, num_epochs=2)
     )
-    config = tiny_config().controller(trainer="rllib", dream_algo_config=ppo, dream_algo_iterations=2, dream_num_envs=8)
+    config = (
+        tiny_config()
+        .controller(trainer="rllib", dream_algo_config=ppo, dream_algo_iterations=2, dream_num_envs=8)
+        .dream(temperature=[1.2, 0.9], done_mode="sample", calibrate_deaths=True, reward_range=(0.0, 1.0))
+    )
     algo = config.build_algo()
     try:
         r1 = algo.train()
@@ -183,6 +187,11 @@ def test_rllib_controller_trainer_ppo_in_the_dream(ray_session):
         inner = algo.dream_trainer.algo.get_module("default_policy").pi.state_dict()
         for k, v in algo.local_module.controller.state_dict().items():
             np.testing.assert_allclose(v.numpy(), inner[k].numpy(), rtol=1e-6)
+        # The inner dream envs train in this iteration's dream: tau schedule, calibrated offset, reward clipping.
+        sim = algo.dream_trainer.algo.env_runner.env.unwrapped.sim
+        want = algo.dream_settings()
+        assert sim.temperature == 0.9 and sim.settings.done_logit_offset == want.done_logit_offset
+        assert (sim.settings.done_mode, sim.settings.reward_range) == ("sample", (0.0, 1.0))
     finally:
         algo.stop()
     assert r2["dream/num_env_steps_sampled_lifetime"] > r1["dream/num_env_steps_sampled_lifetime"] >= 2 * 256

@@ -131,6 +131,19 @@ def test_vector_env_next_step_autoreset(image_world_model):
     assert tr.all()
 
 
+def test_new_weights_and_settings_reach_a_running_dream(image_world_model):
+    env = rw.DreamVectorEnv(2, image_world_model, max_episode_steps=5, temperature=1.2)
+    state = {k: v.clone() for k, v in image_world_model.state_dict().items()}
+    new = DreamSettings(temperature=0.7, max_episode_steps=9, done_mode="sample", done_logit_offset=1.5)
+    env.set_world_model_state(state, settings=new)
+    assert env.sim.temperature == 0.7 and env.sim.settings.done_logit_offset == 1.5
+    env.reset(seed=0)
+    for _ in range(8):
+        env.step(np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match="include_cell"):  # the observation space would change under RLlib
+        env.set_world_model_state(state, settings=DreamSettings(include_cell=True))
+
+
 def test_single_env_passes_check_env(image_checkpoint):
     env = rw.DreamEnv(image_checkpoint, render_mode="rgb_array", max_episode_steps=50)
     check_env(env, skip_render_check=False)
