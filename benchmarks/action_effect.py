@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from rllib_worldmodel.data import load_episodes
+from rllib_worldmodel.data import add_held_out_args, load_episodes
 from rllib_worldmodel.fidelity import action_effect
 from rllib_worldmodel.models.world_model import WorldModel
 from rllib_worldmodel.trainer import WorldModelTrainer
@@ -27,10 +27,7 @@ from rllib_worldmodel.trainer import WorldModelTrainer
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world-model", nargs="+", required=True)
-    parser.add_argument("--episodes", required=True, help="episode folder (held-out episodes: see --start/--stop)")
-    parser.add_argument("--start", type=int, default=0, help="first episode (position in the folder)")
-    parser.add_argument("--stop", type=int, help="stop before this episode; use episodes the models were not fit on")
+    add_held_out_args(parser, "episode folder (held-out episodes: see --start/--stop)")
     parser.add_argument("--steps", type=int, default=10, help="dream steps for the signal-to-noise ratio")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

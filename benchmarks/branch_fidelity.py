@@ -24,7 +24,7 @@ import torch
 from scipy.stats import mannwhitneyu
 
 from rllib_worldmodel.calibration import calibrate_done_offset, real_branch_survival
-from rllib_worldmodel.data import load_episodes
+from rllib_worldmodel.data import add_held_out_args, load_episodes
 from rllib_worldmodel.dream import DreamSettings
 from rllib_worldmodel.fidelity import branch_fidelity
 from rllib_worldmodel.models.world_model import WorldModel
@@ -54,10 +54,7 @@ def teacher_forced_auc(wm: WorldModel, episodes, latents, within=(0, 5, 15, 35))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world-model", nargs="+", required=True)
-    parser.add_argument("--episodes", required=True, help="episode folder to take branch points from")
-    parser.add_argument("--start", type=int, default=0, help="first episode (position in the folder)")
-    parser.add_argument("--stop", type=int, help="stop before this episode; use episodes the models were not fit on")
+    add_held_out_args(parser, "episode folder to take branch points from")
     parser.add_argument("--horizons", default="15,30")
     parser.add_argument("--tau", type=float, default=1.15)
     parser.add_argument("--every", type=int, default=10, help="branch point every n real steps")

@@ -7,6 +7,7 @@ and whether it ended by termination (death) or truncation (the frame cap). Frame
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -175,3 +176,12 @@ def load_episodes(directory: str | os.PathLike, start: int = 0, stop: int | None
         with np.load(p) as d:
             out.append(Episode(d["obs"], d["actions"], d["rewards"], bool(d["terminated"]), bool(d["truncated"])))
     return out
+
+
+def add_held_out_args(parser: argparse.ArgumentParser, episodes_help: str) -> None:
+    """`--world-model` (one or more checkpoints), `--episodes` (a folder of `save_episodes`) and `--start`/`--stop`
+    (the slice of it to use: episodes the models were not fitted on), shared by the fidelity benchmarks."""
+    parser.add_argument("--world-model", nargs="+", required=True)
+    parser.add_argument("--episodes", required=True, help=episodes_help)
+    parser.add_argument("--start", type=int, default=0, help="first episode (position in the folder)")
+    parser.add_argument("--stop", type=int, help="stop before this episode; use episodes the models were not fit on")
