@@ -21,22 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import mannwhitneyu
 
 from rllib_worldmodel.calibration import calibrate_done_offset, real_branch_survival
 from rllib_worldmodel.data import add_held_out_args, load_episodes
 from rllib_worldmodel.dream import DreamSettings
-from rllib_worldmodel.fidelity import branch_fidelity
+from rllib_worldmodel.fidelity import branch_fidelity, roc_auc
 from rllib_worldmodel.models.world_model import WorldModel
 from rllib_worldmodel.trainer import WorldModelTrainer
-
-
-def auc(score: np.ndarray, positive: np.ndarray) -> float:
-    """P(score of a positive > score of a negative), ties count half (Mann-Whitney U / n1 n0)."""
-    n1, n0 = int(positive.sum()), int((~positive).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    return float(mannwhitneyu(score[positive], score[~positive]).statistic / (n1 * n0))
 
 
 @torch.no_grad()
@@ -49,7 +40,7 @@ def teacher_forced_auc(wm: WorldModel, episodes, latents, within=(0, 5, 15, 35))
         steps_left = len(ep) - 1 - np.arange(len(ep))
         left.append(steps_left if ep.terminated else np.full(len(ep), 10**9))
     p, rem = np.concatenate(probs), np.concatenate(left)
-    return {f"within_{k}": auc(p, rem <= k) for k in within}
+    return {f"within_{k}": roc_auc(p, rem <= k) for k in within}
 
 
 def main() -> None:

@@ -314,10 +314,8 @@ class DreamSimulator:
             idx = torch.as_tensor(index, dtype=torch.long, device=self.device)
             if tuple(idx.shape) != (n,) or int(idx.min()) < 0 or int(idx.max()) >= bank.shape[0]:
                 raise ValueError(f"start_index must be ({n},) ints in [0, {bank.shape[0]}), the rows of the start bank")
-        zs, hs = self.world_model.config.z_size, self.world_model.config.rnn_size
         if branch:
-            row = bank[idx]
-            mu, logvar, h, c = row[:, :zs], row[:, zs : 2 * zs], row[:, 2 * zs : 2 * zs + hs], row[:, 2 * zs + hs :]
+            mu, logvar, h, c = self.world_model.split_branch_states(bank[idx])
         else:
             mu, logvar = bank[idx, 0], bank[idx, 1]
             h, c = self.world_model.mdn_rnn.initial_state(n, self.device)

@@ -21,7 +21,8 @@ import torch
 from scipy.stats import mannwhitneyu, spearmanr
 
 from rllib_worldmodel.calibration import random_hold_survival
-from rllib_worldmodel.dream import DreamSettings
+from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
+from rllib_worldmodel.losses import mdn_log_prob
 from rllib_worldmodel.models.world_model import WorldModel
 
 
@@ -103,6 +104,14 @@ def ranking_fidelity(
     return {"rows": rows, "spearman_rho": float(rho)}
 
 
+def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties count half (Mann-Whitney U / n1 n0); NaN without both."""
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    return float(mannwhitneyu(score[positive], score[~positive]).statistic / (n1 * n0))
+
+
 def branch_fidelity(
     world_model: WorldModel, settings: DreamSettings, max_points: int = 1024, reps: int = 8, seed: int = 0
 ) -> dict[str, Any]:
@@ -112,10 +121,11 @@ def branch_fidelity(
     `settings.max_episode_steps` = H steps play the behaviour policy (random actions held 1-10 steps). A point is
     "doomed" if its real episode terminated within H steps. `auc` is the probability that a doomed point gets a
     higher dream death rate than a safe one (0.5: the dream does not know which states are dangerous; 1: it always
-    does). Measured on TakeCover with a teacher-forced M: M's done head alone separates "dies within 15 steps"
-    with AUC 0.85, but dreams of 15-30 steps from the same states only 0.59-0.65: the danger is forgotten while
-    dreaming. Every constant action is dreamed from the same points too: `action_spread` (the mean over points of
-    the std of the death rate across actions) says how much the dream lets an action change the outcome.
+    does). Measured on TakeCover (benchmarks/branch_fidelity.py): M's done head alone separates "dies within 15
+    steps" with AUC 0.85-0.87, but dreams of 15-30 steps from the same states only 0.58-0.69: the danger is
+    forgotten while dreaming. Every constant action is dreamed from the same points too: `action_spread` (the mean
+    over points of the std of the death rate across actions) says how much the dream lets an action change the
+    outcome.
 
     Args:
         world_model: A world model with branch points (`WorldModel.store_branch_points`).
@@ -141,7 +151,7 @@ def branch_fidelity(
     rng = np.random.default_rng(seed)
     n = outcomes.shape[0]
     points = np.sort(rng.choice(n, max_points, replace=False)) if n > max_points else np.arange(n)
-    doomed = ((outcomes[points, 0] <= horizon) & (outcomes[points, 1] > 0)).numpy()
+    doomed = np.isin(points, doomed_branch_points(world_model, horizon).cpu().numpy())
     index = torch.as_tensor(points).repeat_interleave(reps)
     rates = {}
     for name, p in reference_policies(world_model.config.action_space()).items():
@@ -150,14 +160,11 @@ def branch_fidelity(
         )
         rates[name] = (lengths <= horizon).float().view(len(points), reps).mean(1).numpy()
     behaviour = rates["random hold 1-10"]
-    auc = float("nan")
-    if 0 < doomed.sum() < len(doomed):
-        auc = float(mannwhitneyu(behaviour[doomed], behaviour[~doomed]).statistic / (doomed.sum() * (~doomed).sum()))
     constant = [v for k, v in rates.items() if k.startswith("always ")]
     return {
         "horizon": horizon,
         "points": len(points),
-        "auc": auc,
+        "auc": roc_auc(behaviour, doomed),
         "dream_death_rate_doomed": float(behaviour[doomed].mean()) if doomed.any() else float("nan"),
         "dream_death_rate_safe": float(behaviour[~doomed].mean()) if (~doomed).any() else float("nan"),
         "real_doomed_share": float(doomed.mean()),
@@ -177,7 +184,7 @@ def action_effect(
     """Does M know what the actions do? Measured from real states (Discrete actions).
 
     A controller can only learn in the dream what the dream lets its actions change. On TakeCover a move shifts the
-    view by about half a pixel per step, so its effect on one next latent is small and easily drowned: M trained on
+    view by less than a pixel per step, so its effect on one next latent is small and easily drowned: M trained on
     random-hold data may predict the next frame equally well whatever the action was.
 
     Teacher-forced on the real history (V's posterior means), at every real step and for every action a:
@@ -198,9 +205,6 @@ def action_effect(
         max_points: Branch points used (a seeded subset when there are more).
         seed: Seeds the subset.
     """
-    from rllib_worldmodel.dream import DreamSimulator
-    from rllib_worldmodel.losses import mdn_log_prob
-
     space = world_model.config.action_space()
     if not isinstance(space, gym.spaces.Discrete):
         raise ValueError(f"action_effect compares discrete actions; this world model acts in {space}.")

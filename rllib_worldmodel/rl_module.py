@@ -184,11 +184,9 @@ class WorldModelsRLModule(TorchRLModule):
             out.update(vae_target=target, vae_recon=wm.vae.decode(z), vae_mu=mu, vae_logvar=logvar)
         if "z_in" in batch:
             state = self._prefix_state(batch)
-            if "closed_loop" in batch:  # scheduled sampling (WorldModelsConfig.world_model(closed_loop=...))
-                p = float(batch["closed_loop"][0])
-                mdn, _, _ = wm.mdn_rnn.forward_closed_loop(batch["z_in"], batch["a"], state, p)
-            else:
-                mdn, _, _ = wm.mdn_rnn(batch["z_in"], batch["a"], state)
+            # scheduled sampling (WorldModelsConfig.world_model(closed_loop=...)) arrives as a batch column
+            closed_loop = float(batch["closed_loop"][0]) if "closed_loop" in batch else 0.0
+            mdn, _, _ = wm.mdn_rnn(batch["z_in"], batch["a"], state, closed_loop)
             out.update({f"mdn_{k}": v for k, v in mdn._asdict().items()})
         return out
 

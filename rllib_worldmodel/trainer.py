@@ -216,12 +216,7 @@ class WorldModelTrainer:
             tokens.append(mask.sum().item())
             if tokens[-1] == 0:
                 break
-            if closed_loop > 0:
-                out, _, state = m_rnn.forward_closed_loop(
-                    batch["z_in"][:, sl], batch["a"][:, sl], state, closed_loop, self.torch_gen
-                )
-            else:
-                out, _, state = m_rnn(batch["z_in"][:, sl], batch["a"][:, sl], state)
+            out, _, state = m_rnn(batch["z_in"][:, sl], batch["a"][:, sl], state, closed_loop, self.torch_gen)
             state = tuple(x.detach() for x in state)
             loss, row = mdn_rnn_loss(
                 out,
@@ -261,8 +256,6 @@ class WorldModelTrainer:
                 one (0: teacher forcing, the paper; see `MDNRNN.forward_closed_loop`). Validation stays
                 teacher-forced, so its NLL is comparable across settings.
         """
-        if not 0.0 <= closed_loop <= 1.0:
-            raise ValueError(f"closed_loop={closed_loop} must be a probability in [0, 1] (0: teacher forcing).")
         if len(episodes) != len(latents):
             raise ValueError("episodes and latents must have the same length")
         n_val = int(len(episodes) * val_fraction) if len(episodes) >= 5 else 0

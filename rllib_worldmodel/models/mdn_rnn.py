@@ -105,6 +105,8 @@ class MDNRNN(nn.Module):
         z_B_T_Z: torch.Tensor,
         a_B_T_A: torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        closed_loop: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> tuple[MDNOutput, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run whole sequences.
 
@@ -112,10 +114,15 @@ class MDNRNN(nn.Module):
             z_B_T_Z: Latents z_0..z_{T-1}.
             a_B_T_A: Encoded actions a_0..a_{T-1}.
             state: (h, c), each (B, H); zeros (an episode start) when None.
+            closed_loop: Scheduled sampling (`forward_closed_loop`); 0 (teacher forcing, the paper) runs the fused
+                LSTM kernel.
+            generator: Torch RNG for the closed-loop samples.
 
         Returns:
             (predictions for steps 1..T, LSTM outputs h_B_T_H, final state (h, c)).
         """
+        if closed_loop != 0:  # forward_closed_loop checks the value
+            return self.forward_closed_loop(z_B_T_Z, a_B_T_A, state, closed_loop, generator)
         self._check(z_B_T_Z, a_B_T_A, ndim=3)
         if state is None:
             state = self.initial_state(z_B_T_Z.shape[0], z_B_T_Z.device)
@@ -135,11 +142,11 @@ class MDNRNN(nn.Module):
 
         Scheduled sampling (Bengio et al. 2015) for a world model: trained only on real inputs (teacher forcing),
         M never learns to recover from its own errors, and a dream drifts away from what it was about within a few
-        steps. Measured on TakeCover: teacher-forced, the done head separates "dies within 15 steps" from the rest
-        with AUC 0.85; after 15 dream steps from the same real states, 0.64. Fed its own samples (one random member
-        per row, tau 1, no gradient through the sample), M learns to predict from the inputs it meets when dreaming.
-        Gradients still flow through the LSTM state across steps. Steps one by one, so ~T times slower per
-        sequence than `forward` on the fused LSTM kernel.
+        steps. Measured on TakeCover (benchmarks/branch_fidelity.py): teacher-forced, the done head separates "dies
+        within 15 steps" from the rest with AUC 0.85-0.87; after 15 dream steps from the same real states,
+        0.61-0.69. Fed its own samples (one random member per row, tau 1, no gradient through the sample), M learns
+        to predict from the inputs it meets when dreaming. Gradients still flow through the LSTM state across steps.
+        Steps one by one, so ~T times slower per sequence than `forward` on the fused LSTM kernel.
 
         Args:
             z_B_T_Z: Real latents z_0..z_{T-1}; z_0 is always used as it is.

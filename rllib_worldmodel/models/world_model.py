@@ -222,6 +222,13 @@ class WorldModel(nn.Module):
         self.branch_states = states_N_D.detach().float().to(self.device)
         self.branch_outcomes = outcomes_N_2.detach().float().to(self.device)
 
+    def split_branch_states(
+        self, rows_N_D: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Branch-point rows (N, 2Z + 2H) -> (z_mu, z_logvar, h, c), the layout `store_branch_points` writes."""
+        zs, hs = self.config.z_size, self.config.rnn_size
+        return torch.split(rows_N_D, [zs, zs, hs, hs], dim=-1)
+
     @torch.no_grad()
     def store_branch_points(
         self,
