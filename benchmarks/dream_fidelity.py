@@ -3,7 +3,8 @@
     rllib-worldmodel fit --env takecover --episodes 100 --num-heads 5 --done-bias-init -5 --out runs/wm_noflash
     python benchmarks/dream_fidelity.py --world-model runs/wm_noflash/world_model.pt --calibrate-to 322.5
 
-For random actions held 1-10 steps, uniform random actions and each constant action: mean survival over
+For random actions held 1-10 steps, uniform random actions, each constant action and sweeps (right N steps, left
+N steps, ...; `--sweeps`): mean survival over
 `--dreams` dreams and over `--episodes` real episodes, and the Spearman rank correlation of the two columns (see
 `rllib_worldmodel.fidelity`). Writes JSON (default benchmarks/results/dream_fidelity.json); prints the table last.
 """
@@ -35,6 +36,14 @@ def main() -> None:
     parser.add_argument("--dreams", type=int, default=512)
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sweeps",
+        type=int,
+        nargs="*",
+        default=[100],
+        help="add a sweep policy (right N steps, left N steps, ...) per N: the policy that shows whether the dream "
+        "knows that moving keeps you alive",
+    )
     add_view_args(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dream_fidelity.json"))
     args = parser.parse_args()
@@ -52,7 +61,9 @@ def main() -> None:
         settings = dataclasses.replace(settings, done_logit_offset=offset)
     view = takecover_view(args, read_checkpoint(args.world_model)["metadata"])
     env = make_takecover(**view)
-    result = ranking_fidelity(wm, settings, env, episodes=args.episodes, num_dreams=args.dreams, seed=args.seed)
+    result = ranking_fidelity(
+        wm, settings, env, episodes=args.episodes, num_dreams=args.dreams, seed=args.seed, sweeps=args.sweeps
+    )
     env.close()
     result["settings"] = {**vars(args), "done_logit_offset": settings.done_logit_offset, "view": view}
     out = Path(args.out)

@@ -2,10 +2,10 @@
 
 One `training_step` runs four named phases:
 1. `_collect_real`: RLlib EnvRunners play the real env with the agent module (V + M + C, stateful). The first
-   `random_iterations` act with random actions held 1-10 steps (paper); later ones act with the controller plus
-   exploration (random holds, epsilon, surprise-driven holds), so new data comes from where the policy goes; with
-   curiosity on, a share of the episodes is played by the EXPLORER, a second controller trained in the dream on
-   extrinsic + intrinsic reward. Episodes from every round go into RLlib's EpisodeReplayBuffer.
+   `random_iterations` act with random holds (`random_hold_steps`, paper: actions held 1-10 steps); later ones act
+   with the controller plus exploration (random holds, epsilon, surprise-driven holds), so new data comes from
+   where the policy goes; with curiosity on, a share of the episodes is played by the EXPLORER, a second controller
+   trained in the dream on extrinsic + intrinsic reward. Episodes from every round go into RLlib's EpisodeReplayBuffer.
 2. `_fit_world_model`: the LearnerGroup updates V on frames, then M on latent windows (exact LSTM state from each
    window's episode prefix; state resets at episode starts).
 3. `_train_controller`: CMA-ES, where every generation's population x rollouts is one batched DreamSimulator
@@ -246,7 +246,11 @@ class WorldModels(Algorithm):
 
             target = float(np.mean(self._behaviour_lengths))
             self.done_logit_offset, survival = calibrate_done_offset(
-                self.world_model, self.dream_settings(scoring=True), target, seed=(cfg.seed or 0) + 11
+                self.world_model,
+                self.dream_settings(scoring=True),
+                target,
+                seed=(cfg.seed or 0) + 11,
+                hold=tuple(cfg.random_hold_steps),
             )
             self.metrics.log_value("dream/done_logit_offset", self.done_logit_offset, window=1)
             self.metrics.log_value("dream/calibrated_behaviour_survival", survival, window=1)

@@ -12,6 +12,7 @@ is still M's to say.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import gymnasium as gym
 import torch
@@ -29,20 +30,33 @@ def random_hold_survival(
     seed: int = 0,
     fixed_action: int | None = None,
     start_index: torch.Tensor | None = None,
+    cycle: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Dream episode lengths of the random-hold policy (uniform actions held `hold` steps), (num_dreams,).
     With done_mode="expected" a length is the expected one (the sum of the probabilities of being alive).
 
     `fixed_action` (Discrete only) plays that one action throughout instead: a constant reference policy.
+    `cycle` (Discrete only) plays these actions in turn, each held `hold` steps, from a random place in the cycle
+    (e.g. (1, 2) with hold (100, 100): TakeCover's sweep right 100 steps, left 100 steps).
     `start_index` (num_dreams,): the rows of the start bank each dream begins at (see `DreamSimulator.reset`).
     """
     sim = DreamSimulator(world_model, dataclasses.replace(settings, seed=seed))
     space = sim.action_space
     gen = torch.Generator(device=sim.device).manual_seed(seed + 1)
+    if fixed_action is not None:
+        cycle = (int(fixed_action),)
+    order = None if cycle is None else torch.as_tensor([int(a) for a in cycle], dtype=torch.long, device=sim.device)
+    # each dream's place in the cycle (a random phase, so the dreams do not all turn at once); drawn only for a
+    # cycle, so the random-hold policy's draws (and every calibration made with them) stay as they were
+    turn = torch.zeros(num_dreams, dtype=torch.long)
+    if order is not None and len(order) > 1:
+        turn = torch.randint(0, len(order), (num_dreams,), generator=gen)
+    turn = turn.to(sim.device)
 
-    def draw(n: int) -> torch.Tensor:
-        if fixed_action is not None:
-            return torch.full((n,), int(fixed_action), device=sim.device, dtype=torch.long)
+    def draw(rows: torch.Tensor) -> torch.Tensor:
+        n = int(rows.numel())
+        if order is not None:
+            return order[turn[rows] % len(order)]
         if isinstance(space, gym.spaces.Discrete):
             return torch.randint(0, int(space.n), (n,), device=sim.device, generator=gen)
         low = torch.as_tensor(space.low, device=sim.device)
@@ -50,13 +64,16 @@ def random_hold_survival(
         return low + torch.rand((n, *space.shape), device=sim.device, generator=gen) * (high - low)
 
     sim.reset(num_dreams, start_index=start_index)
-    action, left = draw(num_dreams), torch.randint(hold[0], hold[1] + 1, (num_dreams,), generator=gen)
+    action = draw(torch.arange(num_dreams, device=sim.device))
+    left = torch.randint(hold[0], hold[1] + 1, (num_dreams,), generator=gen)
     lengths = torch.zeros(num_dreams)
     slot = torch.arange(num_dreams)
     while slot.numel():
         new = left <= 0
         if new.any():
-            action[new] = draw(int(new.sum()))
+            rows = new.nonzero().squeeze(1).to(sim.device)
+            turn[rows] += 1
+            action[rows] = draw(rows)
             left[new] = torch.randint(hold[0], hold[1] + 1, (int(new.sum()),), generator=gen)
         left -= 1
         alive = sim.alive.cpu()  # with done_mode="expected" the probability of still being alive, else 1
@@ -66,7 +83,8 @@ def random_hold_survival(
         if not keep.all():
             idx = keep.nonzero().squeeze(1)
             sim.select(idx.to(sim.device))
-            slot, action, left = slot[idx], action[idx.to(action.device)], left[idx]
+            didx = idx.to(sim.device)
+            slot, action, left, turn = slot[idx], action[didx], left[idx], turn[didx]
     return lengths
 
 
@@ -97,6 +115,7 @@ def calibrate_done_offset(
     steps: int = 8,
     bounds: tuple[float, float] = (-4.0, 8.0),
     seed: int = 0,
+    hold: tuple[int, int] = (1, 10),
 ) -> tuple[float, float]:
     """Bisect the done-logit offset so the dream's mean random-hold survival matches `real_mean_length`.
 
@@ -110,6 +129,7 @@ def calibrate_done_offset(
         steps: Bisection steps.
         bounds: Search interval for the offset.
         seed: Seed of the dreams (the same for every candidate offset: a smooth objective).
+        hold: (min, max) steps each random action is held: those of the policy whose real survival is the target.
 
     Returns:
         (offset, the dream's mean survival at that offset).
@@ -120,7 +140,7 @@ def calibrate_done_offset(
 
     def survival(offset: float) -> float:
         s = dataclasses.replace(settings, done_logit_offset=offset)
-        return float(random_hold_survival(world_model, s, num_dreams, seed=seed).mean())
+        return float(random_hold_survival(world_model, s, num_dreams, hold, seed=seed).mean())
 
     best = (0.0, survival(0.0))
     for _ in range(steps):

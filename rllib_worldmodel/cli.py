@@ -113,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             curiosity=args.curiosity,
             curiosity_bonus=args.curiosity_bonus,
             surprise_exploration=args.surprise_exploration,
+            random_hold_steps=tuple(args.hold),
         )
         .dream(
             temperature=args.temperature,
@@ -135,6 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         .evaluation(evaluation_duration=args.eval_episodes)
         .debugging(seed=args.seed)
     )
+    config.validate()  # bad settings fail here, in a second, before Ray starts
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started_ray = _init_ray(args.num_cpus)
@@ -265,6 +267,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.closed_loop <= 1.0:  # before any episode is collected
         raise ValueError(f"--closed-loop {args.closed_loop}: a probability in [0, 1] (0: teacher forcing, paper).")
+    hold = tuple(args.hold)
+    if not 1 <= hold[0] <= hold[1]:
+        raise ValueError(f"--hold {hold[0]} {hold[1]}: need 1 <= MIN <= MAX steps (paper: --hold 1 10).")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -283,10 +288,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     episodes = rw.load_episodes(data_dir)[: args.episodes] if existing else []
     if len(episodes) < args.episodes:
         print(
-            f"collecting {args.episodes - len(episodes)} real episodes of {args.env} (random actions held 1-10 steps)"
+            f"collecting {args.episodes - len(episodes)} real episodes of {args.env} "
+            f"(random actions held {hold[0]}-{hold[1]} steps)"
         )
         new = rw.collect_random_episodes(
-            env, args.episodes - len(episodes), seed=args.seed + len(existing) * 1000, min_length=args.min_length
+            env,
+            args.episodes - len(episodes),
+            hold=hold,
+            seed=args.seed + len(existing) * 1000,
+            min_length=args.min_length,
         )
         rw.save_episodes(new, data_dir, start_index=len(existing))
         episodes += new
@@ -369,6 +379,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "episodes": len(episodes),
         "real_steps": int(lengths.sum()),
         "collect_s": round(collect_s, 1),
+        "hold": list(hold),  # of the episodes collected by this call (older ones keep whatever they were made with)
         "fit_s": round(fit_s, 1),
         "init_from": args.init_from,
         "vae_first": history["vae"][0] if history["vae"] else None,  # None: V kept as loaded (--vae-epochs 0)
@@ -394,6 +405,18 @@ def cmd_dream(args: argparse.Namespace) -> int:
     frames = free_dreams(model, num=args.num, steps=args.steps, temperature=args.temperature, seed=args.seed)
     print(write_gif(frames, args.out))
     return 0
+
+
+def _add_hold_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hold",
+        type=int,
+        nargs=2,
+        default=(1, 10),
+        metavar=("MIN", "MAX"),
+        help="random collection: each random action is held MIN-MAX steps (paper: 1 10). TakeCover's real survival "
+        "depends on sustained moves that 1-10 holds rarely make; 1 100 records them",
+    )
 
 
 def _add_vae_focus_args(p: argparse.ArgumentParser) -> None:
@@ -440,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--curiosity", type=float, default=0.0, help="explorer's intrinsic-bonus weight (0: off)")
     train.add_argument("--curiosity-bonus", default="disagreement", help="disagreement | novelty | surprise")
     train.add_argument("--surprise-exploration", type=float, default=0.0, help="surprise-driven random holds")
+    _add_hold_arg(train)
     train.add_argument("--guard", action="store_true", help="exploit guard: react to a large dream-real gap")
     train.add_argument(
         "--done-mode", default="threshold", help="dream deaths: threshold (paper, p > 0.5) | sample | expected"
@@ -478,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--episodes", type=int, default=100, help="real episodes to collect (paper: 10,000)")
     fit.add_argument("--data-dir", help="reuse/extend episodes stored here (default: OUT/episodes)")
     fit.add_argument("--min-length", type=int, default=0, help="drop shorter episodes (paper's Doom code: 100)")
+    _add_hold_arg(fit)
     fit.add_argument(
         "--skill", type=int, help="TakeCover Doom skill 1-5 (default 4: reproduces the paper's random baseline)"
     )

@@ -55,6 +55,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.real_episodes_per_iteration = 100
         self.random_iterations = 1  # paper: the first data comes from random actions held 1-10 steps
         self.random_hold_prob = 0.05
+        self.random_hold_steps = (1, 10)  # paper; TakeCover survives far longer on sustained moves (README)
         self.explore_epsilon = 0.0
         self.surprise_exploration = 0.0
         self.curiosity = 0.0
@@ -178,6 +179,7 @@ class WorldModelsConfig(AlgorithmConfig):
         real_episodes_per_iteration: int = NotProvided,
         random_iterations: int = NotProvided,
         random_hold_prob: float = NotProvided,
+        random_hold_steps: tuple[int, int] = NotProvided,
         explore_epsilon: float = NotProvided,
         surprise_exploration: float = NotProvided,
         curiosity: float | list | tuple = NotProvided,
@@ -189,8 +191,10 @@ class WorldModelsConfig(AlgorithmConfig):
 
         Args:
             real_episodes_per_iteration: Real episodes collected per iteration.
-            random_iterations: Iterations that act only with random actions held 1-10 steps (paper).
-            random_hold_prob: Per-step chance that the agent starts a random action held 1-10 steps.
+            random_iterations: Iterations that act only with random holds (paper: actions held 1-10 steps).
+            random_hold_prob: Per-step chance that the agent starts a random hold.
+            random_hold_steps: (min, max) steps a random hold lasts, drawn uniformly (paper: (1, 10)). The death
+                calibration plays the same holds in the dream, so its anchor stays this policy's real survival.
             explore_epsilon: Per-step chance of one uniformly random action.
             surprise_exploration: Surprise bonus of real collection: the chance of starting a random hold grows by
                 this much per nat (per latent dimension) that M's NLL of what really happened exceeds M's training
@@ -384,6 +388,8 @@ class WorldModelsConfig(AlgorithmConfig):
             "include_cell": self.include_cell,
             "real_z": self.real_z,
             "random_hold_prob": self.random_hold_prob,
+            "hold_min": int(self.random_hold_steps[0]),
+            "hold_max": int(self.random_hold_steps[1]),
             "epsilon": self.explore_epsilon,
             "surprise_exploration": self.surprise_exploration,
             "num_heads": self.num_heads,
@@ -430,6 +436,14 @@ class WorldModelsConfig(AlgorithmConfig):
         for name in ("random_hold_prob", "explore_epsilon"):
             v = getattr(self, name)
             need(0.0 <= v <= 1.0, f"{name}={v!r} must be a probability in [0, 1].")
+        hold = self.random_hold_steps
+        need(
+            isinstance(hold, (tuple, list))
+            and len(hold) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in hold)
+            and 1 <= hold[0] <= hold[1],
+            f"random_hold_steps={hold!r} must be (min, max) integers with 1 <= min <= max (paper: (1, 10)).",
+        )
         need(
             0.0 <= self.vae_focus_fraction <= 1.0 and self.vae_focus_weight >= 0,
             f"vae_focus_fraction={self.vae_focus_fraction!r} must be in [0, 1] (e.g. 0.02) and "

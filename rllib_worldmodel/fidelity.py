@@ -26,37 +26,67 @@ from rllib_worldmodel.losses import mdn_log_prob
 from rllib_worldmodel.models.world_model import WorldModel
 
 
-def reference_policies(action_space: gym.Space) -> dict[str, dict[str, Any]]:
-    """Name -> {"hold": (min, max) steps an action is held, "fixed_action": action or None} for `action_space`.
+def reference_policies(
+    action_space: gym.Space, sweeps: Sequence[int] = (), sweep_actions: Sequence[int] = (1, 2)
+) -> dict[str, dict[str, Any]]:
+    """Name -> {"hold": (min, max) steps an action is held, "fixed_action": action or None, "cycle": actions played
+    in turn or None} for `action_space`.
 
     Random holds 1-10 (the paper's collection policy) and uniform random actions for any space; one constant
-    policy per action for Discrete spaces.
+    policy per action for Discrete spaces; and for each N in `sweeps` (Discrete only) a sweep: the `sweep_actions`
+    in turn, each held N steps. On TakeCover (actions no-op, right, left) `sweeps=(100,)` is "right 100 steps, left
+    100 steps, ...", which survives 861 ± 543 frames against random holds' 313 ± 170 (40 real episodes each): the
+    one reference policy whose real survival depends on moving, so the one that tells whether the dream knows it.
     """
     policies: dict[str, dict[str, Any]] = {
-        "random hold 1-10": {"hold": (1, 10), "fixed_action": None},
-        "uniform random": {"hold": (1, 1), "fixed_action": None},
+        "random hold 1-10": {"hold": (1, 10), "fixed_action": None, "cycle": None},
+        "uniform random": {"hold": (1, 1), "fixed_action": None, "cycle": None},
     }
     if isinstance(action_space, gym.spaces.Discrete):
-        for a in range(int(action_space.n)):
-            policies[f"always {a}"] = {"hold": (1, 1), "fixed_action": a}
+        n = int(action_space.n)
+        for a in range(n):
+            policies[f"always {a}"] = {"hold": (1, 1), "fixed_action": a, "cycle": None}
+        for steps in sweeps:
+            if steps < 1 or not all(0 <= int(a) < n for a in sweep_actions) or len(sweep_actions) < 2:
+                raise ValueError(
+                    f"sweeps={tuple(sweeps)}, sweep_actions={tuple(sweep_actions)}: need steps >= 1 and at least two "
+                    f"actions of Discrete({n})."
+                )
+            name = f"sweep {'/'.join(str(int(a)) for a in sweep_actions)} every {steps}"
+            policies[name] = {
+                "hold": (steps, steps),
+                "fixed_action": None,
+                "cycle": tuple(int(a) for a in sweep_actions),
+            }
     return policies
 
 
 def real_lengths(
-    env: gym.Env, hold: tuple[int, int], fixed_action: int | None, episodes: int, seed: int = 0
+    env: gym.Env,
+    hold: tuple[int, int],
+    fixed_action: int | None,
+    episodes: int,
+    seed: int = 0,
+    cycle: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Episode lengths of a reference policy in the real env, (episodes,)."""
+    """Episode lengths of a reference policy in the real env, (episodes,). `cycle`: play these actions in turn,
+    each held `hold` steps, from a random place in the cycle (the real counterpart of `random_hold_survival`'s)."""
     rng = np.random.default_rng(seed)
     env.action_space.seed(seed)
     lengths = []
     for ep in range(episodes):
         env.reset(seed=seed + ep)
         done, steps, left, action = False, 0, 0, None
+        turn = int(rng.integers(len(cycle))) if cycle else 0
         while not done:
             if fixed_action is not None:
                 action = fixed_action
             elif left <= 0:
-                action, left = env.action_space.sample(), int(rng.integers(hold[0], hold[1] + 1))
+                if cycle:
+                    action, turn = cycle[turn % len(cycle)], turn + 1
+                else:
+                    action = env.action_space.sample()
+                left = int(rng.integers(hold[0], hold[1] + 1))
             left -= 1
             _, _, terminated, truncated, _ = env.step(action)
             steps += 1
@@ -72,6 +102,7 @@ def ranking_fidelity(
     episodes: int = 30,
     num_dreams: int = 256,
     seed: int = 0,
+    sweeps: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Mean survival of every reference policy in the dream (`settings`) and in `env`, and their rank correlation.
 
@@ -82,14 +113,17 @@ def ranking_fidelity(
         episodes: Real episodes per policy.
         num_dreams: Dreams per policy.
         seed: Seeds the dreams and the real episodes.
+        sweeps: Add a sweep reference policy per entry (steps each direction is held; see `reference_policies`).
 
     Returns:
         {"rows": [{"policy", "dream_mean", "dream_std", "real_mean", "real_std"}, ...], "spearman_rho": float}
     """
     rows = []
-    for name, p in reference_policies(env.action_space).items():
-        dream = random_hold_survival(world_model, settings, num_dreams, p["hold"], seed, p["fixed_action"]).numpy()
-        real = real_lengths(env, p["hold"], p["fixed_action"], episodes, seed)
+    for name, p in reference_policies(env.action_space, sweeps).items():
+        dream = random_hold_survival(
+            world_model, settings, num_dreams, p["hold"], seed, p["fixed_action"], cycle=p["cycle"]
+        ).numpy()
+        real = real_lengths(env, p["hold"], p["fixed_action"], episodes, seed, cycle=p["cycle"])
         rows.append(
             {
                 "policy": name,

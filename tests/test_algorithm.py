@@ -154,6 +154,8 @@ def test_one_iteration_on_real_takecover(ray_session):
         (lambda c: c.controller(cma_population=1), "cma_population"),
         (lambda c: c.controller(trainer="ga"), "controller trainer"),
         (lambda c: c.collection(random_hold_prob=1.5), "random_hold_prob"),
+        (lambda c: c.collection(random_hold_steps=(10, 1)), "random_hold_steps"),
+        (lambda c: c.collection(random_hold_steps=(0, 10)), "random_hold_steps"),
         (lambda c: c.collection(random_iterations=0), "random_iterations"),
         (lambda c: c.world_model(mdn_seq_len=0), "mdn_seq_len"),
         (lambda c: c.world_model(wm_loss_weights={"mdn": 1.0}), "wm_loss_weights"),

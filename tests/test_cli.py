@@ -19,6 +19,18 @@ def test_fit_refuses_a_closed_loop_share_outside_0_1_before_collecting(tmp_path,
     assert not (tmp_path / "run" / "episodes").exists()
 
 
+def test_fit_refuses_a_bad_hold_range_before_collecting(tmp_path, capsys):
+    assert main(["fit", "--env", "takecover", "--hold", "10", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "--hold 10 1: need 1 <= MIN <= MAX" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "episodes").exists()
+
+
+def test_train_refuses_a_bad_hold_range_before_starting_ray(tmp_path, capsys):
+    assert main(["train", "--env", "takecover", "--hold", "0", "5", "--out", str(tmp_path / "run")]) == 2
+    assert "random_hold_steps=(0, 5) must be (min, max) integers" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before the output folder, and so before Ray, was touched
+
+
 def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
     out = tmp_path / "run"
     args = [
@@ -135,6 +147,9 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
         "5",
         "--branch-focus",
         "0.5",
+        "--hold",
+        "1",
+        "100",
         "--episodes-per-iteration",
         "3",
         "--eval-episodes",

@@ -219,3 +219,66 @@ def test_ranking_fidelity_compares_reference_policies(image_world_model):
     assert rows["always 2"]["real_mean"] == 15 and rows["always 1"]["real_mean"] == 5
     assert all(0 < r["dream_mean"] <= 20 for r in rows.values())
     assert -1.0 <= result["spearman_rho"] <= 1.0
+
+
+class _ActionLog(_SurvivalEnv):
+    """_SurvivalEnv that records every action and lasts 40 steps."""
+
+    def reset(self, *, seed=None, options=None):
+        self.actions = []
+        return super().reset(seed=seed)
+
+    def step(self, action):
+        self.actions.append(int(action))
+        self.t += 1
+        return np.zeros((64, 64, 3), np.uint8), 1.0, self.t >= 40, False, {}
+
+
+def test_sweep_reference_policy_alternates_in_the_real_env_and_in_the_dream(image_world_model, monkeypatch):
+    """A sweep plays its actions in turn, each held exactly N steps, from a random place in the cycle."""
+    import rllib_worldmodel.calibration as calibration
+    from rllib_worldmodel.fidelity import real_lengths, reference_policies
+
+    policies = reference_policies(gym.spaces.Discrete(3), sweeps=(10,))
+    sweep = policies["sweep 1/2 every 10"]
+    assert sweep == {"hold": (10, 10), "fixed_action": None, "cycle": (1, 2)}
+    env = _ActionLog()
+    assert (real_lengths(env, sweep["hold"], None, episodes=1, seed=5, cycle=sweep["cycle"]) == 40).all()
+    runs = [env.actions[i : i + 10] for i in range(0, 40, 10)]
+    assert all(len(set(r)) == 1 for r in runs)  # each action held 10 steps
+    assert [r[0] for r in runs] in ([1, 2, 1, 2], [2, 1, 2, 1])
+
+    seen = []
+
+    class Recording(calibration.DreamSimulator):
+        def step(self, action):
+            seen.append(action.clone())
+            return super().step(action)
+
+    monkeypatch.setattr(calibration, "DreamSimulator", Recording)
+    settings = DreamSettings(max_episode_steps=30, done_mode="expected")  # no drawn deaths: every dream runs 30 steps
+    calibration.random_hold_survival(image_world_model, settings, 8, sweep["hold"], seed=1, cycle=sweep["cycle"])
+    actions = torch.stack(seen, 1)  # (8 dreams, 30 steps)
+    assert set(actions.unique().tolist()) <= {1, 2}
+    assert (actions[:, :10] == actions[:, :1]).all() and (actions[:, 10:20] == 3 - actions[:, :1]).all()
+    assert (actions[:, 20:] == actions[:, :1]).all()
+    with pytest.raises(ValueError, match="sweeps"):
+        reference_policies(gym.spaces.Discrete(3), sweeps=(10,), sweep_actions=(1, 3))
+
+
+def test_death_calibration_plays_the_collection_policy_holds(monkeypatch):
+    """The calibration target is the real survival of the collection policy, so the dream plays the same holds."""
+    import rllib_worldmodel.calibration as calibration
+
+    holds = []
+    real = calibration.random_hold_survival
+
+    def spy(world_model, settings, num_dreams=256, hold=(1, 10), *args, **kwargs):
+        holds.append(tuple(hold))
+        return real(world_model, settings, num_dreams, hold, *args, **kwargs)
+
+    monkeypatch.setattr(calibration, "random_hold_survival", spy)
+    model = constructed_model(done_bias=(-4.0, -4.0))
+    settings = DreamSettings(done_mode="sample", max_episode_steps=200)
+    calibration.calibrate_done_offset(model, settings, 20.0, num_dreams=32, steps=2, hold=(30, 60))
+    assert holds and set(holds) == {(30, 60)}

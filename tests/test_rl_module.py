@@ -40,6 +40,27 @@ def test_random_only_collection_holds_random_actions_and_skips_the_model():
     assert 0.05 < changes < 0.35  # held for 1-10 steps: far fewer switches than i.i.d. uniform (2/3)
 
 
+def test_random_hold_steps_reach_the_acting_module():
+    """WorldModelsConfig.collection(random_hold_steps=...) sets how long each random action is held."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tuned_examples"))
+    from tiny import tiny_config
+
+    mc = tiny_config().collection(random_hold_steps=(20, 20)).model_config
+    assert (mc["hold_min"], mc["hold_max"]) == (20, 20)
+    m = _module(hold_min=mc["hold_min"], hold_max=mc["hold_max"])
+    m.set_random_only(True)
+    batch, seen = _batch(m, b=16), []
+    for _ in range(40):
+        out = m.forward_exploration(batch)
+        seen.append(out[Columns.ACTIONS][:, 0])
+        batch = {Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: out[Columns.STATE_OUT]}
+    actions = torch.stack(seen, 1)
+    assert (actions[:, :20] == actions[:, :1]).all() and (actions[:, 20:] == actions[:, 20:21]).all()
+
+
 def test_deterministic_acting_follows_controller_and_advances_m():
     m = _module()
     m.set_random_only(False)
