@@ -4,9 +4,11 @@
     python benchmarks/dream_fidelity.py --world-model runs/wm_noflash/world_model.pt --calibrate-to 322.5
 
 For random actions held 1-10 steps, uniform random actions, each constant action and sweeps (right N steps, left
-N steps, ...; `--sweeps`): mean survival over
-`--dreams` dreams and over `--episodes` real episodes, and the Spearman rank correlation of the two columns (see
-`rllib_worldmodel.fidelity`). Writes JSON (default benchmarks/results/dream_fidelity.json); prints the table last.
+N steps, ...; `--sweeps`): mean survival over `--dreams` dreams and over `--episodes` real episodes, and the
+Spearman rank correlation of the two columns (see `rllib_worldmodel.fidelity`). Per policy also the real deaths per
+step beside M's done head's death probability while it reads those same real frames (teacher forcing): that tells
+a done head that cannot rank the policies from a dream that does not play them out. Writes JSON (default
+benchmarks/results/dream_fidelity.json); prints the table last.
 """
 
 from __future__ import annotations
@@ -70,10 +72,14 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
-    print(f"policy | dream survival ({args.dreams} dreams) | real survival ({args.episodes} episodes)")
+    print(
+        f"policy | dream survival ({args.dreams} dreams) | real survival ({args.episodes} episodes) | real deaths per "
+        "1000 steps | M's deaths per 1000 steps reading those real frames"
+    )
     for r in result["rows"]:
         print(
             f"{r['policy']} | {r['dream_mean']:.0f} ± {r['dream_std']:.0f} | {r['real_mean']:.0f} ± {r['real_std']:.0f}"
+            f" | {1000 * r['real_hazard']:.2f} | {1000 * r['model_hazard_on_real']:.2f}"
         )
     print(f"Spearman rank correlation, dream vs real: {result['spearman_rho']:+.2f}")
 

@@ -12,6 +12,7 @@ will optimise the wrong thing, however small the dream-real gap of the collectio
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from scipy.stats import mannwhitneyu, spearmanr
 
 from rllib_worldmodel.calibration import random_hold_survival
+from rllib_worldmodel.data import Episode, rollout
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.losses import mdn_log_prob
 from rllib_worldmodel.models.world_model import WorldModel
@@ -61,6 +63,61 @@ def reference_policies(
     return policies
 
 
+class ReferencePolicy:
+    """One of `reference_policies` as a policy for `data.rollout`: a fixed action, a cycle of actions each held
+    `hold` steps from a random place in the cycle, or uniformly random actions held `hold` steps.
+
+    Args:
+        action_space: The env's action space (random actions are drawn from it).
+        hold: (min, max) steps each action is held.
+        fixed_action: Play this action throughout.
+        cycle: Play these actions in turn.
+        rng: Draws hold lengths and the starting place in the cycle.
+    """
+
+    def __init__(
+        self,
+        action_space: gym.Space,
+        hold: tuple[int, int],
+        fixed_action: int | None = None,
+        cycle: Sequence[int] | None = None,
+        rng: np.random.Generator | None = None,
+    ):
+        self.action_space, self.hold, self.fixed_action, self.cycle = action_space, hold, fixed_action, cycle
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.reset()
+
+    def reset(self) -> None:
+        self.left, self.action = 0, None
+        self.turn = int(self.rng.integers(len(self.cycle))) if self.cycle else 0
+
+    def __call__(self, obs: np.ndarray | None = None):
+        if self.fixed_action is not None:
+            return self.fixed_action
+        if self.left <= 0:
+            if self.cycle:
+                self.action, self.turn = self.cycle[self.turn % len(self.cycle)], self.turn + 1
+            else:
+                self.action = self.action_space.sample()
+            self.left = int(self.rng.integers(self.hold[0], self.hold[1] + 1))
+        self.left -= 1
+        return self.action
+
+
+def real_episodes(
+    env: gym.Env,
+    hold: tuple[int, int],
+    fixed_action: int | None,
+    episodes: int,
+    seed: int = 0,
+    cycle: Sequence[int] | None = None,
+) -> list[Episode]:
+    """Recorded real episodes of a reference policy (`ReferencePolicy`); episode i is reset with seed + i."""
+    env.action_space.seed(seed)
+    policy = ReferencePolicy(env.action_space, hold, fixed_action, cycle, np.random.default_rng(seed))
+    return [rollout(env, policy, seed=seed + ep) for ep in range(episodes)]
+
+
 def real_lengths(
     env: gym.Env,
     hold: tuple[int, int],
@@ -71,28 +128,28 @@ def real_lengths(
 ) -> np.ndarray:
     """Episode lengths of a reference policy in the real env, (episodes,). `cycle`: play these actions in turn,
     each held `hold` steps, from a random place in the cycle (the real counterpart of `random_hold_survival`'s)."""
-    rng = np.random.default_rng(seed)
-    env.action_space.seed(seed)
-    lengths = []
-    for ep in range(episodes):
-        env.reset(seed=seed + ep)
-        done, steps, left, action = False, 0, 0, None
-        turn = int(rng.integers(len(cycle))) if cycle else 0
-        while not done:
-            if fixed_action is not None:
-                action = fixed_action
-            elif left <= 0:
-                if cycle:
-                    action, turn = cycle[turn % len(cycle)], turn + 1
-                else:
-                    action = env.action_space.sample()
-                left = int(rng.integers(hold[0], hold[1] + 1))
-            left -= 1
-            _, _, terminated, truncated, _ = env.step(action)
-            steps += 1
-            done = terminated or truncated
-        lengths.append(steps)
-    return np.asarray(lengths)
+    return np.asarray([len(ep) for ep in real_episodes(env, hold, fixed_action, episodes, seed, cycle)])
+
+
+@torch.no_grad()
+def model_hazard_on_real(world_model: WorldModel, episodes: Sequence[Episode], batch_size: int = 512) -> float:
+    """M's mean per-step death probability while it reads the REAL frames and actions of `episodes` (teacher
+    forcing: V's posterior means in, the done BCE's positive weighting undone, no dream offset). Its real
+    counterpart is deaths / steps. Beside the dream's survival of the same policy it says where a ranking failure
+    lives: a done head that cannot tell the policies apart even on real frames, or a dream whose frames do not
+    follow the policy's actions (measured on TakeCover: the latter, see the README)."""
+    device = next(world_model.parameters()).device
+    total, steps = 0.0, 0
+    for ep in episodes:
+        obs = torch.as_tensor(ep.obs[:-1])
+        mu = torch.cat(
+            [world_model.vae.encode(obs[i : i + batch_size].to(device))[0] for i in range(0, len(obs), batch_size)]
+        )
+        actions = world_model.encode_action(torch.as_tensor(ep.actions).to(device))
+        out, _, _ = world_model.mdn_rnn(mu[None], actions[None])
+        p = torch.sigmoid(out.done_logit.mean(0)[0] - math.log(world_model.config.done_pos_weight))
+        total, steps = total + float(p.sum()), steps + len(ep)
+    return total / max(steps, 1)
 
 
 def ranking_fidelity(
@@ -116,14 +173,17 @@ def ranking_fidelity(
         sweeps: Add a sweep reference policy per entry (steps each direction is held; see `reference_policies`).
 
     Returns:
-        {"rows": [{"policy", "dream_mean", "dream_std", "real_mean", "real_std"}, ...], "spearman_rho": float}
+        {"rows": [{"policy", "dream_mean", "dream_std", "real_mean", "real_std", "real_episodes", "real_hazard",
+        "model_hazard_on_real"}, ...], "spearman_rho": float}; the hazards are deaths per step (see
+        `model_hazard_on_real`).
     """
     rows = []
     for name, p in reference_policies(env.action_space, sweeps).items():
         dream = random_hold_survival(
             world_model, settings, num_dreams, p["hold"], seed, p["fixed_action"], cycle=p["cycle"]
         ).numpy()
-        real = real_lengths(env, p["hold"], p["fixed_action"], episodes, seed, cycle=p["cycle"])
+        recorded = real_episodes(env, p["hold"], p["fixed_action"], episodes, seed, cycle=p["cycle"])
+        real = np.asarray([len(ep) for ep in recorded])
         rows.append(
             {
                 "policy": name,
@@ -132,8 +192,12 @@ def ranking_fidelity(
                 "real_mean": float(real.mean()),
                 "real_std": float(real.std()),
                 "real_episodes": int(episodes),
+                # deaths per step: what really happened, and what M's done head says while reading those frames
+                "real_hazard": sum(ep.terminated for ep in recorded) / max(int(real.sum()), 1),
+                "model_hazard_on_real": model_hazard_on_real(world_model, recorded),
             }
         )
+        del recorded  # frames of long episodes: do not keep them across policies
     rho = spearmanr([r["dream_mean"] for r in rows], [r["real_mean"] for r in rows]).statistic
     return {"rows": rows, "spearman_rho": float(rho)}
 

@@ -217,6 +217,9 @@ def test_ranking_fidelity_compares_reference_policies(image_world_model):
     result = ranking_fidelity(image_world_model, settings, env, episodes=4, num_dreams=16)
     rows = {r["policy"]: r for r in result["rows"]}
     assert rows["always 2"]["real_mean"] == 15 and rows["always 1"]["real_mean"] == 5
+    # one death per episode: deaths per step = 1 / length; M's view of the same frames is a probability
+    assert rows["always 2"]["real_hazard"] == pytest.approx(1 / 15) and rows["always 1"]["real_hazard"] == 0.2
+    assert all(0 < r["model_hazard_on_real"] < 1 for r in rows.values())
     assert all(0 < r["dream_mean"] <= 20 for r in rows.values())
     assert -1.0 <= result["spearman_rho"] <= 1.0
 
@@ -282,3 +285,20 @@ def test_death_calibration_plays_the_collection_policy_holds(monkeypatch):
     settings = DreamSettings(done_mode="sample", max_episode_steps=200)
     calibration.calibrate_done_offset(model, settings, 20.0, num_dreams=32, steps=2, hold=(30, 60))
     assert holds and set(holds) == {(30, 60)}
+
+
+def test_model_hazard_on_real_frames_is_the_done_heads_death_probability():
+    """Constant done logits (-2, -4): the mean over members is -3, minus the BCE's log positive weight."""
+    from rllib_worldmodel.data import Episode
+    from rllib_worldmodel.fidelity import model_hazard_on_real
+
+    model = constructed_model(done_bias=(-2.0, -4.0))
+    rng = np.random.default_rng(0)
+    episodes = [
+        Episode(
+            rng.normal(size=(n + 1, 3)).astype(np.float32), rng.integers(0, 2, n), np.ones(n, np.float32), True, False
+        )
+        for n in (7, 30)
+    ]
+    want = 1 / (1 + math.exp(3.0 + math.log(model.config.done_pos_weight)))
+    assert model_hazard_on_real(model, episodes, batch_size=4) == pytest.approx(want, rel=1e-5)
