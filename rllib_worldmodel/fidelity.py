@@ -112,23 +112,11 @@ def real_episodes(
     seed: int = 0,
     cycle: Sequence[int] | None = None,
 ) -> list[Episode]:
-    """Recorded real episodes of a reference policy (`ReferencePolicy`); episode i is reset with seed + i."""
+    """Recorded real episodes of a reference policy (`ReferencePolicy`); episode i is reset with seed + i. Their
+    lengths are the real counterpart of `random_hold_survival`'s."""
     env.action_space.seed(seed)
     policy = ReferencePolicy(env.action_space, hold, fixed_action, cycle, np.random.default_rng(seed))
     return [rollout(env, policy, seed=seed + ep) for ep in range(episodes)]
-
-
-def real_lengths(
-    env: gym.Env,
-    hold: tuple[int, int],
-    fixed_action: int | None,
-    episodes: int,
-    seed: int = 0,
-    cycle: Sequence[int] | None = None,
-) -> np.ndarray:
-    """Episode lengths of a reference policy in the real env, (episodes,). `cycle`: play these actions in turn,
-    each held `hold` steps, from a random place in the cycle (the real counterpart of `random_hold_survival`'s)."""
-    return np.asarray([len(ep) for ep in real_episodes(env, hold, fixed_action, episodes, seed, cycle)])
 
 
 @torch.no_grad()

@@ -206,13 +206,13 @@ class _SurvivalEnv(gym.Env):
 
 
 def test_ranking_fidelity_compares_reference_policies(image_world_model):
-    from rllib_worldmodel.fidelity import ranking_fidelity, real_lengths, reference_policies
+    from rllib_worldmodel.fidelity import ranking_fidelity, real_episodes, reference_policies
 
     policies = reference_policies(gym.spaces.Discrete(3))
     assert set(policies) == {"random hold 1-10", "uniform random", "always 0", "always 1", "always 2"}
     env = _SurvivalEnv()
-    assert (real_lengths(env, (1, 1), 2, episodes=3) == 15).all()
-    assert (real_lengths(env, (1, 1), 0, episodes=3) == 5).all()
+    assert [len(ep) for ep in real_episodes(env, (1, 1), 2, episodes=3)] == [15] * 3
+    assert [len(ep) for ep in real_episodes(env, (1, 1), 0, episodes=3)] == [5] * 3
     settings = DreamSettings(max_episode_steps=20, done_mode="sample")
     result = ranking_fidelity(image_world_model, settings, env, episodes=4, num_dreams=16)
     rows = {r["policy"]: r for r in result["rows"]}
@@ -240,13 +240,13 @@ class _ActionLog(_SurvivalEnv):
 def test_sweep_reference_policy_alternates_in_the_real_env_and_in_the_dream(image_world_model, monkeypatch):
     """A sweep plays its actions in turn, each held exactly N steps, from a random place in the cycle."""
     import rllib_worldmodel.calibration as calibration
-    from rllib_worldmodel.fidelity import real_lengths, reference_policies
+    from rllib_worldmodel.fidelity import real_episodes, reference_policies
 
     policies = reference_policies(gym.spaces.Discrete(3), sweeps=(10,))
     sweep = policies["sweep 1/2 every 10"]
     assert sweep == {"hold": (10, 10), "fixed_action": None, "cycle": (1, 2)}
     env = _ActionLog()
-    assert (real_lengths(env, sweep["hold"], None, episodes=1, seed=5, cycle=sweep["cycle"]) == 40).all()
+    assert len(real_episodes(env, sweep["hold"], None, episodes=1, seed=5, cycle=sweep["cycle"])[0]) == 40
     runs = [env.actions[i : i + 10] for i in range(0, 40, 10)]
     assert all(len(set(r)) == 1 for r in runs)  # each action held 10 steps
     assert [r[0] for r in runs] in ([1, 2, 1, 2], [2, 1, 2, 1])
