@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 from rllib_worldmodel.calibration import calibrate_done_offset, real_branch_survival
 from rllib_worldmodel.data import add_held_out_args, load_episodes
 from rllib_worldmodel.dream import DreamSettings
-from rllib_worldmodel.fidelity import branch_fidelity, roc_auc
+from rllib_worldmodel.fidelity import branch_fidelity, roc_auc, teacher_forced_death_probability
 from rllib_worldmodel.models.world_model import WorldModel
 from rllib_worldmodel.trainer import WorldModelTrainer
 
@@ -35,8 +34,7 @@ def teacher_forced_auc(wm: WorldModel, episodes, latents, within=(0, 5, 15, 35))
     """AUC of M's calibrated done probability at each real step for "the episode terminates within k steps"."""
     probs, left = [], []
     for ep, lat in zip(episodes, latents):
-        out, _, _ = wm.mdn_rnn(lat.mu[None, :-1], wm.encode_action(torch.as_tensor(ep.actions))[None])
-        probs.append(torch.sigmoid(out.done_logit.mean(0)[0] - math.log(wm.config.done_pos_weight)).numpy())
+        probs.append(teacher_forced_death_probability(wm, lat.mu[:-1], torch.as_tensor(ep.actions)).numpy())
         steps_left = len(ep) - 1 - np.arange(len(ep))
         left.append(steps_left if ep.terminated else np.full(len(ep), 10**9))
     p, rem = np.concatenate(probs), np.concatenate(left)

@@ -446,7 +446,7 @@ class DreamSimulator:
         if threshold:
             p_done = torch.sigmoid(logit)  # paper: logit > 0
         else:
-            p_done = torch.sigmoid(logit - math.log(wm.config.done_pos_weight))
+            p_done = wm.death_probability(logit)
         p_done = p_done.max(0).values if st.done_ensemble == "max" else p_done.mean(0)
         alive = self.alive  # probability of being alive at this step (1 unless deaths are "expected")
         if threshold:

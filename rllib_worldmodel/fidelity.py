@@ -12,7 +12,6 @@ will optimise the wrong thing, however small the dream-real gap of the collectio
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,22 +119,31 @@ def real_episodes(
 
 
 @torch.no_grad()
+def teacher_forced_death_probability(
+    world_model: WorldModel, z_T_Z: torch.Tensor, actions_T: torch.Tensor
+) -> torch.Tensor:
+    """M's death probability at each step (T,) while it reads real latents z_0..z_{T-1} and the real actions
+    (teacher forcing; ensemble members' logits averaged; `WorldModel.death_probability`)."""
+    out, _, _ = world_model.mdn_rnn(z_T_Z[None], world_model.encode_action(actions_T)[None])
+    return world_model.death_probability(out.done_logit.mean(0)[0])
+
+
+@torch.no_grad()
 def model_hazard_on_real(world_model: WorldModel, episodes: Sequence[Episode], batch_size: int = 512) -> float:
     """M's mean per-step death probability while it reads the REAL frames and actions of `episodes` (teacher
-    forcing: V's posterior means in, the done BCE's positive weighting undone, no dream offset). Its real
-    counterpart is deaths / steps. Beside the dream's survival of the same policy it says where a ranking failure
-    lives: a done head that cannot tell the policies apart even on real frames, or a dream whose frames do not
-    follow the policy's actions (measured on TakeCover: the latter, see the README)."""
-    device = next(world_model.parameters()).device
+    forcing with V's posterior means, no dream offset). Its real counterpart is deaths / steps. Beside the dream's
+    survival of the same policy it says where a ranking failure lives: a done head that cannot tell the policies
+    apart even on real frames, or a dream whose frames do not follow the policy's actions (measured on TakeCover:
+    the latter, see the README). Encodes on its own rather than with `WorldModelTrainer.encode_episodes`, which
+    would also replace the model's dream start states."""
+    device = world_model.device
     total, steps = 0.0, 0
     for ep in episodes:
         obs = torch.as_tensor(ep.obs[:-1])
         mu = torch.cat(
             [world_model.vae.encode(obs[i : i + batch_size].to(device))[0] for i in range(0, len(obs), batch_size)]
         )
-        actions = world_model.encode_action(torch.as_tensor(ep.actions).to(device))
-        out, _, _ = world_model.mdn_rnn(mu[None], actions[None])
-        p = torch.sigmoid(out.done_logit.mean(0)[0] - math.log(world_model.config.done_pos_weight))
+        p = teacher_forced_death_probability(world_model, mu, torch.as_tensor(ep.actions).to(device))
         total, steps = total + float(p.sum()), steps + len(ep)
     return total / max(steps, 1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -198,6 +199,11 @@ class WorldModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.mdn_rnn.mdn_head.weight.device
+
+    def death_probability(self, done_logit: torch.Tensor) -> torch.Tensor:
+        """M's per-step death probability from its done logits: the done BCE weights deaths by `done_pos_weight`,
+        which inflates the odds by that factor, so its log is taken off before the sigmoid."""
+        return torch.sigmoid(done_logit - math.log(self.config.done_pos_weight))
 
     def encode_action(self, actions: torch.Tensor) -> torch.Tensor:
         """Env actions (..., ) ints or (..., A) floats -> M's input encoding (..., action_dim) float."""
