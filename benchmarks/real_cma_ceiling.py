@@ -22,8 +22,8 @@ from pathlib import Path
 import cma
 import numpy as np
 import torch
+from takecover_tau import play_real
 
-from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
 from rllib_worldmodel.models.controller import Controller
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
@@ -38,33 +38,12 @@ def _init_worker(path: str, view: dict) -> None:
     _WM, _VIEW = WorldModel.load(path).eval(), view
 
 
-@torch.no_grad()
-def play(job: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Real returns of one episode per row of `flats` (controller parameters), episode i reset with seeds[i]."""
-    flats, seeds = job
-    wm = _WM
-    n = len(seeds)
-    ctrl = Controller(wm.config.z_size + wm.config.rnn_size, wm.config.action_space())
-    envs = [make_takecover(**_VIEW) for _ in range(n)]
-    obs = [env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]
-    live, returns = np.ones(n, bool), np.zeros(n)
-    h, c = wm.mdn_rnn.initial_state(n)
-    w = torch.as_tensor(flats, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(int(seeds[0]))
-    while live.any():
-        idx = np.flatnonzero(live)
-        mu, logvar = wm.vae.encode(torch.as_tensor(np.stack([obs[i] for i in idx])))
-        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)  # as the paper's real-env wrapper
-        out = ctrl.batched_forward(w[idx], torch.cat([z, h[idx]], -1).unsqueeze(1)).squeeze(1)
-        action = ctrl.to_action(out)
-        h[idx], c[idx] = wm.mdn_rnn.step(z, wm.encode_action(action), (h[idx], c[idx]))
-        for j, i in enumerate(idx):
-            obs[i], r, terminated, truncated, _ = envs[i].step(int(action[j]))
-            returns[i] += r
-            live[i] = not (terminated or truncated)
-    for env in envs:
-        env.close()
-    return returns
+def play(job: tuple[np.ndarray, int]) -> np.ndarray:
+    """Real returns of one episode per row of `flats` (controller parameters), all played at once; episode i is
+    reset with seed + i (`takecover_tau.play_real`)."""
+    flats, seed = job
+    ctrl = Controller(_WM.config.z_size + _WM.config.rnn_size, _WM.config.action_space())
+    return play_real(_WM, ctrl, len(flats), num_envs=len(flats), seed=seed, view=_VIEW, flats=flats)[0]
 
 
 def main() -> None:
@@ -88,16 +67,15 @@ def main() -> None:
     )
     pool = get_context("fork").Pool(args.processes, initializer=_init_worker, initargs=(args.world_model, view))
 
-    def run(flats: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    def run(flats: np.ndarray, seed: int) -> np.ndarray:
+        """Episode i (of candidate flats[i]) is reset with seed + i, whichever process plays it."""
         parts = np.array_split(np.arange(len(flats)), args.processes)
-        return np.concatenate(pool.map(play, [(flats[p], seeds[p]) for p in parts]))
+        return np.concatenate(pool.map(play, [(flats[p], seed + int(p[0])) for p in parts]))
 
     t0, steps, log = time.perf_counter(), 0, []
     for g in range(args.generations):
         solutions = np.asarray(es.ask())
-        returns = run(
-            np.repeat(solutions, args.rollouts, axis=0), np.arange(len(solutions) * args.rollouts) + g * 10_000
-        )
+        returns = run(np.repeat(solutions, args.rollouts, axis=0), g * 10_000)
         steps += int(returns.sum())  # TakeCover pays 1 per frame: returns are real steps
         fitness = returns.reshape(len(solutions), args.rollouts).mean(1)
         es.tell(list(solutions), list(-fitness))
@@ -113,7 +91,7 @@ def main() -> None:
         print(json.dumps(log[-1]), flush=True)
     train_s = time.perf_counter() - t0
     # the deployed controller is CMA-ES's mean, scored on episodes no candidate was scored on
-    final = run(np.repeat(np.asarray(es.mean)[None], args.eval_episodes, 0), np.arange(args.eval_episodes) + 9_000_000)
+    final = run(np.repeat(np.asarray(es.mean)[None], args.eval_episodes, 0), 9_000_000)
     pool.close()
     result = {
         "world_model": args.world_model,

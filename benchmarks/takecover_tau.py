@@ -41,45 +41,53 @@ def play_real(
     skill: int = 4,
     frame_cap: int = 2100,
     view: dict[str, bool] | None = None,
+    flats: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Returns of `episodes` real TakeCover episodes played by V + M + C (`num_envs` at a time, one V batch), and the
-    share of steps spent on each action. `view`: render switches (screen_flashes, render_hud) of make_takecover,
-    which must be those V was fitted on."""
+    """Returns of `episodes` real TakeCover episodes played by V + M + C (`num_envs` at a time, one V batch), in
+    episode order (episode i reset with seed + i), and the share of steps spent on each action. `view`: render
+    switches (screen_flashes, render_hud) of make_takecover, which must be those V was fitted on. `flats`
+    (episodes, N): episode i is played by these controller parameters (`Controller.get_flat` layout, e.g. CMA-ES
+    candidates) instead of `controller`'s own."""
     envs = [make_takecover(skill=skill, frame_cap=frame_cap, **(view or {})) for _ in range(num_envs)]
     gen = torch.Generator().manual_seed(seed)
-    returns, started = [], 0
+    w = None if flats is None else torch.as_tensor(flats, dtype=torch.float32)
+    returns = np.zeros(episodes)
+    started = 0
     obs = [None] * num_envs
-    ret = np.zeros(num_envs)
+    episode = np.zeros(num_envs, int)  # which episode each env is playing
     counts = np.zeros(world_model.config.action_dim)
     live = np.zeros(num_envs, bool)
     h, c = world_model.mdn_rnn.initial_state(num_envs)
     for i, env in enumerate(envs):
         if started < episodes:
             obs[i], _ = env.reset(seed=seed + started)
-            live[i], started = True, started + 1
+            live[i], episode[i], started = True, started, started + 1
     while live.any():
         idx = np.flatnonzero(live)
         mu, logvar = world_model.vae.encode(torch.as_tensor(np.stack([obs[i] for i in idx])))
         z = mu if z_mode == "mean" else mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)
         hi, ci = h[idx], c[idx]
-        action = controller.act(torch.cat([z, hi, ci] if include_cell else [z, hi], dim=-1))
+        x = torch.cat([z, hi, ci] if include_cell else [z, hi], dim=-1)
+        if w is None:
+            action = controller.act(x)
+        else:
+            action = controller.to_action(controller.batched_forward(w[episode[idx]], x.unsqueeze(1)).squeeze(1))
         hn, cn = world_model.mdn_rnn.step(z, world_model.encode_action(action), (hi, ci))
         h[idx], c[idx] = hn, cn
         counts += np.bincount(action.numpy(), minlength=len(counts))
         for j, i in enumerate(idx):
             obs[i], r, term, trunc, _ = envs[i].step(int(action[j]))
-            ret[i] += r
+            returns[episode[i]] += r
             if term or trunc:
-                returns.append(ret[i])
-                ret[i], h[i], c[i] = 0.0, 0.0, 0.0
+                h[i], c[i] = 0.0, 0.0
                 if started < episodes:
                     obs[i], _ = envs[i].reset(seed=seed + started)
-                    started += 1
+                    episode[i], started = started, started + 1
                 else:
                     live[i] = False
     for env in envs:
         env.close()
-    return np.asarray(returns), counts / counts.sum()
+    return returns, counts / counts.sum()
 
 
 def train_in_dream(
