@@ -116,7 +116,9 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
     dream = evaluate_population(
         DreamSimulator(wm, settings), controller, controller.get_flat()[None], args.dream_episodes, seed=7
     ).returns[0]
-    real, action_share = play_real(wm, controller, args.eval_episodes, seed=args.seed + 1000, view=args.view)
+    real, action_share = play_real(
+        wm, controller, args.eval_episodes, seed=args.seed + 1000, view=args.view, z_mode=args.z_mode
+    )
     row = {
         "name": name,
         "start": settings.start,
@@ -136,6 +138,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
         "real_std": float(real.std()),
         "real_episodes": len(real),
         "real_action_share": [round(float(x), 3) for x in action_share],
+        "real_z": args.z_mode,
         "cma_fitness_last": log[-1]["dream/cma_fitness_mean"],
         "cma_episode_len_last": log[-1]["dream/cma_episode_len_mean"],
         # reward parts per dream episode in the last generation: extrinsic, ensemble disagreement, penalty paid
@@ -195,6 +198,7 @@ def main() -> None:
     metadata = read_checkpoint(args.world_model)["metadata"]
     real_steps = int(metadata.get("real_steps", 0))
     args.view = takecover_view(args, metadata)
+    args.z_mode = metadata.get("mdn_latents", "sample")  # real frames become z as M's training latents did
     base = DreamSettings(
         temperature=1.15,
         done_mode=args.done_mode,

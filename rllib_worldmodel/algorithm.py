@@ -41,6 +41,7 @@ from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.models.world_model import WorldModel
 from rllib_worldmodel.schedules import Schedule
+from rllib_worldmodel.trainer import POINT_LOGVAR
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +290,10 @@ class WorldModels(Algorithm):
             done[-1] = float(ep.is_terminated)
             actions = wm.encode_action(torch.as_tensor(np.asarray(ep.get_actions()), device=dev)).cpu()
             rewards = torch.as_tensor(np.asarray(ep.get_rewards()), dtype=torch.float32)
-            latents[ep.id_] = (torch.cat(mus), torch.cat(logvars), actions, rewards, done)
+            logvar = torch.cat(logvars)
+            if self.config.mdn_latents == "mean":  # M reads posterior means: store points (see WorldModelTrainer)
+                logvar = torch.full_like(logvar, POINT_LOGVAR)
+            latents[ep.id_] = (torch.cat(mus), logvar, actions, rewards, done)
         self._latents = latents
         recent = torch.cat([latents[ep.id_][0] for ep in list(self.replay.episodes)[-200:]])
         self._novelty_ref = recent[-self.config.novelty_reference_size :].to(dev)
@@ -340,6 +344,7 @@ class WorldModels(Algorithm):
             out["member_weights"] = self._rng.poisson(1.0, (batch_size, members)).astype(np.float32)
         if self.config.mdn_closed_loop > 0:  # a column, so it survives the split across learners
             out["closed_loop"] = np.full(batch_size, self.config.mdn_closed_loop, np.float32)
+            out["closed_loop_horizon"] = np.full(batch_size, self.config.mdn_closed_loop_horizon, np.int64)
         return out
 
     def current_dream_knobs(self) -> dict[str, float]:

@@ -107,6 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             vae_focus_fraction=args.vae_focus_fraction,
             vae_focus_weight=args.vae_focus_weight,
             closed_loop=args.closed_loop,
+            closed_loop_horizon=args.closed_loop_horizon,
+            mdn_latents=args.mdn_latents,
         )
         .collection(
             real_episodes_per_iteration=args.episodes_per_iteration,
@@ -132,6 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             cma_population=args.cma_population,
             cma_rollouts=args.cma_rollouts,
             cma_generations_per_iteration=args.cma_generations,
+            real_z=args.mdn_latents,  # the agent reads real frames the way M was trained
         )
         .evaluation(evaluation_duration=args.eval_episodes)
         .debugging(seed=args.seed)
@@ -267,6 +270,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.closed_loop <= 1.0:  # before any episode is collected
         raise ValueError(f"--closed-loop {args.closed_loop}: a probability in [0, 1] (0: teacher forcing, paper).")
+    if args.closed_loop_horizon < 1:
+        raise ValueError(
+            f"--closed-loop-horizon {args.closed_loop_horizon}: an integer >= 1 (1: own samples drawn per step; "
+            "e.g. 30: M dreams 29 steps between real latents)."
+        )
     hold = tuple(args.hold)
     if not 1 <= hold[0] <= hold[1]:
         raise ValueError(f"--hold {hold[0]} {hold[1]}: need 1 <= MIN <= MAX steps (paper: --hold 1 10).")
@@ -350,6 +358,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             seed=args.seed,
             on_metrics=on_metrics,
             writer=writer,
+            mdn_latents=args.mdn_latents,
         )
         t1 = time.perf_counter()
         history = trainer.fit(
@@ -360,6 +369,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             mdn_batch_size=args.mdn_batch_size,
             seq_len=args.seq_len,
             closed_loop=args.closed_loop,
+            closed_loop_horizon=args.closed_loop_horizon,
         )
         fit_s = time.perf_counter() - t1
     metrics_file.close()
@@ -371,6 +381,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             "env_settings": env_settings,
             "episodes": len(episodes),
             "real_steps": int(lengths.sum()),
+            # what M was trained on: tools that play the real game turn frames into z the same way
+            "mdn_latents": args.mdn_latents,
         },
     )
     summary = {
@@ -382,6 +394,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "hold": list(hold),  # of the episodes collected by this call (older ones keep whatever they were made with)
         "fit_s": round(fit_s, 1),
         "init_from": args.init_from,
+        "closed_loop": args.closed_loop,
+        "closed_loop_horizon": args.closed_loop_horizon,
+        "mdn_latents": args.mdn_latents,
         "vae_first": history["vae"][0] if history["vae"] else None,  # None: V kept as loaded (--vae-epochs 0)
         "vae_last": history["vae"][-1] if history["vae"] else None,
         "mdn_first": history["mdn"][0],
@@ -416,6 +431,30 @@ def _add_hold_arg(parser: argparse.ArgumentParser) -> None:
         metavar=("MIN", "MAX"),
         help="random collection: each random action is held MIN-MAX steps (paper: 1 10). TakeCover's real survival "
         "depends on sustained moves that 1-10 holds rarely make; 1 100 records them",
+    )
+
+
+def _add_m_training_args(p: argparse.ArgumentParser) -> None:
+    """M's training options shared by fit and train: latents and scheduled sampling."""
+    p.add_argument(
+        "--mdn-latents",
+        choices=["sample", "mean"],
+        default="sample",
+        help="M's latents: sampled from V's posterior (paper) or its mean (dreams that follow the actions; "
+        "see WorldModelTrainer); with train, the agent reads real frames the same way",
+    )
+    p.add_argument(
+        "--closed-loop",
+        type=float,
+        default=0.0,
+        help="scheduled sampling: probability that M's input latent is its own sample (0: teacher forcing, paper)",
+    )
+    p.add_argument(
+        "--closed-loop-horizon",
+        type=int,
+        default=1,
+        help="with --closed-loop: length of the free-running segments (1: drawn per step; k: M re-reads the real "
+        "latent every k steps and dreams the steps in between)",
     )
 
 
@@ -473,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="after each fit, offset M's done logits so the dream's random-hold survival equals the real one",
     )
-    train.add_argument("--closed-loop", type=float, default=0.0, help="M's scheduled sampling probability (0: paper)")
+    _add_m_training_args(train)
     train.add_argument(
         "--dream-start",
         default="episode",
@@ -531,13 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--mdn-epochs", type=int, default=20)
     fit.add_argument("--mdn-batch-size", type=int, default=32, help="episodes per M batch")
     fit.add_argument("--mdn-lr", type=float, default=1e-3)
+
     fit.add_argument("--seq-len", type=int, default=500, help="truncated-BPTT length (paper code: 500)")
-    fit.add_argument(
-        "--closed-loop",
-        type=float,
-        default=0.0,
-        help="scheduled sampling: probability that M's input latent is its own sample (0: teacher forcing, paper)",
-    )
+    _add_m_training_args(fit)
     fit.add_argument("--temperature", type=float, default=1.15, help="dream temperature for the GIFs")
     fit.add_argument("--video-steps", type=int, default=300)
     fit.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")

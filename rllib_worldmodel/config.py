@@ -11,6 +11,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.schedules import Schedule
+from rllib_worldmodel.trainer import MDN_LATENTS
 
 CONTROLLER_TRAINERS = ("cma", "rllib")
 
@@ -42,6 +43,8 @@ class WorldModelsConfig(AlgorithmConfig):
         self.vae_warmup_epochs = 0.0
         self.death_window_fraction = 0.0
         self.mdn_closed_loop = 0.0  # paper: teacher forcing
+        self.mdn_closed_loop_horizon = 1
+        self.mdn_latents = "sample"  # paper: M reads z sampled from V's posterior
         # world model fitting (per iteration)
         self.vae_lr = 1e-3  # measured: 1e-3 beats the paper code's 1e-4 on small data (trainer.py)
         self.mdn_lr = 1e-3  # paper code
@@ -137,6 +140,8 @@ class WorldModelsConfig(AlgorithmConfig):
         vae_focus_fraction: float = NotProvided,
         vae_focus_weight: float = NotProvided,
         closed_loop: float = NotProvided,
+        closed_loop_horizon: int = NotProvided,
+        mdn_latents: str = NotProvided,
     ) -> WorldModelsConfig:
         """World-model architecture and fitting.
 
@@ -169,9 +174,16 @@ class WorldModelsConfig(AlgorithmConfig):
                 of the real one, so M learns to predict from what it meets when dreaming (0: teacher forcing,
                 paper; see `MDNRNN.forward_closed_loop`). Steps the LSTM one by one: M updates ~2.7x slower
                 (TakeCover, 2 CPU cores).
+            closed_loop_horizon: Length of the closed loop's free-running segments: 1 draws own samples per step;
+                k >= 2 feeds the real latent every k steps and, for a share `closed_loop` of segments, M's own
+                samples in between, so M must carry what sustained actions do over k - 1 steps.
+            mdn_latents: "sample" (paper) or "mean": M reads V's posterior mean instead of a sample; dreams then
+                follow the actions (see `WorldModelTrainer`). Needs `controller(real_z="mean")`.
         """
-        provided = {k: v for k, v in locals().items() if k not in ("self", "closed_loop")}
-        return self._set_provided({**provided, "mdn_closed_loop": closed_loop})
+        provided = {k: v for k, v in locals().items() if k not in ("self", "closed_loop", "closed_loop_horizon")}
+        return self._set_provided(
+            {**provided, "mdn_closed_loop": closed_loop, "mdn_closed_loop_horizon": closed_loop_horizon}
+        )
 
     def collection(
         self,
@@ -465,6 +477,11 @@ class WorldModelsConfig(AlgorithmConfig):
             "paper; 0.5 measured in benchmarks/branch_fidelity.py).",
         )
         need(
+            isinstance(self.mdn_closed_loop_horizon, int) and self.mdn_closed_loop_horizon >= 1,
+            f"world_model closed_loop_horizon={self.mdn_closed_loop_horizon!r} must be an integer >= 1 (1: own "
+            "samples drawn per step; e.g. 30: M dreams 29 steps between real latents).",
+        )
+        need(
             self.dream_start in STARTS,
             f"dream start={self.dream_start!r}: use one of {STARTS} ('branch': dreams from real mid-episode states).",
         )
@@ -555,6 +572,15 @@ class WorldModelsConfig(AlgorithmConfig):
             f"dream_algo_config={self.dream_algo_config!r} must be an RLlib AlgorithmConfig (e.g. PPOConfig()).",
         )
         need(self.real_z in ("sample", "mean"), f"real_z={self.real_z!r}: use 'sample' (paper) or 'mean'.")
+        need(
+            self.mdn_latents in MDN_LATENTS,
+            f"world_model mdn_latents={self.mdn_latents!r}: use one of {MDN_LATENTS} ('sample': the paper).",
+        )
+        need(
+            self.mdn_latents != "mean" or self.real_z == "mean",
+            "world_model(mdn_latents='mean') trains M on V's posterior means, so the agent must read real frames the "
+            "same way: add .controller(real_z='mean').",
+        )
         need(
             set(self.wm_loss_weights) == {"mdn", "reward", "done"},
             f"wm_loss_weights keys {sorted(self.wm_loss_weights)} must be exactly ['done', 'mdn', 'reward'].",

@@ -186,7 +186,8 @@ class WorldModelsRLModule(TorchRLModule):
             state = self._prefix_state(batch)
             # scheduled sampling (WorldModelsConfig.world_model(closed_loop=...)) arrives as a batch column
             closed_loop = float(batch["closed_loop"][0]) if "closed_loop" in batch else 0.0
-            mdn, _, _ = wm.mdn_rnn(batch["z_in"], batch["a"], state, closed_loop)
+            horizon = int(batch["closed_loop_horizon"][0]) if "closed_loop_horizon" in batch else 1
+            mdn, _, _ = wm.mdn_rnn(batch["z_in"], batch["a"], state, closed_loop, None, horizon)
             out.update({f"mdn_{k}": v for k, v in mdn._asdict().items()})
         return out
 

@@ -19,6 +19,10 @@ from rllib_worldmodel.losses import mdn_rnn_loss, vae_loss
 from rllib_worldmodel.models.world_model import WorldModel
 
 MetricsCallback = Callable[[str, int, dict[str, float]], None]
+MDN_LATENTS = ("sample", "mean")
+# The log-variance that makes a posterior a point (std e^-15): how "mean" latents are stored, so every consumer of
+# (mu, logvar) pairs (M's batches, the dream's start states, branch points) gets mu without a special case.
+POINT_LOGVAR = -30.0
 
 
 @dataclass
@@ -52,6 +56,11 @@ class WorldModelTrainer:
         seed: Seeds batch order and latent sampling.
         on_metrics: Called as on_metrics(phase, epoch, metrics) after every epoch.
         writer: Optional tensorboardX SummaryWriter; metrics are added as scalars.
+        mdn_latents: What M reads and predicts: "sample" (paper: z drawn from V's posterior anew every batch) or
+            "mean" (V's posterior mean). Measured on TakeCover (benchmarks/dream_position.py): with samples the
+            posterior noise swamps the ~1% of the room a strafe step moves, and dreams do not move the player;
+            with means M learns the motion (dreamed always-left reaches the left wall). Dream start states and
+            branch points then hold the means too; play the real game with the agent's `real_z="mean"`.
     """
 
     def __init__(
@@ -64,7 +73,11 @@ class WorldModelTrainer:
         seed: int = 0,
         on_metrics: MetricsCallback | None = None,
         writer=None,
+        mdn_latents: str = "sample",
     ):
+        if mdn_latents not in MDN_LATENTS:
+            raise ValueError(f"mdn_latents={mdn_latents!r}: use one of {MDN_LATENTS} ('sample': the paper).")
+        self.mdn_latents = mdn_latents
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.vae_opt = torch.optim.Adam(model.vae.parameters(), lr=vae_lr)
@@ -141,7 +154,8 @@ class WorldModelTrainer:
 
     @torch.no_grad()
     def encode_episodes(self, episodes: Sequence[Episode], batch_size: int = 512) -> list[EpisodeLatents]:
-        """V's posterior (mu, logvar) for every observation, and store episode starts as the dream's initial states."""
+        """V's posterior (mu, logvar) for every observation, and store episode starts as the dream's initial states.
+        With `mdn_latents="mean"` the log-variances are `POINT_LOGVAR`: the posterior is its mean."""
         self.model.vae.eval()
         out = []
         for ep in episodes:
@@ -150,7 +164,10 @@ class WorldModelTrainer:
                 mu, logvar = self.model.vae.encode(torch.from_numpy(ep.obs[s : s + batch_size]).to(self.device))
                 mus.append(mu.cpu())
                 logvars.append(logvar.cpu())
-            out.append(EpisodeLatents(torch.cat(mus), torch.cat(logvars)))
+            logvar = torch.cat(logvars)
+            if self.mdn_latents == "mean":
+                logvar = torch.full_like(logvar, POINT_LOGVAR)
+            out.append(EpisodeLatents(torch.cat(mus), logvar))
         self.model.set_initial_states(
             torch.stack([lat.mu[0] for lat in out]), torch.stack([lat.logvar[0] for lat in out])
         )
@@ -199,10 +216,12 @@ class WorldModelTrainer:
             "T": t_pad,
         }
 
-    def mdn_losses(self, batch: dict, seq_len: int, train: bool, closed_loop: float = 0.0) -> dict[str, float]:
+    def mdn_losses(
+        self, batch: dict, seq_len: int, train: bool, closed_loop: float = 0.0, closed_loop_horizon: int = 1
+    ) -> dict[str, float]:
         """Truncated BPTT over one padded batch; the LSTM state starts at zero (episode start) and is carried across
-        chunks. With `train`, M takes an optimiser step per chunk. `closed_loop` > 0: scheduled sampling (see
-        `MDNRNN.forward_closed_loop`)."""
+        chunks. With `train`, M takes an optimiser step per chunk. `closed_loop` > 0: scheduled sampling with
+        free-running segments of `closed_loop_horizon` steps (see `MDNRNN.forward_closed_loop`)."""
         m_rnn, weights = self.model.mdn_rnn, self.model.config.loss_weights
         state, rows, tokens = None, [], []
         members = None
@@ -216,7 +235,9 @@ class WorldModelTrainer:
             tokens.append(mask.sum().item())
             if tokens[-1] == 0:
                 break
-            out, _, state = m_rnn(batch["z_in"][:, sl], batch["a"][:, sl], state, closed_loop, self.torch_gen)
+            out, _, state = m_rnn(
+                batch["z_in"][:, sl], batch["a"][:, sl], state, closed_loop, self.torch_gen, closed_loop_horizon
+            )
             state = tuple(x.detach() for x in state)
             loss, row = mdn_rnn_loss(
                 out,
@@ -242,6 +263,7 @@ class WorldModelTrainer:
         seq_len: int = 500,
         val_fraction: float = 0.1,
         closed_loop: float = 0.0,
+        closed_loop_horizon: int = 1,
     ) -> list[dict]:
         """Train M on latent sequences; a held-out fraction of episodes reports `world_model/mdn_val_nll`.
 
@@ -255,6 +277,9 @@ class WorldModelTrainer:
             closed_loop: Scheduled sampling: probability that an input latent is M's own sample instead of the real
                 one (0: teacher forcing, the paper; see `MDNRNN.forward_closed_loop`). Validation stays
                 teacher-forced, so its NLL is comparable across settings.
+            closed_loop_horizon: Length of the free-running segments (1: the choice is drawn per step; k >= 2: M
+                re-reads the real latent every k steps and, with probability `closed_loop`, dreams the k - 1 in
+                between, so it learns what sustained actions do).
         """
         if len(episodes) != len(latents):
             raise ValueError("episodes and latents must have the same length")
@@ -269,7 +294,7 @@ class WorldModelTrainer:
             for s in range(0, len(order), batch_size):
                 idx = order[s : s + batch_size]
                 batch = self._mdn_batch([episodes[i] for i in idx], [latents[i] for i in idx])
-                rows.append(self.mdn_losses(batch, seq_len, train=True, closed_loop=closed_loop))
+                rows.append(self.mdn_losses(batch, seq_len, True, closed_loop, closed_loop_horizon))
                 tokens += int(batch["mask"].sum().item())
                 self._global_step["mdn"] += 1
             metrics = _mean_metrics(rows)
@@ -299,8 +324,10 @@ class WorldModelTrainer:
         mdn_batch_size: int = 32,
         seq_len: int = 500,
         closed_loop: float = 0.0,
+        closed_loop_horizon: int = 1,
     ) -> dict[str, list[dict]]:
-        """Fit V, encode every episode (storing dream start states), fit M (`closed_loop`: see `fit_mdn`), then store
+        """Fit V, encode every episode (storing dream start states), fit M (`closed_loop`, `closed_loop_horizon`: see
+        `fit_mdn`), then store
         branch points (every 10th real state, `store_branch_points`). Returns both histories.
 
         `vae_epochs=0` keeps V as it is (fine-tuning M of a loaded world model); V's history is then empty.
@@ -312,7 +339,13 @@ class WorldModelTrainer:
         vae_hist = self.fit_vae(episodes, epochs=vae_epochs, batch_size=vae_batch_size) if vae_epochs > 0 else []
         latents = self.encode_episodes(episodes)
         mdn_hist = self.fit_mdn(
-            episodes, latents, epochs=mdn_epochs, batch_size=mdn_batch_size, seq_len=seq_len, closed_loop=closed_loop
+            episodes,
+            latents,
+            epochs=mdn_epochs,
+            batch_size=mdn_batch_size,
+            seq_len=seq_len,
+            closed_loop=closed_loop,
+            closed_loop_horizon=closed_loop_horizon,
         )
         self.store_branch_points(episodes, latents)
         return {"vae": vae_hist, "mdn": mdn_hist}

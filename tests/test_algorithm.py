@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import rllib_worldmodel as rw
+from rllib_worldmodel.trainer import POINT_LOGVAR
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tuned_examples"))
 from tiny import tiny_config  # noqa: E402
@@ -312,6 +313,9 @@ def test_guard_state_survives_a_checkpoint(levers, tmp_path):
         (lambda c: c.environment(env_config={"real": {"damage_penalty": 1.0}}), "damage_penalty"),
         (lambda c: c.dream(reward_range=(1.0, -1.0)), "reward_range"),
         (lambda c: c.world_model(closed_loop=1.5), "closed_loop"),
+        (lambda c: c.world_model(closed_loop=0.5, closed_loop_horizon=0), "closed_loop_horizon"),
+        (lambda c: c.world_model(mdn_latents="mode"), "mdn_latents"),
+        (lambda c: c.world_model(mdn_latents="mean"), "real_z='mean'"),
         (lambda c: c.dream(start="middle"), "start"),
         (lambda c: c.dream(branch_focus=0.5), "branch_focus.*start='branch'"),
         (lambda c: c.dream(start="branch", branch_horizon=0), "branch_horizon"),
@@ -330,7 +334,8 @@ def test_branched_dreams_closed_loop_m_and_expected_deaths(ray_session, tmp_path
     the dream score beside the real one still comes from whole dreams from episode starts."""
     config = (
         tiny_config()
-        .world_model(closed_loop=0.5)
+        .world_model(closed_loop=0.5, closed_loop_horizon=4, mdn_latents="mean")
+        .controller(real_z="mean")
         .dream(start="branch", branch_horizon=8, branch_focus=0.5, branch_every=3, done_mode="expected")
         .dream(calibrate_deaths=True)
     )
@@ -341,7 +346,9 @@ def test_branched_dreams_closed_loop_m_and_expected_deaths(ray_session, tmp_path
         stored = sum(len(ep) for ep in algo.replay.episodes)
         assert 0 < r2["dream/branch_points"] == wm.branch_states.shape[0] <= stored
         assert np.isfinite(r2["learners"]["default_policy"]["world_model/mdn_nll"])
-        assert (algo._mdn_batch(4, 8)["closed_loop"] == 0.5).all()
+        batch = algo._mdn_batch(4, 8)
+        assert (batch["closed_loop"] == 0.5).all() and (batch["closed_loop_horizon"] == 4).all()
+        assert all((lat[1] == POINT_LOGVAR).all() for lat in algo._latents.values())  # M reads posterior means
         train, scoring = algo.dream_settings(), algo.dream_settings(scoring=True)
         assert (train.start, train.max_episode_steps, train.branch_focus) == ("branch", 8, 0.5)
         assert (scoring.start, scoring.max_episode_steps) == ("episode", config.dream_max_episode_steps)

@@ -36,6 +36,38 @@ def test_closed_loop_zero_is_teacher_forcing_and_one_feeds_own_samples():
         m.forward_closed_loop(z, a, closed_loop=1.5)
 
 
+def test_closed_loop_horizon_reads_the_real_latent_only_at_segment_starts():
+    torch.manual_seed(0)
+    m = MDNRNN(5, 3, hidden_size=16, num_mixtures=2, num_heads=2).eval()
+    z, a = _sequences(t=10)
+    a = a.float()
+
+    def run(z_in, closed_loop=1.0):
+        gen = torch.Generator().manual_seed(1)
+        return m.forward_closed_loop(z_in, a, closed_loop=closed_loop, generator=gen, horizon=4)[1]
+
+    h = run(z)
+    inside = z.clone()
+    inside[:, [1, 2, 3, 5, 6, 7, 9]] += 10.0  # inside segments: M dreams these steps, so they must not matter
+    torch.testing.assert_close(run(inside), h)
+    start = z.clone()
+    start[:, 4] += 10.0  # a segment start (step 4): re-read from reality, so it changes step 4 onwards only
+    changed = (run(start) - h).abs().amax(dim=-1)
+    assert (changed[:, :4] == 0).all() and (changed[:, 4:] > 0).all()
+    # closed_loop = 0 with any horizon is teacher forcing
+    torch.testing.assert_close(run(z, closed_loop=0.0), m(z, a)[1])
+    # closed_loop in (0, 1): whole segments are dreamed or real, never single steps
+    ref, half = m(z, a)[1], run(inside, closed_loop=0.5)
+    for row in range(z.shape[0]):
+        for seg in (range(1, 4), range(5, 8)):
+            real = [torch.allclose(half[row, t], m(inside, a)[1][row, t]) for t in seg]
+            assert all(real) or not any(real)
+    assert not torch.allclose(ref, half)
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="horizon"):
+            m.forward_closed_loop(z, a, closed_loop=0.5, horizon=bad)
+
+
 def test_closed_loop_training_keeps_gradients_through_time_and_validates(cartpole_fit, cartpole_episodes):
     model = copy.deepcopy(cartpole_fit[0])
     trainer = rw.WorldModelTrainer(model, seed=0)
@@ -45,9 +77,32 @@ def test_closed_loop_training_keeps_gradients_through_time_and_validates(cartpol
     hist = trainer.fit_mdn(eps, latents, epochs=1, batch_size=5, seq_len=20, closed_loop=0.5)
     assert math.isfinite(hist[-1]["world_model/mdn_nll"]) and math.isfinite(hist[-1]["world_model/val_mdn_nll"])
     assert not torch.equal(before["lstm.weight_hh_l0"], model.mdn_rnn.state_dict()["lstm.weight_hh_l0"])
+    seg = trainer.fit_mdn(eps, latents, epochs=1, batch_size=5, seq_len=20, closed_loop=1.0, closed_loop_horizon=8)
+    assert math.isfinite(seg[-1]["world_model/mdn_nll"])
     for bad in (-0.1, 1.1):
         with pytest.raises(ValueError, match="closed_loop"):
             trainer.fit_mdn(eps, latents, epochs=1, closed_loop=bad)
+
+
+def test_mean_latents_make_every_stored_posterior_a_point(cartpole_fit, cartpole_episodes):
+    from rllib_worldmodel.trainer import POINT_LOGVAR
+
+    model = copy.deepcopy(cartpole_fit[0])
+    trainer = rw.WorldModelTrainer(model, seed=0, mdn_latents="mean")
+    eps = cartpole_episodes[:4]
+    latents = trainer.encode_episodes(eps)
+    sampled = rw.WorldModelTrainer(copy.deepcopy(cartpole_fit[0]), seed=0).encode_episodes(eps)
+    for lat, ref in zip(latents, sampled):
+        torch.testing.assert_close(lat.mu, ref.mu)  # the same means; only the spread is gone
+        assert (lat.logvar == POINT_LOGVAR).all() and (ref.logvar > POINT_LOGVAR).all()
+    assert (model.initial_states[:, 1] == POINT_LOGVAR).all()  # dreams start at the means too
+    batch = trainer._mdn_batch(eps, latents)
+    t0 = len(eps[0])
+    torch.testing.assert_close(batch["z_in"][0, :t0], latents[0].mu[:t0], atol=1e-5, rtol=0)
+    hist = trainer.fit_mdn(eps, latents, epochs=1, batch_size=2, seq_len=20)
+    assert math.isfinite(hist[-1]["world_model/mdn_nll"])
+    with pytest.raises(ValueError, match="mdn_latents='median'"):
+        rw.WorldModelTrainer(model, mdn_latents="median")
 
 
 def test_branch_points_are_the_teacher_forced_states(cartpole_fit, cartpole_episodes):

@@ -19,6 +19,13 @@ def test_fit_refuses_a_closed_loop_share_outside_0_1_before_collecting(tmp_path,
     assert not (tmp_path / "run" / "episodes").exists()
 
 
+def test_fit_refuses_a_closed_loop_horizon_below_1_before_collecting(tmp_path, capsys):
+    args = ["fit", "--env", "takecover", "--closed-loop", "0.5", "--closed-loop-horizon", "0"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    assert "--closed-loop-horizon 0: an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "episodes").exists()
+
+
 def test_fit_refuses_a_bad_hold_range_before_collecting(tmp_path, capsys):
     assert main(["fit", "--env", "takecover", "--hold", "10", "1", "--out", str(tmp_path / "run")]) == 2
     assert "--hold 10 1: need 1 <= MIN <= MAX" in capsys.readouterr().err
@@ -54,12 +61,17 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
         "--render-hud",
         "--closed-loop",
         "0.5",
+        "--closed-loop-horizon",
+        "5",
+        "--mdn-latents",
+        "mean",
         "--out",
         str(out),
     ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["episodes"] == 3 and summary["real_steps"] > 0
+    assert (summary["closed_loop"], summary["closed_loop_horizon"], summary["mdn_latents"]) == (0.5, 5, "mean")
     model = WorldModel.load(summary["checkpoint"])
     assert model.config.obs_shape == (64, 64, 3) and model.config.action_dim == 3
     assert model.initial_states.shape[0] == 3
@@ -69,6 +81,8 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
     # The real env's settings travel with the checkpoint, so benchmarks replay the env V was fitted on.
     metadata = read_checkpoint(summary["checkpoint"])["metadata"]
     assert metadata["env_settings"] == {"frame_cap": 40, "render_hud": True}
+    assert metadata["mdn_latents"] == "mean"  # so benchmarks read real frames as M was trained (posterior means)
+    assert (model.initial_states[:, 1] == -30.0).all()
     assert takecover_view(argparse.Namespace(screen_flashes=True), metadata) == {
         "screen_flashes": True,
         "render_hud": True,

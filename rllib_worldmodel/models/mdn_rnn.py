@@ -107,6 +107,7 @@ class MDNRNN(nn.Module):
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
         closed_loop: float = 0.0,
         generator: torch.Generator | None = None,
+        horizon: int = 1,
     ) -> tuple[MDNOutput, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run whole sequences.
 
@@ -117,12 +118,13 @@ class MDNRNN(nn.Module):
             closed_loop: Scheduled sampling (`forward_closed_loop`); 0 (teacher forcing, the paper) runs the fused
                 LSTM kernel.
             generator: Torch RNG for the closed-loop samples.
+            horizon: Free-running segment length of the closed loop (`forward_closed_loop`).
 
         Returns:
             (predictions for steps 1..T, LSTM outputs h_B_T_H, final state (h, c)).
         """
         if closed_loop != 0:  # forward_closed_loop checks the value
-            return self.forward_closed_loop(z_B_T_Z, a_B_T_A, state, closed_loop, generator)
+            return self.forward_closed_loop(z_B_T_Z, a_B_T_A, state, closed_loop, generator, horizon)
         self._check(z_B_T_Z, a_B_T_A, ndim=3)
         if state is None:
             state = self.initial_state(z_B_T_Z.shape[0], z_B_T_Z.device)
@@ -137,8 +139,9 @@ class MDNRNN(nn.Module):
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
         closed_loop: float = 0.5,
         generator: torch.Generator | None = None,
+        horizon: int = 1,
     ) -> tuple[MDNOutput, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """`forward`, but each step's input latent is, with probability `closed_loop`, M's own sample of it.
+        """`forward`, but input latents are, with probability `closed_loop`, M's own samples of them.
 
         Scheduled sampling (Bengio et al. 2015) for a world model: trained only on real inputs (teacher forcing),
         M never learns to recover from its own errors, and a dream drifts away from what it was about within a few
@@ -148,12 +151,22 @@ class MDNRNN(nn.Module):
         to predict from the inputs it meets when dreaming. Gradients still flow through the LSTM state across steps.
         Steps one by one, so ~T times slower per sequence than `forward` on the fused LSTM kernel.
 
+        `horizon` = 1 draws the choice per step and row, so own-sample runs are short (2 steps on average at 0.5):
+        M never has to carry what an action does over many steps. `horizon` = k >= 2 cuts the sequence into
+        segments of k steps: each segment starts from the real latent (re-synchronising M with reality) and, for a
+        share `closed_loop` of (row, segment) pairs, runs its other k - 1 steps on M's own samples, as a dream does.
+        Only M's memory of the last real latent and the actions since then can then predict the real latents of the
+        segment: the training signal for action-driven dynamics (momentum, sweeps) that one-step teacher forcing
+        lacks, because in TakeCover one step of strafing moves the view by less than a pixel.
+
         Args:
             z_B_T_Z: Real latents z_0..z_{T-1}; z_0 is always used as it is.
             a_B_T_A: Encoded actions a_0..a_{T-1}.
             state: (h, c), each (B, H); zeros when None.
-            closed_loop: Probability in [0, 1] of replacing each input latent after the first with M's sample.
+            closed_loop: Probability in [0, 1] of replacing each input latent after the first with M's sample
+                (with `horizon` >= 2: of running a segment on M's samples).
             generator: Torch RNG for the sampling.
+            horizon: Segment length; 1 draws per step.
 
         Returns:
             Same as `forward`.
@@ -161,10 +174,14 @@ class MDNRNN(nn.Module):
         self._check(z_B_T_Z, a_B_T_A, ndim=3)
         if not 0.0 <= closed_loop <= 1.0:
             raise ValueError(f"closed_loop={closed_loop} must be a probability in [0, 1].")
+        if int(horizon) != horizon or horizon < 1:
+            raise ValueError(f"horizon={horizon} must be an integer >= 1 (1: own samples drawn per step).")
         b, t_len, _ = z_B_T_Z.shape
         h, c = state if state is not None else self.initial_state(b, z_B_T_Z.device)
         rows, dev = torch.arange(b, device=z_B_T_Z.device), z_B_T_Z.device
         z, hs = z_B_T_Z[:, 0], []
+        if horizon > 1 and closed_loop > 0:  # the first segment starts at z_0, which is always real
+            segment_own = torch.rand(b, 1, device=dev, generator=generator) < closed_loop
         for t in range(t_len):
             h, c = self.step(z, a_B_T_A[:, t], (h, c))
             hs.append(h)
@@ -178,7 +195,13 @@ class MDNRNN(nn.Module):
                     own = sample_mixture(
                         out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows], 1.0, generator
                     )
-                    use = torch.rand(b, 1, device=dev, generator=generator) < closed_loop
+                    if horizon == 1:
+                        use = torch.rand(b, 1, device=dev, generator=generator) < closed_loop
+                    elif (t + 1) % horizon == 0:  # a segment starts: read the real latent, draw the segment's mode
+                        use = torch.zeros_like(segment_own)
+                        segment_own = torch.rand(b, 1, device=dev, generator=generator) < closed_loop
+                    else:
+                        use = segment_own
                 z = torch.where(use, own, z)
         h_B_T_H = torch.stack(hs, dim=1)
         return self.heads(h_B_T_H), h_B_T_H, (h, c)

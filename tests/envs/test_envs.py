@@ -49,6 +49,24 @@ def test_takecover_damage_penalty_charges_exactly_the_health_lost():
             make_takecover(damage_penalty=bad)
 
 
+def test_takecover_lateral_position_follows_strafing():
+    from rllib_worldmodel.envs.vizdoom import lateral_position
+
+    env = make_takecover(frame_cap=200)
+    ends = {}
+    for action in (1, 2):  # MOVE_RIGHT, MOVE_LEFT from the same start
+        env.reset(seed=3)
+        start = lateral_position(env)
+        for _ in range(30):
+            env.step(action)
+        ends[action] = lateral_position(env) - start
+    env.close()
+    assert ends[1] * ends[2] < 0  # opposite directions
+    assert min(abs(ends[1]), abs(ends[2])) > 50  # momentum: 30 steps cross a good part of the 736-unit room
+    with pytest.raises(ValueError, match="ViZDoom"):
+        lateral_position(gym.make("CartPole-v1"))
+
+
 def test_car_racing_frames():
     pytest.importorskip("Box2D")
     env = gym.make(rw.CAR_RACING_ENV)
