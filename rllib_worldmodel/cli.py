@@ -440,7 +440,7 @@ def _add_m_training_args(p: argparse.ArgumentParser) -> None:
         "--mdn-latents",
         choices=["sample", "mean"],
         default="sample",
-        help="M's latents: sampled from V's posterior (paper) or its mean (dreams that follow the actions; "
+        help="M's latents: sampled from V's posterior (paper) or its mean (dreams without V's per-frame noise; "
         "see WorldModelTrainer); with train, the agent reads real frames the same way",
     )
     p.add_argument(

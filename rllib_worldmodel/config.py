@@ -177,8 +177,8 @@ class WorldModelsConfig(AlgorithmConfig):
             closed_loop_horizon: Length of the closed loop's free-running segments: 1 draws own samples per step;
                 k >= 2 feeds the real latent every k steps and, for a share `closed_loop` of segments, M's own
                 samples in between, so M must carry what sustained actions do over k - 1 steps.
-            mdn_latents: "sample" (paper) or "mean": M reads V's posterior mean instead of a sample; dreams then
-                follow the actions (see `WorldModelTrainer`). Needs `controller(real_z="mean")`.
+            mdn_latents: "sample" (paper) or "mean": M reads V's posterior mean instead of a sample, and dreams
+                carry less of V's noise (see `WorldModelTrainer`). Needs `controller(real_z="mean")`.
         """
         provided = {k: v for k, v in locals().items() if k not in ("self", "closed_loop", "closed_loop_horizon")}
         return self._set_provided(

@@ -57,10 +57,11 @@ class WorldModelTrainer:
         on_metrics: Called as on_metrics(phase, epoch, metrics) after every epoch.
         writer: Optional tensorboardX SummaryWriter; metrics are added as scalars.
         mdn_latents: What M reads and predicts: "sample" (paper: z drawn from V's posterior anew every batch) or
-            "mean" (V's posterior mean). Measured on TakeCover (benchmarks/dream_position.py): with samples the
-            posterior noise swamps the ~1% of the room a strafe step moves, and dreams do not move the player;
-            with means M learns the motion (dreamed always-left reaches the left wall). Dream start states and
-            branch points then hold the means too; play the real game with the agent's `real_z="mean"`.
+            "mean" (V's posterior mean, so M models the scene's dynamics without V's per-frame noise). Measured on
+            TakeCover (benchmarks/dream_position.py): dreamed latents stay nearer the real ones (about half as
+            many read as a position outside the room) and dreamed always-left reaches the left wall; the dream's
+            survival ranking did not improve (README). Dream start states and branch points then hold the means
+            too; play the real game with the agent's `real_z="mean"`.
     """
 
     def __init__(
