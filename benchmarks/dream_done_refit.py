@@ -33,26 +33,25 @@ from rllib_worldmodel.models.world_model import read_checkpoint
 
 @torch.no_grad()
 def branch_starts(wm: rw.WorldModel, episodes, every: int, horizon: int, gen: torch.Generator) -> dict:
-    """Per start: M's (h, c) after the real history, the real latent (a posterior sample, as M was trained), the next
-    `horizon` real actions (zero-padded), the real death step as a label row, and the mask of real steps."""
-    m, rows = wm.mdn_rnn, {k: [] for k in ("h", "c", "z", "a", "y", "mask")}
+    """Per start (`WorldModel.branch_point_states` on posterior samples, as M was trained): M's (h, c) after the real
+    history, the real latent, the next `horizon` real actions (zero-padded), the real death step as a label row,
+    and the mask of real steps."""
+    encoded = []
     for ep in episodes:
         mu, logvar = wm.vae.encode(torch.as_tensor(ep.obs))
         z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)
-        a = wm.encode_action(torch.as_tensor(ep.actions))
-        t_len = len(ep)
-        h, c = m.initial_state(1)
-        for t in range(t_len):
-            if t % every == 0:
-                k = min(horizon, t_len - t)
-                acts, y, mask = torch.zeros(horizon, a.shape[1]), torch.zeros(horizon), torch.zeros(horizon)
-                acts[:k], mask[:k] = a[t : t + k], 1.0
-                if ep.terminated and t_len - t <= horizon:
-                    y[t_len - t - 1] = 1.0  # the done target sits on the step that consumed the last action
-                for key, v in (("h", h[0]), ("c", c[0]), ("z", z[t]), ("a", acts), ("y", y), ("mask", mask)):
-                    rows[key].append(v)
-            h, c = m.step(z[t : t + 1], a[t : t + 1], (h, c))
-    return {k: torch.stack(v) for k, v in rows.items()}
+        encoded.append((z, logvar, wm.encode_action(torch.as_tensor(ep.actions)), bool(ep.terminated)))
+    states, outcomes, where = wm.branch_point_states(encoded, every=every)
+    z, _, h, c = wm.split_branch_states(states)
+    n = len(states)
+    acts = torch.zeros(n, horizon, wm.config.action_dim)
+    y, mask = torch.zeros(n, horizon), torch.zeros(n, horizon)
+    for i, ((e, t), (left, ended)) in enumerate(zip(where.tolist(), outcomes.tolist())):
+        k = min(horizon, int(left))
+        acts[i, :k], mask[i, :k] = encoded[e][2][t : t + k], 1.0
+        if ended and left <= horizon:
+            y[i, int(left) - 1] = 1.0  # the done target sits on the step that consumed the last action
+    return {"h": h, "c": c, "z": z, "a": acts, "y": y, "mask": mask}
 
 
 @torch.no_grad()

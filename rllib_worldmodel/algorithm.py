@@ -41,7 +41,7 @@ from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.models.world_model import WorldModel
 from rllib_worldmodel.schedules import Schedule
-from rllib_worldmodel.trainer import POINT_LOGVAR
+from rllib_worldmodel.trainer import latent_logvar
 
 logger = logging.getLogger(__name__)
 
@@ -290,9 +290,7 @@ class WorldModels(Algorithm):
             done[-1] = float(ep.is_terminated)
             actions = wm.encode_action(torch.as_tensor(np.asarray(ep.get_actions()), device=dev)).cpu()
             rewards = torch.as_tensor(np.asarray(ep.get_rewards()), dtype=torch.float32)
-            logvar = torch.cat(logvars)
-            if self.config.mdn_latents == "mean":  # M reads posterior means: store points (see WorldModelTrainer)
-                logvar = torch.full_like(logvar, POINT_LOGVAR)
+            logvar = latent_logvar(torch.cat(logvars), self.config.mdn_latents)  # points when M reads means
             latents[ep.id_] = (torch.cat(mus), logvar, actions, rewards, done)
         self._latents = latents
         recent = torch.cat([latents[ep.id_][0] for ep in list(self.replay.episodes)[-200:]])

@@ -570,7 +570,6 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--mdn-epochs", type=int, default=20)
     fit.add_argument("--mdn-batch-size", type=int, default=32, help="episodes per M batch")
     fit.add_argument("--mdn-lr", type=float, default=1e-3)
-
     fit.add_argument("--seq-len", type=int, default=500, help="truncated-BPTT length (paper code: 500)")
     _add_m_training_args(fit)
     fit.add_argument("--temperature", type=float, default=1.15, help="dream temperature for the GIFs")

@@ -25,6 +25,11 @@ MDN_LATENTS = ("sample", "mean")
 POINT_LOGVAR = -30.0
 
 
+def latent_logvar(logvar: torch.Tensor, mdn_latents: str) -> torch.Tensor:
+    """The log-variances M's latents are drawn with: V's own ("sample", the paper) or `POINT_LOGVAR` ("mean")."""
+    return torch.full_like(logvar, POINT_LOGVAR) if mdn_latents == "mean" else logvar
+
+
 @dataclass
 class EpisodeLatents:
     """V's posterior for every observation of one episode: mu and logvar, each (T+1, Z), on the CPU."""
@@ -165,10 +170,7 @@ class WorldModelTrainer:
                 mu, logvar = self.model.vae.encode(torch.from_numpy(ep.obs[s : s + batch_size]).to(self.device))
                 mus.append(mu.cpu())
                 logvars.append(logvar.cpu())
-            logvar = torch.cat(logvars)
-            if self.mdn_latents == "mean":
-                logvar = torch.full_like(logvar, POINT_LOGVAR)
-            out.append(EpisodeLatents(torch.cat(mus), logvar))
+            out.append(EpisodeLatents(torch.cat(mus), latent_logvar(torch.cat(logvars), self.mdn_latents)))
         self.model.set_initial_states(
             torch.stack([lat.mu[0] for lat in out]), torch.stack([lat.logvar[0] for lat in out])
         )
@@ -328,8 +330,7 @@ class WorldModelTrainer:
         closed_loop_horizon: int = 1,
     ) -> dict[str, list[dict]]:
         """Fit V, encode every episode (storing dream start states), fit M (`closed_loop`, `closed_loop_horizon`: see
-        `fit_mdn`), then store
-        branch points (every 10th real state, `store_branch_points`). Returns both histories.
+        `fit_mdn`), then store branch points (every 10th real state, `store_branch_points`). Returns both histories.
 
         `vae_epochs=0` keeps V as it is (fine-tuning M of a loaded world model); V's history is then empty.
         """

@@ -128,6 +128,21 @@ def test_branch_points_are_the_teacher_forced_states(cartpole_fit, cartpole_epis
         trainer.store_branch_points([ep], [lat], every=0)
 
 
+def test_branch_point_states_say_where_each_point_was(cartpole_fit, cartpole_episodes):
+    model = copy.deepcopy(cartpole_fit[0])
+    trainer = rw.WorldModelTrainer(model, seed=0)
+    eps = cartpole_episodes[:3]
+    enc = [
+        (lat.mu, lat.logvar, model.encode_action(torch.as_tensor(ep.actions)), bool(ep.terminated))
+        for ep, lat in zip(eps, trainer.encode_episodes(eps))
+    ]
+    states, outcomes, where = model.branch_point_states(enc, every=4, batch_size=2)  # two chunks
+    for row, (e, t), (left, _) in zip(states, where.tolist(), outcomes.tolist()):
+        torch.testing.assert_close(model.split_branch_states(row)[0], enc[e][0][t])
+        assert left == len(eps[e]) - t and t % 4 == 0
+    assert sorted(map(tuple, where.tolist())) == [(e, t) for e in range(3) for t in range(0, len(eps[e]), 4)]
+
+
 def test_fit_stores_branch_points_and_checkpoints_keep_them(cartpole_fit, tmp_path):
     model, _, path = cartpole_fit
     assert model.branch_states.shape[0] > 0

@@ -236,6 +236,50 @@ class WorldModel(nn.Module):
         return torch.split(rows_N_D, [zs, zs, hs, hs], dim=-1)
 
     @torch.no_grad()
+    def branch_point_states(
+        self,
+        episodes: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]],
+        every: int = 10,
+        batch_size: int = 64,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every `every`-th real state of whole episodes, as `store_branch_points` stores them, without storing.
+
+        Args: as `store_branch_points`.
+
+        Returns:
+            states (N, 2Z + 2H) = [z_mu, z_logvar, h, c] (`split_branch_states`), outcomes (N, 2) = (steps the
+            episode still lasted, terminated), and where each state is: (N, 2) = (index into `episodes`, step).
+        """
+        if every < 1:
+            raise ValueError(f"every={every} must be >= 1 (store every n-th visited state).")
+        if not episodes:
+            raise ValueError("store_branch_points needs at least one episode.")
+        m_rnn, dev, zs = self.mdn_rnn, self.device, self.config.z_size
+        was_training = m_rnn.training
+        m_rnn.eval()
+        states, outcomes, where = [], [], []
+        for s in range(0, len(episodes), batch_size):
+            chunk = episodes[s : s + batch_size]
+            lengths = torch.tensor([len(act) for _, _, act, _ in chunk], device=dev)
+            t_max, b = int(lengths.max()), len(chunk)
+            mu, lv = torch.zeros(b, t_max, zs, device=dev), torch.zeros(b, t_max, zs, device=dev)
+            act = torch.zeros(b, t_max, self.config.action_dim, device=dev)
+            for i, (m, v, a, _) in enumerate(chunk):
+                n = len(a)
+                mu[i, :n], lv[i, :n], act[i, :n] = m[:n].to(dev), v[:n].to(dev), a.to(dev)
+            ended = torch.tensor([float(term) for *_, term in chunk], device=dev)
+            h, c = m_rnn.initial_state(b, dev)
+            for t in range(t_max):
+                if t % every == 0:
+                    live = lengths > t
+                    states.append(torch.cat([mu[live, t], lv[live, t], h[live], c[live]], dim=-1).cpu())
+                    outcomes.append(torch.stack([(lengths - t)[live].float(), ended[live]], dim=-1).cpu())
+                    rows = live.nonzero().squeeze(1).cpu() + s
+                    where.append(torch.stack([rows, torch.full_like(rows, t)], dim=-1))
+                h, c = m_rnn.step(mu[:, t], act[:, t], (h, c))
+        m_rnn.train(was_training)
+        return torch.cat(states), torch.cat(outcomes), torch.cat(where)
+
     def store_branch_points(
         self,
         episodes: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]],
@@ -257,33 +301,8 @@ class WorldModel(nn.Module):
             every: Keep every n-th step of each episode (0, n, 2n, ...).
             batch_size: Episodes run through M at once.
         """
-        if every < 1:
-            raise ValueError(f"every={every} must be >= 1 (store every n-th visited state).")
-        if not episodes:
-            raise ValueError("store_branch_points needs at least one episode.")
-        m_rnn, dev, zs = self.mdn_rnn, self.device, self.config.z_size
-        was_training = m_rnn.training
-        m_rnn.eval()
-        states, outcomes = [], []
-        for s in range(0, len(episodes), batch_size):
-            chunk = episodes[s : s + batch_size]
-            lengths = torch.tensor([len(act) for _, _, act, _ in chunk], device=dev)
-            t_max, b = int(lengths.max()), len(chunk)
-            mu, lv = torch.zeros(b, t_max, zs, device=dev), torch.zeros(b, t_max, zs, device=dev)
-            act = torch.zeros(b, t_max, self.config.action_dim, device=dev)
-            for i, (m, v, a, _) in enumerate(chunk):
-                n = len(a)
-                mu[i, :n], lv[i, :n], act[i, :n] = m[:n].to(dev), v[:n].to(dev), a.to(dev)
-            ended = torch.tensor([float(term) for *_, term in chunk], device=dev)
-            h, c = m_rnn.initial_state(b, dev)
-            for t in range(t_max):
-                if t % every == 0:
-                    live = lengths > t
-                    states.append(torch.cat([mu[live, t], lv[live, t], h[live], c[live]], dim=-1).cpu())
-                    outcomes.append(torch.stack([(lengths - t)[live].float(), ended[live]], dim=-1).cpu())
-                h, c = m_rnn.step(mu[:, t], act[:, t], (h, c))
-        m_rnn.train(was_training)
-        self.set_branch_points(torch.cat(states), torch.cat(outcomes))
+        states, outcomes, _ = self.branch_point_states(episodes, every, batch_size)
+        self.set_branch_points(states, outcomes)
         return int(self.branch_states.shape[0])
 
     def save(self, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
