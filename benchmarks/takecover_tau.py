@@ -27,6 +27,7 @@ from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
 from rllib_worldmodel.models.controller import Controller
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
+from rllib_worldmodel.trainer import latent_logvar
 
 
 @torch.no_grad()
@@ -42,12 +43,14 @@ def play_real(
     frame_cap: int = 2100,
     view: dict[str, bool] | None = None,
     flats: np.ndarray | None = None,
+    recorded: dict[int, tuple] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns of `episodes` real TakeCover episodes played by V + M + C (`num_envs` at a time, one V batch), in
     episode order (episode i reset with seed + i), and the share of steps spent on each action. `view`: render
     switches (screen_flashes, render_hud) of make_takecover, which must be those V was fitted on. `flats`
     (episodes, N): episode i is played by these controller parameters (`Controller.get_flat` layout, e.g. CMA-ES
-    candidates) instead of `controller`'s own."""
+    candidates) instead of `controller`'s own. `recorded`: if a dict, episode i is stored there as the
+    `done_refit.EncodedEpisode` (the latents V gave the controller, M's action encoding, terminated)."""
     envs = [make_takecover(skill=skill, frame_cap=frame_cap, **(view or {})) for _ in range(num_envs)]
     gen = torch.Generator().manual_seed(seed)
     w = None if flats is None else torch.as_tensor(flats, dtype=torch.float32)
@@ -58,6 +61,7 @@ def play_real(
     counts = np.zeros(world_model.config.action_dim)
     live = np.zeros(num_envs, bool)
     h, c = world_model.mdn_rnn.initial_state(num_envs)
+    trace = [([], [], []) for _ in range(num_envs)]  # per env: latents' mu, logvar, encoded actions
     for i, env in enumerate(envs):
         if started < episodes:
             obs[i], _ = env.reset(seed=seed + started)
@@ -72,13 +76,22 @@ def play_real(
             action = controller.act(x)
         else:
             action = controller.to_action(controller.batched_forward(w[episode[idx]], x.unsqueeze(1)).squeeze(1))
-        hn, cn = world_model.mdn_rnn.step(z, world_model.encode_action(action), (hi, ci))
+        encoded = world_model.encode_action(action)
+        hn, cn = world_model.mdn_rnn.step(z, encoded, (hi, ci))
         h[idx], c[idx] = hn, cn
         counts += np.bincount(action.numpy(), minlength=len(counts))
         for j, i in enumerate(idx):
             obs[i], r, term, trunc, _ = envs[i].step(int(action[j]))
             returns[episode[i]] += r
+            if recorded is not None:
+                for part, value in zip(trace[i], (mu[j], logvar[j], encoded[j])):
+                    part.append(value)
             if term or trunc:
+                if recorded is not None:
+                    mus, logvars, acts = trace[i]
+                    lv = latent_logvar(torch.stack(logvars), z_mode)  # points when M reads means
+                    recorded[int(episode[i])] = (torch.stack(mus), lv, torch.stack(acts), bool(term))
+                    trace[i] = ([], [], [])
                 h[i], c[i] = 0.0, 0.0
                 if started < episodes:
                     obs[i], _ = envs[i].reset(seed=seed + started)
@@ -92,8 +105,8 @@ def play_real(
 
 def train_in_dream(
     wm: WorldModel, settings: DreamSettings, args, common_noise: bool = True
-) -> tuple[Controller, list[dict]]:
-    """CMA-ES in the dream; returns the controller at CMA-ES's mean and the per-generation metrics."""
+) -> tuple[Controller, list[dict], CMAESTrainer]:
+    """CMA-ES in the dream; returns the controller at CMA-ES's mean, the per-generation metrics and the search."""
     controller = Controller(
         wm.config.z_size + wm.config.rnn_size * (2 if settings.include_cell else 1), wm.config.action_space()
     )
@@ -105,14 +118,14 @@ def train_in_dream(
         log.append(m)
         print({k: round(v, 2) for k, v in m.items()}, flush=True)
     controller.set_flat(cma.mean_params())
-    return controller, log
+    return controller, log, cma
 
 
 def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noise: bool | None = None) -> dict:
     """Train C in the dream with `settings`, score it in the dream and on the real game."""
     t0 = time.perf_counter()
     common_noise = not args.no_common_noise if common_noise is None else common_noise
-    controller, log = train_in_dream(wm, settings, args, common_noise)
+    controller, log, _ = train_in_dream(wm, settings, args, common_noise)
     dream = evaluate_population(
         DreamSimulator(wm, settings), controller, controller.get_flat()[None], args.dream_episodes, seed=7
     ).returns[0]

@@ -7,6 +7,7 @@ Tune (see `rllib_worldmodel.registration`).
 from rllib_worldmodel.algorithm import WorldModels
 from rllib_worldmodel.config import WorldModelsConfig
 from rllib_worldmodel.data import collect_random_episodes, Episode, load_episodes, RandomHoldPolicy, save_episodes
+from rllib_worldmodel.done_refit import refit_done_on_dreams
 from rllib_worldmodel.dream import DreamEnv, DreamSettings, DreamSimulator, DreamVectorEnv
 from rllib_worldmodel.models.world_model import CheckpointError, WorldModel, WorldModelConfig
 from rllib_worldmodel.registration import (
@@ -42,6 +43,7 @@ __all__ = [
     "WorldModelsConfig",
     "collect_random_episodes",
     "load_episodes",
+    "refit_done_on_dreams",
     "save_episodes",
 ]
 

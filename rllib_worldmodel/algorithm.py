@@ -36,6 +36,7 @@ from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBu
 
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.config import WorldModelsConfig
+from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
@@ -236,6 +237,8 @@ class WorldModels(Algorithm):
         for _ in range(n_mdn):
             self._update(self._mdn_batch(cfg.mdn_batch_size, cfg.mdn_seq_len))
         self._sync_local_module()
+        if cfg.done_refit_horizon > 0:
+            self._refit_done_head()
         if cfg.dream_start == "branch":
             self._store_branch_points()
         if cfg.surprise_exploration > 0:  # surprise is measured against what M now achieves on its training data
@@ -259,14 +262,37 @@ class WorldModels(Algorithm):
         self.metrics.log_value("world_model/vae_updates", n_vae, window=1)
         self.metrics.log_value("world_model/mdn_updates", n_mdn, window=1)
 
-    def _store_branch_points(self) -> None:
-        """Every `branch_every`-th state of every whole stored episode as a dream branch point, with the current M."""
-        enc = [
+    def _whole_episodes(self) -> list[EncodedEpisode]:
+        """Every whole stored episode (not cut by the replay's capacity), encoded: what branch points and the done
+        refit read."""
+        return [
             (*self._latents[ep.id_][:3], bool(ep.is_terminated))
             for ep in self.replay.episodes
             if ep.t_started == 0 and ep.id_ in self._latents
         ]
-        n = self.world_model.store_branch_points(enc, every=self.config.branch_every)
+
+    def _refit_done_head(self) -> None:
+        """Refit M's done head on dreams from the replay's real states (`done_refit`) and give the learners the
+        refitted weights, so checkpoints hold them and the next fit starts from them."""
+        c = self.config
+        metrics = refit_done_on_dreams(
+            self.world_model,
+            self._whole_episodes(),
+            horizon=c.done_refit_horizon,
+            every=c.done_refit_every,
+            temperature=self.current_dream_knobs()["temperature"],
+            steps=c.done_refit_steps,
+            max_starts=c.done_refit_max_starts,
+            seed=(c.seed or 0) + 7919 * self.iteration,
+        )
+        for k, v in metrics.items():
+            self.metrics.log_value(k, v, window=1)
+        if not metrics["world_model/done_refit_skipped"]:
+            self.learner_group.set_weights({DEFAULT_MODULE_ID: self.local_module.get_state()})
+
+    def _store_branch_points(self) -> None:
+        """Every `branch_every`-th state of every whole stored episode as a dream branch point, with the current M."""
+        n = self.world_model.store_branch_points(self._whole_episodes(), every=self.config.branch_every)
         self.metrics.log_value("dream/branch_points", n, window=1)
         doomed = doomed_branch_points(self.world_model, self.config.branch_horizon).numel()
         self.metrics.log_value("dream/branch_points_doomed", doomed, window=1)

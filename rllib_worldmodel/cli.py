@@ -109,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             closed_loop=args.closed_loop,
             closed_loop_horizon=args.closed_loop_horizon,
             mdn_latents=args.mdn_latents,
+            done_refit_horizon=args.done_refit_horizon,
         )
         .collection(
             real_episodes_per_iteration=args.episodes_per_iteration,
@@ -270,6 +271,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.closed_loop <= 1.0:  # before any episode is collected
         raise ValueError(f"--closed-loop {args.closed_loop}: a probability in [0, 1] (0: teacher forcing, paper).")
+    if args.done_refit_horizon < 0:
+        raise ValueError(f"--done-refit-horizon {args.done_refit_horizon}: an integer >= 0 (0: off; e.g. 100).")
     if args.closed_loop_horizon < 1:
         raise ValueError(
             f"--closed-loop-horizon {args.closed_loop_horizon}: an integer >= 1 (1: own samples drawn per step; "
@@ -370,6 +373,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             seq_len=args.seq_len,
             closed_loop=args.closed_loop,
             closed_loop_horizon=args.closed_loop_horizon,
+            done_refit_horizon=args.done_refit_horizon,
+            done_refit_temperature=args.temperature,
         )
         fit_s = time.perf_counter() - t1
     metrics_file.close()
@@ -383,6 +388,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             "real_steps": int(lengths.sum()),
             # what M was trained on: tools that play the real game turn frames into z the same way
             "mdn_latents": args.mdn_latents,
+            "done_refit_horizon": args.done_refit_horizon,
         },
     )
     summary = {
@@ -399,8 +405,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "mdn_latents": args.mdn_latents,
         "vae_first": history["vae"][0] if history["vae"] else None,  # None: V kept as loaded (--vae-epochs 0)
         "vae_last": history["vae"][-1] if history["vae"] else None,
-        "mdn_first": history["mdn"][0],
-        "mdn_last": history["mdn"][-1],
+        "mdn_first": history["mdn"][0] if history["mdn"] else None,  # None: M kept as loaded (--mdn-epochs 0)
+        "mdn_last": history["mdn"][-1] if history["mdn"] else None,
+        "done_refit_horizon": args.done_refit_horizon,
+        "done_refit": history["done_refit"][0] if history["done_refit"] else None,
     }
     if cfg.obs_kind == "image":
         comp = dream_comparison(model, held_out, temperature=args.temperature, max_steps=args.video_steps)
@@ -435,7 +443,7 @@ def _add_hold_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_m_training_args(p: argparse.ArgumentParser) -> None:
-    """M's training options shared by fit and train: latents and scheduled sampling."""
+    """M's training options shared by fit and train: latents, scheduled sampling and the done refit."""
     p.add_argument(
         "--mdn-latents",
         choices=["sample", "mean"],
@@ -455,6 +463,13 @@ def _add_m_training_args(p: argparse.ArgumentParser) -> None:
         default=1,
         help="with --closed-loop: length of the free-running segments (1: drawn per step; k: M re-reads the real "
         "latent every k steps and dreams the steps in between)",
+    )
+    p.add_argument(
+        "--done-refit-horizon",
+        type=int,
+        default=0,
+        help="after M, refit its done head on dreams of this many steps from real states, labelled with the real "
+        "deaths (0: off, paper; TakeCover: 100)",
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from rllib_worldmodel.done_refit import validate_refit_settings
 from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.schedules import Schedule
@@ -45,6 +46,10 @@ class WorldModelsConfig(AlgorithmConfig):
         self.mdn_closed_loop = 0.0  # paper: teacher forcing
         self.mdn_closed_loop_horizon = 1
         self.mdn_latents = "sample"  # paper: M reads z sampled from V's posterior
+        self.done_refit_horizon = 0  # paper: the done head only ever reads real latents
+        self.done_refit_every = 10
+        self.done_refit_steps = 300
+        self.done_refit_max_starts = 8000
         # world model fitting (per iteration)
         self.vae_lr = 1e-3  # measured: 1e-3 beats the paper code's 1e-4 on small data (trainer.py)
         self.mdn_lr = 1e-3  # paper code
@@ -142,6 +147,10 @@ class WorldModelsConfig(AlgorithmConfig):
         closed_loop: float = NotProvided,
         closed_loop_horizon: int = NotProvided,
         mdn_latents: str = NotProvided,
+        done_refit_horizon: int = NotProvided,
+        done_refit_every: int = NotProvided,
+        done_refit_steps: int = NotProvided,
+        done_refit_max_starts: int | None = NotProvided,
     ) -> WorldModelsConfig:
         """World-model architecture and fitting.
 
@@ -179,6 +188,16 @@ class WorldModelsConfig(AlgorithmConfig):
                 samples in between, so M must carry what sustained actions do over k - 1 steps.
             mdn_latents: "sample" (paper) or "mean": M reads V's posterior mean instead of a sample, and dreams
                 carry less of V's noise (see `WorldModelTrainer`). Needs `controller(real_z="mean")`.
+            done_refit_horizon: After each fit, refit M's done head on dreams of this many steps from real states
+                of the replay (the real actions replayed, the real deaths as labels; `done_refit`), so the head
+                that decides dreamed deaths is fitted on dreamed states. Real episodes the controller played are
+                in the replay, so its exploits get labelled (DAgger-style). 0 (paper) keeps the teacher-forced
+                head. TakeCover, 100: the dream ranks seven reference policies with Spearman +0.89 to +0.96 (was
+                +0.64); controllers trained there still scored about the random level (README).
+            done_refit_every: A refit dream starts at every n-th real state.
+            done_refit_steps: Adam steps (8192 pairs each) of the refit.
+            done_refit_max_starts: At most this many refit starts per fit (memory: starts x horizon x LSTM size
+                floats); None for all.
         """
         provided = {k: v for k, v in locals().items() if k not in ("self", "closed_loop", "closed_loop_horizon")}
         return self._set_provided(
@@ -481,6 +500,13 @@ class WorldModelsConfig(AlgorithmConfig):
             f"world_model closed_loop_horizon={self.mdn_closed_loop_horizon!r} must be an integer >= 1 (1: own "
             "samples drawn per step; e.g. 30: M dreams 29 steps between real latents).",
         )
+        try:
+            validate_refit_settings(
+                self.done_refit_horizon or 1, self.done_refit_every, self.done_refit_steps, self.done_refit_max_starts
+            )
+            need(self.done_refit_horizon >= 0, f"done_refit_horizon={self.done_refit_horizon} must be >= 0 (0: off).")
+        except (ValueError, TypeError) as e:
+            errors.append(f"world_model: {e}")
         need(
             self.dream_start in STARTS,
             f"dream start={self.dream_start!r}: use one of {STARTS} ('branch': dreams from real mid-episode states).",

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rllib_worldmodel.data import Episode
+from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
 from rllib_worldmodel.losses import mdn_rnn_loss, vae_loss
 from rllib_worldmodel.models.world_model import WorldModel
 
@@ -182,15 +183,27 @@ class WorldModelTrainer:
     ) -> int:
         """Store every `every`-th real state of `episodes` as a dream branch point (`WorldModel.store_branch_points`);
         returns how many."""
-        enc = self.model.encode_action
         return self.model.store_branch_points(
-            [
-                (lat.mu, lat.logvar, enc(torch.as_tensor(ep.actions, device=self.device)), bool(ep.terminated))
-                for ep, lat in zip(episodes, latents)
-            ],
-            every=every,
-            batch_size=batch_size,
+            self.encoded_episodes(episodes, latents), every=every, batch_size=batch_size
         )
+
+    def encoded_episodes(self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents]) -> list[EncodedEpisode]:
+        """Episodes with their latents (`encode_episodes`) as `done_refit.EncodedEpisode`s: what branch points and
+        the done refit read."""
+        enc = self.model.encode_action
+        return [
+            (lat.mu, lat.logvar, enc(torch.as_tensor(ep.actions, device=self.device)).cpu(), bool(ep.terminated))
+            for ep, lat in zip(episodes, latents)
+        ]
+
+    def refit_done_on_dreams(
+        self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents], **settings
+    ) -> dict[str, float]:
+        """Refit M's done head on dreams from these episodes' real states, labelled with their real deaths
+        (`done_refit.refit_done_on_dreams`; `settings` are its keyword arguments). Reports and returns its metrics."""
+        metrics = refit_done_on_dreams(self.model, self.encoded_episodes(episodes, latents), **settings)
+        self._report("mdn", 0, metrics)
+        return metrics
 
     # ----------------------------------------------------------------------------------------------------- M
     def _mdn_batch(self, episodes: Sequence[Episode], latents: Sequence[EpisodeLatents]) -> dict:
@@ -328,11 +341,16 @@ class WorldModelTrainer:
         seq_len: int = 500,
         closed_loop: float = 0.0,
         closed_loop_horizon: int = 1,
+        done_refit_horizon: int = 0,
+        done_refit_temperature: float = 1.15,
     ) -> dict[str, list[dict]]:
         """Fit V, encode every episode (storing dream start states), fit M (`closed_loop`, `closed_loop_horizon`: see
-        `fit_mdn`), then store branch points (every 10th real state, `store_branch_points`). Returns both histories.
+        `fit_mdn`), optionally refit the done head on dreams (`done_refit_horizon` > 0 steps at τ
+        `done_refit_temperature`: `refit_done_on_dreams`), then store branch points (every 10th real state,
+        `store_branch_points`). Returns the histories ("vae", "mdn", and "done_refit": [metrics] or []).
 
         `vae_epochs=0` keeps V as it is (fine-tuning M of a loaded world model); V's history is then empty.
+        `mdn_epochs=0` likewise keeps M (e.g. only the done refit on a loaded world model).
         """
         if not episodes:
             raise ValueError("fit needs at least one episode")
@@ -349,5 +367,12 @@ class WorldModelTrainer:
             closed_loop=closed_loop,
             closed_loop_horizon=closed_loop_horizon,
         )
+        refit = []
+        if done_refit_horizon > 0:
+            refit.append(
+                self.refit_done_on_dreams(
+                    episodes, latents, horizon=done_refit_horizon, temperature=done_refit_temperature
+                )
+            )
         self.store_branch_points(episodes, latents)
-        return {"vae": vae_hist, "mdn": mdn_hist}
+        return {"vae": vae_hist, "mdn": mdn_hist, "done_refit": refit}

@@ -223,7 +223,15 @@ def lever_config():
     """Tiny preset with every issue-4 lever switched on."""
     return (
         tiny_config()
-        .world_model(num_heads=3, done_bias_init=-3.0, vae_warmup_epochs=1.0, death_window_fraction=1.0)
+        .world_model(
+            num_heads=3,
+            done_bias_init=-3.0,
+            vae_warmup_epochs=1.0,
+            death_window_fraction=1.0,
+            done_refit_horizon=10,
+            done_refit_every=3,
+            done_refit_steps=20,
+        )
         .collection(surprise_exploration=0.5, curiosity=[0.0, 1.0], curiosity_bonus="disagreement")
         .dream(
             temperature=("linear", 1.2, 1.0, 2),
@@ -255,6 +263,17 @@ def test_levers_report_their_metrics(levers):
     assert r3["real/explorer_episodes"] == round(6 * 0.5)
     ev = r2["evaluation"]
     assert {"guard/gap_ratio", "guard/triggered", "guard/temperature_offset", "guard/pessimism_offset"} <= set(ev)
+
+
+def test_done_head_is_refitted_on_dreams_and_reaches_the_learners(levers):
+    algo, results = levers
+    for r in results:
+        assert r["world_model/done_refit_skipped"] == 0.0 and r["world_model/done_refit_deaths"] > 0
+        assert np.isfinite(r["world_model/done_refit_val_loss_after"])
+    learner = algo.learner_group.get_weights(module_ids=["default_policy"])["default_policy"]
+    local = algo.world_model.mdn_rnn.done_head
+    np.testing.assert_allclose(np.asarray(learner["world_model.mdn_rnn.done_head.weight"]), local.weight.detach())
+    assert not torch.allclose(local.weight[0], local.weight[1])  # members refitted on their own resamples
 
 
 def test_m_batches_oversample_deaths_and_bootstrap_members(levers):
@@ -289,6 +308,9 @@ def test_guard_state_survives_a_checkpoint(levers, tmp_path):
         assert fresh.guard_state == algo.guard_state
         np.testing.assert_array_equal(fresh._explorer_params, algo._explorer_params)
         assert fresh.explorer.generation == algo.explorer.generation
+        torch.testing.assert_close(  # the refitted done head is in the learners' weights, so in the checkpoint
+            fresh.world_model.mdn_rnn.done_head.weight, algo.world_model.mdn_rnn.done_head.weight
+        )
     finally:
         fresh.stop()
 
@@ -316,6 +338,10 @@ def test_guard_state_survives_a_checkpoint(levers, tmp_path):
         (lambda c: c.world_model(closed_loop=0.5, closed_loop_horizon=0), "closed_loop_horizon"),
         (lambda c: c.world_model(mdn_latents="mode"), "mdn_latents"),
         (lambda c: c.world_model(mdn_latents="mean"), "real_z='mean'"),
+        (lambda c: c.world_model(done_refit_horizon=-1), "done_refit_horizon"),
+        (lambda c: c.world_model(done_refit_horizon=10, done_refit_every=0), "done_refit_every"),
+        (lambda c: c.world_model(done_refit_steps=0), "done_refit_steps"),
+        (lambda c: c.world_model(done_refit_max_starts=0), "done_refit_max_starts"),
         (lambda c: c.dream(start="middle"), "start"),
         (lambda c: c.dream(branch_focus=0.5), "branch_focus.*start='branch'"),
         (lambda c: c.dream(start="branch", branch_horizon=0), "branch_horizon"),

@@ -26,6 +26,12 @@ def test_fit_refuses_a_closed_loop_horizon_below_1_before_collecting(tmp_path, c
     assert not (tmp_path / "run" / "episodes").exists()
 
 
+def test_fit_refuses_a_negative_done_refit_horizon_before_collecting(tmp_path, capsys):
+    assert main(["fit", "--env", "takecover", "--done-refit-horizon", "-1", "--out", str(tmp_path / "run")]) == 2
+    assert "--done-refit-horizon -1: an integer >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "episodes").exists()
+
+
 def test_fit_refuses_a_bad_hold_range_before_collecting(tmp_path, capsys):
     assert main(["fit", "--env", "takecover", "--hold", "10", "1", "--out", str(tmp_path / "run")]) == 2
     assert "--hold 10 1: need 1 <= MIN <= MAX" in capsys.readouterr().err
@@ -116,6 +122,18 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
         torch.testing.assert_close(tuned.vae.state_dict()[k], v)
     assert not torch.equal(tuned.mdn_rnn.mdn_head.weight, base.mdn_rnn.mdn_head.weight)
     assert json.loads((tmp_path / "tuned" / "summary.json").read_text())["vae_first"] is None
+    # Only the done refit (V and M kept): 40-step episodes end by the frame cap, so there is no death to learn
+    # from and the head stays as it was; the summary says so
+    refit = [a for a in tune if a not in ("--closed-loop", "0.5")]
+    refit[refit.index("--mdn-epochs") + 1] = "0"
+    refit[-1] = str(tmp_path / "refit")
+    assert main([*refit, "--done-refit-horizon", "10"]) == 0
+    summary = json.loads((tmp_path / "refit" / "summary.json").read_text())
+    assert summary["mdn_first"] is None and summary["done_refit_horizon"] == 10
+    assert summary["done_refit"]["world_model/done_refit_skipped"] == 1.0
+    kept = WorldModel.load(tmp_path / "refit" / "world_model.pt")
+    for k, v in base.state_dict().items():
+        torch.testing.assert_close(kept.state_dict()[k], v)
     capsys.readouterr()
     assert main(tune + ["--z-size", "4"]) == 2
     assert "--z-size 4 but the checkpoint has 8" in capsys.readouterr().err
