@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--refit-steps", type=int, default=300)
     parser.add_argument("--tau", type=float, default=1.15)
     parser.add_argument("--calibrate-to", type=float, default=322.5, help="real random-hold mean survival")
+    parser.add_argument("--action-repeat", type=int, default=1, help="C decides every k-th step (1: paper)")
     parser.add_argument("--cma-population", type=int, default=32)
     parser.add_argument("--cma-rollouts", type=int, default=8)
     parser.add_argument("--cma-generations", type=int, default=8)
@@ -100,11 +101,23 @@ def main() -> None:
         cma_args = argparse.Namespace(**{**vars(args), "seed": args.seed + r})
         controller, log, cma = train_in_dream(wm, settings, cma_args, common_noise=False)
         dream = evaluate_population(
-            DreamSimulator(wm, settings), controller, controller.get_flat()[None], args.dream_episodes, seed=7
+            DreamSimulator(wm, settings),
+            controller,
+            controller.get_flat()[None],
+            args.dream_episodes,
+            seed=7,
+            action_repeat=args.action_repeat,
         ).returns[0]
         recorded: dict[int, tuple] = {}
         real, share = play_real(
-            wm, controller, args.eval_episodes, seed=10_000 * (r + 1), view=view, z_mode=mdn_latents, recorded=recorded
+            wm,
+            controller,
+            args.eval_episodes,
+            seed=10_000 * (r + 1),
+            view=view,
+            z_mode=mdn_latents,
+            recorded=recorded,
+            action_repeat=args.action_repeat,
         )
         candidates: dict[int, tuple] = {}
         cand_real = np.zeros(0)
@@ -119,6 +132,7 @@ def main() -> None:
                 z_mode=mdn_latents,
                 flats=flats,
                 recorded=candidates,
+                action_repeat=args.action_repeat,
             )
         new = [recorded[i] for i in sorted(recorded)] + [candidates[i] for i in sorted(candidates)]
         steps = int(real.sum() + cand_real.sum())

@@ -25,7 +25,7 @@ from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
-from rllib_worldmodel.models.controller import Controller
+from rllib_worldmodel.models.controller import Controller, held_actions
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 from rllib_worldmodel.trainer import latent_logvar
 
@@ -44,13 +44,15 @@ def play_real(
     view: dict[str, bool] | None = None,
     flats: np.ndarray | None = None,
     recorded: dict[int, tuple] | None = None,
+    action_repeat: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns of `episodes` real TakeCover episodes played by V + M + C (`num_envs` at a time, one V batch), in
     episode order (episode i reset with seed + i), and the share of steps spent on each action. `view`: render
     switches (screen_flashes, render_hud) of make_takecover, which must be those V was fitted on. `flats`
     (episodes, N): episode i is played by these controller parameters (`Controller.get_flat` layout, e.g. CMA-ES
     candidates) instead of `controller`'s own. `recorded`: if a dict, episode i is stored there as the
-    `done_refit.EncodedEpisode` (the latents V gave the controller, M's action encoding, terminated)."""
+    `done_refit.EncodedEpisode` (the latents V gave the controller, M's action encoding, terminated).
+    `action_repeat`: the controller decides every k-th step and holds its action in between."""
     envs = [make_takecover(skill=skill, frame_cap=frame_cap, **(view or {})) for _ in range(num_envs)]
     gen = torch.Generator().manual_seed(seed)
     w = None if flats is None else torch.as_tensor(flats, dtype=torch.float32)
@@ -60,6 +62,8 @@ def play_real(
     episode = np.zeros(num_envs, int)  # which episode each env is playing
     counts = np.zeros(world_model.config.action_dim)
     live = np.zeros(num_envs, bool)
+    taken = torch.zeros(num_envs, dtype=torch.long)  # steps of each env's current episode
+    held = torch.zeros(num_envs, dtype=torch.long)
     h, c = world_model.mdn_rnn.initial_state(num_envs)
     trace = [([], [], []) for _ in range(num_envs)]  # per env: latents' mu, logvar, encoded actions
     for i, env in enumerate(envs):
@@ -76,6 +80,8 @@ def play_real(
             action = controller.act(x)
         else:
             action = controller.to_action(controller.batched_forward(w[episode[idx]], x.unsqueeze(1)).squeeze(1))
+        action = held_actions(action, held[idx], taken[idx], action_repeat)
+        held[idx], taken[idx] = action, taken[idx] + 1
         encoded = world_model.encode_action(action)
         hn, cn = world_model.mdn_rnn.step(z, encoded, (hi, ci))
         h[idx], c[idx] = hn, cn
@@ -92,7 +98,7 @@ def play_real(
                     lv = latent_logvar(torch.stack(logvars), z_mode)  # points when M reads means
                     recorded[int(episode[i])] = (torch.stack(mus), lv, torch.stack(acts), bool(term))
                     trace[i] = ([], [], [])
-                h[i], c[i] = 0.0, 0.0
+                h[i], c[i], taken[i] = 0.0, 0.0, 0
                 if started < episodes:
                     obs[i], _ = envs[i].reset(seed=seed + started)
                     episode[i], started = started, started + 1
@@ -110,7 +116,14 @@ def train_in_dream(
     controller = Controller(
         wm.config.z_size + wm.config.rnn_size * (2 if settings.include_cell else 1), wm.config.action_space()
     )
-    cma = CMAESTrainer(controller, args.cma_population, args.cma_rollouts, seed=args.seed, common_noise=common_noise)
+    cma = CMAESTrainer(
+        controller,
+        args.cma_population,
+        args.cma_rollouts,
+        seed=args.seed,
+        common_noise=common_noise,
+        action_repeat=args.action_repeat,
+    )
     sim = DreamSimulator(wm, settings)
     log = []
     for _ in range(args.cma_generations):
@@ -127,10 +140,21 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
     common_noise = not args.no_common_noise if common_noise is None else common_noise
     controller, log, _ = train_in_dream(wm, settings, args, common_noise)
     dream = evaluate_population(
-        DreamSimulator(wm, settings), controller, controller.get_flat()[None], args.dream_episodes, seed=7
+        DreamSimulator(wm, settings),
+        controller,
+        controller.get_flat()[None],
+        args.dream_episodes,
+        seed=7,
+        action_repeat=args.action_repeat,
     ).returns[0]
     real, action_share = play_real(
-        wm, controller, args.eval_episodes, seed=args.seed + 1000, view=args.view, z_mode=args.z_mode
+        wm,
+        controller,
+        args.eval_episodes,
+        seed=args.seed + 1000,
+        view=args.view,
+        z_mode=args.z_mode,
+        action_repeat=args.action_repeat,
     )
     row = {
         "name": name,
@@ -144,6 +168,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
         "pessimism": settings.pessimism,
         "done_ensemble": settings.done_ensemble,
         "initial_noise": settings.initial_noise,
+        "action_repeat": args.action_repeat,
         "cma_common_noise": common_noise,
         "dream_mean": float(dream.mean()),
         "dream_std": float(dream.std()),
@@ -193,6 +218,9 @@ def main() -> None:
         "--branch-focus", type=float, default=0.0, help="--start branch: share of dreams started at doomed points"
     )
     add_view_args(parser)
+    parser.add_argument(
+        "--action-repeat", type=int, default=1, help="C decides every k-th step and holds its action (1: paper)"
+    )
     parser.add_argument("--cma-population", type=int, default=32)
     parser.add_argument("--cma-rollouts", type=int, default=8)
     parser.add_argument("--cma-generations", type=int, default=10)

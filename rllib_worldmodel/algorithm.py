@@ -82,6 +82,7 @@ class WorldModels(Algorithm):
             sigma_init=self.config.cma_sigma_init,
             seed=self.config.seed or 0,
             common_noise=self.config.cma_common_noise,
+            action_repeat=self.config.action_repeat,
         )
         c = self.config
         self.schedules = {
@@ -100,6 +101,7 @@ class WorldModels(Algorithm):
                 seed=(c.seed or 0) + 1,
                 prefix="dream/explorer_",
                 common_noise=c.cma_common_noise,
+                action_repeat=c.action_repeat,
             )
         self.guard_state = {"temperature_offset": 0.0, "pessimism_offset": 0.0, "extra_episodes": 0, "triggers": 0}
         self._novelty_ref: torch.Tensor | None = None
@@ -473,6 +475,7 @@ class WorldModels(Algorithm):
             controller.get_flat()[None],
             self.config.dream_eval_episodes,
             seed=(self.config.seed or 0) + 7,
+            action_repeat=self.config.action_repeat,
         )
         dream_steps += score.dream_steps
         self.dream_score = {

@@ -136,6 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             cma_rollouts=args.cma_rollouts,
             cma_generations_per_iteration=args.cma_generations,
             real_z=args.mdn_latents,  # the agent reads real frames the way M was trained
+            action_repeat=args.action_repeat,
         )
         .evaluation(evaluation_duration=args.eval_episodes)
         .debugging(seed=args.seed)
@@ -500,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cma-population", type=int, default=64, help="CMA-ES population (paper: 64)")
     train.add_argument("--cma-rollouts", type=int, default=16, help="dreams per candidate (paper: 16)")
     train.add_argument("--cma-generations", type=int, default=10, help="CMA-ES generations per iteration")
+    train.add_argument(
+        "--action-repeat", type=int, default=1, help="C decides every k-th step and holds its action (1: paper)"
+    )
     train.add_argument("--temperature", type=float, default=1.15, help="dream temperature tau (paper: 1.15)")
     train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")
     train.add_argument("--skill", type=int, help="TakeCover Doom skill 1-5 (default 4)")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from rllib_worldmodel.dream import DreamSimulator
-from rllib_worldmodel.models.controller import Controller
+from rllib_worldmodel.models.controller import Controller, held_actions
 
 
 @dataclass
@@ -37,6 +37,7 @@ def evaluate_population(
     rollouts: int,
     seed: int | None = None,
     common_noise: bool = True,
+    action_repeat: int = 1,
 ) -> PopulationResult:
     """Run P controllers (rows of `flats`) for `rollouts` dreams each, all in one batched simulator run.
 
@@ -50,6 +51,7 @@ def evaluate_population(
             the same draws), so candidates are compared on the same dreams and differ only by what their actions
             change. With sampled deaths a dream's length varies about as much as its mean, and without this
             CMA-ES ranks mostly noise.
+        action_repeat: The controller decides every k-th step of a dream and its action is held in between.
     """
     p = flats.shape[0]
     b = p * rollouts
@@ -63,9 +65,11 @@ def evaluate_population(
     lengths = torch.zeros(b, dtype=torch.long, device=sim.device)
     parts: dict[str, torch.Tensor] = {}
     steps = 0
+    action = None
     while slot.numel():
         out = controller.batched_forward(w_live, obs.unsqueeze(1)).squeeze(1)  # one einsum per layer, all dreams
-        obs, reward, terminated, truncated = sim.step(controller.to_action(out))
+        action = held_actions(controller.to_action(out), action, lengths[slot], action_repeat)
+        obs, reward, terminated, truncated = sim.step(action)
         returns[slot] += reward
         lengths[slot] += 1
         for k, v in sim.reward_parts.items():
@@ -75,7 +79,7 @@ def evaluate_population(
         if not alive.all():
             keep = alive.nonzero().squeeze(1)
             sim.select(keep)
-            obs, w_live, slot = obs[keep], w_live[keep], slot[keep]
+            obs, w_live, slot, action = obs[keep], w_live[keep], slot[keep], action[keep]
     return PopulationResult(
         returns.view(p, rollouts).cpu().numpy(),
         lengths.view(p, rollouts).cpu().numpy(),
@@ -106,7 +110,10 @@ class CMAESTrainer:
         seed: int = 0,
         prefix: str = "dream/cma_",
         common_noise: bool = True,
+        action_repeat: int = 1,
     ):
+        if action_repeat < 1:
+            raise ValueError(f"action_repeat={action_repeat} must be >= 1 (1: the controller decides every step).")
         if popsize < 2 or rollouts < 1 or sigma_init <= 0:
             raise ValueError(
                 f"need popsize >= 2, rollouts >= 1, sigma_init > 0; got {popsize}, {rollouts}, {sigma_init}"
@@ -116,6 +123,7 @@ class CMAESTrainer:
         self.seed = seed
         self.prefix = prefix
         self.common_noise = common_noise
+        self.action_repeat = action_repeat
         self.es = cma.CMAEvolutionStrategy(
             controller.get_flat(), sigma_init, {"popsize": popsize, "seed": seed + 1, "verbose": -9}
         )
@@ -135,6 +143,7 @@ class CMAESTrainer:
             self.rollouts,
             seed=self.seed * 100_003 + self.generation,
             common_noise=self.common_noise,
+            action_repeat=self.action_repeat,
         )
         fitness = result.returns.mean(axis=1)
         self.es.tell(list(solutions), list(-fitness))  # cma minimises

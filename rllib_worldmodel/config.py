@@ -89,6 +89,7 @@ class WorldModelsConfig(AlgorithmConfig):
         # controller
         self.controller_trainer = "cma"
         self.controller_hidden = 0  # paper: one linear layer
+        self.action_repeat = 1  # paper: C decides every step
         self.cma_population = 64  # paper
         self.cma_rollouts = 16  # paper
         self.cma_sigma_init = 0.1  # paper code
@@ -322,6 +323,7 @@ class WorldModelsConfig(AlgorithmConfig):
         dream_algo_config: AlgorithmConfig = NotProvided,
         dream_algo_iterations: int = NotProvided,
         dream_num_envs: int = NotProvided,
+        action_repeat: int = NotProvided,
     ) -> WorldModelsConfig:
         """The controller and how it is trained in the dream.
 
@@ -341,6 +343,10 @@ class WorldModelsConfig(AlgorithmConfig):
                 RLModule and vectorization are set by WorldModels.
             dream_algo_iterations: For trainer="rllib": inner training iterations per WorldModels iteration.
             dream_num_envs: For trainer="rllib": dreams per inner EnvRunner.
+            action_repeat: C decides every k-th step of an episode and holds its action in between, in the dream
+                (CMA-ES, the dream score) and in the real env alike; M still steps every frame. 1: the paper.
+                TakeCover survives on sustained moves (sweeping 50 steps each way: 604 real frames; random holds
+                1-10: 313), which a per-step linear C rarely finds (README). CMA-ES trainer only.
         """
         return self._set_provided(
             {
@@ -356,6 +362,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "dream_algo_config": dream_algo_config,
                 "dream_algo_iterations": dream_algo_iterations,
                 "dream_num_envs": dream_num_envs,
+                "action_repeat": action_repeat,
             }
         )
 
@@ -416,6 +423,7 @@ class WorldModelsConfig(AlgorithmConfig):
             "done_pos_weight": self.done_pos_weight,
             "loss_weights": dict(self.wm_loss_weights),
             "controller_hidden": self.controller_hidden,
+            "action_repeat": self.action_repeat,
             "include_cell": self.include_cell,
             "real_z": self.real_z,
             "random_hold_prob": self.random_hold_prob,
@@ -596,6 +604,16 @@ class WorldModelsConfig(AlgorithmConfig):
         need(
             self.dream_algo_config is None or isinstance(self.dream_algo_config, AlgorithmConfig),
             f"dream_algo_config={self.dream_algo_config!r} must be an RLlib AlgorithmConfig (e.g. PPOConfig()).",
+        )
+        need(
+            isinstance(self.action_repeat, int) and self.action_repeat >= 1,
+            f"controller action_repeat={self.action_repeat!r} must be an integer >= 1 (1: C decides every step, "
+            "paper; e.g. 50: every 50th step).",
+        )
+        need(
+            self.action_repeat == 1 or self.controller_trainer == "cma",
+            f"controller action_repeat={self.action_repeat} needs trainer='cma' (the RLlib dream trainer's own "
+            "module decides every step): set action_repeat=1 or trainer='cma'.",
         )
         need(self.real_z in ("sample", "mean"), f"real_z={self.real_z!r}: use 'sample' (paper) or 'mean'.")
         need(

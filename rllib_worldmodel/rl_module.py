@@ -21,7 +21,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from rllib_worldmodel.models.controller import Controller
+from rllib_worldmodel.models.controller import Controller, held_actions
 from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
 
 ARCH_KEYS = (
@@ -49,7 +49,7 @@ def controller_input_size(wm_config: WorldModelConfig, include_cell: bool) -> in
 class WorldModelsRLModule(TorchRLModule):
     """V + M + C. model_config keys: the WorldModelConfig architecture fields (z_size, rnn_size, ...), plus
     `controller_hidden`, `include_cell`, `real_z` ("sample" as the paper, or "mean"), `random_hold_prob`,
-    `epsilon`, `surprise_exploration`, `hold_min`, `hold_max`."""
+    `epsilon`, `surprise_exploration`, `hold_min`, `hold_max`, `action_repeat` (C decides every k-th step)."""
 
     def setup(self) -> None:
         mc = self.model_config
@@ -63,6 +63,7 @@ class WorldModelsRLModule(TorchRLModule):
             hidden=int(mc.get("controller_hidden", 0)),
         )
         self.real_z = mc.get("real_z", "sample")
+        self.action_repeat = int(mc.get("action_repeat", 1))
         self.random_hold_prob = float(mc.get("random_hold_prob", 0.0))
         self.epsilon = float(mc.get("epsilon", 0.0))
         self.hold_range = (int(mc.get("hold_min", 1)), int(mc.get("hold_max", 10)))
@@ -78,6 +79,9 @@ class WorldModelsRLModule(TorchRLModule):
             "c": torch.zeros(h),
             "hold_left": torch.zeros(()),
             "hold_action": torch.zeros(act_shape),
+            # action repeat: steps taken this episode and C's last decision (`cma_es.held_actions`)
+            "steps_taken": torch.zeros(()),
+            "decided": torch.zeros(act_shape),
         }
 
     # --------------------------------------------------------------------------------------------- acting
@@ -107,8 +111,7 @@ class WorldModelsRLModule(TorchRLModule):
             return {
                 Columns.ACTIONS: action.unsqueeze(1),
                 Columns.STATE_OUT: {
-                    "h": state["h"],
-                    "c": state["c"],
+                    **state,
                     "hold_left": hold_left,
                     "hold_action": hold_action,
                 },
@@ -117,7 +120,14 @@ class WorldModelsRLModule(TorchRLModule):
         z = mu if self.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
         h, c = state["h"], state["c"]
         ctrl_in = torch.cat([z, h, c] if self.include_cell else [z, h], dim=-1)
-        action = self.controller.act(ctrl_in)
+        steps_taken = state["steps_taken"]
+        decided = held_actions(
+            self.controller.act(ctrl_in).to(state["decided"].dtype),
+            state["decided"],
+            steps_taken.long(),
+            self.action_repeat,
+        )
+        action = decided.long() if isinstance(self.action_space, gym.spaces.Discrete) else decided
         hold_left, hold_action = state["hold_left"], state["hold_action"]
         if explore:
             extra = self._surprise_hold_prob(z, h) if self.surprise_exploration > 0 else None
@@ -126,7 +136,14 @@ class WorldModelsRLModule(TorchRLModule):
         h_next, c_next = self.world_model.mdn_rnn.step(z, a_enc, (h, c))
         return {
             Columns.ACTIONS: action.unsqueeze(1),
-            Columns.STATE_OUT: {"h": h_next, "c": c_next, "hold_left": hold_left, "hold_action": hold_action},
+            Columns.STATE_OUT: {
+                "h": h_next,
+                "c": c_next,
+                "hold_left": hold_left,
+                "hold_action": hold_action,
+                "steps_taken": steps_taken + 1,
+                "decided": decided,
+            },
         }
 
     def _surprise_hold_prob(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

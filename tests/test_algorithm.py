@@ -241,6 +241,7 @@ def lever_config():
             calibrate_deaths=True,
         )
         .exploit_guard(enabled=True, gap_ratio=1e-9, temperature_step=0.05, pessimism_step=0.25, extra_episodes=2)
+        .controller(action_repeat=2)
     )
 
 
@@ -342,6 +343,8 @@ def test_guard_state_survives_a_checkpoint(levers, tmp_path):
         (lambda c: c.world_model(done_refit_horizon=10, done_refit_every=0), "done_refit_every"),
         (lambda c: c.world_model(done_refit_steps=0), "done_refit_steps"),
         (lambda c: c.world_model(done_refit_max_starts=0), "done_refit_max_starts"),
+        (lambda c: c.controller(action_repeat=0), "action_repeat"),
+        (lambda c: c.controller(action_repeat=4, trainer="rllib"), "action_repeat=4 needs trainer='cma'"),
         (lambda c: c.dream(start="middle"), "start"),
         (lambda c: c.dream(branch_focus=0.5), "branch_focus.*start='branch'"),
         (lambda c: c.dream(start="branch", branch_horizon=0), "branch_horizon"),

@@ -67,3 +67,35 @@ def test_noise_streams_are_checked():
     sim.reset(4, streams=torch.tensor([0, 1, 0, 1]))
     with pytest.raises(RuntimeError, match="noise streams"):
         sim.reset_where(torch.tensor([True, False, False, False]))
+
+
+def test_action_repeat_holds_each_decision_for_k_steps_in_the_dream():
+    wm = make_image_world_model()
+    with torch.no_grad():
+        wm.mdn_rnn.done_head.bias.fill_(-50.0)  # no deaths: every dream runs to the cap
+    sim = DreamSimulator(wm, DreamSettings(max_episode_steps=12))
+    c = Controller(wm.config.z_size + wm.config.rnn_size, gym.spaces.Discrete(3))
+    flats = np.random.default_rng(0).normal(scale=3.0, size=(4, c.num_params))  # controllers that switch a lot
+    taken, step = [], sim.step
+    sim.step = lambda a: (taken.append(a.clone()), step(a))[1]
+    evaluate_population(sim, c, flats, rollouts=2, seed=0)
+    free = torch.stack(taken, 1)
+    assert (free[:, 1:] != free[:, :-1]).any()  # without a repeat the decisions change within 4 steps
+    taken.clear()
+    res = evaluate_population(sim, c, flats, rollouts=2, seed=0, action_repeat=4)
+    held = torch.stack(taken, 1)  # (dreams, 12)
+    assert (res.lengths == 12).all()
+    for start in (0, 4, 8):
+        assert (held[:, start : start + 4] == held[:, start : start + 1]).all()
+    torch.testing.assert_close(held[:, ::4], free[:, ::4])  # same dreams: the decisions are the free ones
+    with pytest.raises(ValueError, match="action_repeat"):
+        CMAESTrainer(c, popsize=4, rollouts=1, action_repeat=0)
+
+
+def test_held_actions_keeps_continuous_actions_whole():
+    from rllib_worldmodel.models.controller import held_actions
+
+    new, old = torch.ones(3, 2), torch.zeros(3, 2)
+    out = held_actions(new, old, torch.tensor([0, 1, 4]), 2)
+    torch.testing.assert_close(out, torch.tensor([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]))
+    assert held_actions(new, None, torch.tensor([3, 3, 3]), 2) is new

@@ -88,3 +88,23 @@ def test_epsilon_exploration_changes_some_actions():
     explored = m.forward_exploration(batch)[Columns.ACTIONS]
     frac = (greedy != explored).float().mean().item()
     assert 0.2 < frac < 0.5  # half the steps random, a third of those coincide with the greedy action
+
+
+def test_action_repeat_holds_the_controllers_decision_in_the_real_env():
+    m = _module(action_repeat=3)
+    m.set_random_only(False)
+    with torch.no_grad():
+        for p in m.controller.parameters():
+            p.normal_(0.0, 3.0)  # a controller whose decision changes from frame to frame
+    batch, seen = _batch(m, b=8), []
+    for _ in range(9):
+        batch[Columns.OBS] = torch.randint(0, 256, (8, 1, 64, 64, 3), dtype=torch.uint8)
+        out = m.forward_inference(batch)
+        seen.append(out[Columns.ACTIONS][:, 0])
+        assert out[Columns.ACTIONS].dtype == torch.long
+        batch = {Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: out[Columns.STATE_OUT]}
+    actions = torch.stack(seen, 1)
+    for start in (0, 3, 6):
+        assert (actions[:, start : start + 3] == actions[:, start : start + 1]).all()
+    assert (actions[:, ::3] != actions[:, :1]).any()  # new decisions at steps 3 and 6
+    assert (out[Columns.STATE_OUT]["steps_taken"] == 9).all()

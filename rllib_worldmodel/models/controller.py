@@ -90,3 +90,14 @@ class Controller(nn.Module):
             if k < len(layers) - 1:
                 h = torch.tanh(h)
         return h
+
+
+def held_actions(
+    new: torch.Tensor, previous: torch.Tensor | None, steps_taken: torch.Tensor, action_repeat: int
+) -> torch.Tensor:
+    """The controller's action repeat: `new` where an episode is at a decision step (steps taken so far divisible
+    by `action_repeat`), `previous` elsewhere. Batch first; `previous` None at the first step."""
+    if action_repeat == 1 or previous is None:
+        return new
+    due = (steps_taken % action_repeat == 0).view(-1, *([1] * (new.dim() - 1)))
+    return torch.where(due, new, previous)
