@@ -29,12 +29,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from takecover_tau import play_real, train_in_dream  # noqa: E402
+from takecover_tau import dream_returns, play_real, train_in_dream  # noqa: E402
 
 import rllib_worldmodel as rw  # noqa: E402
 from rllib_worldmodel.calibration import calibrate_done_offset  # noqa: E402
-from rllib_worldmodel.cma_es import evaluate_population  # noqa: E402
-from rllib_worldmodel.dream import DreamSettings, DreamSimulator  # noqa: E402
+from rllib_worldmodel.dream import DreamSettings  # noqa: E402
 from rllib_worldmodel.envs.vizdoom import takecover_view  # noqa: E402
 from rllib_worldmodel.models.world_model import read_checkpoint  # noqa: E402
 from rllib_worldmodel.trainer import WorldModelTrainer  # noqa: E402
@@ -100,14 +99,7 @@ def main() -> None:
         )
         cma_args = argparse.Namespace(**{**vars(args), "seed": args.seed + r})
         controller, log, cma = train_in_dream(wm, settings, cma_args, common_noise=False)
-        dream = evaluate_population(
-            DreamSimulator(wm, settings),
-            controller,
-            controller.get_flat()[None],
-            args.dream_episodes,
-            seed=7,
-            action_repeat=args.action_repeat,
-        ).returns[0]
+        dream = dream_returns(wm, settings, controller, args)
         recorded: dict[int, tuple] = {}
         real, share = play_real(
             wm,

@@ -25,6 +25,7 @@ from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
+from rllib_worldmodel.fidelity import real_episodes
 from rllib_worldmodel.models.controller import Controller, held_actions
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 from rllib_worldmodel.trainer import latent_logvar
@@ -134,19 +135,21 @@ def train_in_dream(
     return controller, log, cma
 
 
+def dream_returns(wm: WorldModel, settings: DreamSettings, controller: Controller, args) -> np.ndarray:
+    """The deployed controller's returns over `args.dream_episodes` dreams (seed 7: the same dreams for every row)."""
+    flat = controller.get_flat()[None]
+    sim = DreamSimulator(wm, settings)
+    return evaluate_population(
+        sim, controller, flat, args.dream_episodes, seed=7, action_repeat=args.action_repeat
+    ).returns[0]
+
+
 def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noise: bool | None = None) -> dict:
     """Train C in the dream with `settings`, score it in the dream and on the real game."""
     t0 = time.perf_counter()
     common_noise = not args.no_common_noise if common_noise is None else common_noise
     controller, log, _ = train_in_dream(wm, settings, args, common_noise)
-    dream = evaluate_population(
-        DreamSimulator(wm, settings),
-        controller,
-        controller.get_flat()[None],
-        args.dream_episodes,
-        seed=7,
-        action_repeat=args.action_repeat,
-    ).returns[0]
+    dream = dream_returns(wm, settings, controller, args)
     real, action_share = play_real(
         wm,
         controller,
@@ -293,6 +296,18 @@ def main() -> None:
             variants.append(("+ initial noise", dataclasses.replace(last, initial_noise=args.initial_noise), True))
         rows = [run_row(wm, name, s, args, crn) for name, s, crn in variants]
     result = {"settings": {**vars(args), "world_model_real_steps": real_steps}, "rows": rows}
+    if args.action_repeat > 1:
+        # the baseline a repeat needs: uniformly random decisions at the same interval, in the real game
+        env = make_takecover(**args.view)
+        episodes = real_episodes(env, (args.action_repeat,) * 2, None, args.eval_episodes, seed=args.seed + 1000)
+        lengths = np.array([len(ep) for ep in episodes], dtype=float)
+        env.close()
+        del episodes
+        result["random_at_same_repeat"] = {
+            "real_mean": float(lengths.mean()),
+            "real_std": float(lengths.std()),
+            "real_episodes": len(lengths),
+        }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))  # keep the table even if the baseline fails
@@ -315,6 +330,9 @@ def main() -> None:
     if "ppo_same_real_steps" in result:
         p = result["ppo_same_real_steps"]
         print(f"RLlib PPO on the real game, {p['real_env_steps']} real steps: {p['real_mean']:.0f} (greedy)")
+    if "random_at_same_repeat" in result:
+        b = result["random_at_same_repeat"]
+        print(f"random decisions every {args.action_repeat} steps, real: {b['real_mean']:.0f} ± {b['real_std']:.0f}")
     print("setting | dream | real (mean ± std over episodes)")
     for r in rows:
         print(

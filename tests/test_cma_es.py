@@ -23,12 +23,17 @@ def test_batched_forward_matches_each_controller():
             torch.testing.assert_close(batched[i], c(x[i]), rtol=1e-5, atol=1e-5)
 
 
-def test_population_runs_as_one_batch_and_counts_dream_steps():
+def _deathless_dream(cap: int) -> tuple[DreamSimulator, Controller]:
+    """A dream in which nobody dies (every dream runs to `cap`) and a controller template for it."""
     wm = make_image_world_model()
     with torch.no_grad():
-        wm.mdn_rnn.done_head.bias.fill_(-50.0)  # no deaths: every dream runs to the cap
-    sim = DreamSimulator(wm, DreamSettings(max_episode_steps=5))
-    c = Controller(wm.config.z_size + wm.config.rnn_size, gym.spaces.Discrete(3))
+        wm.mdn_rnn.done_head.bias.fill_(-50.0)
+    sim = DreamSimulator(wm, DreamSettings(max_episode_steps=cap))
+    return sim, Controller(wm.config.z_size + wm.config.rnn_size, gym.spaces.Discrete(3))
+
+
+def test_population_runs_as_one_batch_and_counts_dream_steps():
+    sim, c = _deathless_dream(5)
     res = evaluate_population(sim, c, np.zeros((3, c.num_params)), rollouts=4, seed=0)
     assert res.returns.shape == res.lengths.shape == (3, 4)
     assert (res.lengths == 5).all() and res.dream_steps == 3 * 4 * 5
@@ -70,11 +75,7 @@ def test_noise_streams_are_checked():
 
 
 def test_action_repeat_holds_each_decision_for_k_steps_in_the_dream():
-    wm = make_image_world_model()
-    with torch.no_grad():
-        wm.mdn_rnn.done_head.bias.fill_(-50.0)  # no deaths: every dream runs to the cap
-    sim = DreamSimulator(wm, DreamSettings(max_episode_steps=12))
-    c = Controller(wm.config.z_size + wm.config.rnn_size, gym.spaces.Discrete(3))
+    sim, c = _deathless_dream(12)
     flats = np.random.default_rng(0).normal(scale=3.0, size=(4, c.num_params))  # controllers that switch a lot
     taken, step = [], sim.step
     sim.step = lambda a: (taken.append(a.clone()), step(a))[1]
