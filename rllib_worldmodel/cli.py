@@ -74,25 +74,13 @@ def _init_ray(num_cpus: int) -> bool:
     return started
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    import logging
-
-    import ray
-
-    # Phase timings and CMA-ES progress (logged at INFO by rllib_worldmodel.algorithm): long iterations stay audible.
-    pkg_logger = logging.getLogger("rllib_worldmodel")
-    pkg_logger.setLevel(logging.INFO)
-    if not pkg_logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        pkg_logger.addHandler(handler)
-
+def train_config(args: argparse.Namespace):
+    """The `WorldModelsConfig` that `rllib-worldmodel train` runs for these parsed arguments (not validated)."""
     import rllib_worldmodel as rw
-    from rllib_worldmodel.video import dream_comparison, write_gif
 
     preset = ENV_PRESETS.get(args.env, {})
     env_name, env_config = _real_env_config(args)
-    config = (
+    return (
         rw.WorldModelsConfig()
         .environment(env_name, env_config=env_config)
         .env_runners(num_env_runners=args.num_env_runners, num_envs_per_env_runner=args.num_envs_per_env_runner)
@@ -141,7 +129,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         .evaluation(evaluation_duration=args.eval_episodes)
         .debugging(seed=args.seed)
     )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    import ray
+
+    # Phase timings and CMA-ES progress (logged at INFO by rllib_worldmodel.algorithm): long iterations stay audible.
+    pkg_logger = logging.getLogger("rllib_worldmodel")
+    pkg_logger.setLevel(logging.INFO)
+    if not pkg_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        pkg_logger.addHandler(handler)
+
+    import rllib_worldmodel as rw
+    from rllib_worldmodel.video import dream_comparison, write_gif
+
+    config = train_config(args)
     config.validate()  # bad settings fail here, in a second, before Ray starts
+
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started_ray = _init_ray(args.num_cpus)

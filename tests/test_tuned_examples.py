@@ -66,3 +66,33 @@ def test_takecover_levers_preset_is_valid():
     config = takecover_levers_config(eval_episodes=5, screen_flashes=True)
     config.validate()
     assert config.env_config["real"]["screen_flashes"] is True and config.num_heads == 5
+
+
+def test_takecover_refit_repeat_preset_matches_the_main_job():
+    """The preset and the command of scripts/run_main.sh (which its docstring quotes) are the same configuration."""
+    from vizdoom_takecover import takecover_refit_repeat_config
+
+    from rllib_worldmodel import cli
+
+    preset = takecover_refit_repeat_config()
+    preset.validate()
+    main_job = (Path(__file__).parents[1] / "scripts" / "run_main.sh").read_text()
+    command = main_job[main_job.index("rllib_worldmodel.cli train") :].split('"$@"')[0].replace("\\\n", " ")
+    cfg = cli.train_config(cli.build_parser().parse_args(command.split()[1:]))
+    cfg.validate()
+    for key in (
+        "random_hold_steps",
+        "num_heads",
+        "done_bias_init",
+        "vae_warmup_epochs",
+        "done_mode",
+        "calibrate_deaths",
+        "done_refit_horizon",
+        "action_repeat",
+        "cma_population",
+        "cma_rollouts",
+        "cma_generations_per_iteration",
+        "temperature",
+        "real_episodes_per_iteration",
+    ):
+        assert getattr(cfg, key) == getattr(preset, key), key
