@@ -345,8 +345,8 @@ class WorldModelsConfig(AlgorithmConfig):
             dream_num_envs: For trainer="rllib": dreams per inner EnvRunner.
             action_repeat: C decides every k-th step of an episode and holds its action in between, in the dream
                 (CMA-ES, the dream score) and in the real env alike; M still steps every frame. 1: the paper.
-                TakeCover survives on sustained moves (sweeping 50 steps each way: 604 real frames; random holds
-                1-10: 313), which a per-step linear C rarely finds (README). CMA-ES trainer only.
+                TakeCover survives on sustained moves (sweeping 50 steps each way: 609 real frames; random holds
+                1-10: 311), which a per-step linear C rarely finds (README). CMA-ES trainer only.
         """
         return self._set_provided(
             {

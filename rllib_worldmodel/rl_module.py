@@ -79,7 +79,7 @@ class WorldModelsRLModule(TorchRLModule):
             "c": torch.zeros(h),
             "hold_left": torch.zeros(()),
             "hold_action": torch.zeros(act_shape),
-            # action repeat: steps taken this episode and C's last decision (`cma_es.held_actions`)
+            # action repeat: steps taken this episode and C's last decision (`controller.held_actions`)
             "steps_taken": torch.zeros(()),
             "decided": torch.zeros(act_shape),
         }
