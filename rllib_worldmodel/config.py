@@ -194,7 +194,8 @@ class WorldModelsConfig(AlgorithmConfig):
                 that decides dreamed deaths is fitted on dreamed states. Real episodes the controller played are
                 in the replay, so its exploits get labelled (DAgger-style). 0 (paper) keeps the teacher-forced
                 head. TakeCover, 100: the dream ranks seven reference policies with Spearman +0.89 to +0.96 (was
-                +0.64); controllers trained there still scored about the random level (README).
+                +0.64); per-frame controllers trained there stayed at the random level, controllers deciding every
+                50th frame (`controller(action_repeat=50)`) scored 558 ± 45 real across three seeds (README).
             done_refit_every: A refit dream starts at every n-th real state.
             done_refit_steps: Adam steps (8192 pairs each) of the refit.
             done_refit_max_starts: At most this many refit starts per fit (memory: starts x horizon x LSTM size

@@ -24,13 +24,13 @@ from collections.abc import Sequence
 import torch
 
 from rllib_worldmodel.fidelity import roc_auc
-from rllib_worldmodel.models.mdn_rnn import sample_mixture
+from rllib_worldmodel.models.mdn_rnn import sample_random_member
 from rllib_worldmodel.models.world_model import WorldModel
+
+logger = logging.getLogger(__name__)
 
 # One encoded episode, as `WorldModel.branch_point_states` takes it: V's posterior means (T', Z) and log-variances
 # (T', Z) of its frames (T' >= T), its actions encoded for M (T, action_dim), and whether it ended by termination.
-logger = logging.getLogger(__name__)
-
 EncodedEpisode = tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]
 
 
@@ -86,10 +86,13 @@ def dreamed_death_pairs(
         states, outcomes, where = states[keep], outcomes[keep], where[keep]
     z0, _, h0, c0 = world_model.split_branch_states(states)
     m, dev = world_model.mdn_rnn, world_model.device
+    # the dream's draws happen where M runs: a generator on that device, seeded from `gen` (on the CPU, `gen` itself)
+    dream_gen = (
+        gen if dev.type == "cpu" else torch.Generator(dev).manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+    )
     feats, labels, start_ids = [], [], []
     for s in range(0, len(states), batch_size):
         n = min(batch_size, len(states) - s)
-        rows = torch.arange(n)
         acts = torch.zeros(n, horizon, world_model.config.action_dim)
         y = torch.zeros(n, horizon)
         mask = torch.zeros(n, horizon, dtype=torch.bool)
@@ -104,9 +107,7 @@ def dreamed_death_pairs(
         for j in range(horizon):
             h, c = m.step(z, acts[:, j].to(dev), (h, c))
             out.append(h.cpu())
-            o = m.heads(h)
-            member = torch.randint(0, m.num_heads, (n,), generator=gen).to(dev)
-            z = sample_mixture(o.logpi[member, rows], o.mu[member, rows], o.logsigma[member, rows], temperature, gen)
+            z = sample_random_member(m.heads(h), temperature, dream_gen)
         feats.append(torch.stack(out, 1)[mask])
         labels.append(y[mask])
         start_ids.append((torch.arange(n)[:, None].expand(n, horizon) + s)[mask])

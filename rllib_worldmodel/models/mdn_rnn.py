@@ -179,7 +179,7 @@ class MDNRNN(nn.Module):
             raise ValueError(f"horizon={horizon} must be an integer >= 1 (1: own samples drawn per step).")
         b, t_len, _ = z_B_T_Z.shape
         h, c = state if state is not None else self.initial_state(b, z_B_T_Z.device)
-        rows, dev = torch.arange(b, device=z_B_T_Z.device), z_B_T_Z.device
+        dev = z_B_T_Z.device
         z, hs = z_B_T_Z[:, 0], []
         if horizon > 1 and closed_loop > 0:  # the first segment starts at z_0, which is always real
             segment_own = torch.rand(b, 1, device=dev, generator=generator) < closed_loop
@@ -191,11 +191,7 @@ class MDNRNN(nn.Module):
             z = z_B_T_Z[:, t + 1]
             if closed_loop > 0:
                 with torch.no_grad():
-                    out = self.heads(h)
-                    member = torch.randint(0, self.num_heads, (b,), device=dev, generator=generator)
-                    own = sample_mixture(
-                        out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows], 1.0, generator
-                    )
+                    own = sample_random_member(self.heads(h), 1.0, generator)
                     if horizon == 1:
                         use = torch.rand(b, 1, device=dev, generator=generator) < closed_loop
                     elif (t + 1) % horizon == 0:  # a segment starts: read the real latent, draw the segment's mode
@@ -269,3 +265,13 @@ def sample_mixture(
     sigma = logsigma_B_Z_K.gather(-1, k).squeeze(-1).exp()
     eps = normal_B_Z if normal_B_Z is not None else torch.randn(mu.shape, device=mu.device, generator=generator)
     return mu + sigma * eps * (temperature**0.5)
+
+
+def sample_random_member(out: MDNOutput, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next latents (B, Z) from `heads` output (E, B, ...): each row from a uniformly drawn ensemble member's mixture
+    (`sample_mixture`), the rule dreams use. `generator` must live on the outputs' device."""
+    rows = torch.arange(out.mu.shape[1], device=out.mu.device)
+    member = torch.randint(0, out.mu.shape[0], rows.shape, device=out.mu.device, generator=generator)
+    return sample_mixture(
+        out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows], temperature, generator
+    )
