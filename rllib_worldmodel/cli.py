@@ -2,7 +2,8 @@
 
 Commands:
   train     run the WorldModels algorithm (collect real -> fit V, M -> train C in the dream -> evaluate on the real
-            env), print the real score each iteration, save an RLlib checkpoint and a real-vs-dream GIF.
+            env), print the real score and save an RLlib checkpoint (atomically) each iteration, and write a
+            real-vs-dream GIF at the end; `--resume` continues from a checkpoint.
   evaluate  evaluate a saved WorldModels checkpoint on the real env (mean ± std over N episodes) and in the dream.
   fit       collect real episodes with the paper's random-hold policy, fit V then M, save a world-model checkpoint,
             and write a GIF of real frames next to V's reconstruction and M's dream.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -131,6 +133,51 @@ def train_config(args: argparse.Namespace):
     )
 
 
+def _checkpoint_folder(path: str, flag: str) -> Path:
+    """The RLlib checkpoint folder `path`, or a clear error naming `flag` (and the swap leftover, if any)."""
+    folder = Path(path).resolve()
+    if (folder / "algorithm_state.pkl").exists():
+        return folder
+    previous = folder.with_name(folder.name + ".previous")
+    hint = (
+        f"; {previous} holds the checkpoint before an interrupted save: pass that instead"
+        if (previous / "algorithm_state.pkl").exists()
+        else ""
+    )
+    raise FileNotFoundError(
+        f"{flag} {folder} is not an RLlib checkpoint folder (written by `rllib-worldmodel train`){hint}"
+    )
+
+
+def save_checkpoint_atomically(algo: Any, folder: str | os.PathLike) -> Path:
+    """Write `algo`'s checkpoint to `folder` so that a crash at any moment leaves a complete checkpoint behind.
+
+    RLlib writes a checkpoint file by file into its target folder, so a crash mid-save (or a full disk) would leave
+    a folder that restores nothing, and the previous iteration's checkpoint would already be overwritten. Here the new
+    checkpoint is written beside it (`<folder>.partial`), the old one is moved aside (`<folder>.previous`), the new
+    one takes its name and only then is the old one deleted. Renames within one folder are atomic, so `folder` or
+    `<folder>.previous` always holds a complete checkpoint.
+
+    Args:
+        algo: The algorithm (anything with RLlib's `save_to_path`).
+        folder: Where the checkpoint lives.
+
+    Returns:
+        The checkpoint folder.
+    """
+    folder = Path(folder).resolve()
+    partial = folder.with_name(folder.name + ".partial")
+    previous = folder.with_name(folder.name + ".previous")
+    shutil.rmtree(partial, ignore_errors=True)  # a leftover of an earlier interrupted save
+    algo.save_to_path(str(partial))
+    shutil.rmtree(previous, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, previous)
+    os.replace(partial, folder)
+    shutil.rmtree(previous, ignore_errors=True)
+    return folder
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import logging
 
@@ -147,15 +194,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     import rllib_worldmodel as rw
     from rllib_worldmodel.video import dream_comparison, write_gif
 
+    if args.iterations < 1:
+        raise ValueError(
+            f"--iterations {args.iterations}: need at least 1 (each iteration collects, fits, trains, evaluates)"
+        )
     config = train_config(args)
     config.validate()  # bad settings fail here, in a second, before Ray starts
 
+    resume = _checkpoint_folder(args.resume, "--resume") if args.resume else None
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started_ray = _init_ray(args.num_cpus)
     algo = config.build_algo()
-    if args.resume:
-        algo.restore_from_path(str(Path(args.resume).resolve()))
+    if resume is not None:
+        algo.restore_from_path(str(resume))
     t0 = time.perf_counter()
     rows = []
     try:
@@ -177,12 +229,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
             with (out / "progress.jsonl").open("a") as f:
                 f.write(json.dumps(row, default=float) + "\n")
+            # Every iteration: a crash in iteration n+1 keeps the real episodes and models of iteration n.
+            ckpt = save_checkpoint_atomically(algo, out / "checkpoint")
             if args.until_gap is not None and "dream_real_gap" in ev:
                 ratio = abs(ev["dream_real_gap"]) / max(abs(ev["real/episode_return_mean"]), 1.0)
                 if ratio < args.until_gap:
                     print(f"gap closed: |dream - real| / real = {ratio:.2f} < {args.until_gap}", flush=True)
                     break
-        ckpt = algo.save_to_path(str(out / "checkpoint"))
         algo.export_world_model(out / "world_model.pt")
         if algo.world_model.config.obs_kind == "image":
             ep = algo.replay.episodes[-1]
@@ -210,9 +263,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     import rllib_worldmodel  # noqa: F401  (registers env names before the checkpoint is read)
 
-    path = Path(args.checkpoint).resolve()
-    if not (path / "algorithm_state.pkl").exists():
-        raise FileNotFoundError(f"{path} is not an RLlib checkpoint folder (written by `rllib-worldmodel train`)")
+    path = _checkpoint_folder(args.checkpoint, "--checkpoint")
     started_ray = _init_ray(args.num_cpus)
     try:
         algo = Algorithm.from_checkpoint(str(path))
@@ -552,7 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-learners", type=int, default=0)
     train.add_argument("--num-gpus-per-learner", type=float, default=0)
     train.add_argument("--num-cpus", type=int, default=0, help="CPUs for a local Ray (0: all)")
-    train.add_argument("--resume", help="an RLlib checkpoint folder to continue from")
+    train.add_argument(
+        "--resume",
+        help="an RLlib checkpoint folder to continue from (replay, models, CMA-ES state): e.g. <out>/checkpoint",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=cmd_train)
 

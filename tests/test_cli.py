@@ -2,13 +2,15 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from rllib_worldmodel import WorldModel
-from rllib_worldmodel.cli import main
+from rllib_worldmodel.cli import main, save_checkpoint_atomically
 from rllib_worldmodel.envs.vizdoom import takecover_view
 from rllib_worldmodel.models.world_model import read_checkpoint
 
@@ -42,6 +44,47 @@ def test_train_refuses_a_bad_hold_range_before_starting_ray(tmp_path, capsys):
     assert main(["train", "--env", "takecover", "--hold", "0", "5", "--out", str(tmp_path / "run")]) == 2
     assert "random_hold_steps=(0, 5) must be (min, max) integers" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before the output folder, and so before Ray, was touched
+
+
+def test_train_refuses_zero_iterations_and_a_missing_resume_folder(tmp_path, capsys):
+    assert main(["train", "--env", "takecover", "--iterations", "0", "--out", str(tmp_path / "run")]) == 2
+    assert "--iterations 0: need at least 1" in capsys.readouterr().err
+    # An interrupted save leaves the previous checkpoint beside the target: the error says to resume from that.
+    (tmp_path / "ckpt.previous").mkdir()
+    (tmp_path / "ckpt.previous" / "algorithm_state.pkl").write_bytes(b"x")
+    assert main(["train", "--env", "takecover", "--resume", str(tmp_path / "ckpt"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "is not an RLlib checkpoint folder" in err and "ckpt.previous" in err
+    assert not (tmp_path / "r").exists()
+
+
+class _FolderWriter:
+    """Stands in for an algorithm: `save_to_path` writes files one by one, optionally crashing half-way."""
+
+    def __init__(self, content: str, crash: bool = False):
+        self.content, self.crash = content, crash
+
+    def save_to_path(self, path: str) -> str:
+        Path(path).mkdir(parents=True)
+        (Path(path) / "algorithm_state.pkl").write_text(self.content)
+        if self.crash:
+            raise OSError("disk full")
+        (Path(path) / "learner_group").write_text(self.content)
+        return path
+
+
+def test_checkpoint_save_replaces_the_old_one_and_a_crash_mid_save_keeps_it(tmp_path):
+    target = tmp_path / "checkpoint"
+    save_checkpoint_atomically(_FolderWriter("iteration 1"), target)
+    save_checkpoint_atomically(_FolderWriter("iteration 2"), target)
+    assert (target / "learner_group").read_text() == "iteration 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no .partial / .previous left behind
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint_atomically(_FolderWriter("iteration 3", crash=True), target)
+    assert (target / "learner_group").read_text() == "iteration 2"  # the complete older checkpoint is untouched
+    save_checkpoint_atomically(_FolderWriter("iteration 3"), target)  # the half-written leftover is cleared
+    assert (target / "algorithm_state.pkl").read_text() == "iteration 3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
 
 
 def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
@@ -204,6 +247,7 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert "[iteration 1] real 30.0 ± 0.0 over 2 episodes" in printed  # 30-step cap: nobody dies that fast
     assert "gap closed" in printed and "[iteration 2]" not in printed
     assert (out / "checkpoint" / "algorithm_state.pkl").exists() and (out / "world_model.pt").exists()
+    assert not (out / "checkpoint.partial").exists() and not (out / "checkpoint.previous").exists()
     assert Image.open(out / "real_vs_dream.gif").n_frames > 1
     row = json.loads((out / "progress.jsonl").read_text().splitlines()[-1])
     assert row["real_env_steps"] == 90 and row["real/num_episodes"] == 2
