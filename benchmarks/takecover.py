@@ -59,28 +59,26 @@ def preset_config(args):
     return config
 
 
+def score_fields(ev: dict) -> dict:
+    """Real and dream scores of one evaluation (the algorithm's `evaluation` results, or a progress.jsonl row, which
+    carries the same `real/…` and `dream/…` keys) in this script's row format."""
+    return {
+        "real_mean": ev["real/episode_return_mean"],
+        "real_std": ev["real/episode_return_std"],
+        "real_min": ev["real/episode_return_min"],
+        "real_max": ev["real/episode_return_max"],
+        "real_episodes": ev["real/num_episodes"],
+        "dream_mean": ev["dream/episode_return_mean"],
+        "dream_std": ev["dream/episode_return_std"],
+        "dream_real_gap": ev["dream_real_gap"],
+    }
+
+
 def curve_from_progress(path: Path) -> list[dict]:
     """The WorldModels curve from `rllib-worldmodel train`'s progress.jsonl, in this script's row format."""
-    curve = []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        curve.append(
-            {
-                "iteration": r["iteration"],
-                "real_mean": r["real/episode_return_mean"],
-                "real_std": r["real/episode_return_std"],
-                "real_min": r["real/episode_return_min"],
-                "real_max": r["real/episode_return_max"],
-                "real_episodes": r["real/num_episodes"],
-                "dream_mean": r["dream/episode_return_mean"],
-                "dream_std": r["dream/episode_return_std"],
-                "dream_real_gap": r["dream_real_gap"],
-                "real_env_steps": r["real_env_steps"],
-                "dream_env_steps": r["dream_env_steps"],
-                "wall_s": r["wall_s"],
-            }
-        )
-    return curve
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    keep = ("real_env_steps", "dream_env_steps", "wall_s")
+    return [{"iteration": r["iteration"], **score_fields(r), **{k: r[k] for k in keep}} for r in rows]
 
 
 def run_world_models(args, config) -> dict:
@@ -91,14 +89,7 @@ def run_world_models(args, config) -> dict:
         ev = r["evaluation"]
         row = {
             "iteration": r["training_iteration"],
-            "real_mean": ev["real/episode_return_mean"],
-            "real_std": ev["real/episode_return_std"],
-            "real_min": ev["real/episode_return_min"],
-            "real_max": ev["real/episode_return_max"],
-            "real_episodes": ev["real/num_episodes"],
-            "dream_mean": ev["dream/episode_return_mean"],
-            "dream_std": ev["dream/episode_return_std"],
-            "dream_real_gap": ev["dream_real_gap"],
+            **score_fields(ev),
             "real_env_steps": int(r["real/num_env_steps_collected_lifetime"]),
             "dream_env_steps": int(r["dream/num_env_steps_sampled_lifetime"]),
             "dream_settings": {
@@ -196,6 +187,8 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "takecover.json"))
     args = parser.parse_args()
+    if args.screen_flashes and args.preset != "levers":
+        parser.error(f"--screen-flashes applies to --preset levers only (got --preset {args.preset})")
 
     import logging
 
