@@ -98,7 +98,7 @@ def main() -> None:
             metadata={**metadata, "done_head_refit_on_dreams": {"from": args.world_model, "round": r, **refit}},
         )
         cma_args = argparse.Namespace(**{**vars(args), "seed": args.seed + r})
-        controller, log, cma = train_in_dream(wm, settings, cma_args, common_noise=False)
+        controller, log, cma, _ = train_in_dream(wm, settings, cma_args, common_noise=False)
         dream = dream_returns(wm, settings, controller, args)
         recorded: dict[int, tuple] = {}
         real, share = play_real(

@@ -111,9 +111,10 @@ def play_real(
 
 
 def train_in_dream(
-    wm: WorldModel, settings: DreamSettings, args, common_noise: bool = True
-) -> tuple[Controller, list[dict], CMAESTrainer]:
-    """CMA-ES in the dream; returns the controller at CMA-ES's mean, the per-generation metrics and the search."""
+    wm: WorldModel, settings: DreamSettings, args, common_noise: bool = True, snapshot_at: tuple[int, ...] = ()
+) -> tuple[Controller, list[dict], CMAESTrainer, dict[int, np.ndarray]]:
+    """CMA-ES in the dream; returns the controller at CMA-ES's mean, the per-generation metrics, the search, and
+    CMA-ES's mean parameters after each generation in `snapshot_at` (the generation curve)."""
     controller = Controller(
         wm.config.z_size + wm.config.rnn_size * (2 if settings.include_cell else 1), wm.config.action_space()
     )
@@ -126,13 +127,15 @@ def train_in_dream(
         action_repeat=args.action_repeat,
     )
     sim = DreamSimulator(wm, settings)
-    log = []
+    log, snapshots = [], {}
     for _ in range(args.cma_generations):
         m = cma.step(sim)
         log.append(m)
+        if cma.generation in snapshot_at:
+            snapshots[cma.generation] = cma.mean_params()
         print({k: round(v, 2) for k, v in m.items()}, flush=True)
     controller.set_flat(cma.mean_params())
-    return controller, log, cma
+    return controller, log, cma, snapshots
 
 
 def dream_returns(wm: WorldModel, settings: DreamSettings, controller: Controller, args) -> np.ndarray:
@@ -148,17 +151,41 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
     """Train C in the dream with `settings`, score it in the dream and on the real game."""
     t0 = time.perf_counter()
     common_noise = not args.no_common_noise if common_noise is None else common_noise
-    controller, log, _ = train_in_dream(wm, settings, args, common_noise)
-    dream = dream_returns(wm, settings, controller, args)
-    real, action_share = play_real(
-        wm,
-        controller,
-        args.eval_episodes,
-        seed=args.seed + 1000,
-        view=args.view,
-        z_mode=args.z_mode,
-        action_repeat=args.action_repeat,
-    )
+    curve_at = tuple(g for g in args.curve_generations if g < args.cma_generations)
+    controller, log, _, snapshots = train_in_dream(wm, settings, args, common_noise, curve_at)
+
+    def judge(c: Controller) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dream returns, real returns and real action shares of one controller (the same dreams and real seeds
+        for every controller, so a generation curve compares like with like)."""
+        real, share = play_real(
+            wm,
+            c,
+            args.eval_episodes,
+            seed=args.seed + 1000,
+            view=args.view,
+            z_mode=args.z_mode,
+            action_repeat=args.action_repeat,
+        )
+        return dream_returns(wm, settings, c, args), real, share
+
+    curve = []
+    for generation, flat in sorted(snapshots.items()):
+        earlier = Controller(controller.input_size, wm.config.action_space())
+        earlier.set_flat(flat)
+        d, r, _ = judge(earlier)
+        m = log[generation - 1]
+        curve.append(
+            {
+                "generation": generation,
+                "dream_mean": float(d.mean()),
+                "real_mean": float(r.mean()),
+                "real_std": float(r.std()),
+                "cma_fitness_mean": m["dream/cma_fitness_mean"],
+                "cma_sigma": m["dream/cma_sigma"],
+            }
+        )
+        print(json.dumps(curve[-1]), flush=True)
+    dream, real, action_share = judge(controller)
     row = {
         "name": name,
         "start": settings.start,
@@ -180,12 +207,26 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
         "real_episodes": len(real),
         "real_action_share": [round(float(x), 3) for x in action_share],
         "real_z": args.z_mode,
+        "cma_generations": len(log),
         "cma_fitness_last": log[-1]["dream/cma_fitness_mean"],
+        "cma_sigma_last": log[-1]["dream/cma_sigma"],
         "cma_episode_len_last": log[-1]["dream/cma_episode_len_mean"],
         # reward parts per dream episode in the last generation: extrinsic, ensemble disagreement, penalty paid
         "cma_parts_last": {k[len("dream/cma_") :]: v for k, v in log[-1].items() if k.endswith("_mean")},
         "wall_s": round(time.perf_counter() - t0, 1),
     }
+    if curve:
+        # the deployed controller closes the curve: real score against CMA-ES generations, one search
+        row["generation_curve"] = curve + [
+            {
+                "generation": len(log),
+                "dream_mean": row["dream_mean"],
+                "real_mean": row["real_mean"],
+                "real_std": row["real_std"],
+                "cma_fitness_mean": row["cma_fitness_last"],
+                "cma_sigma": row["cma_sigma_last"],
+            }
+        ]
     print(json.dumps(row), flush=True)
     return row
 
@@ -228,6 +269,12 @@ def main() -> None:
     parser.add_argument("--cma-rollouts", type=int, default=8)
     parser.add_argument("--cma-generations", type=int, default=10)
     parser.add_argument(
+        "--curve-generations",
+        default="",
+        help="comma-separated generations (below --cma-generations) after which CMA-ES's mean controller is also "
+        "judged in the dream and on the real game (same dreams, same real seeds): the generation curve of one search",
+    )
+    parser.add_argument(
         "--no-common-noise", action="store_true", help="tau mode: independent dreams per CMA-ES candidate"
     )
     parser.add_argument("--dream-episodes", type=int, default=256)
@@ -236,6 +283,15 @@ def main() -> None:
     parser.add_argument("--ppo", action="store_true", help="also RLlib PPO on the real game, same real steps as M")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "takecover_tau.json"))
     args = parser.parse_args()
+    try:
+        args.curve_generations = tuple(int(g) for g in args.curve_generations.split(",") if g.strip())
+    except ValueError:
+        parser.error(f"--curve-generations={args.curve_generations!r}: give comma-separated integers, e.g. 8,16,32")
+    if any(g < 1 or g >= args.cma_generations for g in args.curve_generations):
+        parser.error(
+            f"--curve-generations {args.curve_generations}: each must be >= 1 and below --cma-generations "
+            f"({args.cma_generations}), which is the curve's last point"
+        )
     torch.set_num_threads(2)
     wm = WorldModel.load(args.world_model).eval()
     # The real data behind the world model: the only real env steps any controller in this table was trained on.
