@@ -116,7 +116,9 @@ def train_in_dream(
     """CMA-ES in the dream; returns the controller at CMA-ES's mean, the per-generation metrics, the search, and
     CMA-ES's mean parameters after each generation in `snapshot_at` (the generation curve)."""
     controller = Controller(
-        wm.config.z_size + wm.config.rnn_size * (2 if settings.include_cell else 1), wm.config.action_space()
+        wm.config.z_size + wm.config.rnn_size * (2 if settings.include_cell else 1),
+        wm.config.action_space(),
+        hidden=args.controller_hidden,
     )
     cma = CMAESTrainer(
         controller,
@@ -162,6 +164,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
             c,
             args.eval_episodes,
             seed=args.seed + 1000,
+            include_cell=settings.include_cell,
             view=args.view,
             z_mode=args.z_mode,
             action_repeat=args.action_repeat,
@@ -170,7 +173,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
 
     curve = []
     for generation, flat in sorted(snapshots.items()):
-        earlier = Controller(controller.input_size, wm.config.action_space())
+        earlier = Controller(controller.input_size, wm.config.action_space(), hidden=controller.hidden)
         earlier.set_flat(flat)
         d, r, _ = judge(earlier)
         m = log[generation - 1]
@@ -265,6 +268,12 @@ def main() -> None:
     parser.add_argument(
         "--action-repeat", type=int, default=1, help="C decides every k-th step and holds its action (1: paper)"
     )
+    parser.add_argument(
+        "--include-cell", action="store_true", help="controller input [z, h, c] (the paper's Doom controller)"
+    )
+    parser.add_argument(
+        "--controller-hidden", type=int, default=0, help="hidden tanh units in C (0: the paper's linear C)"
+    )
     parser.add_argument("--cma-population", type=int, default=32)
     parser.add_argument("--cma-rollouts", type=int, default=8)
     parser.add_argument("--cma-generations", type=int, default=10)
@@ -311,6 +320,7 @@ def main() -> None:
         initial_noise=args.initial_noise,
         done_logit_offset=args.done_logit_offset,
         reward_range=tuple(args.reward_range) if args.reward_range else None,
+        include_cell=args.include_cell,
     )
 
     def calibrated(settings: DreamSettings) -> DreamSettings:
