@@ -111,14 +111,20 @@ def play_real(
 
 
 def train_in_dream(
-    wm: WorldModel, settings: DreamSettings, args, common_noise: bool = True, snapshot_at: tuple[int, ...] = ()
+    wm: WorldModel,
+    settings: DreamSettings,
+    args,
+    common_noise: bool = True,
+    snapshot_at: tuple[int, ...] = (),
+    controller_hidden: int = 0,
 ) -> tuple[Controller, list[dict], CMAESTrainer, dict[int, np.ndarray]]:
     """CMA-ES in the dream; returns the controller at CMA-ES's mean, the per-generation metrics, the search, and
-    CMA-ES's mean parameters after each generation in `snapshot_at` (the generation curve)."""
+    CMA-ES's mean parameters after each generation in `snapshot_at` (the generation curve). `controller_hidden`:
+    hidden units of C (0: the paper's linear C)."""
     controller = Controller(
         wm.config.z_size + wm.config.rnn_size * (2 if settings.include_cell else 1),
         wm.config.action_space(),
-        hidden=args.controller_hidden,
+        hidden=controller_hidden,
     )
     cma = CMAESTrainer(
         controller,
@@ -153,8 +159,9 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
     """Train C in the dream with `settings`, score it in the dream and on the real game."""
     t0 = time.perf_counter()
     common_noise = not args.no_common_noise if common_noise is None else common_noise
-    curve_at = tuple(g for g in args.curve_generations if g < args.cma_generations)
-    controller, log, _, snapshots = train_in_dream(wm, settings, args, common_noise, curve_at)
+    controller, log, _, snapshots = train_in_dream(
+        wm, settings, args, common_noise, args.curve_generations, args.controller_hidden
+    )
 
     def judge(c: Controller) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Dream returns, real returns and real action shares of one controller (the same dreams and real seeds
@@ -171,22 +178,23 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
         )
         return dream_returns(wm, settings, c, args), real, share
 
+    def curve_point(generation: int, dream: np.ndarray, real: np.ndarray) -> dict:
+        """One point of the generation curve: the judged scores and CMA-ES's state after `generation`."""
+        m = log[generation - 1]
+        return {
+            "generation": generation,
+            "dream_mean": float(dream.mean()),
+            "real_mean": float(real.mean()),
+            "real_std": float(real.std()),
+            "cma_fitness_mean": m["dream/cma_fitness_mean"],
+            "cma_sigma": m["dream/cma_sigma"],
+        }
+
     curve = []
     for generation, flat in sorted(snapshots.items()):
         earlier = Controller(controller.input_size, wm.config.action_space(), hidden=controller.hidden)
         earlier.set_flat(flat)
-        d, r, _ = judge(earlier)
-        m = log[generation - 1]
-        curve.append(
-            {
-                "generation": generation,
-                "dream_mean": float(d.mean()),
-                "real_mean": float(r.mean()),
-                "real_std": float(r.std()),
-                "cma_fitness_mean": m["dream/cma_fitness_mean"],
-                "cma_sigma": m["dream/cma_sigma"],
-            }
-        )
+        curve.append(curve_point(generation, *judge(earlier)[:2]))
         print(json.dumps(curve[-1]), flush=True)
     dream, real, action_share = judge(controller)
     row = {
@@ -220,16 +228,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
     }
     if curve:
         # the deployed controller closes the curve: real score against CMA-ES generations, one search
-        row["generation_curve"] = curve + [
-            {
-                "generation": len(log),
-                "dream_mean": row["dream_mean"],
-                "real_mean": row["real_mean"],
-                "real_std": row["real_std"],
-                "cma_fitness_mean": row["cma_fitness_last"],
-                "cma_sigma": row["cma_sigma_last"],
-            }
-        ]
+        row["generation_curve"] = curve + [curve_point(len(log), dream, real)]
     print(json.dumps(row), flush=True)
     return row
 

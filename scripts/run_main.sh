@@ -5,7 +5,8 @@
 # from the real states -> CMA-ES in the dream, 32 generations of 32 candidates x 8 dreams (deaths sampled and
 # calibrated to the real survival; the controller decides every 50th frame) -> evaluate on 100 real episodes; prints
 # the real score (mean ± std), the dream score and their gap. Writes runs/takecover/ (RLlib checkpoint,
-# world_model.pt, progress.jsonl, real_vs_dream.gif). About 20 minutes on 2 CPU cores (1,145 s measured). Extra arguments go to `rllib-worldmodel train` (see `rllib-worldmodel train --help`).
+# world_model.pt, progress.jsonl, real_vs_dream.gif). About 20 minutes on 2 CPU cores (1,145 s measured).
+# Extra arguments go to `rllib-worldmodel train` (see `rllib-worldmodel train --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
