@@ -28,6 +28,7 @@ from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
 from rllib_worldmodel.fidelity import real_episodes
 from rllib_worldmodel.models.controller import Controller, held_actions
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
+from rllib_worldmodel.rl_module import controller_input_size
 from rllib_worldmodel.trainer import latent_logvar
 
 
@@ -38,6 +39,7 @@ def play_real(
     episodes: int,
     num_envs: int = 8,
     include_cell: bool = False,
+    include_prev_action: bool = False,
     z_mode: str = "sample",
     seed: int = 0,
     skill: int = 4,
@@ -53,7 +55,8 @@ def play_real(
     (episodes, N): episode i is played by these controller parameters (`Controller.get_flat` layout, e.g. CMA-ES
     candidates) instead of `controller`'s own. `recorded`: if a dict, episode i is stored there as the
     `done_refit.EncodedEpisode` (the latents V gave the controller, M's action encoding, terminated).
-    `action_repeat`: the controller decides every k-th step and holds its action in between."""
+    `action_repeat`: the controller decides every k-th step and holds its action in between.
+    `include_prev_action`: the controller also reads the action taken last step (as the dream's observation has it)."""
     envs = [make_takecover(skill=skill, frame_cap=frame_cap, **(view or {})) for _ in range(num_envs)]
     gen = torch.Generator().manual_seed(seed)
     w = None if flats is None else torch.as_tensor(flats, dtype=torch.float32)
@@ -66,6 +69,7 @@ def play_real(
     taken = torch.zeros(num_envs, dtype=torch.long)  # steps of each env's current episode
     held = torch.zeros(num_envs, dtype=torch.long)
     h, c = world_model.mdn_rnn.initial_state(num_envs)
+    prev = torch.zeros(num_envs, world_model.config.action_dim)  # each env's last action, encoded for M
     trace = [([], [], []) for _ in range(num_envs)]  # per env: latents' mu, logvar, encoded actions
     for i, env in enumerate(envs):
         if started < episodes:
@@ -76,7 +80,8 @@ def play_real(
         mu, logvar = world_model.vae.encode(torch.as_tensor(np.stack([obs[i] for i in idx])))
         z = mu if z_mode == "mean" else mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)
         hi, ci = h[idx], c[idx]
-        x = torch.cat([z, hi, ci] if include_cell else [z, hi], dim=-1)
+        parts = [z, hi, ci] if include_cell else [z, hi]
+        x = torch.cat(parts + [prev[idx]] if include_prev_action else parts, dim=-1)
         if w is None:
             action = controller.act(x)
         else:
@@ -85,7 +90,7 @@ def play_real(
         held[idx], taken[idx] = action, taken[idx] + 1
         encoded = world_model.encode_action(action)
         hn, cn = world_model.mdn_rnn.step(z, encoded, (hi, ci))
-        h[idx], c[idx] = hn, cn
+        h[idx], c[idx], prev[idx] = hn, cn, encoded
         counts += np.bincount(action.numpy(), minlength=len(counts))
         for j, i in enumerate(idx):
             obs[i], r, term, trunc, _ = envs[i].step(int(action[j]))
@@ -99,7 +104,7 @@ def play_real(
                     lv = latent_logvar(torch.stack(logvars), z_mode)  # points when M reads means
                     recorded[int(episode[i])] = (torch.stack(mus), lv, torch.stack(acts), bool(term))
                     trace[i] = ([], [], [])
-                h[i], c[i], taken[i] = 0.0, 0.0, 0
+                h[i], c[i], prev[i], taken[i] = 0.0, 0.0, 0.0, 0
                 if started < episodes:
                     obs[i], _ = envs[i].reset(seed=seed + started)
                     episode[i], started = started, started + 1
@@ -122,7 +127,7 @@ def train_in_dream(
     CMA-ES's mean parameters after each generation in `snapshot_at` (the generation curve). `controller_hidden`:
     hidden units of C (0: the paper's linear C)."""
     controller = Controller(
-        wm.config.z_size + wm.config.rnn_size * (2 if settings.include_cell else 1),
+        controller_input_size(wm.config, settings.include_cell, settings.include_prev_action),
         wm.config.action_space(),
         hidden=controller_hidden,
     )
@@ -172,6 +177,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
             args.eval_episodes,
             seed=args.seed + 1000,
             include_cell=settings.include_cell,
+            include_prev_action=settings.include_prev_action,
             view=args.view,
             z_mode=args.z_mode,
             action_repeat=args.action_repeat,
@@ -271,6 +277,11 @@ def main() -> None:
         "--include-cell", action="store_true", help="controller input [z, h, c] (the paper's Doom controller)"
     )
     parser.add_argument(
+        "--include-prev-action",
+        action="store_true",
+        help="controller input also holds the action taken last step (one-hot): lets a linear C keep a course",
+    )
+    parser.add_argument(
         "--controller-hidden", type=int, default=0, help="hidden tanh units in C (0: the paper's linear C)"
     )
     parser.add_argument("--cma-population", type=int, default=32)
@@ -320,6 +331,7 @@ def main() -> None:
         done_logit_offset=args.done_logit_offset,
         reward_range=tuple(args.reward_range) if args.reward_range else None,
         include_cell=args.include_cell,
+        include_prev_action=args.include_prev_action,
     )
 
     def calibrated(settings: DreamSettings) -> DreamSettings:

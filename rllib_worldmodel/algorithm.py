@@ -404,6 +404,7 @@ class WorldModels(Algorithm):
             start="branch" if branched else "episode",
             branch_focus=focus,
             include_cell=c.include_cell,
+            include_prev_action=c.include_prev_action,
             device=str(self.dream_device),
             seed=c.seed,
             deterministic=c.deterministic_dream,

@@ -118,6 +118,8 @@ def train_config(args: argparse.Namespace):
             start=args.dream_start,
             branch_horizon=args.branch_horizon,
             branch_focus=args.branch_focus,
+            include_cell=args.include_cell,
+            include_prev_action=args.include_prev_action,
         )
         .exploit_guard(enabled=args.guard)
         .controller(
@@ -562,6 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cma-generations", type=int, default=10, help="CMA-ES generations per iteration")
     train.add_argument(
         "--action-repeat", type=int, default=1, help="C decides every k-th step and holds its action (1: paper)"
+    )
+    train.add_argument(
+        "--include-cell", action="store_true", help="C reads [z, h, c] (the paper's Doom controller) instead of [z, h]"
+    )
+    train.add_argument(
+        "--include-prev-action",
+        action="store_true",
+        help="C also reads the action taken last step (one-hot): a linear C can then keep a course until it turns",
     )
     train.add_argument("--temperature", type=float, default=1.15, help="dream temperature tau (paper: 1.15)")
     train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")

@@ -81,6 +81,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.pessimism = 0.0
         self.calibrate_deaths = False
         self.include_cell = False
+        self.include_prev_action = False
         self.dream_device = "auto"
         self.dream_start = "episode"  # paper: dreams start at real episode starts
         self.branch_horizon = 30
@@ -250,6 +251,7 @@ class WorldModelsConfig(AlgorithmConfig):
         max_episode_steps: int = NotProvided,
         done_mode: str = NotProvided,
         include_cell: bool = NotProvided,
+        include_prev_action: bool = NotProvided,
         device: str = NotProvided,
         deterministic: bool = NotProvided,
         initial_noise: float = NotProvided,
@@ -270,6 +272,9 @@ class WorldModelsConfig(AlgorithmConfig):
             max_episode_steps: Dream truncation (paper TakeCover: 2100).
             done_mode: "threshold" (p > 0.5, paper) or "sample" (calibrated Bernoulli).
             include_cell: Controller input [z, h, c] instead of [z, h].
+            include_prev_action: Append the action taken last step (one-hot for discrete actions) to the
+                controller's input, in the dream and in the real env alike, so a linear controller can keep a
+                course until its view says turn (hysteresis).
             device: Where the controller's dreams run: "auto", "cpu", "cuda", ...
             deterministic: Dream M's mode instead of sampling (tau is then unused).
             initial_noise: Std of extra Gaussian noise on each dream's initial latent.
@@ -301,6 +306,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "dream_max_episode_steps": max_episode_steps,
                 "done_mode": done_mode,
                 "include_cell": include_cell,
+                "include_prev_action": include_prev_action,
                 "dream_device": device,
                 "dream_start": start,
                 "branch_horizon": branch_horizon,
@@ -426,6 +432,7 @@ class WorldModelsConfig(AlgorithmConfig):
             "controller_hidden": self.controller_hidden,
             "action_repeat": self.action_repeat,
             "include_cell": self.include_cell,
+            "include_prev_action": self.include_prev_action,
             "real_z": self.real_z,
             "random_hold_prob": self.random_hold_prob,
             "hold_min": int(self.random_hold_steps[0]),

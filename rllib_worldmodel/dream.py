@@ -64,6 +64,10 @@ class DreamSettings:
         obs_mode: "latent" ([z, h] or [z, h, c], the paper's controller input) or "pixels" (decoded uint8 frames,
             the real env's own observation space).
         include_cell: Add the LSTM cell state c to latent observations (paper's Doom controller input).
+        include_prev_action: Append the action each dream took last, encoded as M reads it (one-hot for discrete
+            actions; zeros at a dream's start, branch starts included), to latent observations. A linear controller
+            can then keep a course until [z, h] says turn (hysteresis, e.g. sweeping from wall to wall), which a
+            linear map of [z, h] alone cannot express. The real-env agent appends the same.
         device: "cpu", "cuda", "cuda:1", ... or "auto" (CUDA when available).
         seed: Seed of the dream's random numbers (re-seeded by `reset(seed=...)`).
         deterministic: No randomness: dreams start at the stored start means and follow M's mode (each member's most
@@ -93,6 +97,7 @@ class DreamSettings:
     max_episode_steps: int = 1000
     obs_mode: str = "latent"
     include_cell: bool = False
+    include_prev_action: bool = False
     device: str = "cpu"
     seed: int | None = None
     deterministic: bool = False
@@ -136,6 +141,11 @@ class DreamSettings:
             raise ValueError(f"done_mode={self.done_mode!r}: use one of {DONE_MODES}.")
         if self.obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode={self.obs_mode!r}: use one of {OBS_MODES}.")
+        if self.obs_mode == "pixels" and (self.include_cell or self.include_prev_action):
+            raise ValueError(
+                "include_cell / include_prev_action extend latent observations; with obs_mode='pixels' the dream "
+                "returns frames only. Use obs_mode='latent' or switch them off."
+            )
         if int(self.max_episode_steps) < 1:
             raise ValueError(f"max_episode_steps={self.max_episode_steps} must be >= 1 (paper TakeCover: 2100).")
         if self.device == "auto":
@@ -209,7 +219,12 @@ class DreamSimulator:
             )
         self._doomed = self._doomed_points()
         h = cfg.rnn_size
-        self.latent_size = cfg.z_size + h + (h if self.settings.include_cell else 0)
+        self.latent_size = (
+            cfg.z_size
+            + h
+            + (h if self.settings.include_cell else 0)
+            + (cfg.action_dim if self.settings.include_prev_action else 0)
+        )
         st = self.settings
         needs_ensemble = st.pessimism > 0 or (st.curiosity > 0 and st.curiosity_bonus == "disagreement")
         if needs_ensemble and self.world_model.mdn_rnn.num_heads < 2:
@@ -244,11 +259,13 @@ class DreamSimulator:
             state_dict: `WorldModel.state_dict()` of the same architecture.
             initial_states: New dream start states (N, 2, Z), e.g. from newly collected real episodes.
             settings: New dream settings (a new tau, pessimism, calibrated done-logit offset, ...); what shapes the
-                spaces (`include_cell`, `obs_mode`) and the device must stay as they are.
+                spaces (`include_cell`, `include_prev_action`, `obs_mode`) and the device must stay as they are.
         """
         if settings is not None:
             fixed = [
-                k for k in ("include_cell", "obs_mode", "device") if getattr(settings, k) != getattr(self.settings, k)
+                k
+                for k in ("include_cell", "include_prev_action", "obs_mode", "device")
+                if getattr(settings, k) != getattr(self.settings, k)
             ]
             if fixed:
                 raise ValueError(f"set_world_model_state cannot change {fixed}: build a new simulator for those.")
@@ -369,6 +386,7 @@ class DreamSimulator:
             self.z, self.h, self.c = self._initial_state(batch_size, start_index)
         self.alive = torch.ones(batch_size, device=self.device)
         self.t = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        self.prev_action = torch.zeros(batch_size, self.world_model.config.action_dim, device=self.device)
         return self.observe()
 
     @torch.no_grad()
@@ -382,24 +400,28 @@ class DreamSimulator:
         self.z[mask_B], self.h[mask_B], self.c[mask_B] = self._initial_state(n)
         self.alive[mask_B] = 1.0
         self.t[mask_B] = 0
+        self.prev_action[mask_B] = 0.0
 
     @torch.no_grad()
     def select(self, index_N: torch.Tensor) -> None:
         """Keep only the dreams at `index_N` (in that order); used to drop finished dreams from a batched run."""
         index_N = index_N.to(self.device)
         self.z, self.h, self.c, self.t = self.z[index_N], self.h[index_N], self.c[index_N], self.t[index_N]
-        self.alive = self.alive[index_N]
+        self.alive, self.prev_action = self.alive[index_N], self.prev_action[index_N]
         if self.stream is not None:
             self.stream = self.stream[index_N]
         self.batch_size = int(index_N.numel())
 
     @torch.no_grad()
     def observe(self) -> torch.Tensor:
-        """Current observations: [z, h(, c)] float32 (B, D), or decoded uint8 frames in pixel mode."""
+        """Current observations: [z, h(, c)(, previous action)] float32 (B, D), or decoded uint8 frames in pixel
+        mode."""
         if self.settings.obs_mode == "pixels":
             vae = self.world_model.vae
             return vae.to_observation(vae.decode(self.z))
         parts = [self.z, self.h, self.c] if self.settings.include_cell else [self.z, self.h]
+        if self.settings.include_prev_action:
+            parts.append(self.prev_action)
         return torch.cat(parts, dim=-1)
 
     @torch.no_grad()
@@ -420,7 +442,8 @@ class DreamSimulator:
         wm = self.world_model
         if wm.config.action_kind == "continuous":
             actions = torch.max(torch.min(actions.float(), self._act_high), self._act_low)
-        self.h, self.c = wm.mdn_rnn.step(self.z, wm.encode_action(actions), (self.h, self.c))
+        self.prev_action = wm.encode_action(actions)
+        self.h, self.c = wm.mdn_rnn.step(self.z, self.prev_action, (self.h, self.c))
         out = wm.mdn_rnn.heads(self.h)  # fields lead with the ensemble axis E
         st, e, b = self.settings, out.reward.shape[0], self.batch_size
         rows = torch.arange(b, device=self.device)

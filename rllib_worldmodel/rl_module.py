@@ -41,15 +41,17 @@ ARCH_KEYS = (
 )
 
 
-def controller_input_size(wm_config: WorldModelConfig, include_cell: bool) -> int:
-    """Size of C's input: [z, h] or [z, h, c]."""
-    return wm_config.z_size + wm_config.rnn_size * (2 if include_cell else 1)
+def controller_input_size(wm_config: WorldModelConfig, include_cell: bool, include_prev_action: bool = False) -> int:
+    """Size of C's input: [z, h], [z, h, c], each optionally followed by the previous action as M encodes it."""
+    size = wm_config.z_size + wm_config.rnn_size * (2 if include_cell else 1)
+    return size + (wm_config.action_dim if include_prev_action else 0)
 
 
 class WorldModelsRLModule(TorchRLModule):
     """V + M + C. model_config keys: the WorldModelConfig architecture fields (z_size, rnn_size, ...), plus
-    `controller_hidden`, `include_cell`, `real_z` ("sample" as the paper, or "mean"), `random_hold_prob`,
-    `epsilon`, `surprise_exploration`, `hold_min`, `hold_max`, `action_repeat` (C decides every k-th step)."""
+    `controller_hidden`, `include_cell`, `include_prev_action` (C also reads the last action taken), `real_z`
+    ("sample" as the paper, or "mean"), `random_hold_prob`, `epsilon`, `surprise_exploration`, `hold_min`,
+    `hold_max`, `action_repeat` (C decides every k-th step)."""
 
     def setup(self) -> None:
         mc = self.model_config
@@ -57,8 +59,9 @@ class WorldModelsRLModule(TorchRLModule):
         self.wm_config = WorldModelConfig.from_spaces(self.observation_space, self.action_space, **arch)
         self.world_model = WorldModel(self.wm_config)
         self.include_cell = bool(mc.get("include_cell", False))
+        self.include_prev_action = bool(mc.get("include_prev_action", False))
         self.controller = Controller(
-            controller_input_size(self.wm_config, self.include_cell),
+            controller_input_size(self.wm_config, self.include_cell, self.include_prev_action),
             self.action_space,
             hidden=int(mc.get("controller_hidden", 0)),
         )
@@ -82,6 +85,8 @@ class WorldModelsRLModule(TorchRLModule):
             # action repeat: steps taken this episode and C's last decision (`controller.held_actions`)
             "steps_taken": torch.zeros(()),
             "decided": torch.zeros(act_shape),
+            # the action really taken last step, as M encodes it (the controller's `include_prev_action` input)
+            "prev_action": torch.zeros(self.wm_config.action_dim),
         }
 
     # --------------------------------------------------------------------------------------------- acting
@@ -119,7 +124,10 @@ class WorldModelsRLModule(TorchRLModule):
         mu, logvar = self.world_model.vae.encode(obs[:, 0])
         z = mu if self.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
         h, c = state["h"], state["c"]
-        ctrl_in = torch.cat([z, h, c] if self.include_cell else [z, h], dim=-1)
+        parts = [z, h, c] if self.include_cell else [z, h]
+        if self.include_prev_action:
+            parts.append(state["prev_action"])
+        ctrl_in = torch.cat(parts, dim=-1)
         steps_taken = state["steps_taken"]
         decided = held_actions(
             self.controller.act(ctrl_in).to(state["decided"].dtype),
@@ -143,6 +151,7 @@ class WorldModelsRLModule(TorchRLModule):
                 "hold_action": hold_action,
                 "steps_taken": steps_taken + 1,
                 "decided": decided,
+                "prev_action": a_enc,
             },
         }
 

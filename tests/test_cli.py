@@ -73,6 +73,19 @@ class _FolderWriter:
         return path
 
 
+def test_train_controller_input_flags_reach_the_dream_and_the_acting_module():
+    """--include-prev-action / --include-cell shape C's input in the dream and in the real-env agent alike."""
+    from rllib_worldmodel.cli import build_parser, train_config
+
+    args = build_parser().parse_args(["train", "--env", "takecover", "--include-prev-action", "--include-cell"])
+    cfg = train_config(args)
+    cfg.validate()
+    assert cfg.include_prev_action and cfg.include_cell
+    assert cfg.model_config["include_prev_action"] and cfg.model_config["include_cell"]
+    default = train_config(build_parser().parse_args(["train", "--env", "takecover"]))
+    assert not default.include_prev_action and not default.model_config["include_prev_action"]
+
+
 def test_checkpoint_save_replaces_the_old_one_and_a_crash_mid_save_keeps_it(tmp_path):
     target = tmp_path / "checkpoint"
     save_checkpoint_atomically(_FolderWriter("iteration 1"), target)

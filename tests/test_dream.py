@@ -39,6 +39,32 @@ def test_observation_is_z_h_and_optionally_c(image_world_model):
     torch.testing.assert_close(obs[:, z + h :], sim_c.c)
 
 
+def test_previous_action_observation_is_what_the_dream_last_did(image_world_model):
+    z, h = image_world_model.config.z_size, image_world_model.config.rnn_size
+    n = image_world_model.config.action_dim
+    sim = DreamSimulator(image_world_model, DreamSettings(include_prev_action=True, include_cell=True, seed=0))
+    assert sim.observation_space.shape == (z + 2 * h + n,)
+    obs = sim.reset(4)
+    assert obs.shape == (4, z + 2 * h + n) and (obs[:, -n:] == 0).all()  # nothing done yet
+    actions = torch.tensor([0, 1, 2, 1])
+    obs, *_ = sim.step(actions)
+    torch.testing.assert_close(obs[:, -n:], torch.nn.functional.one_hot(actions, n).float())
+    torch.testing.assert_close(obs[:, z + h : z + 2 * h], sim.c)  # [z, h, c, previous action]
+    sim.select(torch.tensor([3, 0]))  # the column follows its dream when finished dreams are dropped
+    torch.testing.assert_close(sim.observe()[:, -n:], torch.nn.functional.one_hot(torch.tensor([1, 0]), n).float())
+    sim.reset_where(torch.tensor([True, False]))  # a restarted dream has no previous action
+    assert (sim.observe()[0, -n:] == 0).all() and sim.observe()[1, -n:].sum() == 1
+
+
+def test_previous_action_needs_latent_observations(image_world_model):
+    with pytest.raises(ValueError, match="obs_mode='latent'"):
+        DreamSettings(obs_mode="pixels", include_prev_action=True)
+    env = rw.DreamVectorEnv(2, image_world_model, max_episode_steps=5)
+    state = image_world_model.state_dict()
+    with pytest.raises(ValueError, match="include_prev_action"):  # RLlib's observation space would change
+        env.set_world_model_state(state, settings=DreamSettings(include_prev_action=True))
+
+
 def test_temperature_controls_spread(image_world_model):
     def spread(tau):
         sim = DreamSimulator(image_world_model, DreamSettings(temperature=tau, seed=0))

@@ -108,3 +108,22 @@ def test_action_repeat_holds_the_controllers_decision_in_the_real_env():
         assert (actions[:, start : start + 3] == actions[:, start : start + 1]).all()
     assert (actions[:, ::3] != actions[:, :1]).any()  # new decisions at steps 3 and 6
     assert (out[Columns.STATE_OUT]["steps_taken"] == 9).all()
+
+
+def test_previous_action_input_is_the_action_really_taken():
+    """With include_prev_action C reads [z, h, one-hot of the last action], as in the dream; exploration's actions
+    count, since they are what M saw and what the dream's column would hold."""
+    m = _module(include_prev_action=True, epsilon=1.0)
+    m.set_random_only(False)
+    m.real_z = "mean"
+    assert m.controller.input_size == 4 + 8 + 3
+    batch = _batch(m, b=6)
+    assert (batch[Columns.STATE_IN]["prev_action"] == 0).all()
+    out = m.forward_exploration(batch)  # epsilon 1: every action random, not the controller's
+    taken = out[Columns.ACTIONS][:, 0]
+    torch.testing.assert_close(out[Columns.STATE_OUT]["prev_action"], torch.nn.functional.one_hot(taken, 3).float())
+    batch = {Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: out[Columns.STATE_OUT]}
+    mu, _ = m.world_model.vae.encode(batch[Columns.OBS][:, 0])
+    state = batch[Columns.STATE_IN]
+    expected = m.controller.act(torch.cat([mu, state["h"], state["prev_action"]], -1))
+    torch.testing.assert_close(m.forward_inference(batch)[Columns.ACTIONS][:, 0], expected)
