@@ -106,6 +106,7 @@ class WorldModels(Algorithm):
         self.guard_state = {"temperature_offset": 0.0, "pessimism_offset": 0.0, "extra_episodes": 0, "triggers": 0}
         self._novelty_ref: torch.Tensor | None = None
         self.done_logit_offset = 0.0
+        self._new_steps = 0  # real env steps collected in this iteration (`fit_epochs_over="new"`)
         self._behaviour_lengths: list[int] = []  # real lengths of the random-hold (behaviour) episodes
         self.dream_trainer = None
         if self.config.controller_trainer == "rllib":
@@ -208,6 +209,7 @@ class WorldModels(Algorithm):
         if self.iteration < c.random_iterations:
             self._behaviour_lengths += [len(ep) for ep in episodes if ep.is_done]
         steps = sum(len(ep) for ep in episodes)
+        self._new_steps = steps
         lengths = [len(ep) for ep in episodes]
         self.metrics.log_value("real/num_env_steps_collected_lifetime", steps, reduce="lifetime_sum")
         self.metrics.log_value("real/collect_episode_len_mean", float(np.mean(lengths)), window=1)
@@ -224,7 +226,9 @@ class WorldModels(Algorithm):
 
     def _fit_world_model(self) -> None:
         cfg = self.config
-        frames = self.replay.get_num_timesteps()
+        # What the epochs count: the whole replay, or this iteration's new steps (a fixed training ratio). Either way
+        # the samples are drawn uniformly from the whole replay.
+        frames = self.replay.get_num_timesteps() if cfg.fit_epochs_over == "replay" else self._new_steps
         # V: uniformly sampled frames, several minibatches per LearnerGroup call.
         epochs = cfg.vae_epochs_per_iteration + (cfg.vae_warmup_epochs if self.iteration == 0 else 0.0)
         n_vae = max(1, math.ceil(epochs * frames / cfg.vae_batch_size))

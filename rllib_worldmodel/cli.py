@@ -94,6 +94,7 @@ def train_config(args: argparse.Namespace):
             done_bias_init=args.done_bias_init,
             vae_epochs_per_iteration=args.vae_epochs,
             vae_warmup_epochs=args.vae_warmup_epochs,
+            fit_epochs_over=args.fit_epochs_over,
             vae_focus_fraction=args.vae_focus_fraction,
             vae_focus_weight=args.vae_focus_weight,
             closed_loop=args.closed_loop,
@@ -584,6 +585,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--done-bias-init", type=float, help="initial done-logit bias (a prior on deaths, e.g. -5)")
     train.add_argument("--vae-epochs", type=float, default=1.0, help="V passes over the replay per iteration")
     train.add_argument("--vae-warmup-epochs", type=float, default=0.0, help="extra V passes in the first iteration")
+    train.add_argument(
+        "--fit-epochs-over",
+        default="replay",
+        help="what V's and M's epochs count: replay (the whole replay; fits grow with it) | new (this iteration's "
+        "new steps, drawn from the whole replay: a fixed training ratio, every fit costs about the same)",
+    )
     _add_vae_focus_args(train)
     train.add_argument("--pessimism", type=float, default=0.0, help="dream reward penalty per unit of disagreement")
     train.add_argument("--done-ensemble", default="mean", help="mean | max (pessimistic) over the members' deaths")

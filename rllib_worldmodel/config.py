@@ -15,6 +15,7 @@ from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import MDN_LATENTS
 
 CONTROLLER_TRAINERS = ("cma", "rllib")
+FIT_EPOCHS_OVER = ("replay", "new")
 
 
 class WorldModelsConfig(AlgorithmConfig):
@@ -58,6 +59,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.mdn_batch_size = 32
         self.mdn_seq_len = 128
         self.mdn_epochs_per_iteration = 10.0
+        self.fit_epochs_over = "replay"  # epochs count the whole replay (cost grows with it) or the new steps
         self.replay_capacity = 200_000  # real steps kept (uint8 64x64x3: 12 KiB each, ~2.3 GiB)
         # real data collection
         self.real_episodes_per_iteration = 100
@@ -139,6 +141,7 @@ class WorldModelsConfig(AlgorithmConfig):
         mdn_batch_size: int = NotProvided,
         mdn_seq_len: int = NotProvided,
         mdn_epochs_per_iteration: float = NotProvided,
+        fit_epochs_over: str = NotProvided,
         replay_capacity: int = NotProvided,
         num_heads: int = NotProvided,
         done_bias_init: float | None = NotProvided,
@@ -171,6 +174,11 @@ class WorldModelsConfig(AlgorithmConfig):
             mdn_batch_size: Sequence windows per M update.
             mdn_seq_len: Window length; each window starts from the exact LSTM state of its episode prefix.
             mdn_epochs_per_iteration: M passes (in steps) over the replay per iteration.
+            fit_epochs_over: What the epochs above count. "replay" (default): passes over the whole replay, so an
+                iteration's fit grows with everything collected so far (TakeCover, 100 episodes per iteration:
+                245 s in iteration 1, 1,348 s in iteration 6). "new": passes over the steps collected this
+                iteration, drawn uniformly from the whole replay, a fixed training ratio as in DreamerV3 (model
+                steps trained per real step collected), so every iteration's V and M updates cost about the same.
             replay_capacity: Real env steps kept in the EpisodeReplayBuffer.
             num_heads: M's ensemble size (1: paper; >= 2: heads trained on bootstrap resamples whose disagreement
                 drives pessimism and curiosity).
@@ -477,6 +485,11 @@ class WorldModelsConfig(AlgorithmConfig):
             "(paper); the controller has nothing to act on before a world model exists.",
         )
         need(self.cma_population >= 2, f"cma_population={self.cma_population} must be >= 2 (paper: 64).")
+        need(
+            self.fit_epochs_over in FIT_EPOCHS_OVER,
+            f"fit_epochs_over={self.fit_epochs_over!r}: use one of {FIT_EPOCHS_OVER} ('replay': passes over the whole "
+            "replay; 'new': over the steps collected this iteration, a fixed training ratio).",
+        )
         for name in ("vae_epochs_per_iteration", "mdn_epochs_per_iteration", "vae_lr", "mdn_lr", "cma_sigma_init"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f"{name}={v!r} must be > 0.")

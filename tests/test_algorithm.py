@@ -41,6 +41,43 @@ def test_every_phase_runs_and_reports(trained):
     assert set(r2["timers"]) >= {"collect_real", "fit_world_model", "train_controller"}
 
 
+def test_fit_epochs_count_the_whole_replay_or_only_the_new_steps(trained):
+    """Default: V's and M's epochs are passes over the whole replay (a fit grows with it); fit_epochs_over="new":
+    passes over the steps collected this iteration (a fixed training ratio)."""
+    import math
+
+    cfg = tiny_config()
+    per_vae, per_mdn = cfg.vae_batch_size, cfg.mdn_batch_size * cfg.mdn_seq_len
+    _, (_, r2) = trained
+    replay = r2["real/replay_num_env_steps"]
+    assert r2["world_model/vae_updates"] == math.ceil(cfg.vae_epochs_per_iteration * replay / per_vae)
+    assert r2["world_model/mdn_updates"] == math.ceil(cfg.mdn_epochs_per_iteration * replay / per_mdn)
+    algo = tiny_config().world_model(fit_epochs_over="new").build_algo()
+    try:
+        n1, n2 = algo.train(), algo.train()
+    finally:
+        algo.stop()
+    new = n2["real/num_env_steps_collected_lifetime"] - n1["real/num_env_steps_collected_lifetime"]
+    assert 0 < new < n2["real/replay_num_env_steps"]
+    assert n1["world_model/vae_updates"] == math.ceil(n1["real/replay_num_env_steps"] / per_vae)  # all of it is new
+    assert n2["world_model/vae_updates"] == math.ceil(cfg.vae_epochs_per_iteration * new / per_vae)
+    assert n2["world_model/mdn_updates"] == math.ceil(cfg.mdn_epochs_per_iteration * new / per_mdn)
+
+
+def test_previous_action_input_runs_in_the_dream_and_the_real_evaluation(ray_session):
+    """include_prev_action: CMA-ES's dreams, the dream score and the real evaluation all feed C the same input."""
+    algo = tiny_config().dream(include_prev_action=True).build_algo()
+    try:
+        result = algo.train()
+        module = algo.local_module
+        assert module.controller.input_size == 4 + 16 + 2  # z, h, one-hot of CartPole's two actions
+        assert algo.dream_settings().include_prev_action
+        ev = result["evaluation"]
+        assert ev["real/num_episodes"] >= 4 and np.isfinite(ev["dream_real_gap"])
+    finally:
+        algo.stop()
+
+
 def test_evaluation_is_on_the_real_env_with_dream_gap(trained):
     _, (_, r2) = trained
     ev = r2["evaluation"]
@@ -159,6 +196,7 @@ def test_one_iteration_on_real_takecover(ray_session):
         (lambda c: c.collection(random_hold_steps=(0, 10)), "random_hold_steps"),
         (lambda c: c.collection(random_iterations=0), "random_iterations"),
         (lambda c: c.world_model(mdn_seq_len=0), "mdn_seq_len"),
+        (lambda c: c.world_model(fit_epochs_over="all"), "fit_epochs_over"),
         (lambda c: c.world_model(wm_loss_weights={"mdn": 1.0}), "wm_loss_weights"),
         (lambda c: c.evaluation(evaluation_duration_unit="timesteps"), "evaluation_duration_unit"),
     ],
