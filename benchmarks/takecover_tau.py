@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rllib_worldmodel.calibration import calibrate_done_offset, real_branch_survival
+from rllib_worldmodel.cli import add_controller_input_args
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
@@ -270,17 +271,7 @@ def main() -> None:
         "--branch-focus", type=float, default=0.0, help="--start branch: share of dreams started at doomed points"
     )
     add_view_args(parser)
-    parser.add_argument(
-        "--action-repeat", type=int, default=1, help="C decides every k-th step and holds its action (1: paper)"
-    )
-    parser.add_argument(
-        "--include-cell", action="store_true", help="controller input [z, h, c] (the paper's Doom controller)"
-    )
-    parser.add_argument(
-        "--include-prev-action",
-        action="store_true",
-        help="controller input also holds the action taken last step (one-hot): lets a linear C keep a course",
-    )
+    add_controller_input_args(parser)
     parser.add_argument(
         "--controller-hidden", type=int, default=0, help="hidden tanh units in C (0: the paper's linear C)"
     )

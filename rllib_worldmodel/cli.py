@@ -493,6 +493,22 @@ def cmd_dream(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_controller_input_args(parser: argparse.ArgumentParser) -> None:
+    """--action-repeat, --include-cell, --include-prev-action: when C decides and what it reads (the CLI and the
+    benchmarks that train controllers share them)."""
+    parser.add_argument(
+        "--action-repeat", type=int, default=1, help="C decides every k-th step and holds its action (1: paper)"
+    )
+    parser.add_argument(
+        "--include-cell", action="store_true", help="C reads [z, h, c] (the paper's Doom controller) instead of [z, h]"
+    )
+    parser.add_argument(
+        "--include-prev-action",
+        action="store_true",
+        help="C also reads the action taken last step (one-hot): a linear C can then keep a course until it turns",
+    )
+
+
 def _add_hold_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hold",
@@ -563,17 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cma-population", type=int, default=64, help="CMA-ES population (paper: 64)")
     train.add_argument("--cma-rollouts", type=int, default=16, help="dreams per candidate (paper: 16)")
     train.add_argument("--cma-generations", type=int, default=10, help="CMA-ES generations per iteration")
-    train.add_argument(
-        "--action-repeat", type=int, default=1, help="C decides every k-th step and holds its action (1: paper)"
-    )
-    train.add_argument(
-        "--include-cell", action="store_true", help="C reads [z, h, c] (the paper's Doom controller) instead of [z, h]"
-    )
-    train.add_argument(
-        "--include-prev-action",
-        action="store_true",
-        help="C also reads the action taken last step (one-hot): a linear C can then keep a course until it turns",
-    )
+    add_controller_input_args(train)
     train.add_argument("--temperature", type=float, default=1.15, help="dream temperature tau (paper: 1.15)")
     train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")
     train.add_argument("--skill", type=int, help="TakeCover Doom skill 1-5 (default 4)")
