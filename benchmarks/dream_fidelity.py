@@ -34,6 +34,17 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.15)
     parser.add_argument("--done-mode", default="sample", choices=["threshold", "sample"])
     parser.add_argument("--done-logit-offset", type=float, default=0.0)
+    parser.add_argument(
+        "--done-logit-scale", type=float, default=1.0, help="multiply M's done logits by this before the offset"
+    )
+    parser.add_argument(
+        "--calibrate-hold",
+        type=int,
+        nargs=2,
+        default=(1, 10),
+        metavar=("MIN", "MAX"),
+        help="--calibrate-to is the real survival of random actions held MIN-MAX steps (the main job collects 1 100)",
+    )
     parser.add_argument("--calibrate-to", type=float, help="real random-hold mean length: calibrate deaths to it")
     parser.add_argument("--dreams", type=int, default=512)
     parser.add_argument("--episodes", type=int, default=30)
@@ -57,9 +68,12 @@ def main() -> None:
         max_episode_steps=2100,
         seed=args.seed,
         done_logit_offset=args.done_logit_offset,
+        done_logit_scale=args.done_logit_scale,
     )
     if args.calibrate_to:
-        offset, _ = calibrate_done_offset(wm, settings, args.calibrate_to, seed=args.seed + 11)
+        offset, _ = calibrate_done_offset(
+            wm, settings, args.calibrate_to, seed=args.seed + 11, hold=tuple(args.calibrate_hold)
+        )
         settings = dataclasses.replace(settings, done_logit_offset=offset)
     view = takecover_view(args, read_checkpoint(args.world_model)["metadata"])
     env = make_takecover(**view)

@@ -212,6 +212,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
         "tau": settings.temperature,
         "done_mode": settings.done_mode,
         "done_logit_offset": settings.done_logit_offset,
+        "done_logit_scale": settings.done_logit_scale,
         "reward_range": settings.reward_range,
         "pessimism": settings.pessimism,
         "done_ensemble": settings.done_ensemble,
@@ -250,6 +251,9 @@ def main() -> None:
     parser.add_argument("--done-ensemble", default="mean", choices=["mean", "max"])
     parser.add_argument("--initial-noise", type=float, default=0.0)
     parser.add_argument("--done-logit-offset", type=float, default=0.0)
+    parser.add_argument(
+        "--done-logit-scale", type=float, default=1.0, help="multiply M's done logits by this before the offset"
+    )
     parser.add_argument(
         "--reward-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="clip the dream's reward to this range"
     )
@@ -320,6 +324,7 @@ def main() -> None:
         done_ensemble=args.done_ensemble,
         initial_noise=args.initial_noise,
         done_logit_offset=args.done_logit_offset,
+        done_logit_scale=args.done_logit_scale,
         reward_range=tuple(args.reward_range) if args.reward_range else None,
         include_cell=args.include_cell,
         include_prev_action=args.include_prev_action,

@@ -418,6 +418,7 @@ class WorldModels(Algorithm):
             curiosity=knobs["curiosity"] if explorer else 0.0,
             curiosity_bonus=c.curiosity_bonus,
             done_logit_offset=self.done_logit_offset,
+            done_logit_scale=c.done_logit_scale,
             reward_range=c.reward_range,
         )
 
@@ -550,6 +551,8 @@ class WorldModels(Algorithm):
             metadata={
                 "iteration": self.iteration,
                 "real_steps": int(self.replay.get_added_timesteps()),
-                "done_logit_offset": self.done_logit_offset,  # pass as a dream setting to reproduce this dream
+                # pass both as dream settings to reproduce this dream
+                "done_logit_offset": self.done_logit_offset,
+                "done_logit_scale": self.config.done_logit_scale,
             },
         )

@@ -116,6 +116,7 @@ def train_config(args: argparse.Namespace):
             done_ensemble=args.done_ensemble,
             done_mode=args.done_mode,
             calibrate_deaths=args.calibrate_deaths,
+            done_logit_scale=args.done_logit_scale,
             start=args.dream_start,
             branch_horizon=args.branch_horizon,
             branch_focus=args.branch_focus,
@@ -612,6 +613,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibrate-deaths",
         action="store_true",
         help="after each fit, offset M's done logits so the dream's random-hold survival equals the real one",
+    )
+    train.add_argument(
+        "--done-logit-scale",
+        type=float,
+        default=1.0,
+        help="multiply M's done logits by this before the calibrated offset (> 1: sharper safe/dangerous contrast)",
     )
     _add_m_training_args(train)
     train.add_argument(

@@ -82,6 +82,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.done_ensemble = "mean"
         self.pessimism = 0.0
         self.calibrate_deaths = False
+        self.done_logit_scale = 1.0
         self.include_cell = False
         self.include_prev_action = False
         self.dream_device = "auto"
@@ -266,6 +267,7 @@ class WorldModelsConfig(AlgorithmConfig):
         done_ensemble: str = NotProvided,
         pessimism: float | list | tuple = NotProvided,
         calibrate_deaths: bool = NotProvided,
+        done_logit_scale: float = NotProvided,
         reward_range: tuple[float, float] | None = NotProvided,
         start: str = NotProvided,
         branch_horizon: int = NotProvided,
@@ -290,6 +292,9 @@ class WorldModelsConfig(AlgorithmConfig):
             pessimism: Reward penalty per unit of ensemble disagreement (number or schedule; needs num_heads >= 2).
             calibrate_deaths: After every fit, offset M's done logits so the dream's mean survival of the random-hold
                 collection policy equals its real mean survival (see `rllib_worldmodel.calibration`).
+            done_logit_scale: M's done logits are multiplied by this (before the calibrated offset): > 1 sharpens
+                the difference between safe and dangerous states that an under-confident done head blurs
+                (`DreamSettings.done_logit_scale`; README: TakeCover).
             reward_range: (low, high) to clip M's predicted reward to (e.g. the real rewards' range); None: none.
             start: Where the controller's training dreams begin: "episode" (paper: real episode starts, up to
                 `max_episode_steps`) or "branch" (real mid-episode states of the replay, `branch_horizon` steps
@@ -309,6 +314,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "done_ensemble": done_ensemble,
                 "pessimism": pessimism,
                 "calibrate_deaths": calibrate_deaths,
+                "done_logit_scale": done_logit_scale,
                 "reward_range": reward_range,
                 "temperature": temperature,
                 "dream_max_episode_steps": max_episode_steps,
@@ -485,6 +491,11 @@ class WorldModelsConfig(AlgorithmConfig):
             "(paper); the controller has nothing to act on before a world model exists.",
         )
         need(self.cma_population >= 2, f"cma_population={self.cma_population} must be >= 2 (paper: 64).")
+        s = self.done_logit_scale
+        need(
+            isinstance(s, (int, float)) and math.isfinite(s) and s > 0,
+            f"done_logit_scale={s!r} must be a finite number > 0 (1: M's done logits as fitted; e.g. 3 sharpens them).",
+        )
         need(
             self.fit_epochs_over in FIT_EPOCHS_OVER,
             f"fit_epochs_over={self.fit_epochs_over!r}: use one of {FIT_EPOCHS_OVER} ('replay': passes over the whole "

@@ -78,6 +78,11 @@ class DreamSettings:
         curiosity: Weight of the intrinsic bonus added to the reward.
         curiosity_bonus: "disagreement" (needs num_heads >= 2), "novelty" or "surprise".
         done_logit_offset: Added to M's done logits (see `calibrate_done_offset`): > 0 makes dreams deadlier.
+        done_logit_scale: M's done logits are multiplied by this before the offset is added. > 1 widens the gap
+            between the death probabilities of safe and dangerous states: a done head fitted by logistic
+            regression on rare deaths is under-confident (TakeCover: reading real frames it rates sweeping 2x safer
+            than standing still where reality says 6x), and an offset alone cannot widen that gap. Calibrate the
+            offset after choosing the scale.
         reward_range: (low, high) to clip M's predicted reward to, e.g. the range real rewards ever had; None: no
             clipping. A reward head regressing rare large penalties drifts above the real maximum in places, and a
             controller trained in the dream finds those places.
@@ -107,6 +112,7 @@ class DreamSettings:
     curiosity: float = 0.0
     curiosity_bonus: str = "disagreement"
     done_logit_offset: float = 0.0
+    done_logit_scale: float = 1.0
     reward_range: tuple[float, float] | None = None
     start: str = "episode"
     branch_focus: float = 0.0
@@ -117,6 +123,9 @@ class DreamSettings:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name}={v!r} must be a finite number >= 0 (0 switches it off).")
+        s = self.done_logit_scale
+        if not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
+            raise ValueError(f"done_logit_scale={s!r} must be a finite number > 0 (1: M's done logits as fitted).")
         if self.reward_range is not None:
             rr = self.reward_range
             finite = isinstance(rr, (tuple, list)) and len(rr) == 2
@@ -464,7 +473,7 @@ class DreamSimulator:
                 uniform_B_Z_K=self._draw(False, b, *logpi.shape[1:]),
                 normal_B_Z=self._draw(True, b, mu.shape[1]),
             )
-        logit = out.done_logit + st.done_logit_offset
+        logit = st.done_logit_scale * out.done_logit + st.done_logit_offset
         threshold = st.done_mode == "threshold" or st.deterministic
         if threshold:
             p_done = torch.sigmoid(logit)  # paper: logit > 0

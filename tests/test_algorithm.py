@@ -197,6 +197,7 @@ def test_one_iteration_on_real_takecover(ray_session):
         (lambda c: c.collection(random_iterations=0), "random_iterations"),
         (lambda c: c.world_model(mdn_seq_len=0), "mdn_seq_len"),
         (lambda c: c.world_model(fit_epochs_over="all"), "fit_epochs_over"),
+        (lambda c: c.dream(done_logit_scale=-1.0), "done_logit_scale"),
         (lambda c: c.world_model(wm_loss_weights={"mdn": 1.0}), "wm_loss_weights"),
         (lambda c: c.evaluation(evaluation_duration_unit="timesteps"), "evaluation_duration_unit"),
     ],

@@ -65,6 +65,22 @@ def test_previous_action_needs_latent_observations(image_world_model):
         env.set_world_model_state(state, settings=DreamSettings(include_prev_action=True))
 
 
+def test_done_logit_scale_multiplies_the_logits_before_the_offset(image_world_model):
+    wm, n = image_world_model, 6
+    z0 = torch.randn(n, wm.config.z_size, generator=torch.Generator().manual_seed(0))
+    actions = torch.arange(n) % wm.config.action_dim
+    h1, _ = wm.mdn_rnn.step(z0, wm.encode_action(actions), wm.mdn_rnn.initial_state(n))
+    logit = wm.mdn_rnn.heads(h1).done_logit  # (E, B)
+    for scale, offset in ((1.0, 0.0), (3.0, 0.5)):
+        sim = DreamSimulator(wm, DreamSettings(done_mode="expected", done_logit_scale=scale, done_logit_offset=offset))
+        sim.reset(n, initial_z=z0)
+        sim.step(actions)  # expected deaths: alive = 1 - p(death) after one step, deterministic given the start
+        expected = 1.0 - wm.death_probability(scale * logit + offset).mean(0)
+        torch.testing.assert_close(sim.alive, expected)
+    with pytest.raises(ValueError, match="done_logit_scale"):
+        DreamSettings(done_logit_scale=0.0)
+
+
 def test_temperature_controls_spread(image_world_model):
     def spread(tau):
         sim = DreamSimulator(image_world_model, DreamSettings(temperature=tau, seed=0))
