@@ -27,9 +27,8 @@ from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
 from rllib_worldmodel.fidelity import real_episodes
-from rllib_worldmodel.models.controller import Controller, held_actions
+from rllib_worldmodel.models.controller import Controller, controller_input, controller_input_size, held_actions
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
-from rllib_worldmodel.rl_module import controller_input_size
 from rllib_worldmodel.trainer import latent_logvar
 
 
@@ -81,8 +80,7 @@ def play_real(
         mu, logvar = world_model.vae.encode(torch.as_tensor(np.stack([obs[i] for i in idx])))
         z = mu if z_mode == "mean" else mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)
         hi, ci = h[idx], c[idx]
-        parts = [z, hi, ci] if include_cell else [z, hi]
-        x = torch.cat(parts + [prev[idx]] if include_prev_action else parts, dim=-1)
+        x = controller_input(z, hi, ci, prev[idx], include_cell, include_prev_action)
         if w is None:
             action = controller.act(x)
         else:

@@ -491,11 +491,6 @@ class WorldModelsConfig(AlgorithmConfig):
             "(paper); the controller has nothing to act on before a world model exists.",
         )
         need(self.cma_population >= 2, f"cma_population={self.cma_population} must be >= 2 (paper: 64).")
-        s = self.done_logit_scale
-        need(
-            isinstance(s, (int, float)) and math.isfinite(s) and s > 0,
-            f"done_logit_scale={s!r} must be a finite number > 0 (1: M's done logits as fitted; e.g. 3 sharpens them).",
-        )
         need(
             self.fit_epochs_over in FIT_EPOCHS_OVER,
             f"fit_epochs_over={self.fit_epochs_over!r}: use one of {FIT_EPOCHS_OVER} ('replay': passes over the whole "
@@ -527,7 +522,7 @@ class WorldModelsConfig(AlgorithmConfig):
             except ValueError as e:
                 errors.append(str(e) + (" (paper: tau = 1.15 for TakeCover)" if name == "temperature" else ""))
         try:
-            DreamSettings(reward_range=self.reward_range)
+            DreamSettings(reward_range=self.reward_range, done_logit_scale=self.done_logit_scale)
         except ValueError as e:
             errors.append(str(e))
         need(

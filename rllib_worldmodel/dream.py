@@ -35,6 +35,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from rllib_worldmodel.losses import mdn_log_prob
+from rllib_worldmodel.models.controller import controller_input, controller_input_size
 from rllib_worldmodel.models.mdn_rnn import sample_mixture
 from rllib_worldmodel.models.world_model import WorldModel
 
@@ -227,13 +228,7 @@ class DreamSimulator:
                 "or call WorldModel.store_branch_points(...) and save it again."
             )
         self._doomed = self._doomed_points()
-        h = cfg.rnn_size
-        self.latent_size = (
-            cfg.z_size
-            + h
-            + (h if self.settings.include_cell else 0)
-            + (cfg.action_dim if self.settings.include_prev_action else 0)
-        )
+        self.latent_size = controller_input_size(cfg, self.settings.include_cell, self.settings.include_prev_action)
         st = self.settings
         needs_ensemble = st.pessimism > 0 or (st.curiosity > 0 and st.curiosity_bonus == "disagreement")
         if needs_ensemble and self.world_model.mdn_rnn.num_heads < 2:
@@ -428,10 +423,8 @@ class DreamSimulator:
         if self.settings.obs_mode == "pixels":
             vae = self.world_model.vae
             return vae.to_observation(vae.decode(self.z))
-        parts = [self.z, self.h, self.c] if self.settings.include_cell else [self.z, self.h]
-        if self.settings.include_prev_action:
-            parts.append(self.prev_action)
-        return torch.cat(parts, dim=-1)
+        st = self.settings
+        return controller_input(self.z, self.h, self.c, self.prev_action, st.include_cell, st.include_prev_action)
 
     @torch.no_grad()
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from rllib_worldmodel.models.controller import Controller, held_actions
+from rllib_worldmodel.models.controller import Controller, controller_input, controller_input_size, held_actions
 from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
 
 ARCH_KEYS = (
@@ -39,12 +39,6 @@ ARCH_KEYS = (
     "vae_focus_fraction",
     "vae_focus_weight",
 )
-
-
-def controller_input_size(wm_config: WorldModelConfig, include_cell: bool, include_prev_action: bool = False) -> int:
-    """Size of C's input: [z, h], [z, h, c], each optionally followed by the previous action as M encodes it."""
-    size = wm_config.z_size + wm_config.rnn_size * (2 if include_cell else 1)
-    return size + (wm_config.action_dim if include_prev_action else 0)
 
 
 class WorldModelsRLModule(TorchRLModule):
@@ -124,10 +118,7 @@ class WorldModelsRLModule(TorchRLModule):
         mu, logvar = self.world_model.vae.encode(obs[:, 0])
         z = mu if self.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
         h, c = state["h"], state["c"]
-        parts = [z, h, c] if self.include_cell else [z, h]
-        if self.include_prev_action:
-            parts.append(state["prev_action"])
-        ctrl_in = torch.cat(parts, dim=-1)
+        ctrl_in = controller_input(z, h, c, state["prev_action"], self.include_cell, self.include_prev_action)
         steps_taken = state["steps_taken"]
         decided = held_actions(
             self.controller.act(ctrl_in).to(state["decided"].dtype),

@@ -10,10 +10,15 @@ to P groups of observations with one einsum, so a whole population steps inside 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from rllib_worldmodel.models.world_model import WorldModelConfig
 
 
 class Controller(nn.Module):
@@ -90,6 +95,29 @@ class Controller(nn.Module):
             if k < len(layers) - 1:
                 h = torch.tanh(h)
         return h
+
+
+def controller_input_size(wm_config: WorldModelConfig, include_cell: bool, include_prev_action: bool = False) -> int:
+    """Size of C's input for a `WorldModelConfig`: [z, h], [z, h, c], each optionally followed by the previous
+    action as M encodes it (see `controller_input`)."""
+    size = wm_config.z_size + wm_config.rnn_size * (2 if include_cell else 1)
+    return size + (wm_config.action_dim if include_prev_action else 0)
+
+
+def controller_input(
+    z: torch.Tensor,
+    h: torch.Tensor,
+    c: torch.Tensor,
+    prev_action: torch.Tensor,
+    include_cell: bool,
+    include_prev_action: bool,
+) -> torch.Tensor:
+    """C's input, batch first: [z, h(, c)(, previous action encoded for M)] — the one layout the dream's latent
+    observations, the real-env agent and the benchmarks share."""
+    parts = [z, h, c] if include_cell else [z, h]
+    if include_prev_action:
+        parts.append(prev_action)
+    return torch.cat(parts, dim=-1)
 
 
 def held_actions(
