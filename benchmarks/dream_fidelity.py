@@ -88,12 +88,14 @@ def main() -> None:
     print(f"wrote {out}")
     print(
         f"policy | dream survival ({args.dreams} dreams) | real survival ({args.episodes} episodes) | real deaths per "
-        "1000 steps | M's deaths per 1000 steps reading those real frames"
+        "1000 steps | M's deaths per 1000 steps reading those real frames: as fitted | as this dream applies them "
+        "(scale, offset)"
     )
     for r in result["rows"]:
         print(
             f"{r['policy']} | {r['dream_mean']:.0f} ± {r['dream_std']:.0f} | {r['real_mean']:.0f} ± {r['real_std']:.0f}"
             f" | {1000 * r['real_hazard']:.2f} | {1000 * r['model_hazard_on_real']:.2f}"
+            f" | {1000 * r['dream_hazard_on_real']:.2f}"
         )
     print(f"Spearman rank correlation, dream vs real: {result['spearman_rho']:+.2f}")
 

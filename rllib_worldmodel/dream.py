@@ -158,6 +158,27 @@ class DreamSettings:
             )
         if int(self.max_episode_steps) < 1:
             raise ValueError(f"max_episode_steps={self.max_episode_steps} must be >= 1 (paper TakeCover: 2100).")
+
+    @property
+    def threshold_deaths(self) -> bool:
+        """Whether deaths are decided by p(done) > 0.5 (done_mode "threshold", and every deterministic dream)."""
+        return self.done_mode == "threshold" or self.deterministic
+
+    def death_probability(self, world_model: WorldModel, done_logit_E_B: torch.Tensor) -> torch.Tensor:
+        """The per-step death probability this dream applies to M's done logits: scaled, offset, through the done
+        mode's link (the raw sigmoid for threshold deaths, `WorldModel.death_probability` otherwise), then combined
+        over the ensemble members by `done_ensemble`.
+
+        Args:
+            world_model: The world model whose done head produced the logits.
+            done_logit_E_B: Done logits, (ensemble members, ...).
+
+        Returns:
+            Death probabilities with the member dimension reduced, (...).
+        """
+        logit = self.done_logit_scale * done_logit_E_B + self.done_logit_offset
+        p = torch.sigmoid(logit) if self.threshold_deaths else world_model.death_probability(logit)
+        return p.max(0).values if self.done_ensemble == "max" else p.mean(0)
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -466,15 +487,9 @@ class DreamSimulator:
                 uniform_B_Z_K=self._draw(False, b, *logpi.shape[1:]),
                 normal_B_Z=self._draw(True, b, mu.shape[1]),
             )
-        logit = st.done_logit_scale * out.done_logit + st.done_logit_offset
-        threshold = st.done_mode == "threshold" or st.deterministic
-        if threshold:
-            p_done = torch.sigmoid(logit)  # paper: logit > 0
-        else:
-            p_done = wm.death_probability(logit)
-        p_done = p_done.max(0).values if st.done_ensemble == "max" else p_done.mean(0)
+        p_done = st.death_probability(wm, out.done_logit)
         alive = self.alive  # probability of being alive at this step (1 unless deaths are "expected")
-        if threshold:
+        if st.threshold_deaths:  # paper: logit > 0
             terminated = p_done > 0.5
         elif st.done_mode == "expected":
             self.alive = alive * (1.0 - p_done)

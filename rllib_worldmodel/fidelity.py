@@ -120,32 +120,58 @@ def real_episodes(
 
 @torch.no_grad()
 def teacher_forced_death_probability(
-    world_model: WorldModel, z_T_Z: torch.Tensor, actions_T: torch.Tensor
+    world_model: WorldModel, z_T_Z: torch.Tensor, actions_T: torch.Tensor, settings: DreamSettings | None = None
 ) -> torch.Tensor:
     """M's death probability at each step (T,) while it reads real latents z_0..z_{T-1} and the real actions
-    (teacher forcing; ensemble members' logits averaged; `WorldModel.death_probability`)."""
+    (teacher forcing). Without `settings`: the done head as fitted (members' logits averaged;
+    `WorldModel.death_probability`). With `settings`: what that dream would apply at those states
+    (`DreamSettings.death_probability`: its logit scale and offset and ensemble rule; with threshold deaths, 1 where
+    it would end the dream and 0 elsewhere)."""
     out, _, _ = world_model.mdn_rnn(z_T_Z[None], world_model.encode_action(actions_T)[None])
-    return world_model.death_probability(out.done_logit.mean(0)[0])
+    if settings is None:
+        return world_model.death_probability(out.done_logit.mean(0)[0])
+    p = settings.death_probability(world_model, out.done_logit[:, 0])
+    return (p > 0.5).float() if settings.threshold_deaths else p
+
+
+def model_hazard_on_real(
+    world_model: WorldModel,
+    episodes: Sequence[Episode],
+    batch_size: int = 512,
+    settings: DreamSettings | None = None,
+) -> float:
+    """M's mean per-step death probability while it reads the REAL frames and actions of `episodes` (teacher
+    forcing with V's posterior means). Its real counterpart is deaths / steps. Beside the dream's survival of the
+    same policy it says where a ranking failure lives: a done head that cannot tell the policies apart even on real
+    frames, or a dream whose frames do not follow the policy's actions (measured on TakeCover: the latter, see the
+    README). Without `settings` the done head is read as fitted; with a dream's settings the hazard is the one that
+    dream applies (its done-logit scale and calibrated offset included), so it compares directly with the real
+    hazard. Encodes on its own rather than with `WorldModelTrainer.encode_episodes`, which would also replace the
+    model's dream start states."""
+    return model_hazards_on_real(world_model, episodes, [settings], batch_size)[0]
 
 
 @torch.no_grad()
-def model_hazard_on_real(world_model: WorldModel, episodes: Sequence[Episode], batch_size: int = 512) -> float:
-    """M's mean per-step death probability while it reads the REAL frames and actions of `episodes` (teacher
-    forcing with V's posterior means, no dream offset). Its real counterpart is deaths / steps. Beside the dream's
-    survival of the same policy it says where a ranking failure lives: a done head that cannot tell the policies
-    apart even on real frames, or a dream whose frames do not follow the policy's actions (measured on TakeCover:
-    the latter, see the README). Encodes on its own rather than with `WorldModelTrainer.encode_episodes`, which
-    would also replace the model's dream start states."""
+def model_hazards_on_real(
+    world_model: WorldModel,
+    episodes: Sequence[Episode],
+    settings: Sequence[DreamSettings | None],
+    batch_size: int = 512,
+) -> list[float]:
+    """`model_hazard_on_real` for several readings of the done head (None: as fitted; a dream's settings: as that
+    dream applies it), encoding the frames once."""
     device = world_model.device
-    total, steps = 0.0, 0
+    totals, steps = [0.0] * len(settings), 0
     for ep in episodes:
         obs = torch.as_tensor(ep.obs[:-1])
         mu = torch.cat(
             [world_model.vae.encode(obs[i : i + batch_size].to(device))[0] for i in range(0, len(obs), batch_size)]
         )
-        p = teacher_forced_death_probability(world_model, mu, torch.as_tensor(ep.actions).to(device))
-        total, steps = total + float(p.sum()), steps + len(ep)
-    return total / max(steps, 1)
+        actions = torch.as_tensor(ep.actions).to(device)
+        for k, st in enumerate(settings):
+            totals[k] += float(teacher_forced_death_probability(world_model, mu, actions, st).sum())
+        steps += len(ep)
+    return [t / max(steps, 1) for t in totals]
 
 
 def ranking_fidelity(
@@ -170,8 +196,8 @@ def ranking_fidelity(
 
     Returns:
         {"rows": [{"policy", "dream_mean", "dream_std", "real_mean", "real_std", "real_episodes", "real_hazard",
-        "model_hazard_on_real"}, ...], "spearman_rho": float}; the hazards are deaths per step (see
-        `model_hazard_on_real`).
+        "model_hazard_on_real", "dream_hazard_on_real"}, ...], "spearman_rho": float}; the hazards are deaths per
+        step (see `model_hazard_on_real`: the done head as fitted, and as this dream applies it).
     """
     rows = []
     for name, p in reference_policies(env.action_space, sweeps).items():
@@ -180,6 +206,7 @@ def ranking_fidelity(
         ).numpy()
         recorded = real_episodes(env, p["hold"], p["fixed_action"], episodes, seed, cycle=p["cycle"])
         real = np.asarray([len(ep) for ep in recorded])
+        fitted, dreamed = model_hazards_on_real(world_model, recorded, [None, settings])
         rows.append(
             {
                 "policy": name,
@@ -190,7 +217,8 @@ def ranking_fidelity(
                 "real_episodes": int(episodes),
                 # deaths per step: what really happened, and what M's done head says while reading those frames
                 "real_hazard": sum(ep.terminated for ep in recorded) / max(int(real.sum()), 1),
-                "model_hazard_on_real": model_hazard_on_real(world_model, recorded),
+                "model_hazard_on_real": fitted,
+                "dream_hazard_on_real": dreamed,
             }
         )
         del recorded  # frames of long episodes: do not keep them across policies

@@ -219,7 +219,7 @@ def test_ranking_fidelity_compares_reference_policies(image_world_model):
     assert rows["always 2"]["real_mean"] == 15 and rows["always 1"]["real_mean"] == 5
     # one death per episode: deaths per step = 1 / length; M's view of the same frames is a probability
     assert rows["always 2"]["real_hazard"] == pytest.approx(1 / 15) and rows["always 1"]["real_hazard"] == 0.2
-    assert all(0 < r["model_hazard_on_real"] < 1 for r in rows.values())
+    assert all(0 < r["model_hazard_on_real"] < 1 and 0 < r["dream_hazard_on_real"] < 1 for r in rows.values())
     assert all(0 < r["dream_mean"] <= 20 for r in rows.values())
     assert -1.0 <= result["spearman_rho"] <= 1.0
 
@@ -302,3 +302,13 @@ def test_model_hazard_on_real_frames_is_the_done_heads_death_probability():
     ]
     want = 1 / (1 + math.exp(3.0 + math.log(model.config.done_pos_weight)))
     assert model_hazard_on_real(model, episodes, batch_size=4) == pytest.approx(want, rel=1e-5)
+    # as a dream applies it: each member's logit scaled and offset, p per member, then the ensemble rule
+    settings = DreamSettings(done_mode="sample", done_logit_scale=2.0, done_logit_offset=1.5)
+    p = [1 / (1 + math.exp(-(2.0 * b + 1.5 - math.log(model.config.done_pos_weight)))) for b in (-2.0, -4.0)]
+    assert model_hazard_on_real(model, episodes, settings=settings) == pytest.approx(sum(p) / 2, rel=1e-5)
+    worst = dataclasses.replace(settings, done_ensemble="max")
+    assert model_hazard_on_real(model, episodes, settings=worst) == pytest.approx(max(p), rel=1e-5)
+    # threshold deaths: 1 at every step where the dream would end (mean of sigmoid(4) and sigmoid(0) > 0.5), else 0
+    ends = DreamSettings(done_mode="threshold", done_logit_scale=2.0, done_logit_offset=8.0)
+    assert model_hazard_on_real(model, episodes, settings=ends) == 1.0
+    assert model_hazard_on_real(model, episodes, settings=dataclasses.replace(ends, done_logit_offset=0.0)) == 0.0
