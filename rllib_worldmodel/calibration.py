@@ -116,40 +116,55 @@ def calibrate_done_offset(
     bounds: tuple[float, float] = (-4.0, 8.0),
     seed: int = 0,
     hold: tuple[int, int] = (1, 10),
+    widenings: int = 3,
 ) -> tuple[float, float]:
     """Bisect the done-logit offset so the dream's mean random-hold survival matches `real_mean_length`.
 
-    Survival falls as the offset rises, so bisection converges; the result is clipped to `bounds`.
+    Survival falls as the offset rises, so bisection converges. When every bisection step went the same way, the
+    match lies beyond `bounds` (a `done_logit_scale` > 1 multiplies M's logits, and the offset that undoes the
+    shift grows with it): the search moves to the next window on that side, twice as wide, at most `widenings`
+    times; past that the offset is clipped to the last window.
 
     Args:
         world_model: The fitted world model.
-        settings: The dream's settings (temperature, done mode, cap, ensemble rule); its own offset is ignored.
+        settings: The dream's settings (temperature, done mode, logit scale, cap, ensemble rule); its own offset
+            is ignored.
         real_mean_length: Mean real episode length of the random-hold policy.
         num_dreams: Dreams per survival estimate.
-        steps: Bisection steps.
-        bounds: Search interval for the offset.
+        steps: Bisection steps per window.
+        bounds: First search interval for the offset.
         seed: Seed of the dreams (the same for every candidate offset: a smooth objective).
         hold: (min, max) steps each random action is held: those of the policy whose real survival is the target.
+        widenings: How many times the search may move past `bounds`.
 
     Returns:
         (offset, the dream's mean survival at that offset).
     """
     if real_mean_length <= 0:
         raise ValueError(f"real_mean_length={real_mean_length} must be > 0.")
-    lo, hi = bounds
+    if not bounds[0] < bounds[1]:
+        raise ValueError(f"bounds={bounds} must be (low, high) with low < high.")
 
     def survival(offset: float) -> float:
         s = dataclasses.replace(settings, done_logit_offset=offset)
         return float(random_hold_survival(world_model, s, num_dreams, hold, seed=seed).mean())
 
     best = (0.0, survival(0.0))
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        length = survival(mid)
-        if abs(length - real_mean_length) < abs(best[1] - real_mean_length):
-            best = (mid, length)
-        if length > real_mean_length:
-            lo = mid  # too safe: more offset
-        else:
-            hi = mid
+    lo, hi = bounds
+    for window in range(widenings + 1):
+        width, safer, deadlier = hi - lo, False, False
+        edge_lo, edge_hi = lo, hi
+        for _ in range(steps):
+            mid = 0.5 * (lo + hi)
+            length = survival(mid)
+            if abs(length - real_mean_length) < abs(best[1] - real_mean_length):
+                best = (mid, length)
+            if length > real_mean_length:
+                lo, safer = mid, True  # too safe: more offset
+            else:
+                hi, deadlier = mid, True
+        if (safer and deadlier) or window == widenings:
+            break
+        # one-sided: the match is past this window's edge; search the next window there, twice as wide
+        lo, hi = (edge_hi, edge_hi + 2 * width) if safer else (edge_lo - 2 * width, edge_lo)
     return best

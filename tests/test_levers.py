@@ -185,6 +185,16 @@ def test_death_calibration_matches_the_real_survival():
     assert lengths.mean().item() == pytest.approx(20.0, rel=0.15)
     with pytest.raises(ValueError, match="real_mean_length"):
         calibrate_done_offset(model, settings, real_mean_length=0.0)
+    # a logit scale of 4 moves the matching offset to ~ +23, far past the first window (-4, 8): the search widens
+    short = dataclasses.replace(settings, max_episode_steps=200)  # the too-safe dreams of the first window end early
+    offset, survival = calibrate_done_offset(
+        model, dataclasses.replace(short, done_logit_scale=4.0), 20.0, num_dreams=256, steps=10
+    )
+    assert offset == pytest.approx(expected + 18.0, abs=0.3)
+    assert survival == pytest.approx(20.0, rel=0.15)
+    # and the other way: logits of +10 need an offset of ~ -10.6, below the window
+    offset, _ = calibrate_done_offset(constructed_model(done_bias=(10.0, 10.0)), short, 20.0, num_dreams=256, steps=10)
+    assert offset == pytest.approx(expected - 16.0, abs=0.3)
 
 
 class _SurvivalEnv(gym.Env):
