@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -48,6 +51,7 @@ def play_real(
     flats: np.ndarray | None = None,
     recorded: dict[int, tuple] | None = None,
     action_repeat: int = 1,
+    make_env: Callable[[], gym.Env] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns of `episodes` real TakeCover episodes played by V + M + C (`num_envs` at a time, one V batch), in
     episode order (episode i reset with seed + i), and the share of steps spent on each action. `view`: render
@@ -56,8 +60,12 @@ def play_real(
     candidates) instead of `controller`'s own. `recorded`: if a dict, episode i is stored there as the
     `done_refit.EncodedEpisode` (the latents V gave the controller, M's action encoding, terminated).
     `action_repeat`: the controller decides every k-th step and holds its action in between.
-    `include_prev_action`: the controller also reads the action taken last step (as the dream's observation has it)."""
-    envs = [make_takecover(skill=skill, frame_cap=frame_cap, **(view or {})) for _ in range(num_envs)]
+    `include_prev_action`: the controller also reads the action taken last step (as the dream's observation has it).
+    `make_env`: builds each real env instead of TakeCover with `skill`, `frame_cap` and `view` (any env with V's
+    frames and M's discrete actions)."""
+    if make_env is None:
+        make_env = functools.partial(make_takecover, skill=skill, frame_cap=frame_cap, **(view or {}))
+    envs = [make_env() for _ in range(num_envs)]
     gen = torch.Generator().manual_seed(seed)
     w = None if flats is None else torch.as_tensor(flats, dtype=torch.float32)
     returns = np.zeros(episodes)

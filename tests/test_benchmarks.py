@@ -1,0 +1,100 @@
+"""The benchmarks' own machinery that real-game numbers in the README rest on (benchmarks/ are scripts, loaded by
+path)."""
+
+import importlib.util
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rllib_worldmodel.models.controller import Controller, controller_input_size
+from tests.conftest import make_image_world_model
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _LoggedEnv(gym.Env):
+    """64x64x3 frames, Discrete(3), `length` steps of reward 1 then terminated; logs every episode's actions by the
+    seed it was reset with."""
+
+    observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def __init__(self, log: dict[int, list[int]], length: int = 7):
+        self.log, self.length = log, length
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.actions = self.log.setdefault(seed, [])
+        return self.np_random.integers(0, 256, (64, 64, 3), dtype=np.uint8), {}
+
+    def step(self, action):
+        self.actions.append(int(action))
+        frame = self.np_random.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        return frame, 1.0, len(self.actions) >= self.length, False, {}
+
+
+@pytest.fixture(scope="module")
+def takecover_tau():
+    return load_script("takecover_tau")
+
+
+def test_play_real_follows_the_controller_with_its_previous_action_and_repeat(takecover_tau):
+    """C ignores [z, h] and turns its previous action a into a + 1 (mod 3), starting from 0 where there is none:
+    deciding every 2nd step gives 0 0 1 1 2 2 0 in every episode, including those an env plays after its first
+    (the previous action and the LSTM state restart with each episode)."""
+    wm = make_image_world_model()
+    size = controller_input_size(wm.config, include_cell=False, include_prev_action=True)
+    controller = Controller(size, gym.spaces.Discrete(3))
+    with torch.no_grad():
+        controller.net.weight.zero_()
+        controller.net.weight[:, -3:] = 10.0 * torch.roll(torch.eye(3), 1, dims=0)  # prev a -> output a + 1
+        controller.net.bias.copy_(torch.tensor([5.0, 0.0, 0.0]))  # no previous action -> 0
+    log: dict[int, list[int]] = {}
+    recorded: dict[int, tuple] = {}
+    returns, share = takecover_tau.play_real(
+        wm,
+        controller,
+        episodes=5,
+        num_envs=2,
+        include_prev_action=True,
+        seed=10,
+        recorded=recorded,
+        action_repeat=2,
+        make_env=lambda: _LoggedEnv(log),
+    )
+    assert sorted(log) == list(range(10, 15))  # episode i reset with seed + i
+    assert all(actions == [0, 0, 1, 1, 2, 2, 0] for actions in log.values())
+    np.testing.assert_array_equal(returns, np.full(5, 7.0))
+    np.testing.assert_allclose(share, [3 / 7, 2 / 7, 2 / 7])
+    assert sorted(recorded) == list(range(5))
+    mu, logvar, acts, terminated = recorded[3]
+    assert mu.shape == logvar.shape == (7, wm.config.z_size) and terminated
+    np.testing.assert_array_equal(acts.argmax(-1).numpy(), [0, 0, 1, 1, 2, 2, 0])
+
+
+def test_play_real_plays_episode_i_with_candidate_i(takecover_tau):
+    """`flats`: every episode its own controller parameters (CMA-ES candidates judged in the real game)."""
+    wm = make_image_world_model()
+    controller = Controller(controller_input_size(wm.config, include_cell=False), gym.spaces.Discrete(3))
+    flats = []
+    for favourite in (2, 1, 0, 2):
+        with torch.no_grad():
+            controller.net.weight.zero_()
+            controller.net.bias.copy_(torch.nn.functional.one_hot(torch.tensor(favourite), 3).float())
+        flats.append(controller.get_flat())
+    log: dict[int, list[int]] = {}
+    returns, _ = takecover_tau.play_real(
+        wm, controller, episodes=4, num_envs=3, flats=np.stack(flats), make_env=lambda: _LoggedEnv(log, length=4)
+    )
+    assert [log[i] for i in range(4)] == [[2] * 4, [1] * 4, [0] * 4, [2] * 4]
+    np.testing.assert_array_equal(returns, np.full(4, 4.0))
