@@ -312,18 +312,13 @@ class WorldModels(Algorithm):
         """V's posterior for every stored frame; also refreshes the dream's initial states (episode starts)."""
         wm, dev, latents = self.world_model, self.dream_device, {}
         for ep in self.replay.episodes:
-            obs = np.asarray(ep.get_observations())
-            mus, logvars = [], []
-            for s in range(0, len(obs), 512):
-                mu, logvar = wm.vae.encode(torch.as_tensor(obs[s : s + 512], device=dev))
-                mus.append(mu.cpu())
-                logvars.append(logvar.cpu())
+            mu, logvar = wm.encode_frames(np.asarray(ep.get_observations()))
             done = torch.zeros(len(ep))
             done[-1] = float(ep.is_terminated)
             actions = wm.encode_action(torch.as_tensor(np.asarray(ep.get_actions()), device=dev)).cpu()
             rewards = torch.as_tensor(np.asarray(ep.get_rewards()), dtype=torch.float32)
-            logvar = latent_logvar(torch.cat(logvars), self.config.mdn_latents)  # points when M reads means
-            latents[ep.id_] = (torch.cat(mus), logvar, actions, rewards, done)
+            logvar = latent_logvar(logvar, self.config.mdn_latents)  # points when M reads means
+            latents[ep.id_] = (mu, logvar, actions, rewards, done)
         self._latents = latents
         recent = torch.cat([latents[ep.id_][0] for ep in list(self.replay.episodes)[-200:]])
         self._novelty_ref = recent[-self.config.novelty_reference_size :].to(dev)

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import torch
 
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.models.world_model import WorldModel
+
+if TYPE_CHECKING:
+    from rllib_worldmodel.done_refit import EncodedEpisode
 
 
 @torch.no_grad()
@@ -168,3 +172,84 @@ def calibrate_done_offset(
         # one-sided: the match is past this window's edge; search the next window there, twice as wide
         lo, hi = (edge_hi, edge_hi + 2 * width) if safer else (edge_lo - 2 * width, edge_lo)
     return best
+
+
+def fit_done_logit_scale(
+    world_model: WorldModel,
+    episodes: Sequence[EncodedEpisode],
+    settings: DreamSettings | None = None,
+    bounds: tuple[float, float] = (0.25, 8.0),
+) -> dict[str, float]:
+    """The done-logit scale (and offset) under which M's deaths, read on REAL states, are most likely: Platt
+    scaling of the dream's death probability (`DreamSettings.death_probability`, sampled deaths) on the real
+    episodes' steps, labelled 1 where an episode terminated.
+
+    A done head refitted on dreamed states (`done_refit`) is fitted to states whose information the dream has
+    partly forgotten, so on real states it is under-confident (TakeCover: it rates sweeping 2x safer than standing
+    still, reality 6x). The scale that makes it calibrated on real states is a data-driven choice of
+    `done_logit_scale`: the dream is then as decisive about danger as M is when it sees reality. The offset is
+    reported, but a dream's offset should still be calibrated in the dream (`calibrate_done_offset`), where M's
+    states drift.
+
+    Args:
+        world_model: The fitted world model.
+        episodes: Real episodes, encoded (`done_refit.EncodedEpisode`; V's posterior means are read).
+        settings: The dream whose death rule is fitted (ensemble rule, done mode); its scale and offset are
+            ignored. Default: sampled deaths, members' probabilities averaged.
+        bounds: The scale is kept in this range.
+
+    Returns:
+        {"scale", "offset", "nll_as_fitted" (scale 1, offset 0), "nll_offset_only" (scale 1, best offset),
+        "nll" (best scale and offset): mean negative log-likelihood per step, "steps", "deaths"}.
+    """
+    settings = settings if settings is not None else DreamSettings(done_mode="sample")
+    if settings.threshold_deaths:
+        raise ValueError("fit_done_logit_scale fits probabilities: use a dream with done_mode 'sample' or 'expected'.")
+    if not 0 < bounds[0] < bounds[1]:
+        raise ValueError(f"bounds={bounds} must be (low, high) with 0 < low < high.")
+    logits, y = [], []
+    for mu, _, actions, terminated in episodes:
+        logits.append(world_model.teacher_forced_done_logits(mu[: len(actions)], actions).cpu())
+        y.append(torch.nn.functional.one_hot(torch.tensor(len(actions) - 1), len(actions)) * float(terminated))
+    logits, y = torch.cat(logits, 1), torch.cat(y)
+    if y.sum() == 0:
+        raise ValueError("fit_done_logit_scale needs episodes that terminated (no real death to fit to).")
+    logits = logits.to(torch.float64)
+    y = y.to(torch.float64)
+
+    def nll(scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        st = dataclasses.replace(settings, done_logit_scale=1.0, done_logit_offset=0.0)
+        p = st.death_probability(world_model, scale * logits + offset).clamp(1e-12, 1 - 1e-12)
+        return -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+
+    def fit(free_scale: bool) -> tuple[float, float, float]:
+        log_scale = torch.zeros((), dtype=torch.float64, requires_grad=free_scale)
+        offset = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        params = [log_scale, offset] if free_scale else [offset]
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+        lo, hi = torch.log(torch.tensor(bounds, dtype=torch.float64))
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = nll(log_scale.clamp(lo, hi).exp(), offset)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        scale = float(log_scale.detach().clamp(lo, hi).exp())
+        with torch.no_grad():
+            return scale, float(offset), float(nll(torch.tensor(scale, dtype=torch.float64), offset))
+
+    with torch.no_grad():
+        as_fitted = float(nll(torch.tensor(1.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)))
+    _, _, offset_only = fit(free_scale=False)
+    scale, offset, best = fit(free_scale=True)
+    return {
+        "scale": scale,
+        "offset": offset,
+        "nll_as_fitted": as_fitted,
+        "nll_offset_only": offset_only,
+        "nll": best,
+        "steps": float(len(y)),
+        "deaths": float(y.sum()),
+    }

@@ -127,10 +127,10 @@ def teacher_forced_death_probability(
     `WorldModel.death_probability`). With `settings`: what that dream would apply at those states
     (`DreamSettings.death_probability`: its logit scale and offset and ensemble rule; with threshold deaths, 1 where
     it would end the dream and 0 elsewhere)."""
-    out, _, _ = world_model.mdn_rnn(z_T_Z[None], world_model.encode_action(actions_T)[None])
+    logits = world_model.teacher_forced_done_logits(z_T_Z, world_model.encode_action(actions_T))
     if settings is None:
-        return world_model.death_probability(out.done_logit.mean(0)[0])
-    p = settings.death_probability(world_model, out.done_logit[:, 0])
+        return world_model.death_probability(logits.mean(0))
+    p = settings.death_probability(world_model, logits)
     return (p > 0.5).float() if settings.threshold_deaths else p
 
 
@@ -160,14 +160,10 @@ def model_hazards_on_real(
 ) -> list[float]:
     """`model_hazard_on_real` for several readings of the done head (None: as fitted; a dream's settings: as that
     dream applies it), encoding the frames once."""
-    device = world_model.device
     totals, steps = [0.0] * len(settings), 0
     for ep in episodes:
-        obs = torch.as_tensor(ep.obs[:-1])
-        mu = torch.cat(
-            [world_model.vae.encode(obs[i : i + batch_size].to(device))[0] for i in range(0, len(obs), batch_size)]
-        )
-        actions = torch.as_tensor(ep.actions).to(device)
+        mu, _ = world_model.encode_frames(ep.obs[:-1], batch_size)
+        actions = torch.as_tensor(ep.actions)
         for k, st in enumerate(settings):
             totals[k] += float(teacher_forced_death_probability(world_model, mu, actions, st).sum())
         steps += len(ep)

@@ -166,12 +166,8 @@ class WorldModelTrainer:
         self.model.vae.eval()
         out = []
         for ep in episodes:
-            mus, logvars = [], []
-            for s in range(0, len(ep.obs), batch_size):
-                mu, logvar = self.model.vae.encode(torch.from_numpy(ep.obs[s : s + batch_size]).to(self.device))
-                mus.append(mu.cpu())
-                logvars.append(logvar.cpu())
-            out.append(EpisodeLatents(torch.cat(mus), latent_logvar(torch.cat(logvars), self.mdn_latents)))
+            mu, logvar = self.model.encode_frames(ep.obs, batch_size)
+            out.append(EpisodeLatents(mu, latent_logvar(logvar, self.mdn_latents)))
         self.model.set_initial_states(
             torch.stack([lat.mu[0] for lat in out]), torch.stack([lat.logvar[0] for lat in out])
         )

@@ -197,6 +197,38 @@ def test_death_calibration_matches_the_real_survival():
     assert offset == pytest.approx(expected - 16.0, abs=0.3)
 
 
+@pytest.mark.parametrize("true_scale", [0.5, 2.5])
+def test_fit_done_logit_scale_recovers_the_scale_real_deaths_follow(true_scale):
+    """Episodes whose deaths are drawn from p = mean over members of death_probability(scale * logit - 1) of M's own
+    varying done logits: Platt scaling on them finds that scale, whether the head as fitted is over- or
+    under-confident, and the fitted likelihood beats the head as fitted and an offset alone."""
+    from rllib_worldmodel.calibration import fit_done_logit_scale
+
+    torch.manual_seed(0)
+    model = constructed_model()
+    with torch.no_grad():
+        model.mdn_rnn.done_head.weight.normal_(0.0, 10.0)  # logits that differ from state to state (std ~0.8)
+        model.mdn_rnn.done_head.bias.fill_(-1.0)
+    truth = DreamSettings(done_mode="sample", done_logit_scale=true_scale, done_logit_offset=-1.0)
+    gen = torch.Generator().manual_seed(1)
+    episodes = []
+    for _ in range(400):
+        z = torch.randn(120, Z, generator=gen)
+        actions = torch.nn.functional.one_hot(torch.randint(0, 2, (120,), generator=gen), 2).float()
+        p = truth.death_probability(model, model.teacher_forced_done_logits(z, actions))
+        dies = (torch.rand(120, generator=gen) < p).nonzero()
+        t = int(dies[0]) + 1 if len(dies) else 120  # an episode ends at its first death
+        episodes.append((z[:t], torch.zeros(t, Z), actions[:t], bool(len(dies))))
+    fit = fit_done_logit_scale(model, episodes)
+    assert fit["scale"] == pytest.approx(true_scale, rel=0.15)
+    assert fit["nll"] < fit["nll_offset_only"] < fit["nll_as_fitted"]
+    assert fit["deaths"] == sum(ep[3] for ep in episodes) and fit["steps"] == sum(len(ep[2]) for ep in episodes)
+    with pytest.raises(ValueError, match="done_mode"):
+        fit_done_logit_scale(model, episodes, DreamSettings(done_mode="threshold"))
+    with pytest.raises(ValueError, match="terminated"):
+        fit_done_logit_scale(model, [(z, z, actions, False)])
+
+
 class _SurvivalEnv(gym.Env):
     """64x64x3 frames, Discrete(3); the episode lasts 5 + 10 * (action 2 taken at the first step) steps."""
 

@@ -205,6 +205,22 @@ class WorldModel(nn.Module):
         which inflates the odds by that factor, so its log is taken off before the sigmoid."""
         return torch.sigmoid(done_logit - math.log(self.config.done_pos_weight))
 
+    @torch.no_grad()
+    def encode_frames(self, obs_T: Any, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """V's posterior (mu, logvar), each (T, Z) on the CPU, for a sequence of observations (array or tensor, any
+        length), encoded `batch_size` at a time on the model's device."""
+        obs = torch.as_tensor(obs_T)
+        parts = [self.vae.encode(obs[s : s + batch_size].to(self.device)) for s in range(0, len(obs), batch_size)]
+        return torch.cat([mu.cpu() for mu, _ in parts]), torch.cat([lv.cpu() for _, lv in parts])
+
+    @torch.no_grad()
+    def teacher_forced_done_logits(self, z_T_Z: torch.Tensor, actions_T_A: torch.Tensor) -> torch.Tensor:
+        """Every ensemble member's done logit at each step, (E, T), while M reads the real latents z_0..z_{T-1}
+        and the real actions, encoded for M (teacher forcing from a zero LSTM state: a whole episode)."""
+        dev = self.device
+        out, _, _ = self.mdn_rnn(z_T_Z[None].to(dev), actions_T_A[None].to(dev))
+        return out.done_logit[:, 0]
+
     def encode_action(self, actions: torch.Tensor) -> torch.Tensor:
         """Env actions (..., ) ints or (..., A) floats -> M's input encoding (..., action_dim) float."""
         if self.config.action_kind == "discrete":
