@@ -106,6 +106,8 @@ class WorldModels(Algorithm):
         self.guard_state = {"temperature_offset": 0.0, "pessimism_offset": 0.0, "extra_episodes": 0, "triggers": 0}
         self._novelty_ref: torch.Tensor | None = None
         self.done_logit_offset = 0.0
+        # the dream's done-logit scale: the configured number, or (done_logit_scale="fit") fitted after every fit
+        self.done_logit_scale = 1.0 if self.config.done_logit_scale == "fit" else float(self.config.done_logit_scale)
         self._new_steps = 0  # real env steps collected in this iteration (`fit_epochs_over="new"`)
         self._behaviour_lengths: list[int] = []  # real lengths of the random-hold (behaviour) episodes
         self.dream_trainer = None
@@ -251,6 +253,8 @@ class WorldModels(Algorithm):
             nll = self.metrics.peek((LEARNER_RESULTS, DEFAULT_MODULE_ID, "world_model/mdn_nll"), default=None)
             if nll is not None:
                 self._set_agent_state(surprise_baseline=float(nll))
+        if cfg.done_logit_scale == "fit":
+            self._fit_done_logit_scale()
         if cfg.calibrate_deaths and self._behaviour_lengths:
             from rllib_worldmodel.calibration import calibrate_done_offset
 
@@ -276,6 +280,20 @@ class WorldModels(Algorithm):
             for ep in self.replay.episodes
             if ep.t_started == 0 and ep.id_ in self._latents
         ]
+
+    def _fit_done_logit_scale(self) -> None:
+        """done_logit_scale="fit": the scale under which the replay's real deaths are most likely while M reads the
+        real frames (`calibration.fit_done_logit_scale`); kept as it was when the replay holds no death yet."""
+        from rllib_worldmodel.calibration import fit_done_logit_scale
+
+        episodes = self._whole_episodes()
+        if not any(ep[3] for ep in episodes):
+            return
+        fit = fit_done_logit_scale(self.world_model, episodes, self.dream_settings(scoring=True))
+        self.done_logit_scale = fit["scale"]
+        self.metrics.log_value("dream/done_logit_scale", fit["scale"], window=1)
+        for key in ("nll_as_fitted", "nll_offset_only", "nll"):
+            self.metrics.log_value(f"world_model/done_scale_{key}", fit[key], window=1)
 
     def _refit_done_head(self) -> None:
         """Refit M's done head on dreams from the replay's real states (`done_refit`) and give the learners the
@@ -413,7 +431,7 @@ class WorldModels(Algorithm):
             curiosity=knobs["curiosity"] if explorer else 0.0,
             curiosity_bonus=c.curiosity_bonus,
             done_logit_offset=self.done_logit_offset,
-            done_logit_scale=c.done_logit_scale,
+            done_logit_scale=self.done_logit_scale,
             reward_range=c.reward_range,
         )
 
@@ -502,6 +520,7 @@ class WorldModels(Algorithm):
                 "explorer_params": self._explorer_params,
                 "guard": dict(self.guard_state),
                 "done_logit_offset": self.done_logit_offset,
+                "done_logit_scale": self.done_logit_scale,
                 "behaviour_lengths": list(self._behaviour_lengths),
                 "dream_score": self.dream_score,
             }
@@ -518,6 +537,7 @@ class WorldModels(Algorithm):
             self._explorer_params = extra.get("explorer_params")
             self.guard_state.update(extra.get("guard", {}))
             self.done_logit_offset = float(extra.get("done_logit_offset", 0.0))
+            self.done_logit_scale = float(extra.get("done_logit_scale", self.done_logit_scale))
             self._behaviour_lengths = list(extra.get("behaviour_lengths", []))
             self.dream_score = extra["dream_score"]
         self._sync_local_module()
@@ -548,6 +568,6 @@ class WorldModels(Algorithm):
                 "real_steps": int(self.replay.get_added_timesteps()),
                 # pass both as dream settings to reproduce this dream
                 "done_logit_offset": self.done_logit_offset,
-                "done_logit_scale": self.config.done_logit_scale,
+                "done_logit_scale": self.done_logit_scale,
             },
         )

@@ -510,6 +510,16 @@ def add_controller_input_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _number_or_fit(text: str) -> float | str:
+    """argparse type of --done-logit-scale: a number, or "fit"."""
+    if text == "fit":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'fit'") from None
+
+
 def _add_hold_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hold",
@@ -616,9 +626,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--done-logit-scale",
-        type=float,
+        type=_number_or_fit,
         default=1.0,
-        help="multiply M's done logits by this before the calibrated offset (> 1: sharper safe/dangerous contrast)",
+        help="multiply M's done logits by this before the calibrated offset (> 1: sharper safe/dangerous contrast); "
+        "'fit': the scale under which the real deaths are most likely, re-fitted after every fit",
     )
     _add_m_training_args(train)
     train.add_argument(

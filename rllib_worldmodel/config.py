@@ -267,7 +267,7 @@ class WorldModelsConfig(AlgorithmConfig):
         done_ensemble: str = NotProvided,
         pessimism: float | list | tuple = NotProvided,
         calibrate_deaths: bool = NotProvided,
-        done_logit_scale: float = NotProvided,
+        done_logit_scale: float | str = NotProvided,
         reward_range: tuple[float, float] | None = NotProvided,
         start: str = NotProvided,
         branch_horizon: int = NotProvided,
@@ -294,7 +294,9 @@ class WorldModelsConfig(AlgorithmConfig):
                 collection policy equals its real mean survival (see `rllib_worldmodel.calibration`).
             done_logit_scale: M's done logits are multiplied by this (before the calibrated offset): > 1 sharpens
                 the difference between safe and dangerous states that an under-confident done head blurs
-                (`DreamSettings.done_logit_scale`; README: TakeCover).
+                (`DreamSettings.done_logit_scale`; README: TakeCover). "fit": after every fit, the scale under
+                which the replay's real deaths are most likely while M reads their real frames (Platt scaling,
+                `calibration.fit_done_logit_scale`; needs done_mode "sample" or "expected").
             reward_range: (low, high) to clip M's predicted reward to (e.g. the real rewards' range); None: none.
             start: Where the controller's training dreams begin: "episode" (paper: real episode starts, up to
                 `max_episode_steps`) or "branch" (real mid-episode states of the replay, `branch_horizon` steps
@@ -521,10 +523,20 @@ class WorldModelsConfig(AlgorithmConfig):
                 schedules[name] = Schedule(getattr(self, name), name, minimum=0.0, strict=strict)
             except ValueError as e:
                 errors.append(str(e) + (" (paper: tau = 1.15 for TakeCover)" if name == "temperature" else ""))
-        try:
-            DreamSettings(reward_range=self.reward_range, done_logit_scale=self.done_logit_scale)
-        except ValueError as e:
-            errors.append(str(e))
+        fitted_scale = self.done_logit_scale == "fit"
+        for settings, hint in (
+            ({"reward_range": self.reward_range}, ""),
+            ({} if fitted_scale else {"done_logit_scale": self.done_logit_scale}, ' Or "fit": see done_logit_scale.'),
+        ):
+            try:
+                DreamSettings(**settings)
+            except ValueError as e:
+                errors.append(str(e) + hint)
+        need(
+            not fitted_scale or self.done_mode in ("sample", "expected"),
+            f'done_logit_scale="fit" fits death probabilities; done_mode={self.done_mode!r} decides deaths by a '
+            'threshold. Use done_mode="sample" (or "expected"), or a number for done_logit_scale.',
+        )
         need(
             isinstance(self.mdn_closed_loop, (int, float)) and 0.0 <= self.mdn_closed_loop <= 1.0,
             f"world_model closed_loop={self.mdn_closed_loop!r} must be a probability in [0, 1] (0: teacher forcing, "

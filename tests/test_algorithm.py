@@ -64,6 +64,31 @@ def test_fit_epochs_count_the_whole_replay_or_only_the_new_steps(trained):
     assert n2["world_model/mdn_updates"] == math.ceil(cfg.mdn_epochs_per_iteration * new / per_mdn)
 
 
+def test_fitted_done_logit_scale_reaches_the_dream_and_the_checkpoint(ray_session, tmp_path):
+    """done_logit_scale="fit": after the fit, the scale is M's maximum-likelihood one on the replay's real deaths;
+    the dream, the calibration after it, the exported world model and a restored checkpoint all use it."""
+    from rllib_worldmodel.calibration import fit_done_logit_scale
+    from rllib_worldmodel.models.world_model import read_checkpoint
+
+    config = tiny_config().dream(done_mode="sample", calibrate_deaths=True, done_logit_scale="fit")
+    algo = config.build_algo()
+    fresh = config.build_algo()
+    try:
+        result = algo.train()
+        want = fit_done_logit_scale(algo.world_model, algo._whole_episodes(), algo.dream_settings(scoring=True))
+        assert result["dream/done_logit_scale"] == pytest.approx(want["scale"]) == algo.done_logit_scale
+        assert result["world_model/done_scale_nll"] <= result["world_model/done_scale_nll_as_fitted"]
+        assert algo.dream_settings().done_logit_scale == algo.done_logit_scale
+        exported = read_checkpoint(algo.export_world_model(tmp_path / "wm.pt"))["metadata"]
+        assert exported["done_logit_scale"] == algo.done_logit_scale
+        fresh.restore_from_path(algo.save_to_path(str(tmp_path / "ckpt")))
+        assert fresh.done_logit_scale == algo.done_logit_scale
+        assert fresh.done_logit_offset == algo.done_logit_offset
+    finally:
+        algo.stop()
+        fresh.stop()
+
+
 def test_previous_action_input_runs_in_the_dream_and_the_real_evaluation(ray_session):
     """include_prev_action: CMA-ES's dreams, the dream score and the real evaluation all feed C the same input."""
     algo = tiny_config().dream(include_prev_action=True).build_algo()
@@ -198,6 +223,8 @@ def test_one_iteration_on_real_takecover(ray_session):
         (lambda c: c.world_model(mdn_seq_len=0), "mdn_seq_len"),
         (lambda c: c.world_model(fit_epochs_over="all"), "fit_epochs_over"),
         (lambda c: c.dream(done_logit_scale=-1.0), "done_logit_scale"),
+        (lambda c: c.dream(done_logit_scale="sharp"), "done_logit_scale"),
+        (lambda c: c.dream(done_logit_scale="fit", done_mode="threshold"), "done_mode"),
         (lambda c: c.world_model(wm_loss_weights={"mdn": 1.0}), "wm_loss_weights"),
         (lambda c: c.evaluation(evaluation_duration_unit="timesteps"), "evaluation_duration_unit"),
     ],

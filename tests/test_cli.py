@@ -86,6 +86,20 @@ def test_train_controller_input_flags_reach_the_dream_and_the_acting_module():
     assert not default.include_prev_action and not default.model_config["include_prev_action"]
 
 
+def test_train_done_logit_scale_is_a_number_or_fit(capsys):
+    from rllib_worldmodel.cli import build_parser, train_config
+
+    parse = build_parser().parse_args
+    base = ["train", "--env", "takecover", "--done-mode", "sample", "--done-logit-scale"]
+    assert train_config(parse([*base, "3"])).done_logit_scale == 3.0
+    fitted = train_config(parse([*base, "fit"]))
+    fitted.validate()
+    assert fitted.done_logit_scale == "fit"
+    with pytest.raises(SystemExit):
+        parse([*base, "sharp"])
+    assert "neither a number nor 'fit'" in capsys.readouterr().err
+
+
 def test_checkpoint_save_replaces_the_old_one_and_a_crash_mid_save_keeps_it(tmp_path):
     target = tmp_path / "checkpoint"
     save_checkpoint_atomically(_FolderWriter("iteration 1"), target)
