@@ -25,7 +25,7 @@ from rllib_worldmodel.calibration import fit_done_logit_scale
 from rllib_worldmodel.dream import DreamSettings
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
-from rllib_worldmodel.fidelity import model_hazards_on_real, real_episodes, reference_policies
+from rllib_worldmodel.fidelity import hazards_on_encoded, real_episodes, reference_policies
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 
 
@@ -52,12 +52,14 @@ def main() -> None:
     started = time.time()
     recorded, encoded = {}, {}
     for name, (hold, fixed, cycle) in policies.items():
-        recorded[name] = real_episodes(env, hold, fixed, args.episodes, args.seed, cycle=cycle)
+        episodes = real_episodes(env, hold, fixed, args.episodes, args.seed, cycle=cycle)
         encoded[name] = []
-        for ep in recorded[name]:
+        for ep in episodes:
             mu, logvar = wm.encode_frames(ep.obs)
             encoded[name].append((mu, logvar, wm.encode_action(torch.as_tensor(ep.actions)), bool(ep.terminated)))
-        print(f"{name}: {len(recorded[name])} real episodes, {sum(len(e) for e in recorded[name])} steps")
+        recorded[name] = [(len(ep), bool(ep.terminated)) for ep in episodes]  # the frames are not kept
+        del episodes
+        print(f"{name}: {len(recorded[name])} real episodes, {sum(n for n, _ in recorded[name])} steps")
     env.close()
     collection = next(iter(policies))
     fits = {
@@ -71,13 +73,13 @@ def main() -> None:
     )
     rows = []
     for name, eps in recorded.items():
-        fitted, rescaled = model_hazards_on_real(wm, eps, [None, scaled])
-        steps = sum(len(ep) for ep in eps)
+        fitted, rescaled = hazards_on_encoded(wm, [(mu, a) for mu, _, a, _ in encoded[name]], [None, scaled])
+        steps = sum(n for n, _ in eps)
         rows.append(
             {
                 "policy": name,
                 "real_mean": steps / len(eps),
-                "real_hazard": sum(ep.terminated for ep in eps) / max(steps, 1),
+                "real_hazard": sum(t for _, t in eps) / max(steps, 1),
                 "model_hazard_as_fitted": fitted,
                 "model_hazard_scaled": rescaled,
             }

@@ -207,11 +207,14 @@ def fit_done_logit_scale(
         raise ValueError("fit_done_logit_scale fits probabilities: use a dream with done_mode 'sample' or 'expected'.")
     if not 0 < bounds[0] < bounds[1]:
         raise ValueError(f"bounds={bounds} must be (low, high) with 0 < low < high.")
-    logits, y = [], []
-    for mu, _, actions, terminated in episodes:
-        logits.append(world_model.teacher_forced_done_logits(mu[: len(actions)], actions).cpu())
-        y.append(torch.nn.functional.one_hot(torch.tensor(len(actions) - 1), len(actions)) * float(terminated))
-    logits, y = torch.cat(logits, 1), torch.cat(y)
+    per_episode = world_model.teacher_forced_done_logits_of([(mu, actions) for mu, _, actions, _ in episodes])
+    logits = torch.cat([lg.cpu() for lg in per_episode], 1)
+    y = torch.cat(
+        [
+            torch.nn.functional.one_hot(torch.tensor(len(actions) - 1), len(actions)) * float(terminated)
+            for _, _, actions, terminated in episodes
+        ]
+    )
     if y.sum() == 0:
         raise ValueError("fit_done_logit_scale needs episodes that terminated (no real death to fit to).")
     logits = logits.to(torch.float64)

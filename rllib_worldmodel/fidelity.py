@@ -118,20 +118,27 @@ def real_episodes(
     return [rollout(env, policy, seed=seed + ep) for ep in range(episodes)]
 
 
+def death_probability_of_logits(
+    world_model: WorldModel, logits_E_T: torch.Tensor, settings: DreamSettings | None = None
+) -> torch.Tensor:
+    """Per-step death probabilities (T,) from every member's done logits (E, T). Without `settings`: the done
+    head as fitted (members' logits averaged; `WorldModel.death_probability`). With `settings`: what that dream
+    would apply at those states (`DreamSettings.death_probability`: its logit scale and offset and ensemble rule;
+    with threshold deaths, 1 where it would end the dream and 0 elsewhere)."""
+    if settings is None:
+        return world_model.death_probability(logits_E_T.mean(0))
+    p = settings.death_probability(world_model, logits_E_T)
+    return (p > 0.5).float() if settings.threshold_deaths else p
+
+
 @torch.no_grad()
 def teacher_forced_death_probability(
     world_model: WorldModel, z_T_Z: torch.Tensor, actions_T: torch.Tensor, settings: DreamSettings | None = None
 ) -> torch.Tensor:
     """M's death probability at each step (T,) while it reads real latents z_0..z_{T-1} and the real actions
-    (teacher forcing). Without `settings`: the done head as fitted (members' logits averaged;
-    `WorldModel.death_probability`). With `settings`: what that dream would apply at those states
-    (`DreamSettings.death_probability`: its logit scale and offset and ensemble rule; with threshold deaths, 1 where
-    it would end the dream and 0 elsewhere)."""
+    (teacher forcing; `death_probability_of_logits` for `settings`)."""
     logits = world_model.teacher_forced_done_logits(z_T_Z, world_model.encode_action(actions_T))
-    if settings is None:
-        return world_model.death_probability(logits.mean(0))
-    p = settings.death_probability(world_model, logits)
-    return (p > 0.5).float() if settings.threshold_deaths else p
+    return death_probability_of_logits(world_model, logits, settings)
 
 
 def model_hazard_on_real(
@@ -151,7 +158,6 @@ def model_hazard_on_real(
     return model_hazards_on_real(world_model, episodes, [settings], batch_size)[0]
 
 
-@torch.no_grad()
 def model_hazards_on_real(
     world_model: WorldModel,
     episodes: Sequence[Episode],
@@ -160,14 +166,27 @@ def model_hazards_on_real(
 ) -> list[float]:
     """`model_hazard_on_real` for several readings of the done head (None: as fitted; a dream's settings: as that
     dream applies it), encoding the frames once."""
-    totals, steps = [0.0] * len(settings), 0
-    for ep in episodes:
-        mu, _ = world_model.encode_frames(ep.obs[:-1], batch_size)
-        actions = torch.as_tensor(ep.actions)
-        for k, st in enumerate(settings):
-            totals[k] += float(teacher_forced_death_probability(world_model, mu, actions, st).sum())
-        steps += len(ep)
-    return [t / max(steps, 1) for t in totals]
+    encoded = [
+        (world_model.encode_frames(ep.obs[:-1], batch_size)[0], world_model.encode_action(torch.as_tensor(ep.actions)))
+        for ep in episodes
+    ]
+    return hazards_on_encoded(world_model, encoded, settings)
+
+
+@torch.no_grad()
+def hazards_on_encoded(
+    world_model: WorldModel,
+    episodes: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    settings: Sequence[DreamSettings | None],
+) -> list[float]:
+    """`model_hazards_on_real` of episodes already encoded: (V's posterior means (T' >= T, Z), actions encoded
+    for M (T, A)) each; M reads them in padded batches (`WorldModel.teacher_forced_done_logits_of`)."""
+    logits = world_model.teacher_forced_done_logits_of(episodes)
+    steps = sum(lg.shape[1] for lg in logits)
+    return [
+        sum(float(death_probability_of_logits(world_model, lg, st).sum()) for lg in logits) / max(steps, 1)
+        for st in settings
+    ]
 
 
 def ranking_fidelity(

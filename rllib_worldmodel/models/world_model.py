@@ -217,9 +217,26 @@ class WorldModel(nn.Module):
     def teacher_forced_done_logits(self, z_T_Z: torch.Tensor, actions_T_A: torch.Tensor) -> torch.Tensor:
         """Every ensemble member's done logit at each step, (E, T), while M reads the real latents z_0..z_{T-1}
         and the real actions, encoded for M (teacher forcing from a zero LSTM state: a whole episode)."""
-        dev = self.device
-        out, _, _ = self.mdn_rnn(z_T_Z[None].to(dev), actions_T_A[None].to(dev))
-        return out.done_logit[:, 0]
+        return self.teacher_forced_done_logits_of([(z_T_Z, actions_T_A)])[0]
+
+    @torch.no_grad()
+    def teacher_forced_done_logits_of(
+        self, episodes: Sequence[tuple[torch.Tensor, torch.Tensor]], batch_size: int = 64
+    ) -> list[torch.Tensor]:
+        """`teacher_forced_done_logits` of several episodes, each (z (T, Z), encoded actions (T, A)), run
+        `batch_size` at a time (padded at the end: the LSTM is causal, so padding never reaches a real step);
+        returns each episode's (E, T) logits, in order."""
+        dev, out = self.device, [None] * len(episodes)
+        order = sorted(range(len(episodes)), key=lambda i: len(episodes[i][1]))  # similar lengths share a batch
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            lengths = [len(episodes[i][1]) for i in idx]
+            z = torch.nn.utils.rnn.pad_sequence([episodes[i][0][: len(episodes[i][1])] for i in idx], batch_first=True)
+            a = torch.nn.utils.rnn.pad_sequence([episodes[i][1] for i in idx], batch_first=True)
+            logits = self.mdn_rnn(z.to(dev), a.to(dev))[0].done_logit  # (E, B, T)
+            for j, (i, t) in enumerate(zip(idx, lengths)):
+                out[i] = logits[:, j, :t]
+        return out
 
     def encode_action(self, actions: torch.Tensor) -> torch.Tensor:
         """Env actions (..., ) ints or (..., A) floats -> M's input encoding (..., action_dim) float."""

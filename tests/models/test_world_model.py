@@ -98,3 +98,28 @@ def test_encode_action():
     model = make_image_world_model(n_actions=3)
     enc = model.encode_action(torch.tensor([0, 2]))
     torch.testing.assert_close(enc, torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]))
+
+
+def test_batched_teacher_forcing_equals_one_episode_at_a_time():
+    """Padding episodes of different lengths into one batch must not change any real step's done logits."""
+    model = make_image_world_model(n_actions=3)
+    gen = torch.Generator().manual_seed(0)
+    episodes = []
+    for t in (5, 17, 1, 9):
+        actions = model.encode_action(torch.randint(0, 3, (t,), generator=gen))
+        episodes.append((torch.randn(t + 1, model.config.z_size, generator=gen), actions))  # T+1 frames, T actions
+    batched = model.teacher_forced_done_logits_of(episodes, batch_size=3)
+    for (z, actions), logits in zip(episodes, batched):
+        assert logits.shape == (model.config.num_heads, len(actions))
+        torch.testing.assert_close(logits, model.teacher_forced_done_logits(z[: len(actions)], actions))
+        out, _, _ = model.mdn_rnn(z[None, : len(actions)], actions[None])  # the plain forward, for reference
+        torch.testing.assert_close(logits, out.done_logit[:, 0])
+
+
+def test_encode_frames_in_chunks_equals_one_pass():
+    model = make_image_world_model()
+    frames = torch.randint(0, 256, (7, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mu, logvar = model.encode_frames(frames.numpy(), batch_size=3)
+    want_mu, want_logvar = model.vae.encode(frames)
+    torch.testing.assert_close(mu, want_mu, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logvar, want_logvar, rtol=1e-5, atol=1e-5)
