@@ -125,12 +125,20 @@ class MDNRNN(nn.Module):
         """
         if closed_loop != 0:  # forward_closed_loop checks the value
             return self.forward_closed_loop(z_B_T_Z, a_B_T_A, state, closed_loop, generator, horizon)
+        h_B_T_H, final = self.hidden(z_B_T_Z, a_B_T_A, state)
+        return self.heads(h_B_T_H), h_B_T_H, final
+
+    def hidden(
+        self, z_B_T_Z: torch.Tensor, a_B_T_A: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The LSTM alone over whole sequences (teacher forcing, fused kernel): outputs h_B_T_H and the final
+        state (h, c). For readers of one head (e.g. `done_head`) that need not pay for the mixture heads."""
         self._check(z_B_T_Z, a_B_T_A, ndim=3)
         if state is None:
             state = self.initial_state(z_B_T_Z.shape[0], z_B_T_Z.device)
         h0, c0 = state
         h_B_T_H, (hn, cn) = self.lstm(torch.cat([z_B_T_Z, a_B_T_A], dim=-1), (h0.unsqueeze(0), c0.unsqueeze(0)))
-        return self.heads(h_B_T_H), h_B_T_H, (hn.squeeze(0), cn.squeeze(0))
+        return h_B_T_H, (hn.squeeze(0), cn.squeeze(0))
 
     def forward_closed_loop(
         self,

@@ -233,7 +233,7 @@ class WorldModel(nn.Module):
             lengths = [len(episodes[i][1]) for i in idx]
             z = torch.nn.utils.rnn.pad_sequence([episodes[i][0][: len(episodes[i][1])] for i in idx], batch_first=True)
             a = torch.nn.utils.rnn.pad_sequence([episodes[i][1] for i in idx], batch_first=True)
-            logits = self.mdn_rnn(z.to(dev), a.to(dev))[0].done_logit  # (E, B, T)
+            logits = self.mdn_rnn.done_head(self.mdn_rnn.hidden(z.to(dev), a.to(dev))[0]).movedim(-1, 0)  # (E, B, T)
             for j, (i, t) in enumerate(zip(idx, lengths)):
                 out[i] = logits[:, j, :t]
         return out
