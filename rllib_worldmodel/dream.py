@@ -158,6 +158,8 @@ class DreamSettings:
             )
         if int(self.max_episode_steps) < 1:
             raise ValueError(f"max_episode_steps={self.max_episode_steps} must be >= 1 (paper TakeCover: 2100).")
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
 
     @property
     def threshold_deaths(self) -> bool:
@@ -179,8 +181,6 @@ class DreamSettings:
         logit = self.done_logit_scale * done_logit_E_B + self.done_logit_offset
         p = torch.sigmoid(logit) if self.threshold_deaths else world_model.death_probability(logit)
         return p.max(0).values if self.done_ensemble == "max" else p.mean(0)
-        if self.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> DreamSettings:

@@ -65,6 +65,13 @@ def test_previous_action_needs_latent_observations(image_world_model):
         env.set_world_model_state(state, settings=DreamSettings(include_prev_action=True))
 
 
+def test_auto_device_resolves_when_the_settings_are_made(image_world_model):
+    """device="auto" becomes a real device at once, so every simulator built from the settings can use it."""
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert DreamSettings(device="auto").device == want
+    assert DreamSimulator(image_world_model, DreamSettings(device="auto")).device == torch.device(want)
+
+
 def test_done_logit_scale_multiplies_the_logits_before_the_offset(image_world_model):
     wm, n = image_world_model, 6
     z0 = torch.randn(n, wm.config.z_size, generator=torch.Generator().manual_seed(0))
