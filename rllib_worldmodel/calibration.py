@@ -220,9 +220,10 @@ def fit_done_logit_scale(
     logits = logits.to(torch.float64)
     y = y.to(torch.float64)
 
+    rule = dataclasses.replace(settings, done_logit_scale=1.0, done_logit_offset=0.0)  # scale and offset: free
+
     def nll(scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        st = dataclasses.replace(settings, done_logit_scale=1.0, done_logit_offset=0.0)
-        p = st.death_probability(world_model, scale * logits + offset).clamp(1e-12, 1 - 1e-12)
+        p = rule.death_probability(world_model, scale * logits + offset).clamp(1e-12, 1 - 1e-12)
         return -(y * p.log() + (1 - y) * (1 - p).log()).mean()
 
     def fit(free_scale: bool) -> tuple[float, float, float]:
