@@ -38,12 +38,14 @@ def _init_worker(path: str, view: dict) -> None:
     _WM, _VIEW = WorldModel.load(path).eval(), view
 
 
-def play(job: tuple[np.ndarray, int]) -> np.ndarray:
+def play(job: tuple[np.ndarray, int, int]) -> np.ndarray:
     """Real returns of one episode per row of `flats` (controller parameters), all played at once; episode i is
-    reset with seed + i (`takecover_tau.play_real`)."""
-    flats, seed = job
+    reset with seed + i, and the controller decides every `action_repeat`-th frame (`takecover_tau.play_real`)."""
+    flats, seed, action_repeat = job
     ctrl = Controller(_WM.config.z_size + _WM.config.rnn_size, _WM.config.action_space())
-    return play_real(_WM, ctrl, len(flats), num_envs=len(flats), seed=seed, view=_VIEW, flats=flats)[0]
+    return play_real(
+        _WM, ctrl, len(flats), num_envs=len(flats), seed=seed, view=_VIEW, flats=flats, action_repeat=action_repeat
+    )[0]
 
 
 def main() -> None:
@@ -56,6 +58,9 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--action-repeat", type=int, default=1, help="the controller decides every k-th frame (the main job: 50)"
+    )
     add_view_args(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "real_cma_ceiling.json"))
     args = parser.parse_args()
@@ -70,7 +75,7 @@ def main() -> None:
     def run(flats: np.ndarray, seed: int) -> np.ndarray:
         """Episode i (of candidate flats[i]) is reset with seed + i, whichever process plays it."""
         parts = np.array_split(np.arange(len(flats)), args.processes)
-        return np.concatenate(pool.map(play, [(flats[p], seed + int(p[0])) for p in parts]))
+        return np.concatenate(pool.map(play, [(flats[p], seed + int(p[0]), args.action_repeat) for p in parts]))
 
     t0, steps, log = time.perf_counter(), 0, []
     for g in range(args.generations):
@@ -109,7 +114,8 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     print(
-        f"linear C on [z, h], CMA-ES {args.population} x {args.rollouts} real episodes x {args.generations} "
+        f"linear C on [z, h] deciding every {args.action_repeat} frames, CMA-ES {args.population} x "
+        f"{args.rollouts} real episodes x {args.generations} "
         f"generations on the REAL game ({steps:,} real steps, {train_s:.0f} s): "
         f"{final.mean():.0f} ± {final.std():.0f} over {len(final)} real episodes"
     )

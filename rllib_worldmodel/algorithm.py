@@ -39,7 +39,7 @@ from rllib_worldmodel.config import WorldModelsConfig
 from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
-from rllib_worldmodel.evaluation import evaluate_real_and_dream
+from rllib_worldmodel.evaluation import evaluate_real_and_dream, sample_episodes
 from rllib_worldmodel.models.world_model import WorldModel
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import latent_logvar
@@ -173,18 +173,9 @@ class WorldModels(Algorithm):
 
     def _sample_real(self, n: int) -> list:
         """`n` real episodes from the EnvRunners with the module as it is now (exploration on)."""
-        group = self.env_runner_group
-        if group.num_remote_env_runners() > 0:
-            per_runner = math.ceil(n / group.num_remote_env_runners())
-            results = group.foreach_env_runner(
-                lambda er: (er.sample(num_episodes=per_runner, explore=True), er.get_metrics()),
-                local_env_runner=False,
-            )
-        else:
-            er = self.env_runner
-            results = [(er.sample(num_episodes=n, explore=True), er.get_metrics())]
-        self.metrics.aggregate([m for _, m in results], key=ENV_RUNNER_RESULTS)
-        return [ep for eps, _ in results for ep in eps]
+        episodes, runner_metrics = sample_episodes(self.env_runner_group, n, explore=True)
+        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        return episodes
 
     def _collect_real(self) -> None:
         c = self.config

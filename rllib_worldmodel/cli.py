@@ -182,6 +182,17 @@ def save_checkpoint_atomically(algo: Any, folder: str | os.PathLike) -> Path:
     return folder
 
 
+def _training_scalars(result: dict) -> dict:
+    """The numbers a `WorldModels` training iteration logged for itself (`world_model/…`, `dream/…`, `real/…`) and
+    the seconds each of its phases took (`timers/<phase>_s`), from one `Algorithm.train()` result."""
+    scalars = {k: float(v) for k, v in result.items() if "/" in k and isinstance(v, (int, float, np.number))}
+    timers = result.get("timers", {})
+    for phase in ("collect_real", "fit_world_model", "train_controller"):
+        if isinstance(timers.get(phase), (int, float, np.number)):
+            scalars[f"timers/{phase}_s"] = float(timers[phase])
+    return scalars
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import logging
 
@@ -224,6 +235,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "dream_env_steps": int(r["dream/num_env_steps_sampled_lifetime"]),
                 "wall_s": round(time.perf_counter() - t0, 1),
                 **{k: v for k, v in ev.items() if "/" in k or k == "dream_real_gap"},
+                # The training phases' own scalars (world-model updates, the done-logit offset and scale, CMA-ES's
+                # dream score, exploration counts) apart from the evaluation's: both have a dream/episode_return_mean.
+                "training": _training_scalars(r),
             }
             rows.append(row)
             print(

@@ -10,8 +10,22 @@ import math
 from typing import Any
 
 import numpy as np
-from ray.rllib.utils.metrics import EVALUATION_RESULTS
+from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, EVALUATION_RESULTS
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+
+def sample_episodes(group, num_episodes: int, explore: bool) -> tuple[list, list[dict]]:
+    """At least `num_episodes` episodes from an EnvRunnerGroup (split over its remote EnvRunners, or on the local one
+    when it has none), and each EnvRunner's metrics of that sampling (RLlib's `env_runners/...` stats)."""
+    if group.num_remote_env_runners() > 0:
+        per = math.ceil(num_episodes / group.num_remote_env_runners())
+        results = group.foreach_env_runner(
+            lambda er: (er.sample(num_episodes=per, explore=explore), er.get_metrics()), local_env_runner=False
+        )
+    else:
+        er = group.local_env_runner
+        results = [(er.sample(num_episodes=num_episodes, explore=explore), er.get_metrics())]
+    return [ep for eps, _ in results for ep in eps], [m for _, m in results]
 
 
 def evaluate_real_and_dream(
@@ -20,18 +34,18 @@ def evaluate_real_and_dream(
     """RLlib custom evaluation: N real episodes on the evaluation EnvRunners (no exploration) plus the dream score.
 
     Returns `real/episode_return_{mean,std,min,max}`, `real/num_episodes`, `dream/episode_return_{...}` (the same
-    controller in the dream) and `dream_real_gap` (dream mean - real mean), under `evaluation/` in the results.
+    controller in the dream) and `dream_real_gap` (dream mean - real mean), under `evaluation/` in the results;
+    RLlib's own EnvRunner stats of the same episodes go to `evaluation/env_runners/...` (their
+    `episode_return_mean` is smoothed over RLlib's `metrics_num_episodes_for_smoothing` last episodes, which can
+    span evaluations; `evaluation/real/...` is this evaluation's alone).
     With `react` the algorithm's exploit guard sees the gap and its reaction is reported under `guard/...`.
     """
     n = num_episodes or algo.config.evaluation_duration
-    if eval_group.num_remote_env_runners() > 0:
-        per = math.ceil(n / eval_group.num_remote_env_runners())
-        batches = eval_group.foreach_env_runner(
-            lambda er: er.sample(num_episodes=per, explore=False), local_env_runner=False
-        )
-    else:
-        batches = [eval_group.local_env_runner.sample(num_episodes=n, explore=False)]
-    episodes = [ep for eps in batches for ep in eps if ep.is_done]
+    sampled, runner_metrics = sample_episodes(eval_group, n, explore=False)
+    episodes = [ep for ep in sampled if ep.is_done]
+    # RLlib's own evaluation stats (evaluation/env_runners/episode_return_mean, ...), which Tune users and RLlib's
+    # "no evaluation results" check look for, beside ours.
+    algo.metrics.aggregate(runner_metrics, key=(EVALUATION_RESULTS, ENV_RUNNER_RESULTS))
     returns = np.array([ep.get_return() for ep in episodes], dtype=float)
     steps = int(sum(len(ep) for ep in episodes))
     results: dict[str, Any] = {

@@ -110,6 +110,9 @@ def test_evaluation_is_on_the_real_env_with_dream_gap(trained):
     assert ev["real/episode_return_min"] <= ev["real/episode_return_mean"] <= ev["real/episode_return_max"]
     assert ev["real/episode_return_std"] >= 0
     assert ev["dream_real_gap"] == pytest.approx(ev["dream/episode_return_mean"] - ev["real/episode_return_mean"])
+    # RLlib's own evaluation stats of the same episodes, where Tune users look for them
+    assert ev["env_runners"]["num_episodes"] == ev["real/num_episodes"]
+    assert ev["env_runners"]["episode_return_max"] >= ev["real/episode_return_min"]
 
 
 def test_dream_steps_are_never_counted_as_real(trained):
