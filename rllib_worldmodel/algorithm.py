@@ -140,7 +140,8 @@ class WorldModels(Algorithm):
         for phase in (self._collect_real, self._fit_world_model, self._train_controller):
             name = phase.__name__.lstrip("_")
             t0 = time.perf_counter()
-            with self.metrics.log_time(("timers", name)):
+            # window=1: this iteration's seconds (RLlib's default EMA would report the first iteration's for long)
+            with self.metrics.log_time(("timers", name), reduce="mean", window=1):
                 phase()
             logger.info("iteration %d: %s took %.1f s", self.iteration + 1, name, time.perf_counter() - t0)
         self.metrics.log_value("real/acted_randomly", float(random_phase), window=1)
