@@ -59,6 +59,9 @@ def _set_runner_module_state(env_runner, update: dict[str, Any]) -> None:
 class WorldModels(Algorithm):
     """World Models (Ha & Schmidhuber 2018) on RLlib's new API stack. Configure with `WorldModelsConfig`."""
 
+    # One training iteration, in order; each phase is the method `_<name>` and is timed as `timers/<name>`.
+    PHASES = ("collect_real", "fit_world_model", "train_controller")
+
     @classmethod
     def get_default_config(cls) -> WorldModelsConfig:
         return WorldModelsConfig()
@@ -137,12 +140,11 @@ class WorldModels(Algorithm):
     def training_step(self) -> None:
         random_phase = self.iteration < self.config.random_iterations
         self._set_agent_state(random_only=random_phase)
-        for phase in (self._collect_real, self._fit_world_model, self._train_controller):
-            name = phase.__name__.lstrip("_")
+        for name in self.PHASES:
             t0 = time.perf_counter()
             # window=1: this iteration's seconds (RLlib's default EMA would report the first iteration's for long)
             with self.metrics.log_time(("timers", name), reduce="mean", window=1):
-                phase()
+                getattr(self, f"_{name}")()
             logger.info("iteration %d: %s took %.1f s", self.iteration + 1, name, time.perf_counter() - t0)
         self.metrics.log_value("real/acted_randomly", float(random_phase), window=1)
 

@@ -185,11 +185,10 @@ def save_checkpoint_atomically(algo: Any, folder: str | os.PathLike) -> Path:
 def _training_scalars(result: dict) -> dict:
     """The numbers a `WorldModels` training iteration logged for itself (`world_model/…`, `dream/…`, `real/…`) and
     the seconds each of its phases took (`timers/<phase>_s`), from one `Algorithm.train()` result."""
+    from rllib_worldmodel.algorithm import WorldModels
+
     scalars = {k: float(v) for k, v in result.items() if "/" in k and isinstance(v, (int, float, np.number))}
-    timers = result.get("timers", {})
-    for phase in ("collect_real", "fit_world_model", "train_controller"):
-        if isinstance(timers.get(phase), (int, float, np.number)):
-            scalars[f"timers/{phase}_s"] = float(timers[phase])
+    scalars.update({f"timers/{phase}_s": float(result["timers"][phase]) for phase in WorldModels.PHASES})
     return scalars
 
 

@@ -7,14 +7,17 @@ Installed as the `custom_evaluation_function` of every WorldModelsConfig, so RLl
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, EVALUATION_RESULTS
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
+if TYPE_CHECKING:
+    from ray.rllib.env.env_runner_group import EnvRunnerGroup
 
-def sample_episodes(group, num_episodes: int, explore: bool) -> tuple[list, list[dict]]:
+
+def sample_episodes(group: EnvRunnerGroup, num_episodes: int, explore: bool) -> tuple[list, list[dict]]:
     """At least `num_episodes` episodes from an EnvRunnerGroup (split over its remote EnvRunners, or on the local one
     when it has none), and each EnvRunner's metrics of that sampling (RLlib's `env_runners/...` stats)."""
     if group.num_remote_env_runners() > 0:
