@@ -45,41 +45,12 @@ def random_hold_survival(
     `start_index` (num_dreams,): the rows of the start bank each dream begins at (see `DreamSimulator.reset`).
     """
     sim = DreamSimulator(world_model, dataclasses.replace(settings, seed=seed))
-    space = sim.action_space
-    gen = torch.Generator(device=sim.device).manual_seed(seed + 1)
-    if fixed_action is not None:
-        cycle = (int(fixed_action),)
-    order = None if cycle is None else torch.as_tensor([int(a) for a in cycle], dtype=torch.long, device=sim.device)
-    # each dream's place in the cycle (a random phase, so the dreams do not all turn at once); drawn only for a
-    # cycle, so the random-hold policy's draws (and every calibration made with them) stay as they were
-    turn = torch.zeros(num_dreams, dtype=torch.long)
-    if order is not None and len(order) > 1:
-        turn = torch.randint(0, len(order), (num_dreams,), generator=gen)
-    turn = turn.to(sim.device)
-
-    def draw(rows: torch.Tensor) -> torch.Tensor:
-        n = int(rows.numel())
-        if order is not None:
-            return order[turn[rows] % len(order)]
-        if isinstance(space, gym.spaces.Discrete):
-            return torch.randint(0, int(space.n), (n,), device=sim.device, generator=gen)
-        low = torch.as_tensor(space.low, device=sim.device)
-        high = torch.as_tensor(space.high, device=sim.device)
-        return low + torch.rand((n, *space.shape), device=sim.device, generator=gen) * (high - low)
-
     sim.reset(num_dreams, start_index=start_index)
-    action = draw(torch.arange(num_dreams, device=sim.device))
-    left = torch.randint(hold[0], hold[1] + 1, (num_dreams,), generator=gen)
+    policy = DreamReferenceActions(sim, num_dreams, hold, seed, fixed_action, cycle)
     lengths = torch.zeros(num_dreams)
     slot = torch.arange(num_dreams)
     while slot.numel():
-        new = left <= 0
-        if new.any():
-            rows = new.nonzero().squeeze(1).to(sim.device)
-            turn[rows] += 1
-            action[rows] = draw(rows)
-            left[new] = torch.randint(hold[0], hold[1] + 1, (int(new.sum()),), generator=gen)
-        left -= 1
+        action = policy()
         alive = sim.alive.cpu()  # with done_mode="expected" the probability of still being alive, else 1
         _, _, term, trunc = sim.step(action)
         lengths[slot] += alive
@@ -87,9 +58,76 @@ def random_hold_survival(
         if not keep.all():
             idx = keep.nonzero().squeeze(1)
             sim.select(idx.to(sim.device))
-            didx = idx.to(sim.device)
-            slot, action, left, turn = slot[idx], action[didx], left[idx], turn[didx]
+            policy.select(idx)
+            slot = slot[idx]
     return lengths
+
+
+class DreamReferenceActions:
+    """A reference policy acting for a batch of dreams at once: uniform random actions each held a random
+    `hold` (min, max) steps, one `fixed_action` throughout, or a `cycle` of actions played in turn, each held `hold`
+    steps, from a random place in the cycle per dream (so the dreams do not all turn at once). The dream-side twin of
+    `fidelity.ReferencePolicy` (which acts in one real env).
+
+    Args:
+        sim: The (reset) dream whose action space and device the actions use.
+        num_dreams: Dreams acted for.
+        hold: (min, max) steps each action is held.
+        seed: Seeds the policy's own draws (seed + 1: separate from the dream's stream).
+        fixed_action: Discrete only: play this action throughout.
+        cycle: Discrete only: play these actions in turn.
+    """
+
+    def __init__(
+        self,
+        sim: DreamSimulator,
+        num_dreams: int,
+        hold: tuple[int, int],
+        seed: int = 0,
+        fixed_action: int | None = None,
+        cycle: Sequence[int] | None = None,
+    ):
+        self.space, self.device, self.hold = sim.action_space, sim.device, hold
+        self.gen = torch.Generator(device=sim.device).manual_seed(seed + 1)
+        if fixed_action is not None:
+            cycle = (int(fixed_action),)
+        self.order = (
+            None if cycle is None else torch.as_tensor([int(a) for a in cycle], dtype=torch.long, device=sim.device)
+        )
+        # each dream's place in the cycle; drawn only for a cycle, so the random-hold policy's draws (and every
+        # calibration made with them) stay as they were before cycles existed
+        turn = torch.zeros(num_dreams, dtype=torch.long)
+        if self.order is not None and len(self.order) > 1:
+            turn = torch.randint(0, len(self.order), (num_dreams,), generator=self.gen)
+        self.turn = turn.to(sim.device)
+        self.action = self._draw(torch.arange(num_dreams, device=sim.device))
+        self.left = torch.randint(hold[0], hold[1] + 1, (num_dreams,), generator=self.gen)
+
+    def _draw(self, rows: torch.Tensor) -> torch.Tensor:
+        n = int(rows.numel())
+        if self.order is not None:
+            return self.order[self.turn[rows] % len(self.order)]
+        if isinstance(self.space, gym.spaces.Discrete):
+            return torch.randint(0, int(self.space.n), (n,), device=self.device, generator=self.gen)
+        low = torch.as_tensor(self.space.low, device=self.device)
+        high = torch.as_tensor(self.space.high, device=self.device)
+        return low + torch.rand((n, *self.space.shape), device=self.device, generator=self.gen) * (high - low)
+
+    def __call__(self) -> torch.Tensor:
+        """The actions of this step, (B,) or (B, A): a dream whose hold has run out draws its next action first."""
+        new = self.left <= 0
+        if new.any():
+            rows = new.nonzero().squeeze(1).to(self.device)
+            self.turn[rows] += 1
+            self.action[rows] = self._draw(rows)
+            self.left[new] = torch.randint(self.hold[0], self.hold[1] + 1, (int(new.sum()),), generator=self.gen)
+        self.left -= 1
+        return self.action
+
+    def select(self, index_N: torch.Tensor) -> None:
+        """Keep only these dreams (CPU indices), as `DreamSimulator.select` does."""
+        dev = index_N.to(self.device)
+        self.action, self.turn, self.left = self.action[dev], self.turn[dev], self.left[index_N]
 
 
 def real_branch_survival(world_model: WorldModel, horizon: int, focus: float = 0.0) -> float:

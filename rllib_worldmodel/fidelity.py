@@ -1,5 +1,6 @@
 """Does the dream rank policies the way the real env does? Survival of simple reference policies, dream vs real.
-And does a short dream from a real state foresee what really happened next (`branch_fidelity`)?
+And does a short dream from a real state foresee what really happened next (`branch_fidelity`)? And where a
+ranking breaks, is it in what M's state knows on real frames or in where the dream leads (`danger_fidelity`)?
 
 A controller trained in the dream can only be as good as the dream's ORDER of policies: if the dream thinks that
 holding one button is safer than dodging, CMA-ES will find that button. Before spending any training on it, play a
@@ -12,6 +13,7 @@ will optimise the wrong thing, however small the dream-real gap of the collectio
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +21,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 from scipy.stats import mannwhitneyu, spearmanr
+from torch import nn
 
-from rllib_worldmodel.calibration import random_hold_survival
+from rllib_worldmodel.calibration import DreamReferenceActions, random_hold_survival
 from rllib_worldmodel.data import Episode, rollout
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.losses import mdn_log_prob
@@ -402,4 +405,219 @@ def action_effect(
         "real_step_distance": float(torch.cat(real_step).mean()),
         "steps": steps,
         "points": len(idx),
+    }
+
+
+@torch.no_grad()
+def dreamed_states(
+    world_model: WorldModel,
+    settings: DreamSettings,
+    num_dreams: int,
+    steps: int,
+    hold: tuple[int, int],
+    fixed_action: int | None = None,
+    cycle: Sequence[int] | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """M's LSTM outputs (steps, num_dreams, H) along dreams of a reference policy (`reference_policies`' hold,
+    fixed action, cycle), the states its output heads read in the dream. Every dream runs all `steps`: dreamed
+    deaths are ignored here, so the states are where the policy leads the dream, not where it survives."""
+    sim = DreamSimulator(world_model, dataclasses.replace(settings, seed=seed, max_episode_steps=steps))
+    sim.reset(num_dreams)
+    policy = DreamReferenceActions(sim, num_dreams, hold, seed, fixed_action, cycle)
+    states = []
+    for _ in range(steps):
+        sim.step(policy())
+        states.append(sim.h.cpu())
+    return torch.stack(states)
+
+
+class StateProbe:
+    """A logistic probe (one hidden ReLU layer, or linear with hidden=0) fitted on M's states: p(event | state).
+
+    It answers what a done head COULD read from M's state, independent of the done head M has: fitted on M's states
+    while it reads real frames, labelled with what really happened next, it measures whether the danger is in the
+    state at all; applied to dreamed states, whether the dream leads a policy into danger where reality does.
+
+    Args:
+        states_N_H: Training states.
+        labels_N: 1 where the event (a death, a hit) happened at that step, else 0.
+        hidden: Hidden units (0: logistic regression).
+        epochs: Passes over the states (Adam, batches of 512).
+        lr: Adam learning rate.
+        seed: Seeds the initial weights and the batch order.
+    """
+
+    def __init__(
+        self,
+        states_N_H: torch.Tensor,
+        labels_N: np.ndarray | torch.Tensor,
+        hidden: int = 256,
+        epochs: int = 30,
+        lr: float = 1e-3,
+        seed: int = 0,
+    ):
+        y = torch.as_tensor(labels_N, dtype=torch.float32)
+        if len(y) != len(states_N_H):
+            raise ValueError(f"{len(states_N_H)} states but {len(y)} labels: one label per state.")
+        base = float(y.mean())
+        if not 0 < base < 1:
+            raise ValueError(f"the probe needs both events and non-events among its {len(y)} states (rate {base}).")
+        gen = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            size = states_N_H.shape[1]
+            self.net = (
+                nn.Linear(size, 1)
+                if hidden == 0
+                else nn.Sequential(nn.Linear(size, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+            )
+        last = self.net if hidden == 0 else self.net[-1]
+        with torch.no_grad():  # start at the base rate: rare events would otherwise take most epochs to get there
+            last.bias.fill_(math.log(base / (1 - base)))
+        self.mean, self.std = states_N_H.mean(0), states_N_H.std(0) + 1e-6
+        x = self.standardise(states_N_H)
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=1e-4)
+        for _ in range(epochs):
+            for batch in torch.randperm(len(x), generator=gen).split(512):
+                loss = nn.functional.binary_cross_entropy_with_logits(self.net(x[batch]).squeeze(-1), y[batch])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+    def standardise(self, states: torch.Tensor) -> torch.Tensor:
+        return (states.float() - self.mean) / self.std
+
+    @torch.no_grad()
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        """p(event) for states of any leading shape (..., H) -> (...)."""
+        return torch.sigmoid(self.net(self.standardise(states)).squeeze(-1))
+
+
+@dataclasses.dataclass
+class RecordedPolicy:
+    """Real episodes of one reference policy and the events to predict in them.
+
+    Attributes:
+        spec: The policy as `reference_policies` gives it ({"hold", "fixed_action", "cycle"}); the dream plays it.
+        episodes: Its real episodes.
+        events: Per episode, (T,) 1 where the event happened at that step (its action led to it). None: the
+            episode's termination, at its last step.
+    """
+
+    spec: dict[str, Any]
+    episodes: list[Episode]
+    events: list[np.ndarray] | None = None
+
+    def event_arrays(self) -> list[np.ndarray]:
+        if self.events is not None:
+            if len(self.events) != len(self.episodes) or any(
+                len(e) != len(ep.actions) for e, ep in zip(self.events, self.episodes)
+            ):
+                raise ValueError("events: one (T,) array per episode, as long as its actions.")
+            return [np.asarray(e, dtype=np.float32) for e in self.events]
+        out = []
+        for ep in self.episodes:
+            e = np.zeros(len(ep.actions), np.float32)
+            e[-1] = float(ep.terminated)
+            out.append(e)
+        return out
+
+
+def danger_fidelity(
+    world_model: WorldModel,
+    settings: DreamSettings,
+    policies: dict[str, RecordedPolicy],
+    num_dreams: int = 128,
+    steps: int = 200,
+    hidden: int = 256,
+    epochs: int = 30,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Where does the dream's ranking of policies break: in what M's state knows, or in where the dream goes?
+
+    A `StateProbe` is fitted on M's LSTM states while it reads the even-numbered real episodes of every policy
+    (teacher forcing), labelled with the events that really followed. Per policy it then reports the real event
+    rate, the probe's mean on the odd-numbered (held-out) real episodes' states, and its mean on dreamed states of
+    the same policy (`dreamed_states`); M's own done head is read on both as well (as `settings` applies it).
+    Three rank correlations with the real rates follow:
+    - `rho_probe_real` (perception): near 1 says M's state holds what separates the policies on real frames;
+    - `rho_done_head_real`: whether M's done head reads it;
+    - `rho_probe_dream` (dynamics): near 1 says the dream leads each policy into as much danger as reality does.
+    Low perception is V's or M's encoding to fix; high perception with low dynamics is the dream's next-latent
+    model. Measured on TakeCover (README, 2026-12-02): perception 1.0, dynamics below 0.
+
+    Args:
+        world_model: The fitted world model.
+        settings: The dream (temperature, done-head reading); its deaths are ignored while dreaming states.
+        policies: Name -> the policy's recorded real episodes and events (at least two policies, each with at
+            least two episodes).
+        num_dreams: Dreams per policy.
+        steps: Dreamed steps per dream.
+        hidden: Probe hidden units (0: logistic regression).
+        epochs: Probe training passes.
+        seed: Seeds the probe and the dreams.
+
+    Returns:
+        {"rows": [{"policy", "real_event_rate", "probe_on_real", "probe_on_dream", "done_head_on_real",
+        "done_head_on_dream", "real_steps"}], "probe_auc" (held-out real states), "rho_probe_real",
+        "rho_done_head_real", "rho_probe_dream", "rho_done_head_dream", "events", "train_states"}; rates per step.
+    """
+    if len(policies) < 2 or any(len(p.episodes) < 2 for p in policies.values()):
+        raise ValueError("danger_fidelity needs at least two policies with at least two real episodes each.")
+    states, labels, held_out, policy_of = [], [], [], []
+    for k, p in enumerate(policies.values()):
+        encoded = [
+            (world_model.encode_frames(ep.obs[:-1])[0], world_model.encode_action(torch.as_tensor(ep.actions)))
+            for ep in p.episodes
+        ]
+        for i, (h, e) in enumerate(zip(world_model.teacher_forced_states_of(encoded), p.event_arrays())):
+            states.append(h.cpu())
+            labels.append(e)
+            held_out.append(np.full(len(e), i % 2 == 1))
+            policy_of.append(np.full(len(e), k))
+    h_N_H, y = torch.cat(states), np.concatenate(labels)
+    test, which = np.concatenate(held_out), np.concatenate(policy_of)
+    probe = StateProbe(h_N_H[torch.as_tensor(~test)], y[~test], hidden, epochs, seed=seed)
+    p_real = probe(h_N_H).numpy()
+
+    def done_head(h: torch.Tensor) -> np.ndarray:
+        logits = world_model.mdn_rnn.heads(h.to(world_model.device)).done_logit
+        return death_probability_of_logits(world_model, logits.reshape(logits.shape[0], -1), settings).cpu().numpy()
+
+    with torch.no_grad():
+        d_real = done_head(h_N_H)
+    rows = []
+    for k, (name, p) in enumerate(policies.items()):
+        rows_k = test & (which == k)
+        dreamed = dreamed_states(
+            world_model, settings, num_dreams, steps, p.spec["hold"], p.spec["fixed_action"], p.spec["cycle"], seed
+        )
+        with torch.no_grad():
+            d_dream = done_head(dreamed.reshape(-1, dreamed.shape[-1]))
+        rows.append(
+            {
+                "policy": name,
+                "real_steps": int((which == k).sum()),
+                "real_event_rate": float(y[which == k].mean()),
+                "probe_on_real": float(p_real[rows_k].mean()),
+                "probe_on_dream": float(probe(dreamed).mean()),
+                "done_head_on_real": float(d_real[which == k].mean()),
+                "done_head_on_dream": float(d_dream.mean()),
+            }
+        )
+    real = [r["real_event_rate"] for r in rows]
+
+    def rho(key: str) -> float:
+        return float(spearmanr([r[key] for r in rows], real).statistic)
+
+    return {
+        "rows": rows,
+        "probe_auc": roc_auc(p_real[test], y[test] > 0),
+        "rho_probe_real": rho("probe_on_real"),
+        "rho_done_head_real": rho("done_head_on_real"),
+        "rho_probe_dream": rho("probe_on_dream"),
+        "rho_done_head_dream": rho("done_head_on_dream"),
+        "events": int(y.sum()),
+        "train_states": int((~test).sum()),
     }

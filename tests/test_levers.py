@@ -354,3 +354,69 @@ def test_model_hazard_on_real_frames_is_the_done_heads_death_probability():
     ends = DreamSettings(done_mode="threshold", done_logit_scale=2.0, done_logit_offset=8.0)
     assert model_hazard_on_real(model, episodes, settings=ends) == 1.0
     assert model_hazard_on_real(model, episodes, settings=dataclasses.replace(ends, done_logit_offset=0.0)) == 0.0
+
+
+def _action_danger_episodes(env_policy: dict, episodes: int, seed: int):
+    """Real episodes of a reference policy on a 30-step image env, with events drawn at 30% of the no-op steps:
+    the danger depends only on the action just taken, which M's LSTM state reads directly."""
+    from rllib_worldmodel.fidelity import real_episodes
+
+    class Frames(_ActionLog):
+        def step(self, action):
+            self.t += 1
+            return np.zeros((64, 64, 3), np.uint8), 1.0, self.t >= 30, False, {}
+
+    rng = np.random.default_rng(seed)
+    recorded = real_episodes(Frames(), env_policy["hold"], env_policy["fixed_action"], episodes, seed)
+    events = [((ep.actions == 0) & (rng.random(len(ep.actions)) < 0.3)).astype(np.float32) for ep in recorded]
+    return recorded, events
+
+
+def test_danger_fidelity_separates_what_the_state_knows_from_where_the_dream_goes(image_world_model):
+    from rllib_worldmodel.fidelity import danger_fidelity, dreamed_states, RecordedPolicy, reference_policies
+
+    specs = reference_policies(gym.spaces.Discrete(3))
+    policies = {}
+    for k, name in enumerate(["always 0", "uniform random", "always 1"]):
+        recorded, events = _action_danger_episodes(specs[name], 8, seed=10 * k)
+        policies[name] = RecordedPolicy(specs[name], recorded, events)
+    settings = DreamSettings(done_mode="sample", max_episode_steps=5)  # the dream's own cap does not cut the states
+    torch.manual_seed(0)
+    result = danger_fidelity(image_world_model, settings, policies, num_dreams=16, steps=20, epochs=60, seed=0)
+    rows = {r["policy"]: r for r in result["rows"]}
+    assert rows["always 1"]["real_event_rate"] == 0.0 and rows["always 0"]["real_event_rate"] > 0.2
+    # the probe learns "no-op was just pressed" from M's state: on held-out real states and in the dream alike
+    assert rows["always 0"]["probe_on_real"] == pytest.approx(rows["always 0"]["real_event_rate"], abs=0.1)
+    assert rows["always 1"]["probe_on_real"] < 0.05
+    # dreamed latents are M's samples, not V's codes of the real frames: the levels move, the order must not
+    assert (
+        rows["always 0"]["probe_on_dream"]
+        > rows["uniform random"]["probe_on_dream"]
+        > rows["always 1"]["probe_on_dream"]
+    )
+    assert result["rho_probe_real"] == pytest.approx(1.0) and result["rho_probe_dream"] == pytest.approx(1.0)
+    assert result["probe_auc"] > 0.8 and result["events"] > 0
+    # an untrained done head: the same near-constant probability on every state, real or dreamed
+    assert all(0 < r["done_head_on_real"] < 1 and 0 < r["done_head_on_dream"] < 1 for r in rows.values())
+    assert dreamed_states(image_world_model, settings, 4, 20, (1, 1), fixed_action=2).shape == (20, 4, 16)
+    with pytest.raises(ValueError, match="at least two policies"):
+        danger_fidelity(image_world_model, settings, {"always 0": policies["always 0"]})
+
+
+def test_recorded_policy_events_default_to_terminations_and_are_checked():
+    from rllib_worldmodel.data import Episode
+    from rllib_worldmodel.fidelity import RecordedPolicy, StateProbe
+
+    obs = np.zeros((4, 3), np.float32)
+    died, cut = (
+        Episode(obs, np.zeros(3, int), np.ones(3), True, False),
+        Episode(obs, np.zeros(3, int), np.ones(3), False, True),
+    )
+    spec = {"hold": (1, 1), "fixed_action": 0, "cycle": None}
+    assert [e.tolist() for e in RecordedPolicy(spec, [died, cut]).event_arrays()] == [[0, 0, 1], [0, 0, 0]]
+    with pytest.raises(ValueError, match="one \\(T,\\) array per episode"):
+        RecordedPolicy(spec, [died], [np.zeros(2)]).event_arrays()
+    with pytest.raises(ValueError, match="both events and non-events"):
+        StateProbe(torch.zeros(5, 2), np.zeros(5))
+    with pytest.raises(ValueError, match="one label per state"):
+        StateProbe(torch.zeros(5, 2), np.ones(4))

@@ -224,8 +224,17 @@ class WorldModel(nn.Module):
         self, episodes: Sequence[tuple[torch.Tensor, torch.Tensor]], batch_size: int = 64
     ) -> list[torch.Tensor]:
         """`teacher_forced_done_logits` of several episodes, each (z (T, Z), encoded actions (T, A)), run
-        `batch_size` at a time (padded at the end: the LSTM is causal, so padding never reaches a real step);
-        returns each episode's (E, T) logits, in order."""
+        `batch_size` at a time; returns each episode's (E, T) logits, in order."""
+        return [self.mdn_rnn.done_head(h).movedim(-1, 0) for h in self.teacher_forced_states_of(episodes, batch_size)]
+
+    @torch.no_grad()
+    def teacher_forced_states_of(
+        self, episodes: Sequence[tuple[torch.Tensor, torch.Tensor]], batch_size: int = 64
+    ) -> list[torch.Tensor]:
+        """M's LSTM output after each step (T, H) of several episodes, each (z (T' >= T, Z), encoded actions
+        (T, A)), while it reads the real latents and actions from a zero state: the states its output heads read
+        at those steps. Run `batch_size` at a time (padded at the end: the LSTM is causal, so padding never
+        reaches a real step); returned in order."""
         dev, out = self.device, [None] * len(episodes)
         order = sorted(range(len(episodes)), key=lambda i: len(episodes[i][1]))  # similar lengths share a batch
         for s in range(0, len(order), batch_size):
@@ -233,9 +242,9 @@ class WorldModel(nn.Module):
             lengths = [len(episodes[i][1]) for i in idx]
             z = torch.nn.utils.rnn.pad_sequence([episodes[i][0][: len(episodes[i][1])] for i in idx], batch_first=True)
             a = torch.nn.utils.rnn.pad_sequence([episodes[i][1] for i in idx], batch_first=True)
-            logits = self.mdn_rnn.done_head(self.mdn_rnn.hidden(z.to(dev), a.to(dev))[0]).movedim(-1, 0)  # (E, B, T)
+            h_B_T_H = self.mdn_rnn.hidden(z.to(dev), a.to(dev))[0]
             for j, (i, t) in enumerate(zip(idx, lengths)):
-                out[i] = logits[:, j, :t]
+                out[i] = h_B_T_H[j, :t]
         return out
 
     def encode_action(self, actions: torch.Tensor) -> torch.Tensor:
