@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rllib_worldmodel.data import save_episodes
 from rllib_worldmodel.dream import DreamSettings
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
@@ -66,6 +67,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="dreamed steps per dream")
     parser.add_argument("--hidden", type=int, default=256, help="probe hidden units (0: logistic regression)")
     parser.add_argument("--seed", type=int, default=7000)
+    parser.add_argument(
+        "--save-episodes",
+        help="also store the recorded real episodes here (`rllib-worldmodel fit --data-dir` reads them: M fitted or "
+        "fine-tuned on the reference policies' own data)",
+    )
     add_view_args(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dream_danger.json"))
     args = parser.parse_args()
@@ -87,6 +93,8 @@ def main() -> None:
         if args.events == "deaths":
             policies[name].events = None
     env.close()
+    if args.save_episodes:
+        save_episodes((ep for p in policies.values() for ep in p.episodes), args.save_episodes)
     settings = DreamSettings(
         temperature=args.temperature,
         done_mode="sample",

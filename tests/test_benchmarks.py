@@ -98,3 +98,30 @@ def test_play_real_plays_episode_i_with_candidate_i(takecover_tau):
     )
     assert [log[i] for i in range(4)] == [[2] * 4, [1] * 4, [0] * 4, [2] * 4]
     np.testing.assert_array_equal(returns, np.full(4, 4.0))
+
+
+class _HitEnv(gym.Env):
+    """10 steps of 64x64 frames; health is lost on steps 3 and 7 (info["damage"], as DamagePenalty reports it)."""
+
+    observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros((64, 64, 3), np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        damage = 20.0 if self.t in (3, 7) else 0.0
+        return np.zeros((64, 64, 3), np.uint8), 1.0, self.t >= 10, False, {"damage": damage}
+
+
+def test_dream_danger_records_each_episodes_hits_and_the_death():
+    danger = load_script("dream_danger")
+    spec = {"hold": (100, 100), "fixed_action": None, "cycle": (1, 2)}
+    recorded = danger.record(danger.HitLog(_HitEnv()), spec, episodes=3, seed=4)
+    assert recorded.spec is spec and len(recorded.episodes) == 3
+    want = [0, 0, 1, 0, 0, 0, 1, 0, 0, 1]  # two hits, then the death on the last step
+    assert [e.tolist() for e in recorded.event_arrays()] == [want] * 3
+    assert all(len(ep.actions) == 10 and len(set(ep.actions.tolist())) == 1 for ep in recorded.episodes)
