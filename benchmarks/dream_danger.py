@@ -7,7 +7,9 @@ frames as the main job collects, standing still) with each step's hit (health lo
 `rllib_worldmodel.fidelity.danger_fidelity`: a probe fitted on M's LSTM states while it reads half of those real
 episodes says per policy how often it expects a hit on the other half (perception: does M's state hold what
 separates the policies?) and on dreamed states of the same policy (dynamics: does the dream lead the policy into as
-much danger as the real game does?), beside the real hit rate and M's own done head. Compare `rho_probe_real` with
+much danger as the real game does?), beside the real hit rate and M's own done head; then for dreams of each
+`--horizons` length started at real states with the real actions that followed (how long the dream keeps the
+order before reality has to correct it). Compare `rho_probe_real` with
 `rho_probe_dream`: a state that knows the danger on real frames and a dream that misranks it put the limit in M's
 next-latent model, not in the done head. Hits rather than deaths by default: a TakeCover death is the first or
 second hit (measured: 1.3-1.8 hits per death), and hits give the probe ~1.7x more events. Writes JSON and prints
@@ -66,6 +68,13 @@ def main() -> None:
     parser.add_argument("--dreams", type=int, default=128, help="dreams per policy")
     parser.add_argument("--steps", type=int, default=200, help="dreamed steps per dream")
     parser.add_argument("--hidden", type=int, default=256, help="probe hidden units (0: logistic regression)")
+    parser.add_argument(
+        "--horizons",
+        type=int,
+        nargs="*",
+        default=[10, 25, 50, 100, 200],
+        help="also dream this many steps from every 10th held-out real state, with the real actions that followed",
+    )
     parser.add_argument("--seed", type=int, default=7000)
     parser.add_argument(
         "--save-episodes",
@@ -102,7 +111,14 @@ def main() -> None:
         done_logit_scale=float(meta.get("done_logit_scale", 1.0)),
     )
     result = danger_fidelity(
-        wm, settings, policies, num_dreams=args.dreams, steps=args.steps, hidden=args.hidden, seed=args.seed
+        wm,
+        settings,
+        policies,
+        num_dreams=args.dreams,
+        steps=args.steps,
+        hidden=args.hidden,
+        seed=args.seed,
+        horizons=args.horizons,
     )
     result["settings"] = {k: v for k, v in vars(args).items() if k != "out"}
     result["view"] = view
@@ -120,6 +136,13 @@ def main() -> None:
             f"{r['policy']} | {1000 * r['real_event_rate']:.2f} | {1000 * r['probe_on_real']:.2f}"
             f" | {1000 * r['probe_on_dream']:.2f} | {1000 * r['done_head_on_real']:.2f}"
             f" | {1000 * r['done_head_on_dream']:.2f}"
+        )
+    for h in result["horizon_rows"]:
+        cells = " | ".join(f"{1000 * r['real_event_rate']:.1f} / {1000 * r['probe_on_dream']:.1f}" for r in h["rows"])
+        print(
+            f"dreams of {h['steps']} steps from real states, real / probe on dreamed, per policy: {cells} | Spearman "
+            f"vs real: probe on real {h['rho_probe_real']:+.2f}, on dreamed {h['rho_probe_dream']:+.2f}; dreamed vs "
+            f"real states {h['rho_dream_vs_real_states']:+.2f}"
         )
     print(
         f"probe AUROC on held-out real states {result['probe_auc']:.3f} ({result['events']} events) | Spearman vs "

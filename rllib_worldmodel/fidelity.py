@@ -244,6 +244,14 @@ def ranking_fidelity(
     return {"rows": rows, "spearman_rho": float(rho)}
 
 
+def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rho of two columns; NaN (without scipy's warning) when either is constant, as an untrained head's
+    probabilities can be."""
+    if len(set(a)) < 2 or len(set(b)) < 2:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
 def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
     """P(score of a positive > score of a negative), ties count half (Mann-Whitney U / n1 n0); NaN without both."""
     n1, n0 = int(positive.sum()), int((~positive).sum())
@@ -533,6 +541,8 @@ def danger_fidelity(
     hidden: int = 256,
     epochs: int = 30,
     seed: int = 0,
+    horizons: Sequence[int] = (),
+    start_every: int = 10,
 ) -> dict[str, Any]:
     """Where does the dream's ranking of policies break: in what M's state knows, or in where the dream goes?
 
@@ -545,7 +555,12 @@ def danger_fidelity(
     - `rho_done_head_real`: whether M's done head reads it;
     - `rho_probe_dream` (dynamics): near 1 says the dream leads each policy into as much danger as reality does.
     Low perception is V's or M's encoding to fix; high perception with low dynamics is the dream's next-latent
-    model. Measured on TakeCover (README, 2026-12-02): perception 1.0, dynamics below 0.
+    model. Measured on TakeCover (README, 2026-12-02): perception +0.90, dynamics -0.50.
+
+    With `horizons`, it also measures how long a dream keeps the order when it starts from a REAL state: from every
+    `start_every`-th state of the held-out episodes, M dreams k steps with the actions the real episode then took
+    (the first step reads the real frame's latent, later ones M's own samples), and the probe on those dreamed
+    states is compared with the probe on the real states of the same windows (`horizon_rows`).
 
     Args:
         world_model: The fitted world model.
@@ -557,25 +572,38 @@ def danger_fidelity(
         hidden: Probe hidden units (0: logistic regression).
         epochs: Probe training passes.
         seed: Seeds the probe and the dreams.
+        horizons: Dream lengths k for the dreams from real states (empty: skip them).
+        start_every: Their starts: every n-th state of each held-out episode that has k more real steps. Keep
+            it short against the horizons and unlike the policies' periods: windows of k < n steps that start
+            every n steps see only some phases of a periodic policy (a sweep that turns every 25 steps, read
+            from every 25th state, is only ever seen just after its turns).
 
     Returns:
         {"rows": [{"policy", "real_event_rate", "probe_on_real", "probe_on_dream", "done_head_on_real",
         "done_head_on_dream", "real_steps"}], "probe_auc" (held-out real states), "rho_probe_real",
-        "rho_done_head_real", "rho_probe_dream", "rho_done_head_dream", "events", "train_states"}; rates per step.
+        "rho_done_head_real", "rho_probe_dream", "rho_done_head_dream", "events", "train_states", "horizon_rows":
+        [{"steps", "rho_probe_real", "rho_probe_dream", "rho_dream_vs_real_states" (the probe's order on dreamed
+        vs on the real states of the same windows: the less noisy check), "rows": [{"policy", "starts",
+        "real_event_rate", "probe_on_real", "probe_on_dream"}]}]}; rates per step.
     """
     if len(policies) < 2 or any(len(p.episodes) < 2 for p in policies.values()):
         raise ValueError("danger_fidelity needs at least two policies with at least two real episodes each.")
+    if any(k < 1 for k in horizons) or start_every < 1:
+        raise ValueError(f"horizons={tuple(horizons)} and start_every={start_every} must be >= 1.")
     states, labels, held_out, policy_of = [], [], [], []
+    tested: list[list[tuple]] = []  # per policy: its held-out episodes (posterior, encoded actions, states, events)
     for k, p in enumerate(policies.values()):
-        encoded = [
-            (world_model.encode_frames(ep.obs[:-1])[0], world_model.encode_action(torch.as_tensor(ep.actions)))
-            for ep in p.episodes
-        ]
-        for i, (h, e) in enumerate(zip(world_model.teacher_forced_states_of(encoded), p.event_arrays())):
+        posterior = [world_model.encode_frames(ep.obs[:-1]) for ep in p.episodes]
+        actions = [world_model.encode_action(torch.as_tensor(ep.actions)) for ep in p.episodes]
+        real_h = world_model.teacher_forced_states_of([(mu, a) for (mu, _), a in zip(posterior, actions)])
+        tested.append([])
+        for i, (h, e) in enumerate(zip(real_h, p.event_arrays())):
             states.append(h.cpu())
             labels.append(e)
             held_out.append(np.full(len(e), i % 2 == 1))
             policy_of.append(np.full(len(e), k))
+            if i % 2 == 1:
+                tested[-1].append((posterior[i], actions[i], h.cpu(), e))
     h_N_H, y = torch.cat(states), np.concatenate(labels)
     test, which = np.concatenate(held_out), np.concatenate(policy_of)
     probe = StateProbe(h_N_H[torch.as_tensor(~test)], y[~test], hidden, epochs, seed=seed)
@@ -609,10 +637,15 @@ def danger_fidelity(
     real = [r["real_event_rate"] for r in rows]
 
     def rho(key: str) -> float:
-        return float(spearmanr([r[key] for r in rows], real).statistic)
+        return rank_correlation([r[key] for r in rows], real)
 
+    horizon_rows = [
+        _dreams_from_real_states(world_model, settings, list(policies), tested, probe, k, start_every, seed)
+        for k in horizons
+    ]
     return {
         "rows": rows,
+        "horizon_rows": horizon_rows,
         "probe_auc": roc_auc(p_real[test], y[test] > 0),
         "rho_probe_real": rho("probe_on_real"),
         "rho_done_head_real": rho("done_head_on_real"),
@@ -620,4 +653,66 @@ def danger_fidelity(
         "rho_done_head_dream": rho("done_head_on_dream"),
         "events": int(y.sum()),
         "train_states": int((~test).sum()),
+    }
+
+
+@torch.no_grad()
+def _dreams_from_real_states(
+    world_model: WorldModel,
+    settings: DreamSettings,
+    names: list[str],
+    tested: list[list[tuple]],
+    probe: StateProbe,
+    steps: int,
+    every: int,
+    seed: int,
+) -> dict[str, Any]:
+    """`danger_fidelity`'s horizon check for one dream length: dreams of `steps` steps from real states (branch
+    points of the held-out episodes, the model's own bank left as it was) with the real actions that followed."""
+    rows = []
+    saved = world_model.branch_states, world_model.branch_outcomes
+    try:
+        for name, episodes in zip(names, tested):
+            long_enough = [ep for ep in episodes if len(ep[1]) > steps]
+            if not long_enough:
+                raise ValueError(f"policy {name!r}: no held-out episode is longer than the horizon {steps}.")
+            points, _, where = world_model.branch_point_states(
+                [(mu, lv, a, True) for (mu, lv), a, _, _ in long_enough], every=every
+            )
+            keep = torch.as_tensor([int(t) + steps <= len(long_enough[int(i)][1]) for i, t in where])
+            points, where = points[keep], where[keep]
+            world_model.set_branch_points(points, torch.zeros(len(points), 2))
+            sim = DreamSimulator(
+                world_model, dataclasses.replace(settings, start="branch", seed=seed, max_episode_steps=steps + 1)
+            )
+            sim.reset(len(points), start_index=torch.arange(len(points)))
+            windows = [(long_enough[int(i)], int(t)) for i, t in where]
+            actions = torch.stack([ep[1][t : t + steps] for ep, t in windows], 1)  # (steps, P, A)
+            real = probe(torch.stack([ep[2][t : t + steps] for ep, t in windows], 1))  # (steps, P)
+            events = np.stack([ep[3][t : t + steps] for ep, t in windows], 1)
+            discrete = world_model.config.action_kind == "discrete"
+            dreamed = []
+            for a in actions:  # the first step reads the real frame's latent, the later ones M's samples
+                sim.step(a.argmax(-1) if discrete else a)
+                dreamed.append(probe(sim.h.cpu()))
+            rows.append(
+                {
+                    "policy": name,
+                    "starts": len(points),
+                    "real_event_rate": float(events.mean()),
+                    "probe_on_real": float(real.mean()),
+                    "probe_on_dream": float(torch.stack(dreamed).mean()),
+                }
+            )
+    finally:
+        world_model.branch_states, world_model.branch_outcomes = saved
+    real_rates = [r["real_event_rate"] for r in rows]
+    return {
+        "steps": steps,
+        "rho_probe_real": rank_correlation([r["probe_on_real"] for r in rows], real_rates),
+        "rho_probe_dream": rank_correlation([r["probe_on_dream"] for r in rows], real_rates),
+        "rho_dream_vs_real_states": rank_correlation(
+            [r["probe_on_dream"] for r in rows], [r["probe_on_real"] for r in rows]
+        ),
+        "rows": rows,
     }

@@ -382,7 +382,18 @@ def test_danger_fidelity_separates_what_the_state_knows_from_where_the_dream_goe
         policies[name] = RecordedPolicy(specs[name], recorded, events)
     settings = DreamSettings(done_mode="sample", max_episode_steps=5)  # the dream's own cap does not cut the states
     torch.manual_seed(0)
-    result = danger_fidelity(image_world_model, settings, policies, num_dreams=16, steps=20, epochs=60, seed=0)
+    banked = image_world_model.branch_states.clone()
+    result = danger_fidelity(
+        image_world_model,
+        settings,
+        policies,
+        num_dreams=16,
+        steps=20,
+        epochs=60,
+        seed=0,
+        horizons=(1, 10),
+        start_every=5,
+    )
     rows = {r["policy"]: r for r in result["rows"]}
     assert rows["always 1"]["real_event_rate"] == 0.0 and rows["always 0"]["real_event_rate"] > 0.2
     # the probe learns "no-op was just pressed" from M's state: on held-out real states and in the dream alike
@@ -399,6 +410,22 @@ def test_danger_fidelity_separates_what_the_state_knows_from_where_the_dream_goe
     # an untrained done head: the same near-constant probability on every state, real or dreamed
     assert all(0 < r["done_head_on_real"] < 1 and 0 < r["done_head_on_dream"] < 1 for r in rows.values())
     assert dreamed_states(image_world_model, settings, 4, 20, (1, 1), fixed_action=2).shape == (20, 4, 16)
+    # dreams from the held-out episodes' real states, with the real actions that followed: same order, the model's
+    # own branch points untouched
+    one, ten = result["horizon_rows"]
+    assert (one["steps"], ten["steps"]) == (1, 10) and torch.equal(image_world_model.branch_states, banked)
+    assert [r["starts"] for r in one["rows"]] == [4 * 6] * 3 and [r["starts"] for r in ten["rows"]] == [4 * 5] * 3
+    assert ten["rho_dream_vs_real_states"] == pytest.approx(1.0)
+    assert one["rho_probe_dream"] == pytest.approx(1.0) and ten["rho_probe_dream"] == pytest.approx(1.0)
+    # one step from a real state reads the real frame's latent and the real action: without V's posterior noise
+    # (deterministic dreams start at its mean, as the real states read it) the dreamed state IS the real one
+    exact = danger_fidelity(
+        image_world_model, dataclasses.replace(settings, deterministic=True), policies, 4, 2, epochs=5, horizons=(1,)
+    )
+    for r in exact["horizon_rows"][0]["rows"]:
+        assert r["probe_on_dream"] == pytest.approx(r["probe_on_real"], rel=1e-4)
+    with pytest.raises(ValueError, match="horizons"):
+        danger_fidelity(image_world_model, settings, policies, horizons=(0,))
     with pytest.raises(ValueError, match="at least two policies"):
         danger_fidelity(image_world_model, settings, {"always 0": policies["always 0"]})
 
