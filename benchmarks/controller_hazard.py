@@ -56,11 +56,7 @@ def main() -> None:
     episodes = [(recorded[i][0], recorded[i][2]) for i in sorted(recorded)]
     deaths = sum(int(recorded[i][3]) for i in recorded)
     steps = sum(len(recorded[i][2]) for i in recorded)
-    dream = DreamSettings(
-        done_mode="sample",
-        done_logit_offset=float(meta.get("done_logit_offset", 0.0)),
-        done_logit_scale=float(meta.get("done_logit_scale", 1.0)),
-    )
+    dream = DreamSettings.exported(meta)
     as_fitted, as_applied = hazards_on_encoded(wm, episodes, [None, dream])
     result = {
         "checkpoint": args.checkpoint,

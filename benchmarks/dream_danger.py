@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--sweeps", type=int, nargs="*", default=[100, 50, 25], help="sweep every N frames, per N")
     parser.add_argument("--events", choices=["hits", "deaths"], default="hits")
     parser.add_argument("--temperature", type=float, default=1.15)
+    parser.add_argument("--deterministic", action="store_true", help="dreams without sampling (the mixtures' mode)")
     parser.add_argument("--dreams", type=int, default=128, help="dreams per policy")
     parser.add_argument("--steps", type=int, default=200, help="dreamed steps per dream")
     parser.add_argument("--hidden", type=int, default=256, help="probe hidden units (0: logistic regression)")
@@ -104,12 +105,7 @@ def main() -> None:
     env.close()
     if args.save_episodes:
         save_episodes((ep for p in policies.values() for ep in p.episodes), args.save_episodes)
-    settings = DreamSettings(
-        temperature=args.temperature,
-        done_mode="sample",
-        done_logit_offset=float(meta.get("done_logit_offset", 0.0)),
-        done_logit_scale=float(meta.get("done_logit_scale", 1.0)),
-    )
+    settings = DreamSettings.exported(meta, temperature=args.temperature, deterministic=args.deterministic)
     result = danger_fidelity(
         wm,
         settings,

@@ -183,6 +183,18 @@ class DreamSettings:
         return p.max(0).values if self.done_ensemble == "max" else p.mean(0)
 
     @classmethod
+    def exported(cls, metadata: dict[str, Any], **overrides: Any) -> DreamSettings:
+        """The dream a `WorldModels` run trained its controller in, as far as the exported world model records it:
+        the done-logit offset and scale in its metadata (`read_checkpoint(path)["metadata"]`, written by
+        `WorldModels.export_world_model`; 0 and 1 when absent), sampled deaths, and `overrides`."""
+        settings = {
+            "done_mode": "sample",
+            "done_logit_offset": float(metadata.get("done_logit_offset", 0.0)),
+            "done_logit_scale": float(metadata.get("done_logit_scale", 1.0)),
+        }
+        return cls.from_dict({**settings, **overrides})
+
+    @classmethod
     def from_dict(cls, config: dict[str, Any]) -> DreamSettings:
         """Build from a dict, rejecting unknown keys by name."""
         known = set(cls.__dataclass_fields__)

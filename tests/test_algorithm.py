@@ -154,6 +154,15 @@ def test_exported_world_model_drives_the_dream_env(trained, tmp_path):
     env = rw.DreamEnv(path, max_episode_steps=10)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4 + 16,)
+    # the dream the controller was trained in, as the export records it (offset and scale)
+    from rllib_worldmodel.models.world_model import read_checkpoint
+
+    settings = rw.DreamSettings.exported(read_checkpoint(path)["metadata"], temperature=0.5)
+    assert settings.done_logit_offset == algo.done_logit_offset and settings.done_logit_scale == algo.done_logit_scale
+    assert (settings.done_mode, settings.temperature) == ("sample", 0.5)
+    assert rw.DreamSettings.exported({}).done_logit_offset == 0.0
+    with pytest.raises(ValueError, match="unknown dream setting"):
+        rw.DreamSettings.exported({}, temprature=0.5)
 
 
 def test_checkpoint_restores_exactly_and_resumes_in_a_fresh_process(trained, tmp_path):
