@@ -92,11 +92,10 @@ def main() -> None:
     view = takecover_view(args, meta)
     # a damage penalty of 1e-9 per health point only makes DamagePenalty report info["damage"]; rewards are unused
     env = HitLog(make_takecover(damage_penalty=1e-9, **view))
-    specs = {
-        f"sweep 1/2 every {n}": reference_policies(env.action_space, (n,))[f"sweep 1/2 every {n}"] for n in args.sweeps
-    }
+    refs = reference_policies(env.action_space, args.sweeps)
+    specs = {f"sweep 1/2 every {n}": refs[f"sweep 1/2 every {n}"] for n in args.sweeps}
     specs["random hold 1-100"] = {"hold": (1, 100), "fixed_action": None, "cycle": None}
-    specs["always 0"] = reference_policies(env.action_space)["always 0"]
+    specs["always 0"] = refs["always 0"]
     policies = {}
     for k, (name, spec) in enumerate(specs.items()):
         policies[name] = record(env, spec, args.episodes, args.seed + 1000 * k)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -240,8 +240,8 @@ def ranking_fidelity(
             }
         )
         del recorded  # frames of long episodes: do not keep them across policies
-    rho = spearmanr([r["dream_mean"] for r in rows], [r["real_mean"] for r in rows]).statistic
-    return {"rows": rows, "spearman_rho": float(rho)}
+    rho = rank_correlation([r["dream_mean"] for r in rows], [r["real_mean"] for r in rows])
+    return {"rows": rows, "spearman_rho": rho}
 
 
 def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
@@ -502,6 +502,16 @@ class StateProbe:
         return torch.sigmoid(self.net(self.standardise(states)).squeeze(-1))
 
 
+class _HeldOut(NamedTuple):
+    """One held-out real episode as `danger_fidelity` reads it."""
+
+    posterior: tuple[torch.Tensor, torch.Tensor]  # V's (mu, logvar) of its frames, each (T, Z)
+    encoded: torch.Tensor  # its actions as M reads them, (T, A)
+    actions: torch.Tensor  # its actions as the env took them, (T,) or (T, A)
+    states: torch.Tensor  # M's teacher-forced LSTM outputs, (T, H)
+    events: np.ndarray  # (T,)
+
+
 @dataclasses.dataclass
 class RecordedPolicy:
     """Real episodes of one reference policy and the events to predict in them.
@@ -591,7 +601,7 @@ def danger_fidelity(
     if any(k < 1 for k in horizons) or start_every < 1:
         raise ValueError(f"horizons={tuple(horizons)} and start_every={start_every} must be >= 1.")
     states, labels, held_out, policy_of = [], [], [], []
-    tested: list[list[tuple]] = []  # per policy: its held-out episodes (posterior, encoded actions, states, events)
+    tested: list[list[_HeldOut]] = []  # per policy: its held-out episodes
     for k, p in enumerate(policies.values()):
         posterior = [world_model.encode_frames(ep.obs[:-1]) for ep in p.episodes]
         actions = [world_model.encode_action(torch.as_tensor(ep.actions)) for ep in p.episodes]
@@ -603,15 +613,16 @@ def danger_fidelity(
             held_out.append(np.full(len(e), i % 2 == 1))
             policy_of.append(np.full(len(e), k))
             if i % 2 == 1:
-                tested[-1].append((posterior[i], actions[i], h.cpu(), e))
+                raw = torch.as_tensor(p.episodes[i].actions)
+                tested[-1].append(_HeldOut(posterior[i], actions[i], raw, h.cpu(), e))
     h_N_H, y = torch.cat(states), np.concatenate(labels)
     test, which = np.concatenate(held_out), np.concatenate(policy_of)
     probe = StateProbe(h_N_H[torch.as_tensor(~test)], y[~test], hidden, epochs, seed=seed)
     p_real = probe(h_N_H).numpy()
 
-    def done_head(h: torch.Tensor) -> np.ndarray:
-        logits = world_model.mdn_rnn.heads(h.to(world_model.device)).done_logit
-        return death_probability_of_logits(world_model, logits.reshape(logits.shape[0], -1), settings).cpu().numpy()
+    def done_head(h_N_H: torch.Tensor) -> np.ndarray:  # only the done head: the mixture heads are not needed
+        logits_E_N = world_model.mdn_rnn.done_head(h_N_H.to(world_model.device)).movedim(-1, 0)
+        return death_probability_of_logits(world_model, logits_E_N, settings).cpu().numpy()
 
     with torch.no_grad():
         d_real = done_head(h_N_H)
@@ -661,7 +672,7 @@ def _dreams_from_real_states(
     world_model: WorldModel,
     settings: DreamSettings,
     names: list[str],
-    tested: list[list[tuple]],
+    tested: list[list[_HeldOut]],
     probe: StateProbe,
     steps: int,
     every: int,
@@ -673,13 +684,13 @@ def _dreams_from_real_states(
     saved = world_model.branch_states, world_model.branch_outcomes
     try:
         for name, episodes in zip(names, tested):
-            long_enough = [ep for ep in episodes if len(ep[1]) > steps]
+            long_enough = [ep for ep in episodes if len(ep.actions) > steps]
             if not long_enough:
                 raise ValueError(f"policy {name!r}: no held-out episode is longer than the horizon {steps}.")
             points, _, where = world_model.branch_point_states(
-                [(mu, lv, a, True) for (mu, lv), a, _, _ in long_enough], every=every
+                [(*ep.posterior, ep.encoded, True) for ep in long_enough], every=every
             )
-            keep = torch.as_tensor([int(t) + steps <= len(long_enough[int(i)][1]) for i, t in where])
+            keep = torch.as_tensor([int(t) + steps <= len(long_enough[int(i)].actions) for i, t in where])
             points, where = points[keep], where[keep]
             world_model.set_branch_points(points, torch.zeros(len(points), 2))
             sim = DreamSimulator(
@@ -687,13 +698,12 @@ def _dreams_from_real_states(
             )
             sim.reset(len(points), start_index=torch.arange(len(points)))
             windows = [(long_enough[int(i)], int(t)) for i, t in where]
-            actions = torch.stack([ep[1][t : t + steps] for ep, t in windows], 1)  # (steps, P, A)
-            real = probe(torch.stack([ep[2][t : t + steps] for ep, t in windows], 1))  # (steps, P)
-            events = np.stack([ep[3][t : t + steps] for ep, t in windows], 1)
-            discrete = world_model.config.action_kind == "discrete"
+            actions = torch.stack([ep.actions[t : t + steps] for ep, t in windows], 1)  # (steps, P[, A])
+            real = probe(torch.stack([ep.states[t : t + steps] for ep, t in windows], 1))  # (steps, P)
+            events = np.stack([ep.events[t : t + steps] for ep, t in windows], 1)
             dreamed = []
             for a in actions:  # the first step reads the real frame's latent, the later ones M's samples
-                sim.step(a.argmax(-1) if discrete else a)
+                sim.step(a)
                 dreamed.append(probe(sim.h.cpu()))
             rows.append(
                 {
