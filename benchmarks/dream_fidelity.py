@@ -23,7 +23,7 @@ import torch
 from rllib_worldmodel.calibration import calibrate_done_offset
 from rllib_worldmodel.dream import DreamSettings
 from rllib_worldmodel.envs import make_takecover
-from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
+from rllib_worldmodel.envs.vizdoom import add_view_args, FRAME_CAP, steps_of_frames, takecover_view
 from rllib_worldmodel.fidelity import ranking_fidelity
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 
@@ -62,10 +62,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     wm = WorldModel.load(args.world_model).eval()
+    view = takecover_view(args, read_checkpoint(args.world_model)["metadata"])
     settings = DreamSettings(
         temperature=args.temperature,
         done_mode=args.done_mode,
-        max_episode_steps=2100,
+        max_episode_steps=steps_of_frames(FRAME_CAP, view.get("frame_skip", 1)),  # the real cap, in env steps
         seed=args.seed,
         done_logit_offset=args.done_logit_offset,
         done_logit_scale=args.done_logit_scale,
@@ -75,7 +76,6 @@ def main() -> None:
             wm, settings, args.calibrate_to, seed=args.seed + 11, hold=tuple(args.calibrate_hold)
         )
         settings = dataclasses.replace(settings, done_logit_offset=offset)
-    view = takecover_view(args, read_checkpoint(args.world_model)["metadata"])
     env = make_takecover(**view)
     result = ranking_fidelity(
         wm, settings, env, episodes=args.episodes, num_dreams=args.dreams, seed=args.seed, sweeps=args.sweeps

@@ -28,7 +28,7 @@ from rllib_worldmodel.cli import add_controller_input_args
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
-from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
+from rllib_worldmodel.envs.vizdoom import add_view_args, FRAME_CAP, steps_of_frames, takecover_view
 from rllib_worldmodel.fidelity import real_episodes
 from rllib_worldmodel.models.controller import Controller, controller_input, controller_input_size, held_actions
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
@@ -263,7 +263,17 @@ def main() -> None:
     parser.add_argument(
         "--reward-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="clip the dream's reward to this range"
     )
-    parser.add_argument("--calibrate-to", type=float, help="real random-hold mean length: calibrate deaths to it")
+    parser.add_argument(
+        "--calibrate-to", type=float, help="real random-hold mean length in steps: calibrate deaths to it"
+    )
+    parser.add_argument(
+        "--calibrate-hold",
+        type=int,
+        nargs=2,
+        default=(1, 10),
+        metavar=("MIN", "MAX"),
+        help="steps each random action of the --calibrate-to policy is held (e.g. the collection's --hold)",
+    )
     parser.add_argument(
         "--start",
         default="episode",
@@ -273,8 +283,9 @@ def main() -> None:
     parser.add_argument(
         "--horizon",
         type=int,
-        default=2100,
-        help="dream steps per rollout (the cap; short with --start branch). With --start branch and sampled "
+        default=None,
+        help="dream steps per rollout (default: the real 2100-frame cap in the world model's env steps; short "
+        "with --start branch). With --start branch and sampled "
         "deaths, deaths are calibrated to the real outcome stored with the branch points",
     )
     parser.add_argument(
@@ -318,6 +329,8 @@ def main() -> None:
     metadata = read_checkpoint(args.world_model)["metadata"]
     real_steps = int(metadata.get("real_steps", 0))
     args.view = takecover_view(args, metadata)
+    if args.horizon is None:  # 60 game seconds, however many tics a step of this world model is
+        args.horizon = steps_of_frames(FRAME_CAP, args.view.get("frame_skip", 1))
     args.z_mode = metadata.get("mdn_latents", "sample")  # real frames become z as M's training latents did
     base = DreamSettings(
         temperature=1.15,
@@ -348,7 +361,9 @@ def main() -> None:
             target = args.calibrate_to
         else:
             return settings
-        offset, survival = calibrate_done_offset(wm, settings, target, seed=args.seed + 11)
+        offset, survival = calibrate_done_offset(
+            wm, settings, target, seed=args.seed + 11, hold=tuple(args.calibrate_hold)
+        )
         print(f"calibrated done-logit offset {offset:.2f}: dream random-hold survival {survival:.0f}", flush=True)
         return dataclasses.replace(settings, done_logit_offset=offset)
 
@@ -379,7 +394,7 @@ def main() -> None:
         # the baseline a repeat needs: uniformly random decisions at the same interval, in the real game
         env = make_takecover(**args.view)
         episodes = real_episodes(env, (args.action_repeat,) * 2, None, args.eval_episodes, seed=args.seed + 1000)
-        lengths = np.array([len(ep) for ep in episodes], dtype=float)
+        lengths = np.array([ep.rewards.sum() for ep in episodes], dtype=float)  # frames survived, the score
         env.close()
         del episodes
         result["random_at_same_repeat"] = {

@@ -563,5 +563,8 @@ class WorldModels(Algorithm):
                 # pass both as dream settings to reproduce this dream
                 "done_logit_offset": self.done_logit_offset,
                 "done_logit_scale": self.done_logit_scale,
+                # the real env's settings (TakeCover: skill, cap, render switches, frame skip), so benchmarks that
+                # load this file play the game the model was fitted on
+                "env_settings": dict((self.config.env_config or {}).get("real", {})),
             },
         )

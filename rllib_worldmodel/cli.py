@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
+from rllib_worldmodel.envs.vizdoom import add_view_args, steps_of_frames, takecover_view
 
 ENV_PRESETS = {
     # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256.
@@ -48,6 +48,16 @@ def _real_env_config(args: argparse.Namespace) -> tuple[str, dict]:
             real.update(takecover_view(args))
         return ENV_NAMES[args.env], {"real": real}
     return "WorldModels/Real-v0", {"real": {"env_id": args.env}}
+
+
+def _dream_cap(args: argparse.Namespace) -> int:
+    """The dream's step cap: the real episode's, in env steps (a TakeCover cap in frames over its frame skip), or
+    --dream-cap for envs without a preset."""
+    preset = ENV_PRESETS.get(args.env, {})
+    if "max_episode_steps" not in preset:
+        return args.dream_cap
+    cap = args.frame_cap or preset["max_episode_steps"]
+    return steps_of_frames(cap, args.frame_skip or 1) if args.env == "takecover" else cap
 
 
 def _score_line(ev: dict) -> str:
@@ -111,7 +121,7 @@ def train_config(args: argparse.Namespace):
         )
         .dream(
             temperature=args.temperature,
-            max_episode_steps=preset.get("max_episode_steps", args.dream_cap),
+            max_episode_steps=_dream_cap(args),
             pessimism=args.pessimism,
             done_ensemble=args.done_ensemble,
             done_mode=args.done_mode,
@@ -298,13 +308,15 @@ def make_env(name: str, skill: int | None = None, frame_cap: int | None = None, 
     Args:
         name: "takecover", "carracing" or a gymnasium id.
         skill: TakeCover Doom skill (None: the default).
-        frame_cap: Episode step cap (None: the env's default).
-        **takecover_view: TakeCover options (screen_flashes, render_hud, damage_penalty).
+        frame_cap: Episode cap (None: the env's default); TakeCover counts it in frames (game tics).
+        **takecover_view: TakeCover options (screen_flashes, render_hud, frame_skip, damage_penalty).
     """
     from rllib_worldmodel.envs import make_car_racing, make_real_env, make_takecover
 
     if name == "takecover":
         return make_takecover(**takecover_view, **_given(skill=skill, frame_cap=frame_cap))
+    if takecover_view.get("frame_skip", 1) != 1:
+        raise ValueError(f"--frame-skip is a TakeCover setting; --env {name} steps every frame.")
     if name == "carracing":
         return make_car_racing(**({"frame_cap": frame_cap} if frame_cap else {}))
     return make_real_env(name)
@@ -331,7 +343,8 @@ def _check_recorded_settings(data_dir: Path, settings: dict, has_episodes: bool)
         if recorded != settings:
             raise ValueError(
                 f"the episodes in {data_dir} were recorded with {recorded}, this fit asks for {settings}: pass the "
-                "same --env/--skill/--frame-cap/--screen-flashes/--render-hud/--damage-penalty, or another --data-dir."
+                "same --env/--skill/--frame-cap/--frame-skip/--screen-flashes/--render-hud/--damage-penalty, or "
+                "another --data-dir."
             )
         return
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -607,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--temperature", type=float, default=1.15, help="dream temperature tau (paper: 1.15)")
     train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")
     train.add_argument("--skill", type=int, help="TakeCover Doom skill 1-5 (default 4)")
-    train.add_argument("--frame-cap", type=int, help="real episode step cap (TakeCover default 2100)")
+    train.add_argument("--frame-cap", type=int, help="real episode cap (TakeCover: frames, default 2100)")
     add_view_args(train)
     train.add_argument("--z-size", type=int)
     train.add_argument("--rnn-size", type=int)
@@ -680,7 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--skill", type=int, help="TakeCover Doom skill 1-5 (default 4: reproduces the paper's random baseline)"
     )
-    fit.add_argument("--frame-cap", type=int, help="episode step cap (TakeCover default 2100)")
+    fit.add_argument("--frame-cap", type=int, help="episode cap (TakeCover: frames, default 2100)")
     add_view_args(fit)
     fit.add_argument(
         "--damage-penalty",

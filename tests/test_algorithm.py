@@ -81,6 +81,7 @@ def test_fitted_done_logit_scale_reaches_the_dream_and_the_checkpoint(ray_sessio
         assert algo.dream_settings().done_logit_scale == algo.done_logit_scale
         exported = read_checkpoint(algo.export_world_model(tmp_path / "wm.pt"))["metadata"]
         assert exported["done_logit_scale"] == algo.done_logit_scale
+        assert exported["env_settings"] == config.env_config["real"]  # benchmarks replay the env M was fitted on
         fresh.restore_from_path(algo.save_to_path(str(tmp_path / "ckpt")))
         assert fresh.done_logit_scale == algo.done_logit_scale
         assert fresh.done_logit_offset == algo.done_logit_offset
@@ -213,12 +214,18 @@ def test_registered_trainable_under_tune(ray_session, tmp_path):
 
 
 def test_one_iteration_on_real_takecover(ray_session):
-    algo = tiny_config(takecover=True).build_algo()
+    """With a frame skip of 2 (the EnvRunners build the env from env_config): the score stays frames survived."""
+    config = tiny_config(takecover=True)
+    config.environment(env_config={"real": {"frame_cap": 120, "frame_skip": 2}}).dream(max_episode_steps=60)
+    algo = config.build_algo()
     try:
         r = algo.train()
     finally:
         algo.stop()
-    assert r["evaluation"]["real/num_episodes"] >= 4
+    ev = r["evaluation"]
+    assert ev["real/num_episodes"] >= 4
+    assert ev["real/episode_len_mean"] <= 60  # 120 frames are 60 steps of 2 tics
+    assert ev["real/episode_return_mean"] > 1.5 * ev["real/episode_len_mean"]  # +1 per tic: 2 a step, less at death
     assert r["learners"]["default_policy"]["world_model/vae_recon"] > 0
 
 

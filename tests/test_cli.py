@@ -86,6 +86,33 @@ def test_train_controller_input_flags_reach_the_dream_and_the_acting_module():
     assert not default.include_prev_action and not default.model_config["include_prev_action"]
 
 
+def test_frame_skip_reaches_the_real_env_and_the_dream_cap():
+    """--frame-skip k: the real env steps k tics at a time, and the dream is capped at the same 60 game seconds."""
+    from rllib_worldmodel.cli import build_parser, make_env, train_config
+
+    parse = build_parser().parse_args
+    cfg = train_config(parse(["train", "--env", "takecover", "--frame-skip", "4"]))
+    cfg.validate()
+    assert cfg.env_config["real"]["frame_skip"] == 4 and cfg.dream_max_episode_steps == 525
+    capped = train_config(parse(["train", "--env", "takecover", "--frame-skip", "4", "--frame-cap", "1000"]))
+    assert capped.dream_max_episode_steps == 250
+    default = train_config(parse(["train", "--env", "takecover"]))
+    assert "frame_skip" not in default.env_config["real"] and default.dream_max_episode_steps == 2100
+    with pytest.raises(ValueError, match="--frame-skip 0"):
+        train_config(parse(["train", "--env", "takecover", "--frame-skip", "0"]))
+    with pytest.raises(ValueError, match="TakeCover setting"):
+        make_env("CartPole-v1", frame_skip=2)
+
+
+def test_a_world_model_is_played_with_the_frame_skip_it_was_fitted_on():
+    metadata = {"env_settings": {"frame_skip": 4, "render_hud": True}}
+    assert takecover_view(argparse.Namespace(), metadata) == {"render_hud": True, "frame_skip": 4}
+    assert takecover_view(argparse.Namespace(frame_skip=4), metadata)["frame_skip"] == 4
+    assert takecover_view(argparse.Namespace(frame_skip=1), {}) == {}  # 1 is the env's default: not passed
+    with pytest.raises(ValueError, match="fitted on 4 tics per step"):
+        takecover_view(argparse.Namespace(frame_skip=2), metadata)
+
+
 def test_train_done_logit_scale_is_a_number_or_fit(capsys):
     from rllib_worldmodel.cli import build_parser, train_config
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -49,9 +50,11 @@ def make_takecover(
 
     Args:
         skill: Doom skill 1-5 (default 4: matches the paper's random baseline, see DEFAULT_SKILL).
-        frame_cap: Episode truncation in steps (paper: 2100).
+        frame_cap: Episode truncation in frames (game tics; paper: 2100). With `frame_skip` k an episode is cut
+            after ceil(frame_cap / k) steps, so the cap stays 60 game seconds whatever the skip.
         size: Frame size after area resizing.
-        frame_skip: Tics per step (paper: 1).
+        frame_skip: Tics per step (paper: 1). With k > 1 the action is held for k tics, the frame is the last
+            tic's and the reward is the k tics' sum, so an episode's return stays frames survived (the score).
         screen_flashes: Render the red flash when hit (shipped cfg: off, so frames never show being hit).
         render_hud: Render the HUD (shipped cfg: off).
         damage_penalty: Training reward = 1 per frame - damage_penalty x health lost (see `DamagePenalty`); 0 is
@@ -77,7 +80,12 @@ def make_takecover(
     if damage_penalty > 0:
         env = DamagePenalty(env, damage_penalty)
     env = ImageObservation(env, size=size, key="screen")
-    return gym.wrappers.TimeLimit(env, max_episode_steps=frame_cap)
+    return gym.wrappers.TimeLimit(env, max_episode_steps=steps_of_frames(frame_cap, frame_skip))
+
+
+def steps_of_frames(frames: int, frame_skip: int) -> int:
+    """Env steps that cover `frames` game tics when each step is `frame_skip` tics (a partial step counts)."""
+    return math.ceil(int(frames) / int(frame_skip))
 
 
 class DamagePenalty(gym.Wrapper):
@@ -120,20 +128,45 @@ VIEW_SWITCHES = ("screen_flashes", "render_hud")
 
 
 def add_view_args(parser: argparse.ArgumentParser) -> None:
-    """Add --screen-flashes and --render-hud (TakeCover render switches, both off in the shipped cfg)."""
+    """Add --screen-flashes and --render-hud (TakeCover render switches, both off in the shipped cfg) and
+    --frame-skip (tics per env step)."""
     parser.add_argument("--screen-flashes", action="store_true", help="TakeCover: show the red flash when hit")
     parser.add_argument(
         "--render-hud", action="store_true", help="TakeCover: show the status bar (health, face; cfg: hidden)"
     )
+    parser.add_argument(
+        "--frame-skip",
+        type=int,
+        default=None,
+        help="TakeCover: game tics per env step (default 1, the paper's); a world model is played with the skip "
+        "it was fitted on. Step counts (--hold, --action-repeat, horizons) are env steps; scores stay frames",
+    )
 
 
-def takecover_view(args: argparse.Namespace, metadata: dict[str, Any] | None = None) -> dict[str, bool]:
-    """The render switches that are on: set on the command line, or recorded in a world-model checkpoint's
-    metadata by `rllib-worldmodel fit` (a V fitted on frames with the HUD must be played with the HUD).
+def takecover_view(args: argparse.Namespace, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How the world model sees TakeCover: the render switches that are on and the frame skip, set on the command
+    line or recorded in a world-model checkpoint's metadata by `rllib-worldmodel fit` (a V fitted on frames with
+    the HUD must be played with the HUD; an M fitted on 4-tic steps must be played 4 tics a step). Keyword
+    arguments of `make_takecover`; the frame skip appears only when it is not 1.
 
     Args:
-        args: Parsed arguments with the flags of `add_view_args` (missing ones count as off).
+        args: Parsed arguments with the flags of `add_view_args` (missing ones count as off / 1).
         metadata: `read_checkpoint(path)["metadata"]` of the world model, or None.
+
+    Raises:
+        ValueError: --frame-skip is below 1, or contradicts the skip the world model was fitted with.
     """
     recorded = (metadata or {}).get("env_settings", {})
-    return {k: True for k in VIEW_SWITCHES if getattr(args, k, False) or recorded.get(k, False)}
+    view: dict[str, Any] = {k: True for k in VIEW_SWITCHES if getattr(args, k, False) or recorded.get(k, False)}
+    given, fitted = getattr(args, "frame_skip", None), recorded.get("frame_skip")
+    if given is not None and int(given) < 1:
+        raise ValueError(f"--frame-skip {given}: game tics per env step, an integer >= 1 (1: every frame, paper).")
+    if given is not None and fitted is not None and int(given) != int(fitted):
+        raise ValueError(
+            f"--frame-skip {given}, but the world model was fitted on {fitted} tics per step: drop --frame-skip "
+            "(it is read from the checkpoint) or use a world model fitted with that skip."
+        )
+    skip = int(given if given is not None else fitted if fitted is not None else 1)
+    if skip != 1:
+        view["frame_skip"] = skip
+    return view

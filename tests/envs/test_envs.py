@@ -24,6 +24,24 @@ def test_takecover_frames_actions_and_cap():
     env.close()
 
 
+def test_takecover_frame_skip_keeps_the_score_and_the_cap_in_frames():
+    """With 4 tics a step the return is still frames survived and the 60-second cap is 525 steps, not 2100."""
+    from rllib_worldmodel.envs.vizdoom import steps_of_frames
+
+    env = make_takecover(frame_cap=30, frame_skip=4)
+    env.reset(seed=0)
+    rewards, truncated = [], False
+    while not truncated:
+        _, reward, terminated, truncated, _ = env.step(0)
+        rewards.append(reward)
+        assert not terminated  # 30 frames is too short to die
+    env.close()
+    assert len(rewards) == 8 and rewards[0] == 4.0  # ceil(30 / 4) steps of 4 tics, each tic +1
+    assert [steps_of_frames(2100, k) for k in (1, 4, 3)] == [2100, 525, 700]
+    with pytest.raises(ValueError, match="frame_skip"):
+        make_takecover(frame_skip=0)
+
+
 def test_takecover_registered_and_configurable():
     env = gym.make(rw.TAKECOVER_ENV, skill=3, frame_cap=100)
     assert env.unwrapped.game.get_doom_skill() == 3
