@@ -10,7 +10,9 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_worldmodel.done_refit import validate_refit_settings
 from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
+from rllib_worldmodel.envs.vizdoom import FRAME_CAP, steps_of_frames
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
+from rllib_worldmodel.registration import TAKECOVER_ENV
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import MDN_LATENTS
 
@@ -628,6 +630,16 @@ class WorldModelsConfig(AlgorithmConfig):
             "the dream-real gap by episode return, which a shaped reward would change; drop it here and use "
             "`rllib-worldmodel fit --damage-penalty` with benchmarks/takecover_tau.py, which score frames survived.",
         )
+        skip = real_env.get("frame_skip", 1) if isinstance(real_env, dict) else 1
+        if self.env == TAKECOVER_ENV and skip != 1:
+            # a dream longer than the real episode would train C to survive past the real cap
+            cap = steps_of_frames(real_env.get("frame_cap", FRAME_CAP), skip)
+            need(
+                self.dream_max_episode_steps <= cap,
+                f"dream max_episode_steps={self.dream_max_episode_steps} is longer than the real episode: "
+                f"env_config['real'] has frame_skip={skip}, so its {real_env.get('frame_cap', FRAME_CAP)}-frame cap "
+                f"is {cap} steps; set .dream(max_episode_steps={cap}).",
+            )
         need(
             self.guard_temperature_max > 0 and self.guard_pessimism_max >= 0,
             "guard temperature_max must be > 0 and pessimism_max >= 0.",

@@ -254,6 +254,13 @@ def test_config_validation_says_what_to_change(change, match):
         config.validate()
 
 
+def test_a_dream_longer_than_the_frame_skipped_real_episode_is_refused():
+    config = tiny_config(takecover=True).environment(env_config={"real": {"frame_cap": 2100, "frame_skip": 4}})
+    config.dream(max_episode_steps=525).validate()  # 2100 frames at 4 tics a step
+    with pytest.raises(ValueError, match=r"max_episode_steps=525\)"):
+        config.dream(max_episode_steps=2100).validate()
+
+
 def test_rllib_controller_trainer_ppo_in_the_dream(ray_session):
     """Trainer (b): stock PPO on DreamVectorEnv EnvRunners; its policy weights become the acting controller."""
     from ray.rllib.algorithms.ppo import PPOConfig
