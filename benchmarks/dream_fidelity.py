@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from rllib_worldmodel.calibration import calibrate_done_offset
+from rllib_worldmodel.calibration import add_calibration_args, calibrate_done_offset
 from rllib_worldmodel.dream import DreamSettings
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.envs.vizdoom import add_view_args, FRAME_CAP, steps_of_frames, takecover_view
@@ -37,15 +37,7 @@ def main() -> None:
     parser.add_argument(
         "--done-logit-scale", type=float, default=1.0, help="multiply M's done logits by this before the offset"
     )
-    parser.add_argument(
-        "--calibrate-hold",
-        type=int,
-        nargs=2,
-        default=(1, 10),
-        metavar=("MIN", "MAX"),
-        help="--calibrate-to is the real survival of random actions held MIN-MAX steps (the main job collects 1 100)",
-    )
-    parser.add_argument("--calibrate-to", type=float, help="real random-hold mean length: calibrate deaths to it")
+    add_calibration_args(parser)
     parser.add_argument("--dreams", type=int, default=512)
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)

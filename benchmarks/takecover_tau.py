@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rllib_worldmodel.calibration import calibrate_done_offset, real_branch_survival
+from rllib_worldmodel.calibration import add_calibration_args, calibrate_done_offset, real_branch_survival
 from rllib_worldmodel.cli import add_controller_input_args
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
@@ -263,17 +263,7 @@ def main() -> None:
     parser.add_argument(
         "--reward-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="clip the dream's reward to this range"
     )
-    parser.add_argument(
-        "--calibrate-to", type=float, help="real random-hold mean length in steps: calibrate deaths to it"
-    )
-    parser.add_argument(
-        "--calibrate-hold",
-        type=int,
-        nargs=2,
-        default=(1, 10),
-        metavar=("MIN", "MAX"),
-        help="steps each random action of the --calibrate-to policy is held (e.g. the collection's --hold)",
-    )
+    add_calibration_args(parser)
     parser.add_argument(
         "--start",
         default="episode",

@@ -11,6 +11,7 @@ is still M's to say.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -295,3 +296,25 @@ def fit_done_logit_scale(
         "steps": float(len(y)),
         "deaths": float(y.sum()),
     }
+
+
+def add_calibration_args(parser: argparse.ArgumentParser) -> None:
+    """Add --calibrate-to and --calibrate-hold, the benchmarks' way to anchor a dream's deaths to a real random-hold
+    survival (`calibrate_done_offset`).
+
+    Args:
+        parser: The benchmark's argument parser.
+    """
+    parser.add_argument(
+        "--calibrate-to",
+        type=float,
+        help="real random-hold mean length in env steps: calibrate the dream's deaths to it",
+    )
+    parser.add_argument(
+        "--calibrate-hold",
+        type=int,
+        nargs=2,
+        default=(1, 10),
+        metavar=("MIN", "MAX"),
+        help="--calibrate-to is the real survival of random actions held MIN-MAX steps (the collection's --hold)",
+    )
