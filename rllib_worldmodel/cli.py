@@ -26,9 +26,9 @@ import numpy as np
 from rllib_worldmodel.envs.vizdoom import add_view_args, steps_of_frames, takecover_view
 
 ENV_PRESETS = {
-    # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256.
-    "takecover": {"z_size": 64, "rnn_size": 512, "max_episode_steps": 2100},
-    "carracing": {"z_size": 32, "rnn_size": 256, "max_episode_steps": 1000},
+    # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256. frame_cap: the real default cap (TakeCover: frames).
+    "takecover": {"z_size": 64, "rnn_size": 512, "frame_cap": 2100},
+    "carracing": {"z_size": 32, "rnn_size": 256, "frame_cap": 1000},
 }
 ENV_NAMES = {"takecover": "WorldModels/TakeCover-v0", "carracing": "WorldModels/CarRacing-v0"}
 
@@ -54,9 +54,9 @@ def _dream_cap(args: argparse.Namespace) -> int:
     """The dream's step cap: the real episode's, in env steps (a TakeCover cap in frames over its frame skip), or
     --dream-cap for envs without a preset."""
     preset = ENV_PRESETS.get(args.env, {})
-    if "max_episode_steps" not in preset:
+    if "frame_cap" not in preset:
         return args.dream_cap
-    cap = args.frame_cap or preset["max_episode_steps"]
+    cap = args.frame_cap or preset["frame_cap"]
     return steps_of_frames(cap, args.frame_skip or 1) if args.env == "takecover" else cap
 
 
