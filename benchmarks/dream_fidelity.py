@@ -23,7 +23,7 @@ import torch
 from rllib_worldmodel.calibration import add_calibration_args, calibrate_done_offset
 from rllib_worldmodel.dream import DreamSettings
 from rllib_worldmodel.envs import make_takecover
-from rllib_worldmodel.envs.vizdoom import add_view_args, FRAME_CAP, steps_of_frames, takecover_view
+from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, takecover_view
 from rllib_worldmodel.fidelity import ranking_fidelity
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 
@@ -58,7 +58,7 @@ def main() -> None:
     settings = DreamSettings(
         temperature=args.temperature,
         done_mode=args.done_mode,
-        max_episode_steps=steps_of_frames(FRAME_CAP, view.get("frame_skip", 1)),  # the real cap, in env steps
+        max_episode_steps=episode_steps(view),  # the real cap, in env steps
         seed=args.seed,
         done_logit_offset=args.done_logit_offset,
         done_logit_scale=args.done_logit_scale,

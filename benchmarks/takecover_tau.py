@@ -28,7 +28,7 @@ from rllib_worldmodel.cli import add_controller_input_args
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
-from rllib_worldmodel.envs.vizdoom import add_view_args, FRAME_CAP, steps_of_frames, takecover_view
+from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, takecover_view
 from rllib_worldmodel.fidelity import real_episodes
 from rllib_worldmodel.models.controller import Controller, controller_input, controller_input_size, held_actions
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
@@ -320,7 +320,7 @@ def main() -> None:
     real_steps = int(metadata.get("real_steps", 0))
     args.view = takecover_view(args, metadata)
     if args.horizon is None:  # 60 game seconds, however many tics a step of this world model is
-        args.horizon = steps_of_frames(FRAME_CAP, args.view.get("frame_skip", 1))
+        args.horizon = episode_steps(args.view)
     args.z_mode = metadata.get("mdn_latents", "sample")  # real frames become z as M's training latents did
     base = DreamSettings(
         temperature=1.15,

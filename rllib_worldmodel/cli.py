@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from rllib_worldmodel.envs.vizdoom import add_view_args, steps_of_frames, takecover_view
+from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, takecover_view
 
 ENV_PRESETS = {
-    # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256. frame_cap: the real default cap (TakeCover: frames).
-    "takecover": {"z_size": 64, "rnn_size": 512, "frame_cap": 2100},
+    # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256. frame_cap: the real default cap (TakeCover's is
+    # make_takecover's, in frames).
+    "takecover": {"z_size": 64, "rnn_size": 512},
     "carracing": {"z_size": 32, "rnn_size": 256, "frame_cap": 1000},
 }
 ENV_NAMES = {"takecover": "WorldModels/TakeCover-v0", "carracing": "WorldModels/CarRacing-v0"}
@@ -53,11 +54,12 @@ def _real_env_config(args: argparse.Namespace) -> tuple[str, dict]:
 def _dream_cap(args: argparse.Namespace) -> int:
     """The dream's step cap: the real episode's, in env steps (a TakeCover cap in frames over its frame skip), or
     --dream-cap for envs without a preset."""
+    if args.env == "takecover":
+        return episode_steps(_real_env_config(args)[1]["real"])  # the env the algorithm will play
     preset = ENV_PRESETS.get(args.env, {})
     if "frame_cap" not in preset:
         return args.dream_cap
-    cap = args.frame_cap or preset["frame_cap"]
-    return steps_of_frames(cap, args.frame_skip or 1) if args.env == "takecover" else cap
+    return args.frame_cap or preset["frame_cap"]
 
 
 def _score_line(ev: dict) -> str:

@@ -10,7 +10,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_worldmodel.done_refit import validate_refit_settings
 from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
-from rllib_worldmodel.envs.vizdoom import FRAME_CAP, steps_of_frames
+from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.registration import TAKECOVER_ENV
 from rllib_worldmodel.schedules import Schedule
@@ -633,7 +633,7 @@ class WorldModelsConfig(AlgorithmConfig):
         skip = real_env.get("frame_skip", 1) if isinstance(real_env, dict) else 1
         if self.env == TAKECOVER_ENV and skip != 1:
             # a dream longer than the real episode would train C to survive past the real cap
-            cap = steps_of_frames(real_env.get("frame_cap", FRAME_CAP), skip)
+            cap = episode_steps(real_env)
             need(
                 self.dream_max_episode_steps <= cap,
                 f"dream max_episode_steps={self.dream_max_episode_steps} is longer than the real episode: "

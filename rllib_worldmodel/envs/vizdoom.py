@@ -88,6 +88,12 @@ def steps_of_frames(frames: int, frame_skip: int) -> int:
     return math.ceil(int(frames) / int(frame_skip))
 
 
+def episode_steps(settings: dict[str, Any]) -> int:
+    """The step cap of a TakeCover episode made with these `make_takecover` keyword arguments (an env_config's
+    "real" part, or `takecover_view`'s output): its frame cap over its frame skip."""
+    return steps_of_frames(settings.get("frame_cap", FRAME_CAP), settings.get("frame_skip", 1))
+
+
 class DamagePenalty(gym.Wrapper):
     """Subtract `penalty` x health lost from each step's reward (TakeCover's HEALTH game variable).
 
