@@ -234,10 +234,16 @@ class WorldModels(Algorithm):
             )
         self._sync_local_module()
         self._encode_replay()
-        # M: latent windows with their episode prefix (exact LSTM state; resets at episode starts).
-        n_mdn = max(1, math.ceil(cfg.mdn_epochs_per_iteration * frames / (cfg.mdn_batch_size * cfg.mdn_seq_len)))
-        for _ in range(n_mdn):
-            self._update(self._mdn_batch(cfg.mdn_batch_size, cfg.mdn_seq_len))
+        # M: latent windows with their episode prefix (exact LSTM state; resets at episode starts). An epoch counts
+        # the transitions the windows really hold: a window starts at a uniform position, so it is often cut by the
+        # episode's end (random-hold TakeCover at 4 tics a step: 66-step episodes, windows of ~33 of 128 steps),
+        # and counting windows as full would train M on a quarter of the epochs asked for.
+        target, n_mdn, n_transitions = cfg.mdn_epochs_per_iteration * frames, 0, 0
+        while n_mdn == 0 or n_transitions < target:
+            batch = self._mdn_batch(cfg.mdn_batch_size, cfg.mdn_seq_len)
+            n_transitions += int(batch["mask"].sum())
+            n_mdn += 1
+            self._update(batch)
         self._sync_local_module()
         if cfg.done_refit_horizon > 0:
             self._refit_done_head()
@@ -265,6 +271,7 @@ class WorldModels(Algorithm):
             self.metrics.log_value("real/behaviour_episode_len_mean", target, window=1)
         self.metrics.log_value("world_model/vae_updates", n_vae, window=1)
         self.metrics.log_value("world_model/mdn_updates", n_mdn, window=1)
+        self.metrics.log_value("world_model/mdn_transitions", n_transitions, window=1)
 
     def _whole_episodes(self) -> list[EncodedEpisode]:
         """Every whole stored episode (not cut by the replay's capacity), encoded: what branch points and the done

@@ -106,6 +106,8 @@ def train_config(args: argparse.Namespace):
             done_bias_init=args.done_bias_init,
             vae_epochs_per_iteration=args.vae_epochs,
             vae_warmup_epochs=args.vae_warmup_epochs,
+            mdn_epochs_per_iteration=args.mdn_epochs,
+            mdn_seq_len=args.seq_len,
             fit_epochs_over=args.fit_epochs_over,
             vae_focus_fraction=args.vae_focus_fraction,
             vae_focus_weight=args.vae_focus_weight,
@@ -630,6 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--done-bias-init", type=float, help="initial done-logit bias (a prior on deaths, e.g. -5)")
     train.add_argument("--vae-epochs", type=float, default=1.0, help="V passes over the replay per iteration")
     train.add_argument("--vae-warmup-epochs", type=float, default=0.0, help="extra V passes in the first iteration")
+    train.add_argument(
+        "--mdn-epochs", type=float, default=10.0, help="M passes over the replay per iteration, counted in transitions"
+    )
+    train.add_argument("--seq-len", type=int, default=128, help="M's training window length in steps")
     train.add_argument(
         "--fit-epochs-over",
         default="replay",

@@ -176,7 +176,8 @@ class WorldModelsConfig(AlgorithmConfig):
             vae_epochs_per_iteration: V passes over the replay per iteration (fractional allowed).
             mdn_batch_size: Sequence windows per M update.
             mdn_seq_len: Window length; each window starts from the exact LSTM state of its episode prefix.
-            mdn_epochs_per_iteration: M passes (in steps) over the replay per iteration.
+            mdn_epochs_per_iteration: M passes over the replay per iteration, counted in transitions trained on
+                (windows cut short by an episode's end count what they hold), as the offline `fit` counts them.
             fit_epochs_over: What the epochs above count. "replay" (default): passes over the whole replay, so an
                 iteration's fit grows with everything collected so far (TakeCover, 100 episodes per iteration:
                 245 s in iteration 1, 1,348 s in iteration 6). "new": passes over the steps collected this

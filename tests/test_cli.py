@@ -86,6 +86,19 @@ def test_train_controller_input_flags_reach_the_dream_and_the_acting_module():
     assert not default.include_prev_action and not default.model_config["include_prev_action"]
 
 
+def test_train_fit_budget_flags_reach_the_config():
+    """--mdn-epochs / --seq-len set M's fit in the loop as `fit` sets it offline; the defaults are the config's."""
+    from rllib_worldmodel.cli import build_parser, train_config
+    from rllib_worldmodel.config import WorldModelsConfig
+
+    parse = build_parser().parse_args
+    cfg = train_config(parse(["train", "--env", "takecover", "--mdn-epochs", "20", "--seq-len", "500"]))
+    cfg.validate()
+    assert cfg.mdn_epochs_per_iteration == 20.0 and cfg.mdn_seq_len == 500
+    default, plain = train_config(parse(["train", "--env", "takecover"])), WorldModelsConfig()
+    assert (default.mdn_epochs_per_iteration, default.mdn_seq_len) == (plain.mdn_epochs_per_iteration, plain.mdn_seq_len)
+
+
 def test_frame_skip_reaches_the_real_env_and_the_dream_cap():
     """--frame-skip k: the real env steps k tics at a time, and the dream is capped at the same 60 game seconds."""
     from rllib_worldmodel.cli import build_parser, make_env, train_config
