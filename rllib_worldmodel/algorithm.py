@@ -366,6 +366,10 @@ class WorldModels(Algorithm):
             z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=self._torch_gen)  # paper: z ~ V(o)
             rows.append((z, a, r, done, o, w))
         p_max = max(max(o for *_, o, _ in rows), 1)
+        # Padded to the longest window drawn, not to seq_len: windows cut by an episode's end are often far shorter
+        # (66-step random-hold episodes at 4 tics a step against a 500-step seq_len), and the LSTM runs over the
+        # padding too.
+        seq_len = max(w for *_, w in rows)
         a_dim = rows[0][1].shape[-1]
         out = {
             "z_prefix": np.zeros((batch_size, p_max, z_size), np.float32),

@@ -71,6 +71,19 @@ def test_fit_epochs_count_the_whole_replay_or_only_the_new_steps(trained):
     assert_mdn_epochs(n2, new)
 
 
+def test_m_windows_are_padded_to_the_longest_drawn_not_to_seq_len(trained):
+    """A window holds at most seq_len steps and is cut by its episode's end; the batch is only as long as its longest
+    window (the LSTM runs over the padding), and every window continues from its own episode prefix."""
+    algo, _ = trained
+    longest = max(len(ep) for ep in algo.replay.episodes)
+    batch = algo._mdn_batch(16, 10 * longest)
+    held = batch["mask"].sum(1)
+    assert batch["z_in"].shape[1] == batch["a"].shape[1] == held.max() <= longest
+    assert (held >= 1).all() and np.all(batch["mask"][:, : int(held.min())] == 1)
+    short = algo._mdn_batch(16, 3)
+    assert short["z_in"].shape[1] <= 3 and short["mask"].sum(1).max() <= 3
+
+
 def test_fitted_done_logit_scale_reaches_the_dream_and_the_checkpoint(ray_session, tmp_path):
     """done_logit_scale="fit": after the fit, the scale is M's maximum-likelihood one on the replay's real deaths;
     the dream, the calibration after it, the exported world model and a restored checkpoint all use it."""
