@@ -59,12 +59,16 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--action-repeat", type=int, default=1, help="the controller decides every k-th frame (the main job: 50)"
+        "--action-repeat",
+        type=int,
+        default=1,
+        help="the controller decides every k-th env step, k x frame skip frames (the main job: 50 at frame skip 1)",
     )
     add_view_args(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "real_cma_ceiling.json"))
     args = parser.parse_args()
     view = takecover_view(args, read_checkpoint(args.world_model)["metadata"])
+    skip = view.get("frame_skip", 1)
     wm = WorldModel.load(args.world_model)
     ctrl = Controller(wm.config.z_size + wm.config.rnn_size, wm.config.action_space())
     es = cma.CMAEvolutionStrategy(
@@ -81,7 +85,8 @@ def main() -> None:
     for g in range(args.generations):
         solutions = np.asarray(es.ask())
         returns = run(np.repeat(solutions, args.rollouts, axis=0), g * 10_000)
-        steps += int(returns.sum())  # TakeCover pays 1 per frame: returns are real steps
+        # TakeCover pays 1 per frame, so returns are frames; at frame skip k a step is k of them (the last one cut)
+        steps += int(np.ceil(returns / skip).sum())
         fitness = returns.reshape(len(solutions), args.rollouts).mean(1)
         es.tell(list(solutions), list(-fitness))
         log.append(
@@ -103,6 +108,7 @@ def main() -> None:
         "view": view,
         "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "train_real_steps": steps,
+        "frame_skip": skip,
         "train_wall_s": round(train_s, 1),
         "real_mean": float(final.mean()),
         "real_std": float(final.std()),
@@ -114,7 +120,7 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     print(
-        f"linear C on [z, h] deciding every {args.action_repeat} frames, CMA-ES {args.population} x "
+        f"linear C on [z, h] deciding every {args.action_repeat * skip} frames, CMA-ES {args.population} x "
         f"{args.rollouts} real episodes x {args.generations} "
         f"generations on the REAL game ({steps:,} real steps, {train_s:.0f} s): "
         f"{final.mean():.0f} ± {final.std():.0f} over {len(final)} real episodes"

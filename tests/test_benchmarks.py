@@ -125,3 +125,20 @@ def test_dream_danger_records_each_episodes_hits_and_the_death():
     want = [0, 0, 1, 0, 0, 0, 1, 0, 0, 1]  # two hits, then the death on the last step
     assert [e.tolist() for e in recorded.event_arrays()] == [want] * 3
     assert all(len(ep.actions) == 10 and len(set(ep.actions.tolist())) == 1 for ep in recorded.episodes)
+
+
+def test_sweep_baseline_scores_each_period_in_frames_on_real_takecover(tmp_path, capsys):
+    """The open-loop bar: one row per period, its length in frames at the frame skip, scored on real episodes."""
+    import json
+
+    out = tmp_path / "sweep.json"
+    load_script("sweep_baseline").main(
+        ["--frame-skip", "4", "--periods", "5", "10", "--episodes", "2", "--out", str(out)]
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["policy"], r["period_frames"], r["real_episodes"]) for r in rows] == [
+        ("sweep 1/2 every 5", 20, 2),
+        ("sweep 1/2 every 10", 40, 2),
+    ]
+    assert all(0 < r["real_mean"] <= 2100 for r in rows)  # frames survived, within the 2,100-frame cap
+    assert "frame skip 4" in capsys.readouterr().out

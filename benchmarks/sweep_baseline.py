@@ -1,0 +1,70 @@
+"""The open-loop bar on real TakeCover: how long fixed sweeps (right N steps, left N steps, ...) survive.
+
+    python benchmarks/sweep_baseline.py --frame-skip 4 --periods 15 20 25 30 40 --episodes 200
+
+A sweep reads nothing: no V, no M, no controller. A dream-trained controller that scores no better than the best
+sweep has learned to move, not to dodge. Each period's episodes are reset with the same seeds (`fidelity.real_episodes`,
+the reference policies of the ranking check; the sweep starts at a random place in its cycle). Scores are frames
+survived (TakeCover pays 1 per frame at any frame skip). Writes JSON (default
+benchmarks/results/sweep_baseline.json) and prints the best period's score last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rllib_worldmodel.envs.vizdoom import add_view_args, make_takecover, takecover_view
+from rllib_worldmodel.fidelity import real_episodes, reference_policies
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--periods", type=int, nargs="+", default=[15, 20, 25, 30, 40], help="steps per direction")
+    parser.add_argument("--episodes", type=int, default=200, help="real episodes per period")
+    parser.add_argument("--skill", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    add_view_args(parser)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep_baseline.json"))
+    args = parser.parse_args(argv)
+    view = takecover_view(args)
+    skip = view.get("frame_skip", 1)
+    env = make_takecover(skill=args.skill, **view)
+    rows = []
+    for period in args.periods:
+        t0 = time.perf_counter()
+        name, spec = next((k, v) for k, v in reference_policies(env.action_space, [period]).items() if v["cycle"])
+        scores = np.array(
+            [float(ep.rewards.sum()) for ep in real_episodes(env, episodes=args.episodes, seed=args.seed, **spec)]
+        )
+        rows.append(
+            {
+                "policy": name,
+                "period_steps": period,
+                "period_frames": period * skip,
+                "real_mean": float(scores.mean()),
+                "real_std": float(scores.std()),
+                "real_episodes": len(scores),
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    env.close()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"settings": {**vars(args), "view": view}, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+    best = max(rows, key=lambda r: r["real_mean"])
+    print(
+        f"best open-loop sweep on real TakeCover (skill {args.skill}, frame skip {skip}): "
+        f"{best['period_frames']} frames each way, {best['real_mean']:.0f} ± {best['real_std']:.0f} frames over "
+        f"{best['real_episodes']} episodes"
+    )
+
+
+if __name__ == "__main__":
+    main()
