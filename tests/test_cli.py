@@ -96,7 +96,8 @@ def test_train_fit_budget_flags_reach_the_config():
     cfg.validate()
     assert cfg.mdn_epochs_per_iteration == 20.0 and cfg.mdn_seq_len == 500
     default, plain = train_config(parse(["train", "--env", "takecover"])), WorldModelsConfig()
-    assert (default.mdn_epochs_per_iteration, default.mdn_seq_len) == (plain.mdn_epochs_per_iteration, plain.mdn_seq_len)
+    for key in ("mdn_epochs_per_iteration", "mdn_seq_len"):
+        assert getattr(default, key) == getattr(plain, key), key
 
 
 def test_frame_skip_reaches_the_real_env_and_the_dream_cap():

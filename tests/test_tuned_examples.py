@@ -68,13 +68,22 @@ def test_takecover_levers_preset_is_valid():
     assert config.env_config["real"]["screen_flashes"] is True and config.num_heads == 5
 
 
-def test_takecover_refit_repeat_preset_matches_the_main_job():
-    """The preset and the command of scripts/run_main.sh (which its docstring quotes) are the same configuration."""
+def test_takecover_refit_repeat_preset_is_valid():
+    """The best configuration at one tic a step (the main job until 2026-12-02)."""
     from vizdoom_takecover import takecover_refit_repeat_config
+
+    preset = takecover_refit_repeat_config()
+    preset.validate()
+    assert preset.action_repeat == 50 and "frame_skip" not in preset.env_config["real"]
+
+
+def test_takecover_skip4_preset_matches_the_main_job():
+    """The preset and the command of scripts/run_main.sh (which its docstring quotes) are the same configuration."""
+    from vizdoom_takecover import takecover_skip4_config
 
     from rllib_worldmodel import cli
 
-    preset = takecover_refit_repeat_config()
+    preset = takecover_skip4_config()
     preset.validate()
     main_job = (Path(__file__).parents[1] / "scripts" / "run_main.sh").read_text()
     command = main_job[main_job.index("rllib_worldmodel.cli train") :].split('"$@"')[0].replace("\\\n", " ")
@@ -94,5 +103,13 @@ def test_takecover_refit_repeat_preset_matches_the_main_job():
         "cma_generations_per_iteration",
         "temperature",
         "real_episodes_per_iteration",
+        "mdn_epochs_per_iteration",
+        "mdn_seq_len",
+        "vae_epochs_per_iteration",
+        "dream_max_episode_steps",
     ):
         assert getattr(cfg, key) == getattr(preset, key), key
+    from rllib_worldmodel.envs.vizdoom import DEFAULT_SKILL, FRAME_CAP
+
+    # the command leaves skill and frame cap at make_takecover's defaults; the preset names them
+    assert {"skill": DEFAULT_SKILL, "frame_cap": FRAME_CAP, **cfg.env_config["real"]} == preset.env_config["real"]

@@ -84,6 +84,27 @@ def takecover_refit_repeat_config(eval_episodes: int = 100) -> WorldModelsConfig
     )
 
 
+def takecover_skip4_config(eval_episodes: int = 100) -> WorldModelsConfig:
+    """The main job (README, "M's epochs, counted right"): the game at 4 tics a step, one 400-episode collection
+    of random holds of 1-25 steps, V 3 epochs and M 20 epochs over it (the offline `fit` budget), the done head
+    refitted on 25-step dreams, and a controller that decides every 25th step (100 frames); CMA-ES 32 x 8 dreams,
+    32 generations. `rllib-worldmodel train --env takecover --frame-skip 4 --iterations 1 --episodes-per-iteration
+    400 --hold 1 25 --num-heads 5 --done-bias-init -5 --vae-warmup-epochs 2 --mdn-epochs 20 --seq-len 500
+    --done-mode sample --calibrate-deaths --done-refit-horizon 25 --action-repeat 25 --cma-population 32
+    --cma-rollouts 8 --cma-generations 32` is the same run from the command line (`scripts/run_main.sh`)."""
+    from rllib_worldmodel.envs.vizdoom import episode_steps
+
+    real = {"skill": 4, "frame_cap": 2100, "frame_skip": 4}
+    return (
+        takecover_refit_repeat_config(eval_episodes)
+        .environment(TAKECOVER_ENV, env_config={"real": real})
+        .world_model(mdn_epochs_per_iteration=20.0, mdn_seq_len=500, done_refit_horizon=25)
+        .collection(real_episodes_per_iteration=400, random_hold_steps=(1, 25))
+        .dream(max_episode_steps=episode_steps(real))
+        .controller(action_repeat=25)
+    )
+
+
 if __name__ == "__main__":
     from ray.rllib.examples.utils import add_rllib_example_script_args
 
