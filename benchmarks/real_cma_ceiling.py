@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from takecover_tau import play_real
 
-from rllib_worldmodel.envs.vizdoom import add_view_args, takecover_view
+from rllib_worldmodel.envs.vizdoom import add_view_args, frame_skip_of, takecover_view
 from rllib_worldmodel.models.controller import Controller
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "real_cma_ceiling.json"))
     args = parser.parse_args()
     view = takecover_view(args, read_checkpoint(args.world_model)["metadata"])
-    skip = view.get("frame_skip", 1)
+    skip = frame_skip_of(view)
     wm = WorldModel.load(args.world_model)
     ctrl = Controller(wm.config.z_size + wm.config.rnn_size, wm.config.action_space())
     es = cma.CMAEvolutionStrategy(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rllib_worldmodel.envs.vizdoom import add_view_args, make_takecover, takecover_view
+from rllib_worldmodel.envs.vizdoom import add_view_args, frame_skip_of, make_takecover, takecover_view
 from rllib_worldmodel.fidelity import real_episodes, reference_policies
 
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep_baseline.json"))
     args = parser.parse_args(argv)
     view = takecover_view(args)
-    skip = view.get("frame_skip", 1)
+    skip = frame_skip_of(view)
     env = make_takecover(skill=args.skill, **view)
     rows = []
     for period in args.periods:

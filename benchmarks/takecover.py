@@ -202,6 +202,8 @@ def main() -> None:
 
     import ray
 
+    from rllib_worldmodel.envs.vizdoom import frame_skip_of
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
     config = preset_config(args)
@@ -211,7 +213,7 @@ def main() -> None:
             **vars(args),
             "env": "VizdoomTakeCover-v1 via WorldModels/TakeCover-v0",
             "real_env_config": real_env_config,  # skill, frame cap, screen flashes: what both agents played
-            "frame_skip": real_env_config.get("frame_skip", 1),  # PPO plays the same steps of k tics
+            "frame_skip": frame_skip_of(real_env_config),  # PPO plays the same steps of k tics
             "obs": "64x64 RGB",
             "cores": os.cpu_count(),
             "cma_budget": {

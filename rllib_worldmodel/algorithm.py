@@ -345,7 +345,8 @@ class WorldModels(Algorithm):
         wm.set_initial_states(torch.stack([lat[0][0] for lat in starts]), torch.stack([lat[1][0] for lat in starts]))
 
     def _mdn_batch(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
-        """Windows of up to `seq_len` transitions at uniformly random positions, with their episode prefixes."""
+        """Windows of up to `seq_len` transitions at uniformly random positions, with their episode prefixes; the
+        batch is padded to its longest window, not to `seq_len`."""
         episodes = self.replay.episodes
         lengths = np.array([len(ep) for ep in episodes], dtype=float)
         picks = self._rng.choice(len(episodes), size=batch_size, p=lengths / lengths.sum())
@@ -366,21 +367,20 @@ class WorldModels(Algorithm):
             z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=self._torch_gen)  # paper: z ~ V(o)
             rows.append((z, a, r, done, o, w))
         p_max = max(max(o for *_, o, _ in rows), 1)
-        # Padded to the longest window drawn, not to seq_len: windows cut by an episode's end are often far shorter
-        # (66-step random-hold episodes at 4 tics a step against a 500-step seq_len), and the LSTM runs over the
-        # padding too.
-        seq_len = max(w for *_, w in rows)
+        # Windows cut by an episode's end are often far shorter than seq_len (66-step random-hold episodes at 4 tics
+        # a step against a 500-step seq_len), and the LSTM runs over the padding too.
+        t_max = max(w for *_, w in rows)
         a_dim = rows[0][1].shape[-1]
         out = {
             "z_prefix": np.zeros((batch_size, p_max, z_size), np.float32),
             "a_prefix": np.zeros((batch_size, p_max, a_dim), np.float32),
             "prefix_len": np.zeros(batch_size, np.int64),
-            "z_in": np.zeros((batch_size, seq_len, z_size), np.float32),
-            "z_next": np.zeros((batch_size, seq_len, z_size), np.float32),
-            "a": np.zeros((batch_size, seq_len, a_dim), np.float32),
-            "r": np.zeros((batch_size, seq_len), np.float32),
-            "done": np.zeros((batch_size, seq_len), np.float32),
-            "mask": np.zeros((batch_size, seq_len), np.float32),
+            "z_in": np.zeros((batch_size, t_max, z_size), np.float32),
+            "z_next": np.zeros((batch_size, t_max, z_size), np.float32),
+            "a": np.zeros((batch_size, t_max, a_dim), np.float32),
+            "r": np.zeros((batch_size, t_max), np.float32),
+            "done": np.zeros((batch_size, t_max), np.float32),
+            "mask": np.zeros((batch_size, t_max), np.float32),
         }
         for b, (z, a, r, done, o, w) in enumerate(rows):
             out["z_prefix"][b, :o], out["a_prefix"][b, :o], out["prefix_len"][b] = z[:o], a[:o], o

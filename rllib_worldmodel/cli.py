@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, takecover_view
+from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, frame_skip_of, takecover_view
 
 ENV_PRESETS = {
     # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256. frame_cap: the real default cap (TakeCover's is
@@ -319,7 +319,7 @@ def make_env(name: str, skill: int | None = None, frame_cap: int | None = None, 
 
     if name == "takecover":
         return make_takecover(**takecover_view, **_given(skill=skill, frame_cap=frame_cap))
-    if takecover_view.get("frame_skip", 1) != 1:
+    if frame_skip_of(takecover_view) != 1:
         raise ValueError(f"--frame-skip is a TakeCover setting; --env {name} steps every frame.")
     if name == "carracing":
         return make_car_racing(**({"frame_cap": frame_cap} if frame_cap else {}))

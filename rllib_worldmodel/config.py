@@ -10,7 +10,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_worldmodel.done_refit import validate_refit_settings
 from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
-from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP
+from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP, frame_skip_of
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.registration import TAKECOVER_ENV
 from rllib_worldmodel.schedules import Schedule
@@ -631,7 +631,7 @@ class WorldModelsConfig(AlgorithmConfig):
             "the dream-real gap by episode return, which a shaped reward would change; drop it here and use "
             "`rllib-worldmodel fit --damage-penalty` with benchmarks/takecover_tau.py, which score frames survived.",
         )
-        skip = real_env.get("frame_skip", 1) if isinstance(real_env, dict) else 1
+        skip = frame_skip_of(real_env) if isinstance(real_env, dict) else 1
         if self.env == TAKECOVER_ENV and skip != 1:
             # a dream longer than the real episode would train C to survive past the real cap
             cap = episode_steps(real_env)

@@ -88,10 +88,7 @@ def takecover_skip4_config(eval_episodes: int = 100) -> WorldModelsConfig:
     """The main job (README, "M's epochs, counted right"): the game at 4 tics a step, one 400-episode collection
     of random holds of 1-25 steps, V 3 epochs and M 20 epochs over it (the offline `fit` budget), the done head
     refitted on 25-step dreams, and a controller that decides every 25th step (100 frames); CMA-ES 32 x 8 dreams,
-    32 generations. `rllib-worldmodel train --env takecover --frame-skip 4 --iterations 1 --episodes-per-iteration
-    400 --hold 1 25 --num-heads 5 --done-bias-init -5 --vae-warmup-epochs 2 --mdn-epochs 20 --seq-len 500
-    --done-mode sample --calibrate-deaths --done-refit-horizon 25 --action-repeat 25 --cma-population 32
-    --cma-rollouts 8 --cma-generations 32` is the same run from the command line (`scripts/run_main.sh`)."""
+    32 generations. `scripts/run_main.sh` is the same run from the command line (a test keeps the two equal)."""
     from rllib_worldmodel.envs.vizdoom import episode_steps
 
     real = {"skill": 4, "frame_cap": 2100, "frame_skip": 4}

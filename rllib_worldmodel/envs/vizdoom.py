@@ -88,10 +88,16 @@ def steps_of_frames(frames: int, frame_skip: int) -> int:
     return math.ceil(int(frames) / int(frame_skip))
 
 
+def frame_skip_of(settings: dict[str, Any]) -> int:
+    """Tics per env step of a TakeCover made with these `make_takecover` keyword arguments (an env_config's "real"
+    part, or `takecover_view`'s output); `make_takecover`'s default, 1, when they do not name one."""
+    return int(settings.get("frame_skip", 1))
+
+
 def episode_steps(settings: dict[str, Any]) -> int:
     """The step cap of a TakeCover episode made with these `make_takecover` keyword arguments (an env_config's
     "real" part, or `takecover_view`'s output): its frame cap over its frame skip."""
-    return steps_of_frames(settings.get("frame_cap", FRAME_CAP), settings.get("frame_skip", 1))
+    return steps_of_frames(settings.get("frame_cap", FRAME_CAP), frame_skip_of(settings))
 
 
 class DamagePenalty(gym.Wrapper):
