@@ -43,6 +43,7 @@ def play_real(
     num_envs: int = 8,
     include_cell: bool = False,
     include_prev_action: bool = False,
+    include_hidden: bool = True,
     z_mode: str = "sample",
     seed: int = 0,
     skill: int = 4,
@@ -61,6 +62,7 @@ def play_real(
     `done_refit.EncodedEpisode` (the latents V gave the controller, M's action encoding, terminated).
     `action_repeat`: the controller decides every k-th step and holds its action in between.
     `include_prev_action`: the controller also reads the action taken last step (as the dream's observation has it).
+    `include_hidden=False`: the controller reads z without M's h (the dream's `include_hidden`).
     `make_env`: builds each real env instead of TakeCover with `skill`, `frame_cap` and `view` (any env with V's
     frames and M's discrete actions)."""
     if make_env is None:
@@ -88,7 +90,7 @@ def play_real(
         mu, logvar = world_model.vae.encode(torch.as_tensor(np.stack([obs[i] for i in idx])))
         z = mu if z_mode == "mean" else mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)
         hi, ci = h[idx], c[idx]
-        x = controller_input(z, hi, ci, prev[idx], include_cell, include_prev_action)
+        x = controller_input(z, hi, ci, prev[idx], include_cell, include_prev_action, include_hidden)
         if w is None:
             action = controller.act(x)
         else:
@@ -134,7 +136,7 @@ def train_in_dream(
     CMA-ES's mean parameters after each generation in `snapshot_at` (the generation curve). `controller_hidden`:
     hidden units of C (0: the paper's linear C)."""
     controller = Controller(
-        controller_input_size(wm.config, settings.include_cell, settings.include_prev_action),
+        controller_input_size(wm.config, settings.include_cell, settings.include_prev_action, settings.include_hidden),
         wm.config.action_space(),
         hidden=controller_hidden,
     )
@@ -185,6 +187,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
             seed=args.seed + 1000,
             include_cell=settings.include_cell,
             include_prev_action=settings.include_prev_action,
+            include_hidden=settings.include_hidden,
             view=args.view,
             z_mode=args.z_mode,
             action_repeat=args.action_repeat,
@@ -223,6 +226,10 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
         "pessimism": settings.pessimism,
         "done_ensemble": settings.done_ensemble,
         "initial_noise": settings.initial_noise,
+        "controller_input": "z"
+        + (", h" if settings.include_hidden else "")
+        + (", c" if settings.include_cell else "")
+        + (", previous action" if settings.include_prev_action else ""),
         "action_repeat": args.action_repeat,
         "cma_common_noise": common_noise,
         "dream_mean": float(dream.mean()),
@@ -337,6 +344,7 @@ def main() -> None:
         reward_range=tuple(args.reward_range) if args.reward_range else None,
         include_cell=args.include_cell,
         include_prev_action=args.include_prev_action,
+        include_hidden=args.include_hidden,
     )
 
     def calibrated(settings: DreamSettings) -> DreamSettings:

@@ -427,6 +427,7 @@ class WorldModels(Algorithm):
             branch_focus=focus,
             include_cell=c.include_cell,
             include_prev_action=c.include_prev_action,
+            include_hidden=c.include_hidden,
             device=str(self.dream_device),
             seed=c.seed,
             deterministic=c.deterministic_dream,

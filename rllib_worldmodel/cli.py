@@ -136,6 +136,7 @@ def train_config(args: argparse.Namespace):
             branch_focus=args.branch_focus,
             include_cell=args.include_cell,
             include_prev_action=args.include_prev_action,
+            include_hidden=args.include_hidden,
         )
         .exploit_guard(enabled=args.guard)
         .controller(
@@ -525,8 +526,8 @@ def cmd_dream(args: argparse.Namespace) -> int:
 
 
 def add_controller_input_args(parser: argparse.ArgumentParser) -> None:
-    """--action-repeat, --include-cell, --include-prev-action: when C decides and what it reads (the CLI and the
-    benchmarks that train controllers share them)."""
+    """--action-repeat, --include-cell, --include-prev-action, --no-hidden: when C decides and what it reads (the
+    CLI and the benchmarks that train controllers share them)."""
     parser.add_argument(
         "--action-repeat", type=int, default=1, help="C decides every k-th step and holds its action (1: paper)"
     )
@@ -537,6 +538,12 @@ def add_controller_input_args(parser: argparse.ArgumentParser) -> None:
         "--include-prev-action",
         action="store_true",
         help="C also reads the action taken last step (one-hot): a linear C can then keep a course until it turns",
+    )
+    parser.add_argument(
+        "--no-hidden",
+        dest="include_hidden",
+        action="store_false",
+        help="C reads z without M's hidden state h (the paper's 'V only' controller)",
     )
 
 

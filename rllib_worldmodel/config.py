@@ -87,6 +87,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.done_logit_scale = 1.0
         self.include_cell = False
         self.include_prev_action = False
+        self.include_hidden = True
         self.dream_device = "auto"
         self.dream_start = "episode"  # paper: dreams start at real episode starts
         self.branch_horizon = 30
@@ -264,6 +265,7 @@ class WorldModelsConfig(AlgorithmConfig):
         done_mode: str = NotProvided,
         include_cell: bool = NotProvided,
         include_prev_action: bool = NotProvided,
+        include_hidden: bool = NotProvided,
         device: str = NotProvided,
         deterministic: bool = NotProvided,
         initial_noise: float = NotProvided,
@@ -288,6 +290,8 @@ class WorldModelsConfig(AlgorithmConfig):
             include_prev_action: Append the action taken last step (one-hot for discrete actions) to the
                 controller's input, in the dream and in the real env alike, so a linear controller can keep a
                 course until its view says turn (hysteresis).
+            include_hidden: False: the controller reads z without M's hidden state h (the paper's "V only"
+                controller: it reacts to what V sees now and cannot steer by M's memory); default True, [z, h].
             device: Where the controller's dreams run: "auto", "cpu", "cuda", ...
             deterministic: Dream M's mode instead of sampling (tau is then unused).
             initial_noise: Std of extra Gaussian noise on each dream's initial latent.
@@ -326,6 +330,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "done_mode": done_mode,
                 "include_cell": include_cell,
                 "include_prev_action": include_prev_action,
+                "include_hidden": include_hidden,
                 "dream_device": device,
                 "dream_start": start,
                 "branch_horizon": branch_horizon,
@@ -452,6 +457,7 @@ class WorldModelsConfig(AlgorithmConfig):
             "action_repeat": self.action_repeat,
             "include_cell": self.include_cell,
             "include_prev_action": self.include_prev_action,
+            "include_hidden": self.include_hidden,
             "real_z": self.real_z,
             "random_hold_prob": self.random_hold_prob,
             "hold_min": int(self.random_hold_steps[0]),

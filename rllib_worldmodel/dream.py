@@ -65,6 +65,9 @@ class DreamSettings:
         obs_mode: "latent" ([z, h] or [z, h, c], the paper's controller input) or "pixels" (decoded uint8 frames,
             the real env's own observation space).
         include_cell: Add the LSTM cell state c to latent observations (paper's Doom controller input).
+        include_hidden: Keep M's hidden state h in latent observations (paper). False: [z] alone (plus c or the
+            previous action when those are on) — the paper's "V only" controller, which reacts to what V sees and
+            cannot read (or steer by) M's memory.
         include_prev_action: Append the action each dream took last, encoded as M reads it (one-hot for discrete
             actions; zeros at a dream's start, branch starts included), to latent observations. A linear controller
             can then keep a course until [z, h] says turn (hysteresis, e.g. sweeping from wall to wall), which a
@@ -104,6 +107,7 @@ class DreamSettings:
     obs_mode: str = "latent"
     include_cell: bool = False
     include_prev_action: bool = False
+    include_hidden: bool = True
     device: str = "cpu"
     seed: int | None = None
     deterministic: bool = False
@@ -151,10 +155,11 @@ class DreamSettings:
             raise ValueError(f"done_mode={self.done_mode!r}: use one of {DONE_MODES}.")
         if self.obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode={self.obs_mode!r}: use one of {OBS_MODES}.")
-        if self.obs_mode == "pixels" and (self.include_cell or self.include_prev_action):
+        if self.obs_mode == "pixels" and (self.include_cell or self.include_prev_action or not self.include_hidden):
             raise ValueError(
-                "include_cell / include_prev_action extend latent observations; with obs_mode='pixels' the dream "
-                "returns frames only. Use obs_mode='latent' or switch them off."
+                "include_cell / include_prev_action / include_hidden shape latent observations; with "
+                "obs_mode='pixels' the dream returns frames only. Use obs_mode='latent' or leave them at their "
+                "defaults (False / False / True)."
             )
         if int(self.max_episode_steps) < 1:
             raise ValueError(f"max_episode_steps={self.max_episode_steps} must be >= 1 (paper TakeCover: 2100).")
@@ -261,7 +266,9 @@ class DreamSimulator:
                 "or call WorldModel.store_branch_points(...) and save it again."
             )
         self._doomed = self._doomed_points()
-        self.latent_size = controller_input_size(cfg, self.settings.include_cell, self.settings.include_prev_action)
+        self.latent_size = controller_input_size(
+            cfg, self.settings.include_cell, self.settings.include_prev_action, self.settings.include_hidden
+        )
         st = self.settings
         needs_ensemble = st.pessimism > 0 or (st.curiosity > 0 and st.curiosity_bonus == "disagreement")
         if needs_ensemble and self.world_model.mdn_rnn.num_heads < 2:
@@ -296,12 +303,13 @@ class DreamSimulator:
             state_dict: `WorldModel.state_dict()` of the same architecture.
             initial_states: New dream start states (N, 2, Z), e.g. from newly collected real episodes.
             settings: New dream settings (a new tau, pessimism, calibrated done-logit offset, ...); what shapes the
-                spaces (`include_cell`, `include_prev_action`, `obs_mode`) and the device must stay as they are.
+                spaces (`include_cell`, `include_prev_action`, `include_hidden`, `obs_mode`) and the device must
+                stay as they are.
         """
         if settings is not None:
             fixed = [
                 k
-                for k in ("include_cell", "include_prev_action", "obs_mode", "device")
+                for k in ("include_cell", "include_prev_action", "include_hidden", "obs_mode", "device")
                 if getattr(settings, k) != getattr(self.settings, k)
             ]
             if fixed:
@@ -457,7 +465,9 @@ class DreamSimulator:
             vae = self.world_model.vae
             return vae.to_observation(vae.decode(self.z))
         st = self.settings
-        return controller_input(self.z, self.h, self.c, self.prev_action, st.include_cell, st.include_prev_action)
+        return controller_input(
+            self.z, self.h, self.c, self.prev_action, st.include_cell, st.include_prev_action, st.include_hidden
+        )
 
     @torch.no_grad()
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

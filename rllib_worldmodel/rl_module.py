@@ -43,7 +43,8 @@ ARCH_KEYS = (
 
 class WorldModelsRLModule(TorchRLModule):
     """V + M + C. model_config keys: the WorldModelConfig architecture fields (z_size, rnn_size, ...), plus
-    `controller_hidden`, `include_cell`, `include_prev_action` (C also reads the last action taken), `real_z`
+    `controller_hidden`, `include_cell`, `include_prev_action` (C also reads the last action taken),
+    `include_hidden` (False: C reads z without h), `real_z`
     ("sample" as the paper, or "mean"), `random_hold_prob`, `epsilon`, `surprise_exploration`, `hold_min`,
     `hold_max`, `action_repeat` (C decides every k-th step)."""
 
@@ -54,8 +55,9 @@ class WorldModelsRLModule(TorchRLModule):
         self.world_model = WorldModel(self.wm_config)
         self.include_cell = bool(mc.get("include_cell", False))
         self.include_prev_action = bool(mc.get("include_prev_action", False))
+        self.include_hidden = bool(mc.get("include_hidden", True))
         self.controller = Controller(
-            controller_input_size(self.wm_config, self.include_cell, self.include_prev_action),
+            controller_input_size(self.wm_config, self.include_cell, self.include_prev_action, self.include_hidden),
             self.action_space,
             hidden=int(mc.get("controller_hidden", 0)),
         )
@@ -118,7 +120,9 @@ class WorldModelsRLModule(TorchRLModule):
         mu, logvar = self.world_model.vae.encode(obs[:, 0])
         z = mu if self.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
         h, c = state["h"], state["c"]
-        ctrl_in = controller_input(z, h, c, state["prev_action"], self.include_cell, self.include_prev_action)
+        ctrl_in = controller_input(
+            z, h, c, state["prev_action"], self.include_cell, self.include_prev_action, self.include_hidden
+        )
         steps_taken = state["steps_taken"]
         decided = held_actions(
             self.controller.act(ctrl_in).to(state["decided"].dtype),

@@ -110,14 +110,16 @@ def test_fitted_done_logit_scale_reaches_the_dream_and_the_checkpoint(ray_sessio
         fresh.stop()
 
 
-def test_previous_action_input_runs_in_the_dream_and_the_real_evaluation(ray_session):
-    """include_prev_action: CMA-ES's dreams, the dream score and the real evaluation all feed C the same input."""
-    algo = tiny_config().dream(include_prev_action=True).build_algo()
+def test_controller_input_options_run_in_the_dream_and_the_real_evaluation(ray_session):
+    """include_prev_action and include_hidden=False: CMA-ES's dreams, the dream score and the real evaluation all
+    feed C the same input ([z, previous action], no h)."""
+    algo = tiny_config().dream(include_prev_action=True, include_hidden=False).build_algo()
     try:
         result = algo.train()
         module = algo.local_module
-        assert module.controller.input_size == 4 + 16 + 2  # z, h, one-hot of CartPole's two actions
-        assert algo.dream_settings().include_prev_action
+        assert module.controller.input_size == 4 + 2  # z and the one-hot of CartPole's two actions; no h
+        settings = algo.dream_settings()
+        assert settings.include_prev_action and not settings.include_hidden
         ev = result["evaluation"]
         assert ev["real/num_episodes"] >= 4 and np.isfinite(ev["dream_real_gap"])
     finally:

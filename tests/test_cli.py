@@ -74,7 +74,8 @@ class _FolderWriter:
 
 
 def test_train_controller_input_flags_reach_the_dream_and_the_acting_module():
-    """--include-prev-action / --include-cell shape C's input in the dream and in the real-env agent alike."""
+    """--include-prev-action / --include-cell / --no-hidden shape C's input in the dream and in the real-env agent
+    alike."""
     from rllib_worldmodel.cli import build_parser, train_config
 
     args = build_parser().parse_args(["train", "--env", "takecover", "--include-prev-action", "--include-cell"])
@@ -84,6 +85,9 @@ def test_train_controller_input_flags_reach_the_dream_and_the_acting_module():
     assert cfg.model_config["include_prev_action"] and cfg.model_config["include_cell"]
     default = train_config(build_parser().parse_args(["train", "--env", "takecover"]))
     assert not default.include_prev_action and not default.model_config["include_prev_action"]
+    assert default.include_hidden and default.model_config["include_hidden"]
+    v_only = train_config(build_parser().parse_args(["train", "--env", "takecover", "--no-hidden"]))
+    assert not v_only.include_hidden and not v_only.model_config["include_hidden"]
 
 
 def test_train_fit_budget_flags_reach_the_config():

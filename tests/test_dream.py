@@ -56,6 +56,19 @@ def test_previous_action_observation_is_what_the_dream_last_did(image_world_mode
     assert (sim.observe()[0, -n:] == 0).all() and sim.observe()[1, -n:].sum() == 1
 
 
+def test_v_only_observation_is_z_alone(image_world_model):
+    """include_hidden=False: C sees what V sees and nothing of M's memory (the paper's "V only" controller)."""
+    z, n = image_world_model.config.z_size, image_world_model.config.action_dim
+    sim = DreamSimulator(image_world_model, DreamSettings(include_hidden=False, seed=0))
+    assert sim.observation_space.shape == (z,) and sim.reset(3).shape == (3, z)
+    obs, *_ = sim.step(torch.ones(3, dtype=torch.long))
+    torch.testing.assert_close(obs, sim.z)
+    with_prev = DreamSimulator(image_world_model, DreamSettings(include_hidden=False, include_prev_action=True))
+    assert with_prev.reset(2).shape == (2, z + n)
+    with pytest.raises(ValueError, match="include_hidden"):
+        DreamSettings(include_hidden=False, obs_mode="pixels")
+
+
 def test_previous_action_needs_latent_observations(image_world_model):
     with pytest.raises(ValueError, match="obs_mode='latent'"):
         DreamSettings(obs_mode="pixels", include_prev_action=True)

@@ -127,3 +127,14 @@ def test_previous_action_input_is_the_action_really_taken():
     state = batch[Columns.STATE_IN]
     expected = m.controller.act(torch.cat([mu, state["h"], state["prev_action"]], -1))
     torch.testing.assert_close(m.forward_inference(batch)[Columns.ACTIONS][:, 0], expected)
+
+
+def test_v_only_controller_reads_z_alone():
+    """include_hidden=False: the real-env agent feeds C only V's latent, as the dream's observation has it."""
+    m = _module(include_hidden=False)
+    m.set_random_only(False)
+    m.real_z = "mean"
+    assert m.controller.input_size == 4
+    batch = _batch(m, b=5)
+    mu, _ = m.world_model.vae.encode(batch[Columns.OBS][:, 0])
+    torch.testing.assert_close(m.forward_inference(batch)[Columns.ACTIONS][:, 0], m.controller.act(mu))

@@ -97,10 +97,12 @@ class Controller(nn.Module):
         return h
 
 
-def controller_input_size(wm_config: WorldModelConfig, include_cell: bool, include_prev_action: bool = False) -> int:
-    """Size of C's input for a `WorldModelConfig`: [z, h], [z, h, c], each optionally followed by the previous
-    action as M encodes it (see `controller_input`)."""
-    size = wm_config.z_size + wm_config.rnn_size * (2 if include_cell else 1)
+def controller_input_size(
+    wm_config: WorldModelConfig, include_cell: bool, include_prev_action: bool = False, include_hidden: bool = True
+) -> int:
+    """Size of C's input for a `WorldModelConfig`: [z, h], [z, h, c] or [z], each optionally followed by the
+    previous action as M encodes it (see `controller_input`)."""
+    size = wm_config.z_size + wm_config.rnn_size * (int(include_hidden) + int(include_cell))
     return size + (wm_config.action_dim if include_prev_action else 0)
 
 
@@ -111,10 +113,12 @@ def controller_input(
     prev_action: torch.Tensor,
     include_cell: bool,
     include_prev_action: bool,
+    include_hidden: bool = True,
 ) -> torch.Tensor:
-    """C's input, batch first: [z, h(, c)(, previous action encoded for M)] — the one layout the dream's latent
-    observations, the real-env agent and the benchmarks share."""
-    parts = [z, h, c] if include_cell else [z, h]
+    """C's input, batch first: [z(, h)(, c)(, previous action encoded for M)] — the one layout the dream's latent
+    observations, the real-env agent and the benchmarks share. Without h and c (`include_hidden=False`,
+    `include_cell=False`) C reads what V sees now and nothing of M's memory: the paper's "V only" controller."""
+    parts = [z] + ([h] if include_hidden else []) + ([c] if include_cell else [])
     if include_prev_action:
         parts.append(prev_action)
     return torch.cat(parts, dim=-1)
