@@ -368,6 +368,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise ValueError(f"--closed-loop {args.closed_loop}: a probability in [0, 1] (0: teacher forcing, paper).")
     if args.done_refit_horizon < 0:
         raise ValueError(f"--done-refit-horizon {args.done_refit_horizon}: an integer >= 0 (0: off; e.g. 100).")
+    if args.fresh_m and not args.init_from:
+        raise ValueError("--fresh-m keeps the V of --init-from and starts M afresh: give --init-from CHECKPOINT.")
     if args.closed_loop_horizon < 1:
         raise ValueError(
             f"--closed-loop-horizon {args.closed_loop_horizon}: an integer >= 1 (1: own samples drawn per step; "
@@ -428,6 +430,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if clash:
             detail = ", ".join(f"--{k.replace('_', '-')} {a} but the checkpoint has {b}" for k, (a, b) in clash.items())
             raise ValueError(f"--init-from {args.init_from}: {detail}; drop those flags to fine-tune it as it is.")
+        if args.fresh_m:  # same V, an M fitted independently of the checkpoint's (seeded by --seed)
+            model.mdn_rnn = rw.WorldModel(cfg).mdn_rnn
     else:
         cfg = rw.WorldModelConfig.from_spaces(
             env.observation_space,
@@ -495,6 +499,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "hold": list(hold),  # of the episodes collected by this call (older ones keep whatever they were made with)
         "fit_s": round(fit_s, 1),
         "init_from": args.init_from,
+        "fresh_m": args.fresh_m,
         "closed_loop": args.closed_loop,
         "closed_loop_horizon": args.closed_loop_horizon,
         "mdn_latents": args.mdn_latents,
@@ -725,6 +730,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from",
         help="start from this world-model checkpoint instead of a fresh one (fine-tuning; with --vae-epochs 0 only M "
         "trains); its architecture is kept",
+    )
+    fit.add_argument(
+        "--fresh-m",
+        action="store_true",
+        help="with --init-from: keep its V but start M from new random weights (seeded by --seed), e.g. a second, "
+        "independently fitted M on the same V (benchmarks/cross_dream.py)",
     )
     fit.add_argument("--vae-epochs", type=float, default=1.0, help="passes of V over all frames (may be fractional)")
     fit.add_argument("--vae-batch-size", type=int, default=100)

@@ -34,6 +34,12 @@ def test_fit_refuses_a_negative_done_refit_horizon_before_collecting(tmp_path, c
     assert not (tmp_path / "run" / "episodes").exists()
 
 
+def test_fit_refuses_a_fresh_m_without_a_checkpoint_before_collecting(tmp_path, capsys):
+    assert main(["fit", "--env", "takecover", "--fresh-m", "--out", str(tmp_path / "run")]) == 2
+    assert "--fresh-m keeps the V of --init-from" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "episodes").exists()
+
+
 def test_fit_refuses_a_bad_hold_range_before_collecting(tmp_path, capsys):
     assert main(["fit", "--env", "takecover", "--hold", "10", "1", "--out", str(tmp_path / "run")]) == 2
     assert "--hold 10 1: need 1 <= MIN <= MAX" in capsys.readouterr().err
@@ -249,6 +255,13 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
     kept = WorldModel.load(tmp_path / "refit" / "world_model.pt")
     for k, v in base.state_dict().items():
         torch.testing.assert_close(kept.state_dict()[k], v)
+    # --fresh-m: the checkpoint's V, an M started afresh (here left at its new weights: --mdn-epochs 0)
+    assert main([*refit[:-1], str(tmp_path / "fresh"), "--fresh-m", "--seed", "3"]) == 0
+    fresh = WorldModel.load(tmp_path / "fresh" / "world_model.pt")
+    for k, v in base.vae.state_dict().items():
+        torch.testing.assert_close(fresh.vae.state_dict()[k], v)
+    assert not torch.equal(fresh.mdn_rnn.lstm.weight_hh_l0, base.mdn_rnn.lstm.weight_hh_l0)
+    assert json.loads((tmp_path / "fresh" / "summary.json").read_text())["fresh_m"] is True
     capsys.readouterr()
     assert main(tune + ["--z-size", "4"]) == 2
     assert "--z-size 4 but the checkpoint has 8" in capsys.readouterr().err
