@@ -142,3 +142,29 @@ def test_sweep_baseline_scores_each_period_in_frames_on_real_takecover(tmp_path,
     ]
     assert all(0 < r["real_mean"] <= 2100 for r in rows)  # frames survived, within the 2,100-frame cap
     assert "frame skip 4" in capsys.readouterr().out
+
+
+def test_cross_dream_scores_each_controller_in_every_dream_and_the_real_game(tmp_path, capsys, monkeypatch):
+    """Two Ms on one V: a controller trained in each, scored in both dreams and in real TakeCover; world models
+    that do not share V are refused (C reads z, which must mean the same in every dream)."""
+    import json
+
+    first, second = make_image_world_model(seed=0), make_image_world_model(seed=1)
+    second.vae.load_state_dict(first.vae.state_dict())  # same V, an M of its own
+    paths = [str(first.save(tmp_path / "a.pt")), str(second.save(tmp_path / "b.pt"))]
+    out = tmp_path / "cross.json"
+    budget = ["--cma-population", "4", "--cma-rollouts", "1", "--cma-generations", "1", "--horizon", "10"]
+    budget += ["--dream-episodes", "4", "--eval-episodes", "2", "--action-repeat", "5", "--out", str(out)]
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports takecover_tau, as when run as a script
+    cross = load_script("cross_dream")
+    cross.main(["--world-model", *paths, *budget])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["trained_in"] for r in rows] == paths
+    for r in rows:
+        # an untrained M's rewards are arbitrary: the dream scores only have to exist for every M
+        assert list(r["dream_in"]) == paths and np.isfinite(list(r["dream_in"].values())).all()
+        assert r["real_episodes"] == 2 and 0 < r["real_mean"] <= 2100  # frames survived in the real game
+    assert "dream in M0 | dream in M1" in capsys.readouterr().out
+    other = make_image_world_model(seed=2)  # its own V
+    with pytest.raises(ValueError, match="does not share the V"):
+        cross.main(["--world-model", paths[0], str(other.save(tmp_path / "c.pt")), *budget])
