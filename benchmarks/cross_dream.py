@@ -19,25 +19,26 @@ and prints the table last.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 import torch
-from takecover_tau import dream_returns, play_real, train_in_dream
+from takecover_tau import calibrated_to, dream_returns, play_real, train_in_dream
 
-from rllib_worldmodel.calibration import add_calibration_args, calibrate_done_offset
+from rllib_worldmodel.calibration import add_calibration_args
 from rllib_worldmodel.dream import DreamSettings
 from rllib_worldmodel.envs.vizdoom import episode_steps, frame_skip_of, takecover_view
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 
 
 def check_shared_v(paths: list[str], models: list[WorldModel]) -> None:
-    """Raise ValueError unless every world model has the first one's V weights (z must mean the same in all)."""
+    """Raise ValueError unless every world model has the first one's V weights (z must mean the same in all; the Ms
+    may differ, in weights or in architecture)."""
     ref = models[0].vae.state_dict()
     for path, wm in zip(paths[1:], models[1:]):
-        same = wm.config == models[0].config and all(torch.equal(v, ref[k]) for k, v in wm.vae.state_dict().items())
+        own = wm.vae.state_dict()
+        same = own.keys() == ref.keys() and all(torch.equal(v, ref[k]) for k, v in own.items())
         if not same:
             raise ValueError(
                 f"--world-model {path} does not share the V of {paths[0]}: C reads z, so every world model must "
@@ -76,11 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             temperature=args.tau, done_mode="sample", max_episode_steps=horizon, seed=args.seed, include_hidden=False
         )
         if args.calibrate_to:
-            offset, survival = calibrate_done_offset(
-                wm, s, args.calibrate_to, seed=args.seed + 11, hold=tuple(args.calibrate_hold)
-            )
-            s = dataclasses.replace(s, done_logit_offset=offset)
-            print(f"calibrated done-logit offset {offset:.2f}: dream random-hold survival {survival:.0f}", flush=True)
+            s = calibrated_to(wm, s, args.calibrate_to, tuple(args.calibrate_hold), seed=args.seed + 11)
         settings.append(s)
     skip = frame_skip_of(view)
     rows = []

@@ -160,6 +160,16 @@ def train_in_dream(
     return controller, log, cma, snapshots
 
 
+def calibrated_to(
+    wm: WorldModel, settings: DreamSettings, target: float, hold: tuple[int, int], seed: int
+) -> DreamSettings:
+    """`settings` with the done-logit offset under which the dream's random-hold survival (actions held `hold`
+    steps) equals `target` env steps (`calibration.calibrate_done_offset`); prints the offset found."""
+    offset, survival = calibrate_done_offset(wm, settings, target, seed=seed, hold=hold)
+    print(f"calibrated done-logit offset {offset:.2f}: dream random-hold survival {survival:.0f}", flush=True)
+    return dataclasses.replace(settings, done_logit_offset=offset)
+
+
 def dream_returns(wm: WorldModel, settings: DreamSettings, controller: Controller, args) -> np.ndarray:
     """The deployed controller's returns over `args.dream_episodes` dreams (seed 7: the same dreams for every row)."""
     flat = controller.get_flat()[None]
@@ -359,11 +369,7 @@ def main() -> None:
             target = args.calibrate_to
         else:
             return settings
-        offset, survival = calibrate_done_offset(
-            wm, settings, target, seed=args.seed + 11, hold=tuple(args.calibrate_hold)
-        )
-        print(f"calibrated done-logit offset {offset:.2f}: dream random-hold survival {survival:.0f}", flush=True)
-        return dataclasses.replace(settings, done_logit_offset=offset)
+        return calibrated_to(wm, settings, target, tuple(args.calibrate_hold), seed=args.seed + 11)
 
     rows = []
     if args.mode == "tau":
