@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
                 wm,
                 controller,
                 args.eval_episodes,
-                include_hidden=False,
+                controller_input=settings[i].controller_input,
                 seed=args.seed + 1000,
                 view=view,
                 z_mode=z_mode,

@@ -30,7 +30,7 @@ from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, takecover_view
 from rllib_worldmodel.fidelity import real_episodes
-from rllib_worldmodel.models.controller import Controller, controller_input, controller_input_size, held_actions
+from rllib_worldmodel.models.controller import Controller, ControllerInput, held_actions
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 from rllib_worldmodel.trainer import latent_logvar
 
@@ -41,9 +41,7 @@ def play_real(
     controller: Controller,
     episodes: int,
     num_envs: int = 8,
-    include_cell: bool = False,
-    include_prev_action: bool = False,
-    include_hidden: bool = True,
+    controller_input: ControllerInput | None = None,
     z_mode: str = "sample",
     seed: int = 0,
     skill: int = 4,
@@ -61,10 +59,11 @@ def play_real(
     candidates) instead of `controller`'s own. `recorded`: if a dict, episode i is stored there as the
     `done_refit.EncodedEpisode` (the latents V gave the controller, M's action encoding, terminated).
     `action_repeat`: the controller decides every k-th step and holds its action in between.
-    `include_prev_action`: the controller also reads the action taken last step (as the dream's observation has it).
-    `include_hidden=False`: the controller reads z without M's h (the dream's `include_hidden`).
+    `controller_input`: what the controller reads, as in the dream it was trained in (`DreamSettings.controller_input`;
+    None: the paper's [z, h]).
     `make_env`: builds each real env instead of TakeCover with `skill`, `frame_cap` and `view` (any env with V's
     frames and M's discrete actions)."""
+    controller_input = controller_input or ControllerInput()
     if make_env is None:
         make_env = functools.partial(make_takecover, skill=skill, frame_cap=frame_cap, **(view or {}))
     envs = [make_env() for _ in range(num_envs)]
@@ -90,7 +89,7 @@ def play_real(
         mu, logvar = world_model.vae.encode(torch.as_tensor(np.stack([obs[i] for i in idx])))
         z = mu if z_mode == "mean" else mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)
         hi, ci = h[idx], c[idx]
-        x = controller_input(z, hi, ci, prev[idx], include_cell, include_prev_action, include_hidden)
+        x = controller_input.build(z, hi, ci, prev[idx])
         if w is None:
             action = controller.act(x)
         else:
@@ -136,7 +135,7 @@ def train_in_dream(
     CMA-ES's mean parameters after each generation in `snapshot_at` (the generation curve). `controller_hidden`:
     hidden units of C (0: the paper's linear C)."""
     controller = Controller(
-        controller_input_size(wm.config, settings.include_cell, settings.include_prev_action, settings.include_hidden),
+        settings.controller_input.size(wm.config),
         wm.config.action_space(),
         hidden=controller_hidden,
     )
@@ -195,9 +194,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
             c,
             args.eval_episodes,
             seed=args.seed + 1000,
-            include_cell=settings.include_cell,
-            include_prev_action=settings.include_prev_action,
-            include_hidden=settings.include_hidden,
+            controller_input=settings.controller_input,
             view=args.view,
             z_mode=args.z_mode,
             action_repeat=args.action_repeat,
@@ -236,10 +233,7 @@ def run_row(wm: WorldModel, name: str, settings: DreamSettings, args, common_noi
         "pessimism": settings.pessimism,
         "done_ensemble": settings.done_ensemble,
         "initial_noise": settings.initial_noise,
-        "controller_input": "z"
-        + (", h" if settings.include_hidden else "")
-        + (", c" if settings.include_cell else "")
-        + (", previous action" if settings.include_prev_action else ""),
+        "controller_input": settings.controller_input.describe(),
         "action_repeat": args.action_repeat,
         "cma_common_noise": common_noise,
         "dream_mean": float(dream.mean()),
@@ -352,9 +346,7 @@ def main() -> None:
         done_logit_offset=args.done_logit_offset,
         done_logit_scale=args.done_logit_scale,
         reward_range=tuple(args.reward_range) if args.reward_range else None,
-        include_cell=args.include_cell,
-        include_prev_action=args.include_prev_action,
-        include_hidden=args.include_hidden,
+        **ControllerInput.from_flags(args).flags(),
     )
 
     def calibrated(settings: DreamSettings) -> DreamSettings:

@@ -9,6 +9,7 @@ from rllib_worldmodel.config import WorldModelsConfig
 from rllib_worldmodel.data import collect_random_episodes, Episode, load_episodes, RandomHoldPolicy, save_episodes
 from rllib_worldmodel.done_refit import refit_done_on_dreams
 from rllib_worldmodel.dream import DreamEnv, DreamSettings, DreamSimulator, DreamVectorEnv
+from rllib_worldmodel.models.controller import Controller, ControllerInput
 from rllib_worldmodel.models.world_model import CheckpointError, WorldModel, WorldModelConfig
 from rllib_worldmodel.registration import (
     CAR_RACING_ENV,
@@ -30,6 +31,8 @@ __all__ = [
     "REAL_ENV",
     "TAKECOVER_ENV",
     "CheckpointError",
+    "Controller",
+    "ControllerInput",
     "DreamEnv",
     "DreamSettings",
     "DreamSimulator",

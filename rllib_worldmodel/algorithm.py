@@ -40,6 +40,7 @@ from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
 from rllib_worldmodel.evaluation import evaluate_real_and_dream, sample_episodes
+from rllib_worldmodel.models.controller import ControllerInput
 from rllib_worldmodel.models.world_model import WorldModel
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import latent_logvar
@@ -425,9 +426,7 @@ class WorldModels(Algorithm):
             max_episode_steps=c.branch_horizon if branched else c.dream_max_episode_steps,
             start="branch" if branched else "episode",
             branch_focus=focus,
-            include_cell=c.include_cell,
-            include_prev_action=c.include_prev_action,
-            include_hidden=c.include_hidden,
+            **ControllerInput.from_flags(c).flags(),
             device=str(self.dream_device),
             seed=c.seed,
             deterministic=c.deterministic_dream,

@@ -134,9 +134,7 @@ def train_config(args: argparse.Namespace):
             start=args.dream_start,
             branch_horizon=args.branch_horizon,
             branch_focus=args.branch_focus,
-            include_cell=args.include_cell,
-            include_prev_action=args.include_prev_action,
-            include_hidden=args.include_hidden,
+            **rw.ControllerInput.from_flags(args).flags(),
         )
         .exploit_guard(enabled=args.guard)
         .controller(

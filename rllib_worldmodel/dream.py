@@ -35,7 +35,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from rllib_worldmodel.losses import mdn_log_prob
-from rllib_worldmodel.models.controller import controller_input, controller_input_size
+from rllib_worldmodel.models.controller import ControllerInput
 from rllib_worldmodel.models.mdn_rnn import sample_mixture
 from rllib_worldmodel.models.world_model import WorldModel
 
@@ -155,7 +155,7 @@ class DreamSettings:
             raise ValueError(f"done_mode={self.done_mode!r}: use one of {DONE_MODES}.")
         if self.obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode={self.obs_mode!r}: use one of {OBS_MODES}.")
-        if self.obs_mode == "pixels" and (self.include_cell or self.include_prev_action or not self.include_hidden):
+        if self.obs_mode == "pixels" and self.controller_input != ControllerInput():
             raise ValueError(
                 "include_cell / include_prev_action / include_hidden shape latent observations; with "
                 "obs_mode='pixels' the dream returns frames only. Use obs_mode='latent' or leave them at their "
@@ -165,6 +165,11 @@ class DreamSettings:
             raise ValueError(f"max_episode_steps={self.max_episode_steps} must be >= 1 (paper TakeCover: 2100).")
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def controller_input(self) -> ControllerInput:
+        """What a latent observation holds (`include_hidden`, `include_cell`, `include_prev_action`)."""
+        return ControllerInput.from_flags(self)
 
     @property
     def threshold_deaths(self) -> bool:
@@ -266,9 +271,7 @@ class DreamSimulator:
                 "or call WorldModel.store_branch_points(...) and save it again."
             )
         self._doomed = self._doomed_points()
-        self.latent_size = controller_input_size(
-            cfg, self.settings.include_cell, self.settings.include_prev_action, self.settings.include_hidden
-        )
+        self.latent_size = self.settings.controller_input.size(cfg)
         st = self.settings
         needs_ensemble = st.pessimism > 0 or (st.curiosity > 0 and st.curiosity_bonus == "disagreement")
         if needs_ensemble and self.world_model.mdn_rnn.num_heads < 2:
@@ -309,7 +312,7 @@ class DreamSimulator:
         if settings is not None:
             fixed = [
                 k
-                for k in ("include_cell", "include_prev_action", "include_hidden", "obs_mode", "device")
+                for k in (*ControllerInput().flags(), "obs_mode", "device")
                 if getattr(settings, k) != getattr(self.settings, k)
             ]
             if fixed:
@@ -464,10 +467,7 @@ class DreamSimulator:
         if self.settings.obs_mode == "pixels":
             vae = self.world_model.vae
             return vae.to_observation(vae.decode(self.z))
-        st = self.settings
-        return controller_input(
-            self.z, self.h, self.c, self.prev_action, st.include_cell, st.include_prev_action, st.include_hidden
-        )
+        return self.settings.controller_input.build(self.z, self.h, self.c, self.prev_action)
 
     @torch.no_grad()
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

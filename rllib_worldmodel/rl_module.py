@@ -21,7 +21,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from rllib_worldmodel.models.controller import Controller, controller_input, controller_input_size, held_actions
+from rllib_worldmodel.models.controller import Controller, ControllerInput, held_actions
 from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
 
 ARCH_KEYS = (
@@ -53,11 +53,9 @@ class WorldModelsRLModule(TorchRLModule):
         arch = {k: mc[k] for k in ARCH_KEYS if k in mc}
         self.wm_config = WorldModelConfig.from_spaces(self.observation_space, self.action_space, **arch)
         self.world_model = WorldModel(self.wm_config)
-        self.include_cell = bool(mc.get("include_cell", False))
-        self.include_prev_action = bool(mc.get("include_prev_action", False))
-        self.include_hidden = bool(mc.get("include_hidden", True))
+        self.controller_input = ControllerInput.from_flags(mc)
         self.controller = Controller(
-            controller_input_size(self.wm_config, self.include_cell, self.include_prev_action, self.include_hidden),
+            self.controller_input.size(self.wm_config),
             self.action_space,
             hidden=int(mc.get("controller_hidden", 0)),
         )
@@ -120,9 +118,7 @@ class WorldModelsRLModule(TorchRLModule):
         mu, logvar = self.world_model.vae.encode(obs[:, 0])
         z = mu if self.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
         h, c = state["h"], state["c"]
-        ctrl_in = controller_input(
-            z, h, c, state["prev_action"], self.include_cell, self.include_prev_action, self.include_hidden
-        )
+        ctrl_in = self.controller_input.build(z, h, c, state["prev_action"])
         steps_taken = state["steps_taken"]
         decided = held_actions(
             self.controller.act(ctrl_in).to(state["decided"].dtype),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rllib_worldmodel.models.controller import Controller, controller_input_size
+from rllib_worldmodel.models.controller import Controller, ControllerInput
 from tests.conftest import make_image_world_model
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -53,7 +53,7 @@ def test_play_real_follows_the_controller_with_its_previous_action_and_repeat(ta
     deciding every 2nd step gives 0 0 1 1 2 2 0 in every episode, including those an env plays after its first
     (the previous action and the LSTM state restart with each episode)."""
     wm = make_image_world_model()
-    size = controller_input_size(wm.config, include_cell=False, include_prev_action=True)
+    size = ControllerInput(prev_action=True).size(wm.config)
     controller = Controller(size, gym.spaces.Discrete(3))
     with torch.no_grad():
         controller.net.weight.zero_()
@@ -66,7 +66,7 @@ def test_play_real_follows_the_controller_with_its_previous_action_and_repeat(ta
         controller,
         episodes=5,
         num_envs=2,
-        include_prev_action=True,
+        controller_input=ControllerInput(prev_action=True),
         seed=10,
         recorded=recorded,
         action_repeat=2,
@@ -85,7 +85,7 @@ def test_play_real_follows_the_controller_with_its_previous_action_and_repeat(ta
 def test_play_real_plays_episode_i_with_candidate_i(takecover_tau):
     """`flats`: every episode its own controller parameters (CMA-ES candidates judged in the real game)."""
     wm = make_image_world_model()
-    controller = Controller(controller_input_size(wm.config, include_cell=False), gym.spaces.Discrete(3))
+    controller = Controller(ControllerInput().size(wm.config), gym.spaces.Discrete(3))
     flats = []
     for favourite in (2, 1, 0, 2):
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""C: the controller that maps M's view of the world, [z, h] (or [z, h, c]), to an action.
+"""C: the controller that maps M's view of the world, [z, h] (or [z, h, c], or V's z alone), to an action.
 
 Paper §A.3: a single linear layer (CarRacing: 867 parameters). `hidden=0` gives exactly that; `hidden>0` adds one
 tanh hidden layer. For Discrete actions C outputs logits (the action is their argmax when acting
@@ -10,7 +10,9 @@ to P groups of observations with one einsum, so a whole population steps inside 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
@@ -97,31 +99,58 @@ class Controller(nn.Module):
         return h
 
 
-def controller_input_size(
-    wm_config: WorldModelConfig, include_cell: bool, include_prev_action: bool = False, include_hidden: bool = True
-) -> int:
-    """Size of C's input for a `WorldModelConfig`: [z, h], [z, h, c] or [z], each optionally followed by the
-    previous action as M encodes it (see `controller_input`)."""
-    size = wm_config.z_size + wm_config.rnn_size * (int(include_hidden) + int(include_cell))
-    return size + (wm_config.action_dim if include_prev_action else 0)
+@dataclass(frozen=True)
+class ControllerInput:
+    """What C reads, in the one layout the dream's latent observations, the real-env agent and the benchmarks share:
+    [z(, h)(, c)(, the previous action as M encodes it)], batch first.
 
+    Args:
+        hidden: M's hidden state h (the paper). False: C reads what V sees now and nothing of M's memory, the
+            paper's "V only" controller (unless `cell` adds c back).
+        cell: M's LSTM cell state c (the paper's Doom controller input).
+        prev_action: The action taken last step, encoded as M reads it (one-hot for discrete actions).
+    """
 
-def controller_input(
-    z: torch.Tensor,
-    h: torch.Tensor,
-    c: torch.Tensor,
-    prev_action: torch.Tensor,
-    include_cell: bool,
-    include_prev_action: bool,
-    include_hidden: bool = True,
-) -> torch.Tensor:
-    """C's input, batch first: [z(, h)(, c)(, previous action encoded for M)] — the one layout the dream's latent
-    observations, the real-env agent and the benchmarks share. Without h and c (`include_hidden=False`,
-    `include_cell=False`) C reads what V sees now and nothing of M's memory: the paper's "V only" controller."""
-    parts = [z] + ([h] if include_hidden else []) + ([c] if include_cell else [])
-    if include_prev_action:
-        parts.append(prev_action)
-    return torch.cat(parts, dim=-1)
+    hidden: bool = True
+    cell: bool = False
+    prev_action: bool = False
+
+    @classmethod
+    def from_flags(cls, source: Any) -> ControllerInput:
+        """The spec named by `include_hidden` / `include_cell` / `include_prev_action` on an object (DreamSettings,
+        WorldModelsConfig, parsed CLI arguments) or in a mapping (an RLModule's model_config); absent ones take
+        their defaults."""
+        defaults = cls().flags()
+        if isinstance(source, Mapping):
+            got = {k: source.get(k, v) for k, v in defaults.items()}
+        else:
+            got = {k: getattr(source, k, v) for k, v in defaults.items()}
+        return cls(
+            hidden=bool(got["include_hidden"]),
+            cell=bool(got["include_cell"]),
+            prev_action=bool(got["include_prev_action"]),
+        )
+
+    def flags(self) -> dict[str, bool]:
+        """The `include_*` keyword arguments that name this spec (`DreamSettings`, `WorldModelsConfig.dream`)."""
+        return {"include_hidden": self.hidden, "include_cell": self.cell, "include_prev_action": self.prev_action}
+
+    def size(self, wm_config: WorldModelConfig) -> int:
+        """Length of C's input for a world model of this architecture."""
+        size = wm_config.z_size + wm_config.rnn_size * (int(self.hidden) + int(self.cell))
+        return size + (wm_config.action_dim if self.prev_action else 0)
+
+    def build(self, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor, prev_action: torch.Tensor) -> torch.Tensor:
+        """C's input from V's latent `z`, M's state (`h`, `c`) and the encoded previous action, all batch first.
+        Always a new tensor (a copy even for z alone), so an observation never aliases the simulator's state."""
+        parts = [z] + ([h] if self.hidden else []) + ([c] if self.cell else [])
+        if self.prev_action:
+            parts.append(prev_action)
+        return torch.cat(parts, dim=-1)
+
+    def describe(self) -> str:
+        """What C reads, for reports: e.g. "z, h, previous action"."""
+        return ", ".join(["z"] + ["h"] * self.hidden + ["c"] * self.cell + ["previous action"] * self.prev_action)
 
 
 def held_actions(
