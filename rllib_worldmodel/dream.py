@@ -271,7 +271,9 @@ class DreamSimulator:
                 "or call WorldModel.store_branch_points(...) and save it again."
             )
         self._doomed = self._doomed_points()
-        self.latent_size = self.settings.controller_input.size(cfg)
+        # built once: observe() runs every dream step, and set_world_model_state refuses to change what it holds
+        self.controller_input = self.settings.controller_input
+        self.latent_size = self.controller_input.size(cfg)
         st = self.settings
         needs_ensemble = st.pessimism > 0 or (st.curiosity > 0 and st.curiosity_bonus == "disagreement")
         if needs_ensemble and self.world_model.mdn_rnn.num_heads < 2:
@@ -467,7 +469,7 @@ class DreamSimulator:
         if self.settings.obs_mode == "pixels":
             vae = self.world_model.vae
             return vae.to_observation(vae.decode(self.z))
-        return self.settings.controller_input.build(self.z, self.h, self.c, self.prev_action)
+        return self.controller_input.build(self.z, self.h, self.c, self.prev_action)
 
     @torch.no_grad()
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

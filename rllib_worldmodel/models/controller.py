@@ -99,6 +99,10 @@ class Controller(nn.Module):
         return h
 
 
+# ControllerInput's fields and the public options that name them (DreamSettings, WorldModelsConfig.dream, the CLI)
+_FLAGS = {"hidden": "include_hidden", "cell": "include_cell", "prev_action": "include_prev_action"}
+
+
 @dataclass(frozen=True)
 class ControllerInput:
     """What C reads, in the one layout the dream's latent observations, the real-env agent and the benchmarks share:
@@ -120,20 +124,13 @@ class ControllerInput:
         """The spec named by `include_hidden` / `include_cell` / `include_prev_action` on an object (DreamSettings,
         WorldModelsConfig, parsed CLI arguments) or in a mapping (an RLModule's model_config); absent ones take
         their defaults."""
-        defaults = cls().flags()
-        if isinstance(source, Mapping):
-            got = {k: source.get(k, v) for k, v in defaults.items()}
-        else:
-            got = {k: getattr(source, k, v) for k, v in defaults.items()}
-        return cls(
-            hidden=bool(got["include_hidden"]),
-            cell=bool(got["include_cell"]),
-            prev_action=bool(got["include_prev_action"]),
-        )
+        get = source.get if isinstance(source, Mapping) else lambda flag, default: getattr(source, flag, default)
+        defaults = cls()
+        return cls(**{f: bool(get(flag, getattr(defaults, f))) for f, flag in _FLAGS.items()})
 
     def flags(self) -> dict[str, bool]:
         """The `include_*` keyword arguments that name this spec (`DreamSettings`, `WorldModelsConfig.dream`)."""
-        return {"include_hidden": self.hidden, "include_cell": self.cell, "include_prev_action": self.prev_action}
+        return {flag: getattr(self, f) for f, flag in _FLAGS.items()}
 
     def size(self, wm_config: WorldModelConfig) -> int:
         """Length of C's input for a world model of this architecture."""
