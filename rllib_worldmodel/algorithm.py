@@ -20,6 +20,7 @@ Weights flow the RLlib way: the Learner's module state is synced to (evaluation)
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -34,6 +35,12 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, LEARNER_RESULTS
 from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
 
+from rllib_worldmodel.calibration import (
+    calibrate_done_offset,
+    controller_dream_return,
+    fit_done_logit_scale,
+    random_hold_survival,
+)
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.config import WorldModelsConfig
 from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
@@ -114,6 +121,8 @@ class WorldModels(Algorithm):
         self.done_logit_scale = 1.0 if self.config.done_logit_scale == "fit" else float(self.config.done_logit_scale)
         self._new_steps = 0  # real env steps collected in this iteration (`fit_epochs_over="new"`)
         self._behaviour_lengths: list[int] = []  # real lengths of the random-hold (behaviour) episodes
+        # The last controller evaluated on the real env and its real returns: calibrate_deaths="policy"'s anchor.
+        self._policy_anchor: dict[str, Any] | None = None
         self.dream_trainer = None
         if self.config.controller_trainer == "rllib":
             from ray.rllib.algorithms.ppo import PPOConfig
@@ -141,6 +150,8 @@ class WorldModels(Algorithm):
     def training_step(self) -> None:
         random_phase = self.iteration < self.config.random_iterations
         self._set_agent_state(random_only=random_phase)
+        if self.config.calibrate_deaths == "policy" and self._policy_anchor is None and not random_phase:
+            self._measure_policy_anchor()
         for name in self.PHASES:
             t0 = time.perf_counter()
             # window=1: this iteration's seconds (RLlib's default EMA would report the first iteration's for long)
@@ -256,23 +267,75 @@ class WorldModels(Algorithm):
                 self._set_agent_state(surprise_baseline=float(nll))
         if cfg.done_logit_scale == "fit":
             self._fit_done_logit_scale()
-        if cfg.calibrate_deaths and self._behaviour_lengths:
-            from rllib_worldmodel.calibration import calibrate_done_offset
-
-            target = float(np.mean(self._behaviour_lengths))
-            self.done_logit_offset, survival = calibrate_done_offset(
-                self.world_model,
-                self.dream_settings(scoring=True),
-                target,
-                seed=(cfg.seed or 0) + 11,
-                hold=tuple(cfg.random_hold_steps),
-            )
-            self.metrics.log_value("dream/done_logit_offset", self.done_logit_offset, window=1)
-            self.metrics.log_value("dream/calibrated_behaviour_survival", survival, window=1)
-            self.metrics.log_value("real/behaviour_episode_len_mean", target, window=1)
+        if cfg.calibrate_deaths:
+            self._calibrate_deaths()
         self.metrics.log_value("world_model/vae_updates", n_vae, window=1)
         self.metrics.log_value("world_model/mdn_updates", n_mdn, window=1)
         self.metrics.log_value("world_model/mdn_transitions", n_transitions, window=1)
+
+    def _calibrate_deaths(self) -> None:
+        """Offset M's done logits so the dream is as deadly as the real env for the anchor policy
+        (`config.calibrate_deaths`): the last real-evaluated controller ("policy", once there is one) or the
+        random-hold collection policy. Kept as it was while neither has a real measurement."""
+        cfg, settings = self.config, self.dream_settings(scoring=True)
+        seed, hold = (cfg.seed or 0) + 11, tuple(cfg.random_hold_steps)
+        anchor = self._policy_anchor if cfg.calibrate_deaths == "policy" else None
+        if anchor is not None:
+            controller = self.local_module.controller
+            target = anchor["real_return_mean"]
+
+            def dream_score(s: DreamSettings) -> float:
+                return controller_dream_return(
+                    self.world_model, s, controller, anchor["params"], seed=seed, action_repeat=cfg.action_repeat
+                )
+
+            self.done_logit_offset, score = calibrate_done_offset(
+                self.world_model, settings, target, seed=seed, dream_score=dream_score
+            )
+            self.metrics.log_value("dream/calibrated_policy_return", score, window=1)
+            self.metrics.log_value("real/policy_return_mean", target, window=1)
+            if self._behaviour_lengths:  # what the policy's anchor makes of the random holds' deaths
+                calibrated = dataclasses.replace(settings, done_logit_offset=self.done_logit_offset)
+                survival = float(random_hold_survival(self.world_model, calibrated, hold=hold, seed=seed).mean())
+                self.metrics.log_value("dream/behaviour_survival", survival, window=1)
+        elif self._behaviour_lengths:
+            target = float(np.mean(self._behaviour_lengths))
+            self.done_logit_offset, survival = calibrate_done_offset(
+                self.world_model, settings, target, seed=seed, hold=hold
+            )
+            self.metrics.log_value("dream/calibrated_behaviour_survival", survival, window=1)
+        else:
+            return
+        if self._behaviour_lengths:
+            self.metrics.log_value("real/behaviour_episode_len_mean", float(np.mean(self._behaviour_lengths)), window=1)
+        self.metrics.log_value("dream/calibration_anchor", float(anchor is not None), window=1)
+        self.metrics.log_value("dream/done_logit_offset", self.done_logit_offset, window=1)
+
+    def _measure_policy_anchor(self) -> None:
+        """Play the deployed controller on the real env without exploration (as an evaluation does) before this
+        iteration's fit changes the V and M it reads: the anchor of calibrate_deaths="policy" when the state holds
+        no real evaluation of it (a checkpoint from before the option). Its steps are counted as evaluation steps
+        are, apart from the collected ones."""
+        group = self.eval_env_runner_group or self.env_runner_group
+        group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
+        sampled, _ = sample_episodes(group, self.config.evaluation_duration, explore=False)
+        episodes = [ep for ep in sampled if ep.is_done]
+        self.record_real_evaluation(np.array([ep.get_return() for ep in episodes], dtype=float))
+        self.metrics.log_value("real/policy_anchor_measured_episodes", len(episodes), window=1)
+        logger.info("calibration anchor measured: %s", {k: v for k, v in self._policy_anchor.items() if k != "params"})
+
+    def record_real_evaluation(self, returns: np.ndarray) -> None:
+        """Remember the deployed controller's real returns (called by every real evaluation): the anchor of
+        `calibrate_deaths="policy"` at the next fit, whatever CMA-ES deploys in between.
+
+        Args:
+            returns: The real episodes' returns, played by the controller deployed now.
+        """
+        self._policy_anchor = {
+            "params": self.local_module.controller.get_flat().copy(),
+            "real_return_mean": float(np.mean(returns)),
+            "num_episodes": len(returns),
+        }
 
     def _whole_episodes(self) -> list[EncodedEpisode]:
         """Every whole stored episode (not cut by the replay's capacity), encoded: what branch points and the done
@@ -286,8 +349,6 @@ class WorldModels(Algorithm):
     def _fit_done_logit_scale(self) -> None:
         """done_logit_scale="fit": the scale under which the replay's real deaths are most likely while M reads the
         real frames (`calibration.fit_done_logit_scale`); kept as it was when the replay holds no death yet."""
-        from rllib_worldmodel.calibration import fit_done_logit_scale
-
         episodes = self._whole_episodes()
         if not any(ep[3] for ep in episodes):
             return
@@ -527,6 +588,7 @@ class WorldModels(Algorithm):
                 "done_logit_offset": self.done_logit_offset,
                 "done_logit_scale": self.done_logit_scale,
                 "behaviour_lengths": list(self._behaviour_lengths),
+                "policy_anchor": self._policy_anchor,
                 "dream_score": self.dream_score,
             }
         return state
@@ -544,6 +606,7 @@ class WorldModels(Algorithm):
             self.done_logit_offset = float(extra.get("done_logit_offset", 0.0))
             self.done_logit_scale = float(extra.get("done_logit_scale", self.done_logit_scale))
             self._behaviour_lengths = list(extra.get("behaviour_lengths", []))
+            self._policy_anchor = extra.get("policy_anchor")  # absent in checkpoints from before the option
             self.dream_score = extra["dream_score"]
         self._sync_local_module()
         if self.replay.get_num_timesteps():

@@ -13,17 +13,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import torch
 
+from rllib_worldmodel.cma_es import evaluate_population
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.models.world_model import WorldModel
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from rllib_worldmodel.done_refit import EncodedEpisode
+    from rllib_worldmodel.models.controller import Controller
+
+# The policies a dream's deaths can be anchored to (`WorldModelsConfig.dream(calibrate_deaths=...)`).
+CALIBRATION_ANCHORS = ("behaviour", "policy")
 
 
 @torch.no_grad()
@@ -150,6 +157,27 @@ def real_branch_survival(world_model: WorldModel, horizon: int, focus: float = 0
     return float((1 - focus) * capped.mean() + focus * doomed.mean())
 
 
+def controller_dream_return(
+    world_model: WorldModel,
+    settings: DreamSettings,
+    controller: Controller,
+    params: np.ndarray,
+    num_dreams: int = 256,
+    seed: int = 0,
+    action_repeat: int = 1,
+) -> float:
+    """Mean dream return of one controller (flat parameters `params`, laid out as `controller`'s) over
+    `num_dreams` dreams: the dream side of a controller's dream-real gap, and `calibrate_done_offset`'s
+    `dream_score` when a dream's deaths are anchored to that controller's real return.
+
+    The dreams share their noise across calls with the same seed (the same starts and draws), so as the done-logit
+    offset rises a dream's deaths only come sooner: the score falls monotonically and bisection converges.
+    """
+    sim = DreamSimulator(world_model, settings)
+    result = evaluate_population(sim, controller, params[None], num_dreams, seed=seed, action_repeat=action_repeat)
+    return float(result.returns.mean())
+
+
 def calibrate_done_offset(
     world_model: WorldModel,
     settings: DreamSettings,
@@ -160,6 +188,7 @@ def calibrate_done_offset(
     seed: int = 0,
     hold: tuple[int, int] = (1, 10),
     widenings: int = 3,
+    dream_score: Callable[[DreamSettings], float] | None = None,
 ) -> tuple[float, float]:
     """Bisect the done-logit offset so the dream's mean random-hold survival matches `real_mean_length`.
 
@@ -179,9 +208,12 @@ def calibrate_done_offset(
         seed: Seed of the dreams (the same for every candidate offset: a smooth objective).
         hold: (min, max) steps each random action is held: those of the policy whose real survival is the target.
         widenings: How many times the search may move past `bounds`.
+        dream_score: Another anchor policy: its mean dream score under the given settings (e.g.
+            `controller_dream_return`, with `real_mean_length` that controller's real mean return); it must fall as
+            deaths come sooner. Default: the random-hold policy's mean survival (`hold`, `num_dreams`, `seed`).
 
     Returns:
-        (offset, the dream's mean survival at that offset).
+        (offset, the dream's mean survival (or `dream_score`) at that offset).
     """
     if real_mean_length <= 0:
         raise ValueError(f"real_mean_length={real_mean_length} must be > 0.")
@@ -190,6 +222,8 @@ def calibrate_done_offset(
 
     def survival(offset: float) -> float:
         s = dataclasses.replace(settings, done_logit_offset=offset)
+        if dream_score is not None:
+            return float(dream_score(s))
         return float(random_hold_survival(world_model, s, num_dreams, hold, seed=seed).mean())
 
     best = (0.0, survival(0.0))

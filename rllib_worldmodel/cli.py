@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rllib_worldmodel.calibration import CALIBRATION_ANCHORS
 from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, frame_skip_of, takecover_view
 
 ENV_PRESETS = {
@@ -665,8 +666,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--calibrate-deaths",
-        action="store_true",
-        help="after each fit, offset M's done logits so the dream's random-hold survival equals the real one",
+        nargs="?",
+        const="behaviour",
+        default=False,
+        choices=CALIBRATION_ANCHORS,
+        help="after each fit, offset M's done logits so the dream is as deadly as the real game for an anchor "
+        "policy: 'behaviour' (the default when the flag is given alone): the random-hold collection policy's real "
+        "survival; 'policy': the last real-evaluated controller's real return",
     )
     train.add_argument(
         "--done-logit-scale",

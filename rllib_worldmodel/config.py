@@ -8,6 +8,7 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from rllib_worldmodel.calibration import CALIBRATION_ANCHORS
 from rllib_worldmodel.done_refit import validate_refit_settings
 from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
 from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP, frame_skip_of
@@ -271,7 +272,7 @@ class WorldModelsConfig(AlgorithmConfig):
         initial_noise: float = NotProvided,
         done_ensemble: str = NotProvided,
         pessimism: float | list | tuple = NotProvided,
-        calibrate_deaths: bool = NotProvided,
+        calibrate_deaths: bool | str = NotProvided,
         done_logit_scale: float | str = NotProvided,
         reward_range: tuple[float, float] | None = NotProvided,
         start: str = NotProvided,
@@ -297,8 +298,12 @@ class WorldModelsConfig(AlgorithmConfig):
             initial_noise: Std of extra Gaussian noise on each dream's initial latent.
             done_ensemble: "mean" or "max" (pessimistic) over an ensemble's death probabilities.
             pessimism: Reward penalty per unit of ensemble disagreement (number or schedule; needs num_heads >= 2).
-            calibrate_deaths: After every fit, offset M's done logits so the dream's mean survival of the random-hold
-                collection policy equals its real mean survival (see `rllib_worldmodel.calibration`).
+            calibrate_deaths: After every fit, offset M's done logits so the dream is as deadly as the real env for
+                one anchor policy (see `rllib_worldmodel.calibration`). True or "behaviour": the random-hold
+                collection policy of the first iterations (its dream survival = its real mean survival).
+                "policy": the last controller evaluated on the real env (its dream return = its real mean return,
+                so the deployed controller's dream-real gap starts each iteration at zero; the random-hold anchor
+                is used until a controller has been evaluated). False: no calibration.
             done_logit_scale: M's done logits are multiplied by this (before the calibrated offset): > 1 sharpens
                 the difference between safe and dangerous states that an under-confident done head blurs
                 (`DreamSettings.done_logit_scale`; README: TakeCover). "fit": after every fit, the scale under
@@ -532,6 +537,12 @@ class WorldModelsConfig(AlgorithmConfig):
                 schedules[name] = Schedule(getattr(self, name), name, minimum=0.0, strict=strict)
             except ValueError as e:
                 errors.append(str(e) + (" (paper: tau = 1.15 for TakeCover)" if name == "temperature" else ""))
+        need(
+            self.calibrate_deaths in (False, True, *CALIBRATION_ANCHORS),
+            f"calibrate_deaths={self.calibrate_deaths!r}: use True or 'behaviour' (anchor the dream's deaths to the "
+            "random-hold collection policy's real survival), 'policy' (to the last evaluated controller's real "
+            "return) or False (no calibration).",
+        )
         fitted_scale = self.done_logit_scale == "fit"
         for settings, hint in (
             ({"reward_range": self.reward_range}, ""),

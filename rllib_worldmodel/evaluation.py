@@ -60,6 +60,8 @@ def evaluate_real_and_dream(
         "real/num_episodes": len(episodes),
         "real/num_env_steps": steps,
     }
+    if hasattr(algo, "record_real_evaluation"):  # the anchor of calibrate_deaths="policy"
+        algo.record_real_evaluation(returns)
     if algo.dream_score:
         results.update({f"dream/episode_return_{k}": v for k, v in algo.dream_score.items()})
         results["dream_real_gap"] = algo.dream_score["mean"] - results["real/episode_return_mean"]

@@ -266,6 +266,7 @@ def test_one_iteration_on_real_takecover(ray_session):
         (lambda c: c.dream(done_logit_scale=-1.0), "done_logit_scale"),
         (lambda c: c.dream(done_logit_scale="sharp"), "done_logit_scale"),
         (lambda c: c.dream(done_logit_scale="fit", done_mode="threshold"), "done_mode"),
+        (lambda c: c.dream(calibrate_deaths="controller"), "calibrate_deaths"),
         (lambda c: c.world_model(wm_loss_weights={"mdn": 1.0}), "wm_loss_weights"),
         (lambda c: c.evaluation(evaluation_duration_unit="timesteps"), "evaluation_duration_unit"),
     ],
@@ -503,6 +504,54 @@ def test_branched_dreams_closed_loop_m_and_expected_deaths(ray_session, tmp_path
             fresh.restore_from_path(path)
             torch.testing.assert_close(fresh.world_model.branch_states, wm.branch_states)
             torch.testing.assert_close(fresh.world_model.branch_outcomes, wm.branch_outcomes)
+        finally:
+            fresh.stop()
+    finally:
+        algo.stop()
+
+
+def test_deaths_calibrated_to_the_last_evaluated_controller(ray_session, tmp_path):
+    """calibrate_deaths="policy": the first fit anchors to the random holds (no controller yet); every real
+    evaluation records the deployed controller and its real mean, and the next fit bisects the offset until that
+    controller's dream return matches it. A checkpoint keeps the anchor; a state without one (a checkpoint from
+    before the option) measures the deployed controller on the real env before the fit."""
+    from rllib_worldmodel.calibration import controller_dream_return
+
+    config = tiny_config().dream(done_mode="sample", calibrate_deaths="policy")
+    algo = config.build_algo()
+    try:
+        r1 = algo.train()
+        assert r1["dream/calibration_anchor"] == 0.0 and "dream/calibrated_behaviour_survival" in r1
+        anchor = algo._policy_anchor
+        assert anchor["real_return_mean"] == r1["evaluation"]["real/episode_return_mean"]
+        assert anchor["num_episodes"] == r1["evaluation"]["real/num_episodes"]
+        np.testing.assert_array_equal(anchor["params"], algo.local_module.controller.get_flat())
+        r2 = algo.train()
+        assert r2["dream/calibration_anchor"] == 1.0
+        assert r2["real/policy_return_mean"] == anchor["real_return_mean"]
+        assert "dream/behaviour_survival" in r2 and "real/behaviour_episode_len_mean" in r2
+        # the reported calibrated return is that controller's, in this dream, at the chosen offset
+        settings = algo.dream_settings(scoring=True)
+        assert settings.done_logit_offset == r2["dream/done_logit_offset"]
+        replayed = controller_dream_return(
+            algo.world_model,
+            settings,
+            algo.local_module.controller,
+            anchor["params"],
+            seed=config.seed + 11,
+            action_repeat=config.action_repeat,
+        )
+        assert replayed == pytest.approx(r2["dream/calibrated_policy_return"])
+        path = algo.save_to_path(str(tmp_path / "ckpt"))
+        fresh = config.build_algo()
+        try:
+            fresh.restore_from_path(path)
+            assert fresh._policy_anchor["real_return_mean"] == algo._policy_anchor["real_return_mean"]
+            np.testing.assert_array_equal(fresh._policy_anchor["params"], algo._policy_anchor["params"])
+            fresh._policy_anchor = None  # as restored from a checkpoint written before the option existed
+            r3 = fresh.train()
+            assert r3["real/policy_anchor_measured_episodes"] == config.evaluation_duration
+            assert r3["dream/calibration_anchor"] == 1.0
         finally:
             fresh.stop()
     finally:

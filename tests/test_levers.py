@@ -197,6 +197,31 @@ def test_death_calibration_matches_the_real_survival():
     assert offset == pytest.approx(expected - 16.0, abs=0.3)
 
 
+def test_death_calibration_to_a_controllers_real_return():
+    """`dream_score` anchors the deaths to another policy: here a controller whose dream return is its survival
+    (reward 1 a step), so the offset that gives it a return of 20 is the one that gives any policy 20 steps."""
+    from rllib_worldmodel.calibration import calibrate_done_offset, controller_dream_return
+
+    model = constructed_model(done_bias=(-6.0, -6.0))
+    settings = DreamSettings(done_mode="sample", max_episode_steps=2000)
+    controller = rw.Controller(rw.ControllerInput().size(model.config), gym.spaces.Discrete(2))
+    params = controller.get_flat()
+    seen = []
+
+    def dream_score(s: DreamSettings) -> float:
+        seen.append(s.done_logit_offset)
+        return controller_dream_return(model, s, controller, params, num_dreams=512, seed=1, action_repeat=3)
+
+    offset, score = calibrate_done_offset(model, settings, 20.0, steps=10, dream_score=dream_score)
+    expected = math.log(0.05 / 0.95) + math.log(model.config.done_pos_weight) + 6.0
+    assert offset == pytest.approx(expected, abs=0.3)
+    assert score == pytest.approx(20.0, rel=0.15)
+    assert len(set(seen)) == len(seen) == 11  # offset 0, then one per bisection step, all through dream_score
+    # the same seed replays the same dreams: the score of the returned offset is reproduced exactly
+    calibrated = dataclasses.replace(settings, done_logit_offset=offset)
+    assert controller_dream_return(model, calibrated, controller, params, 512, seed=1, action_repeat=3) == score
+
+
 @pytest.mark.parametrize("true_scale", [0.5, 2.5])
 def test_fit_done_logit_scale_recovers_the_scale_real_deaths_follow(true_scale):
     """Episodes whose deaths are drawn from p = mean over members of death_probability(scale * logit - 1) of M's own
