@@ -201,7 +201,11 @@ def _training_scalars(result: dict) -> dict:
     the seconds each of its phases took (`timers/<phase>_s`), from one `Algorithm.train()` result."""
     from rllib_worldmodel.algorithm import WorldModels
 
-    scalars = {k: float(v) for k, v in result.items() if "/" in k and isinstance(v, (int, float, np.number))}
+    # NaN: a metric an earlier iteration logged and this one did not (e.g. the random-hold calibration once the
+    # deaths are anchored to the controller); left out rather than written as a measurement
+    scalars = {
+        k: float(v) for k, v in result.items() if "/" in k and isinstance(v, (int, float, np.number)) and np.isfinite(v)
+    }
     scalars.update({f"timers/{phase}_s": float(result["timers"][phase]) for phase in WorldModels.PHASES})
     return scalars
 

@@ -151,6 +151,27 @@ def test_train_done_logit_scale_is_a_number_or_fit(capsys):
     assert "neither a number nor 'fit'" in capsys.readouterr().err
 
 
+def test_train_calibrate_deaths_takes_an_optional_anchor(capsys):
+    from rllib_worldmodel.cli import build_parser, train_config
+
+    parse = build_parser().parse_args
+    base = ["train", "--env", "takecover", "--done-mode", "sample"]
+    assert train_config(parse(base)).calibrate_deaths is False
+    # alone (also when another option follows) it keeps its old meaning: the random-hold anchor
+    alone = train_config(parse([*base, "--calibrate-deaths", "--done-refit-horizon", "25"]))
+    assert alone.calibrate_deaths == "behaviour" and alone.done_refit_horizon == 25
+    policy = train_config(parse([*base, "--calibrate-deaths", "policy"]))
+    policy.validate()
+    assert policy.calibrate_deaths == "policy"
+    # the main job's script passes the flag alone and extra arguments after it: the last one wins
+    assert train_config(parse([*base, "--calibrate-deaths", "--calibrate-deaths", "policy"])).calibrate_deaths == (
+        "policy"
+    )
+    with pytest.raises(SystemExit):
+        parse([*base, "--calibrate-deaths", "controller"])
+    assert "invalid choice: 'controller'" in capsys.readouterr().err
+
+
 def test_checkpoint_save_replaces_the_old_one_and_a_crash_mid_save_keeps_it(tmp_path):
     target = tmp_path / "checkpoint"
     save_checkpoint_atomically(_FolderWriter("iteration 1"), target)
