@@ -168,3 +168,35 @@ def test_cross_dream_scores_each_controller_in_every_dream_and_the_real_game(tmp
     other = make_image_world_model(seed=2)  # its own V
     with pytest.raises(ValueError, match="does not share the V"):
         cross.main(["--world-model", paths[0], str(other.save(tmp_path / "c.pt")), *budget])
+
+
+def test_fireball_probe_labels_only_fireballs_on_course_in_their_band():
+    probe = load_script("fireball_probe")
+    balls = [
+        np.zeros((0, 2)),  # none in flight
+        np.array([[400.0, 5.0]]),  # far, straight at the player
+        np.array([[100.0, -20.0], [250.0, 200.0]]),  # near and on course; mid-way but far to the side
+        np.array([[130.0, 31.0], [130.0, 33.0]]),  # the radius is a strict bound on the lateral offset
+    ]
+    y = probe.threat_labels(balls, radius=32.0)
+    assert y.shape == (4, len(probe.BANDS))
+    np.testing.assert_array_equal(y, [[0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0], [0, 1, 0, 0]])
+
+
+def test_fireball_probe_reads_c_input_as_c_does(image_world_model):
+    """[z, h] at step t pairs z_t with M's state after step t-1 (zeros at the start): what C reads when it acts."""
+    probe = load_script("fireball_probe")
+    rng = np.random.default_rng(0)
+    episodes = [
+        {"frames": rng.integers(0, 255, (t, 64, 64, 3), dtype=np.uint8), "actions": rng.integers(0, 3, t)}
+        for t in (5, 7)
+    ]
+    feats = probe.features(image_world_model, episodes)
+    wm = image_world_model
+    for i, ep in enumerate(episodes):
+        z, zh, px = feats["z"][i], feats["z, h"][i], feats["pixels"][i]
+        assert z.shape == (len(ep["actions"]), wm.config.z_size) and px.shape == (len(ep["actions"]), 64 * 64 * 3)
+        torch.testing.assert_close(zh[:, : wm.config.z_size], z)
+        assert (zh[0, wm.config.z_size :] == 0).all()
+        h = wm.teacher_forced_states_of([(z, wm.encode_action(torch.as_tensor(ep["actions"])))])[0]
+        torch.testing.assert_close(zh[1:, wm.config.z_size :], h[:-1].cpu())

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from rllib_worldmodel.envs.wrappers import ImageObservation
 
@@ -30,10 +31,50 @@ def lateral_position(env: gym.Env) -> float:
     """
     import vizdoom as vzd
 
+    return float(_doom_game(env, "lateral_position").get_game_variable(vzd.GameVariable.POSITION_Y))
+
+
+def _doom_game(env: gym.Env, what: str) -> Any:
     inner = env.unwrapped
     if not hasattr(inner, "game"):
-        raise ValueError(f"lateral_position needs a ViZDoom env (it reads the DoomGame); got {inner!r}.")
-    return float(inner.game.get_game_variable(vzd.GameVariable.POSITION_Y))
+        raise ValueError(f"{what} needs a ViZDoom env (it reads the DoomGame); got {inner!r}.")
+    return inner.game
+
+
+def enable_object_info(env: gym.Env) -> None:
+    """Make a TakeCover env report where every object is (ViZDoom's objects info, off by default): restarts its
+    DoomGame with the option on, so call it before the first reset. Needed by `fireballs`.
+
+    Args:
+        env: A TakeCover env from `make_takecover`.
+    """
+    game = _doom_game(env, "enable_object_info")
+    if not game.is_objects_info_enabled():
+        game.close()
+        game.set_objects_info_enabled(True)
+        game.init()
+
+
+def fireballs(env: gym.Env) -> np.ndarray:
+    """The imps' fireballs in flight now, relative to the player, (n, 2) in map units: column 0 is how far the
+    fireball still is from the player along the room's depth (imps stand ~480 units away; it flies toward the
+    player, so this falls to 0 as it arrives), column 1 its lateral offset along the strafe axis (a fireball within
+    about 30 units of 0 hits a player who stays put). Empty between episodes.
+
+    Args:
+        env: A TakeCover env on which `enable_object_info` was called.
+    """
+    game = _doom_game(env, "fireballs")
+    if not game.is_objects_info_enabled():
+        raise ValueError("fireballs needs the objects info: call enable_object_info(env) before the first reset.")
+    state = game.get_state()
+    if state is None:
+        return np.zeros((0, 2))
+    player = next((o for o in state.objects if o.name == "DoomPlayer"), None)
+    balls = [o for o in state.objects if o.name == "DoomImpBall"]
+    if player is None or not balls:
+        return np.zeros((0, 2))
+    return np.array([(b.position_x - player.position_x, b.position_y - player.position_y) for b in balls])
 
 
 def make_takecover(

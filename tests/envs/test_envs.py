@@ -85,6 +85,33 @@ def test_takecover_lateral_position_follows_strafing():
         lateral_position(gym.make("CartPole-v1"))
 
 
+def test_takecover_fireballs_fly_from_the_imps_toward_the_player():
+    from rllib_worldmodel.envs.vizdoom import enable_object_info, fireballs
+
+    env = make_takecover(frame_cap=400, frame_skip=4)
+    with pytest.raises(ValueError, match="enable_object_info"):
+        fireballs(env)
+    enable_object_info(env)
+    enable_object_info(env)  # idempotent: the game is not restarted twice
+    env.reset(seed=0)
+    seen = []
+    for _ in range(60):
+        seen.append(fireballs(env))
+        _, _, terminated, truncated, _ = env.step(0)
+        if terminated or truncated:
+            break
+    env.close()
+    balls = np.concatenate([b for b in seen if len(b)])
+    assert balls.shape[1] == 2 and len(balls) > 10
+    assert balls[:, 0].max() <= 500 and balls[:, 0].min() > -50  # between the imps' wall and the player
+    assert np.abs(balls[:, 1]).max() < 800  # within the room's width
+    # one fireball followed across consecutive steps comes closer
+    first = next(i for i, b in enumerate(seen) if len(b))
+    assert len(seen[first + 1]) and seen[first + 1][:, 0].min() < seen[first][:, 0].min()
+    with pytest.raises(ValueError, match="ViZDoom"):
+        fireballs(gym.make("CartPole-v1"))
+
+
 def test_car_racing_frames():
     pytest.importorskip("Box2D")
     env = gym.make(rw.CAR_RACING_ENV)
