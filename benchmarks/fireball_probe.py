@@ -11,7 +11,7 @@ linear controller reads [z, h]. This asks, for each distance a fireball can be a
    every step (`envs.vizdoom.fireballs`).
 2. Each step is labelled per distance band (how far the fireball still has to fly: 0-120, 120-240, 240-360, 360+
    map units; the imps stand ~480 away): 1 when a fireball in that band is on course to hit a player who stays
-   put (lateral offset within `--radius` units), else 0.
+   put (its lateral offset on arrival, velocity carried forward, within `--radius` units), else 0.
 3. A logistic probe (`fidelity.StateProbe`, linear) is fitted on the even episodes and scored on the odd ones
    (ROC AUC, 0.5 = chance) from V's posterior mean z, from [z, h] (M's LSTM output along the real history, what
    the paper's C reads) and from the 64x64 frame's pixels (what any encoder of that frame could at best keep).
@@ -41,7 +41,7 @@ BANDS = ((0, 120), (120, 240), (240, 360), (360, 1000))
 
 
 def play(env: gym.Env, policy: ReferencePolicy, episodes: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """Per real episode: frames (T, 64, 64, 3), actions (T,) and the fireballs seen at each step (list of (n, 2))."""
+    """Per real episode: frames (T, 64, 64, 3), actions (T,) and the fireballs seen at each step (list of (n, 3))."""
     out = []
     for ep in range(episodes):
         policy.reset()
@@ -59,10 +59,11 @@ def play(env: gym.Env, policy: ReferencePolicy, episodes: int, seed: int) -> lis
 
 
 def threat_labels(balls: list[np.ndarray], radius: float) -> np.ndarray:
-    """(T, len(BANDS)) 0/1: a fireball in that distance band on course to hit a player who stays put."""
+    """(T, len(BANDS)) 0/1: a fireball in that distance band on course to hit a player who stays put (its lateral
+    offset on arrival, `fireballs`' column 2, within `radius`)."""
     y = np.zeros((len(balls), len(BANDS)))
     for t, b in enumerate(balls):
-        on_course = b[np.abs(b[:, 1]) < radius] if len(b) else b
+        on_course = b[np.abs(b[:, 2]) < radius] if len(b) else b
         for k, (lo, hi) in enumerate(BANDS):
             y[t, k] = float(any(lo <= d < hi for d in on_course[:, 0])) if len(on_course) else 0.0
     return y
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--world-model", required=True)
     parser.add_argument("--episodes", type=int, default=30, help="real episodes per policy")
     parser.add_argument("--sweep", type=int, default=25, help="steps each way of the sweep policy")
-    parser.add_argument("--radius", type=float, default=32.0, help="lateral offset (map units) that still hits")
+    parser.add_argument("--radius", type=float, default=32.0, help="lateral offset on arrival (map units) that hits")
     parser.add_argument("--epochs", type=int, default=30, help="probe training passes")
     parser.add_argument("--seed", type=int, default=0)
     add_view_args(parser)

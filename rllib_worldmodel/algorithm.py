@@ -286,7 +286,7 @@ class WorldModels(Algorithm):
 
             def dream_score(s: DreamSettings) -> float:
                 return controller_dream_return(
-                    self.world_model, s, controller, anchor["params"], seed=seed, action_repeat=cfg.action_repeat
+                    self.world_model, s, controller, anchor["params"], seed=seed, action_repeat=anchor["action_repeat"]
                 )
 
             self.done_logit_offset, score = calibrate_done_offset(
@@ -335,6 +335,8 @@ class WorldModels(Algorithm):
             "params": self.local_module.controller.get_flat().copy(),
             "real_return_mean": float(np.mean(returns)),
             "num_episodes": len(returns),
+            # played in the dream as it was in the game, even if a resumed run changes the repeat
+            "action_repeat": int(self.config.action_repeat),
         }
 
     def _whole_episodes(self) -> list[EncodedEpisode]:
@@ -606,7 +608,9 @@ class WorldModels(Algorithm):
             self.done_logit_offset = float(extra.get("done_logit_offset", 0.0))
             self.done_logit_scale = float(extra.get("done_logit_scale", self.done_logit_scale))
             self._behaviour_lengths = list(extra.get("behaviour_lengths", []))
-            self._policy_anchor = extra.get("policy_anchor")  # absent in checkpoints from before the option
+            # absent in checkpoints from before the option; one without its action repeat is measured again
+            anchor = extra.get("policy_anchor")
+            self._policy_anchor = anchor if anchor is not None and "action_repeat" in anchor else None
             self.dream_score = extra["dream_score"]
         self._sync_local_module()
         if self.replay.get_num_timesteps():

@@ -525,6 +525,7 @@ def test_deaths_calibrated_to_the_last_evaluated_controller(ray_session, tmp_pat
         anchor = algo._policy_anchor
         assert anchor["real_return_mean"] == r1["evaluation"]["real/episode_return_mean"]
         assert anchor["num_episodes"] == r1["evaluation"]["real/num_episodes"]
+        assert anchor["action_repeat"] == config.action_repeat
         np.testing.assert_array_equal(anchor["params"], algo.local_module.controller.get_flat())
         r2 = algo.train()
         assert r2["dream/calibration_anchor"] == 1.0
@@ -539,7 +540,7 @@ def test_deaths_calibrated_to_the_last_evaluated_controller(ray_session, tmp_pat
             algo.local_module.controller,
             anchor["params"],
             seed=config.seed + 11,
-            action_repeat=config.action_repeat,
+            action_repeat=anchor["action_repeat"],
         )
         assert replayed == pytest.approx(r2["dream/calibrated_policy_return"])
         path = algo.save_to_path(str(tmp_path / "ckpt"))

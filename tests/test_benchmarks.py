@@ -172,11 +172,11 @@ def test_cross_dream_scores_each_controller_in_every_dream_and_the_real_game(tmp
 
 def test_fireball_probe_labels_only_fireballs_on_course_in_their_band():
     probe = load_script("fireball_probe")
-    balls = [
-        np.zeros((0, 2)),  # none in flight
-        np.array([[400.0, 5.0]]),  # far, straight at the player
-        np.array([[100.0, -20.0], [250.0, 200.0]]),  # near and on course; mid-way but far to the side
-        np.array([[130.0, 31.0], [130.0, 33.0]]),  # the radius is a strict bound on the lateral offset
+    balls = [  # (distance, lateral offset now, lateral offset on arrival)
+        np.zeros((0, 3)),  # none in flight
+        np.array([[400.0, 90.0, 5.0]]),  # far and to the side now, but aimed at the player
+        np.array([[100.0, -20.0, -20.0], [250.0, 5.0, 200.0]]),  # near and on course; mid-way, passing wide
+        np.array([[130.0, 0.0, 31.0], [130.0, 0.0, 33.0]]),  # the radius is a strict bound on the arrival offset
     ]
     y = probe.threat_labels(balls, radius=32.0)
     assert y.shape == (4, len(probe.BANDS))

@@ -56,10 +56,13 @@ def enable_object_info(env: gym.Env) -> None:
 
 
 def fireballs(env: gym.Env) -> np.ndarray:
-    """The imps' fireballs in flight now, relative to the player, (n, 2) in map units: column 0 is how far the
-    fireball still is from the player along the room's depth (imps stand ~480 units away; it flies toward the
-    player, so this falls to 0 as it arrives), column 1 its lateral offset along the strafe axis (a fireball within
-    about 30 units of 0 hits a player who stays put). Empty between episodes.
+    """The imps' fireballs in flight now, relative to the player, (n, 3) in map units.
+
+    Column 0: how far the fireball still has to fly along the room's depth (imps stand ~480 units away; measured at
+    4 tics a step it closes ~40 units a step, so a whole flight lasts ~12 steps, 48 frames). Column 1: its lateral
+    offset now, along the strafe axis. Column 2: its lateral offset when it arrives if the player stays put (its
+    velocity carried forward): a fireball is aimed at where the player was, so this, not column 1, says whether it
+    hits a player who does not move (within about 30 units of 0). Empty between episodes.
 
     Args:
         env: A TakeCover env on which `enable_object_info` was called.
@@ -69,12 +72,18 @@ def fireballs(env: gym.Env) -> np.ndarray:
         raise ValueError("fireballs needs the objects info: call enable_object_info(env) before the first reset.")
     state = game.get_state()
     if state is None:
-        return np.zeros((0, 2))
+        return np.zeros((0, 3))
     player = next((o for o in state.objects if o.name == "DoomPlayer"), None)
     balls = [o for o in state.objects if o.name == "DoomImpBall"]
     if player is None or not balls:
-        return np.zeros((0, 2))
-    return np.array([(b.position_x - player.position_x, b.position_y - player.position_y) for b in balls])
+        return np.zeros((0, 3))
+    out = []
+    for b in balls:
+        depth, lateral = b.position_x - player.position_x, b.position_y - player.position_y
+        # tics to arrival at the current speed; a fireball not closing in keeps its offset
+        tics = depth / -b.velocity_x if b.velocity_x < -1e-6 else 0.0
+        out.append((depth, lateral, lateral + b.velocity_y * max(tics, 0.0)))
+    return np.array(out)
 
 
 def make_takecover(

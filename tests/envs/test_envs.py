@@ -102,12 +102,15 @@ def test_takecover_fireballs_fly_from_the_imps_toward_the_player():
             break
     env.close()
     balls = np.concatenate([b for b in seen if len(b)])
-    assert balls.shape[1] == 2 and len(balls) > 10
+    assert balls.shape[1] == 3 and len(balls) > 10
     assert balls[:, 0].max() <= 500 and balls[:, 0].min() > -50  # between the imps' wall and the player
     assert np.abs(balls[:, 1]).max() < 800  # within the room's width
-    # one fireball followed across consecutive steps comes closer
+    # the first fireball, followed while it flies: ~40 units closer each 4-tic step, aimed at the standing player
     first = next(i for i, b in enumerate(seen) if len(b))
-    assert len(seen[first + 1]) and seen[first + 1][:, 0].min() < seen[first][:, 0].min()
+    track = [seen[i][0] for i in range(first, first + 4)]
+    assert all(30 < a[0] - b[0] < 50 for a, b in zip(track, track[1:]))
+    assert all(abs(t[2]) < 30 for t in track)  # on arrival: where the player stands
+    assert abs(track[0][1]) > abs(track[-1][1])  # its offset now shrinks toward that
     with pytest.raises(ValueError, match="ViZDoom"):
         fireballs(gym.make("CartPole-v1"))
 
