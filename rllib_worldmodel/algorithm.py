@@ -294,6 +294,7 @@ class WorldModels(Algorithm):
             )
             self.metrics.log_value("dream/calibrated_policy_return", score, window=1)
             self.metrics.log_value("real/policy_return_mean", target, window=1)
+            self.metrics.log_value("real/policy_return_std", anchor["real_return_std"], window=1)
             if self._behaviour_lengths:  # what the policy's anchor makes of the random holds' deaths
                 calibrated = dataclasses.replace(settings, done_logit_offset=self.done_logit_offset)
                 survival = float(random_hold_survival(self.world_model, calibrated, hold=hold, seed=seed).mean())
@@ -334,6 +335,7 @@ class WorldModels(Algorithm):
         self._policy_anchor = {
             "params": self.local_module.controller.get_flat().copy(),
             "real_return_mean": float(np.mean(returns)),
+            "real_return_std": float(np.std(returns)),
             "num_episodes": len(returns),
             # played in the dream as it was in the game, even if a resumed run changes the repeat
             "action_repeat": int(self.config.action_repeat),

@@ -524,12 +524,14 @@ def test_deaths_calibrated_to_the_last_evaluated_controller(ray_session, tmp_pat
         assert r1["dream/calibration_anchor"] == 0.0 and "dream/calibrated_behaviour_survival" in r1
         anchor = algo._policy_anchor
         assert anchor["real_return_mean"] == r1["evaluation"]["real/episode_return_mean"]
+        assert anchor["real_return_std"] == pytest.approx(r1["evaluation"]["real/episode_return_std"])
         assert anchor["num_episodes"] == r1["evaluation"]["real/num_episodes"]
         assert anchor["action_repeat"] == config.action_repeat
         np.testing.assert_array_equal(anchor["params"], algo.local_module.controller.get_flat())
         r2 = algo.train()
         assert r2["dream/calibration_anchor"] == 1.0
         assert r2["real/policy_return_mean"] == anchor["real_return_mean"]
+        assert r2["real/policy_return_std"] == anchor["real_return_std"]
         assert "dream/behaviour_survival" in r2 and "real/behaviour_episode_len_mean" in r2
         # the reported calibrated return is that controller's, in this dream, at the chosen offset
         settings = algo.dream_settings(scoring=True)
