@@ -327,7 +327,8 @@ class WorldModelsConfig(AlgorithmConfig):
                 "initial_noise": initial_noise,
                 "done_ensemble": done_ensemble,
                 "pessimism": pessimism,
-                "calibrate_deaths": calibrate_deaths,
+                # True is the random-hold anchor by its name, so a config reads the same however it was set
+                "calibrate_deaths": "behaviour" if calibrate_deaths is True else calibrate_deaths,
                 "done_logit_scale": done_logit_scale,
                 "reward_range": reward_range,
                 "temperature": temperature,

@@ -510,6 +510,11 @@ def test_branched_dreams_closed_loop_m_and_expected_deaths(ray_session, tmp_path
         algo.stop()
 
 
+def test_calibrate_deaths_true_is_the_random_hold_anchor_by_name():
+    assert tiny_config().dream(calibrate_deaths=True).calibrate_deaths == "behaviour"
+    assert tiny_config().dream(calibrate_deaths=False).calibrate_deaths is False
+
+
 def test_deaths_calibrated_to_the_last_evaluated_controller(ray_session, tmp_path):
     """calibrate_deaths="policy": the first fit anchors to the random holds (no controller yet); every real
     evaluation records the deployed controller and its real mean, and the next fit bisects the offset until that
