@@ -294,7 +294,8 @@ class WorldModels(Algorithm):
             )
             self.metrics.log_value("dream/calibrated_policy_return", score, window=1)
             self.metrics.log_value("real/policy_return_mean", target, window=1)
-            self.metrics.log_value("real/policy_return_std", anchor["real_return_std"], window=1)
+            if "real_return_std" in anchor:  # not kept by the first checkpoints with an anchor
+                self.metrics.log_value("real/policy_return_std", anchor["real_return_std"], window=1)
             if self._behaviour_lengths:  # what the policy's anchor makes of the random holds' deaths
                 calibrated = dataclasses.replace(settings, done_logit_offset=self.done_logit_offset)
                 survival = float(random_hold_survival(self.world_model, calibrated, hold=hold, seed=seed).mean())

@@ -556,6 +556,9 @@ def test_deaths_calibrated_to_the_last_evaluated_controller(ray_session, tmp_pat
             fresh.restore_from_path(path)
             assert fresh._policy_anchor["real_return_mean"] == algo._policy_anchor["real_return_mean"]
             np.testing.assert_array_equal(fresh._policy_anchor["params"], algo._policy_anchor["params"])
+            del fresh._policy_anchor["real_return_std"]  # as the first checkpoints with an anchor kept it
+            assert fresh.train()["dream/calibration_anchor"] == 1.0  # calibrates on it all the same
+            assert fresh._policy_anchor["real_return_std"] >= 0  # and the next evaluation records a full anchor
             fresh._policy_anchor = None  # as restored from a checkpoint written before the option existed
             r3 = fresh.train()
             assert r3["real/policy_anchor_measured_episodes"] == config.evaluation_duration
