@@ -62,10 +62,9 @@ def threat_labels(balls: list[np.ndarray], radius: float) -> np.ndarray:
     """(T, len(BANDS)) 0/1: a fireball in that distance band on course to hit a player who stays put (its lateral
     offset on arrival, `fireballs`' column 2, within `radius`)."""
     y = np.zeros((len(balls), len(BANDS)))
-    for t, b in enumerate(balls):
-        on_course = b[np.abs(b[:, 2]) < radius] if len(b) else b
-        for k, (lo, hi) in enumerate(BANDS):
-            y[t, k] = float(any(lo <= d < hi for d in on_course[:, 0])) if len(on_course) else 0.0
+    for t, b in enumerate(balls):  # `fireballs` gives (0, 3) when none fly: every band 0
+        depth = b[np.abs(b[:, 2]) < radius, 0]
+        y[t] = [((lo <= depth) & (depth < hi)).any() for lo, hi in BANDS]
     return y
 
 
@@ -113,17 +112,20 @@ def main() -> None:
     labels = [threat_labels(ep["balls"], args.radius) for ep in episodes]
     test = np.concatenate([np.full(len(y), i % 2 == 1) for i, y in enumerate(labels)])
     y = np.concatenate(labels)
-    feats = features(world_model, episodes)
+    # each input once, split once (the pixels of ~15,000 steps are ~0.7 GB as floats)
+    train_rows, test_rows = torch.as_tensor(~test), torch.as_tensor(test)
+    inputs = {name: torch.cat(per_episode) for name, per_episode in features(world_model, episodes).items()}
+    inputs = {name: (x[train_rows], x[test_rows]) for name, x in inputs.items()}
     rows = []
     for k, (lo, hi) in enumerate(BANDS):
         row = {"band": f"{lo}-{hi}", "rate": float(y[:, k].mean()), "test_positives": int(y[test, k].sum())}
-        for name, per_episode in feats.items():
-            x = torch.cat(per_episode)
-            if not 0 < y[~test, k].mean() < 1 or y[test, k].min() == y[test, k].max():
+        scorable = 0 < y[~test, k].mean() < 1 and y[test, k].min() < y[test, k].max()
+        for name, (x_train, x_test) in inputs.items():
+            if not scorable:  # a probe needs both labels to fit, an AUC both to score
                 row[name] = float("nan")
                 continue
-            probe = StateProbe(x[torch.as_tensor(~test)], y[~test, k], hidden=0, epochs=args.epochs, seed=args.seed)
-            row[name] = roc_auc(probe(x[torch.as_tensor(test)]).numpy(), y[test, k] > 0)
+            probe = StateProbe(x_train, y[~test, k], hidden=0, epochs=args.epochs, seed=args.seed)
+            row[name] = roc_auc(probe(x_test).numpy(), y[test, k] > 0)
         rows.append(row)
     result = {
         "world_model": args.world_model,

@@ -46,7 +46,7 @@ from rllib_worldmodel.config import WorldModelsConfig
 from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
-from rllib_worldmodel.evaluation import evaluate_real_and_dream, sample_episodes
+from rllib_worldmodel.evaluation import evaluate_real_and_dream, evaluation_episodes, sample_episodes
 from rllib_worldmodel.models.controller import ControllerInput
 from rllib_worldmodel.models.world_model import WorldModel
 from rllib_worldmodel.schedules import Schedule
@@ -318,12 +318,9 @@ class WorldModels(Algorithm):
         iteration's fit changes the V and M it reads: the anchor of calibrate_deaths="policy" when the state holds
         no real evaluation of it (a checkpoint from before the option). Its steps are counted as evaluation steps
         are, apart from the collected ones."""
-        group = self.eval_env_runner_group or self.env_runner_group
-        group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
-        sampled, _ = sample_episodes(group, self.config.evaluation_duration, explore=False)
-        episodes = [ep for ep in sampled if ep.is_done]
-        self.record_real_evaluation(np.array([ep.get_return() for ep in episodes], dtype=float))
-        self.metrics.log_value("real/policy_anchor_measured_episodes", len(episodes), window=1)
+        _, returns, _ = evaluation_episodes(self._synced_evaluation_group(), self.config.evaluation_duration)
+        self.record_real_evaluation(returns)
+        self.metrics.log_value("real/policy_anchor_measured_episodes", len(returns), window=1)
         logger.info("calibration anchor measured: %s", {k: v for k, v in self._policy_anchor.items() if k != "params"})
 
     def record_real_evaluation(self, returns: np.ndarray) -> None:
@@ -630,9 +627,14 @@ class WorldModels(Algorithm):
 
     def evaluate_real(self, num_episodes: int) -> dict[str, Any]:
         """Evaluate the current agent on `num_episodes` real episodes (beside its dream score), outside `train()`."""
+        return evaluate_real_and_dream(self, self._synced_evaluation_group(), num_episodes=num_episodes, react=False)[0]
+
+    def _synced_evaluation_group(self):
+        """The EnvRunners that play real evaluations (the training ones when there are no evaluation ones), with
+        the Learner's current weights."""
         group = self.eval_env_runner_group or self.env_runner_group
         group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
-        return evaluate_real_and_dream(self, group, num_episodes=num_episodes, react=False)[0]
+        return group
 
     def export_world_model(self, path) -> Any:
         """Write the current world model as a standalone checkpoint (loadable by `WorldModels/Dream-v0`)."""

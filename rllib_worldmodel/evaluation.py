@@ -31,6 +31,14 @@ def sample_episodes(group: EnvRunnerGroup, num_episodes: int, explore: bool) -> 
     return [ep for eps, _ in results for ep in eps], [m for _, m in results]
 
 
+def evaluation_episodes(group: EnvRunnerGroup, num_episodes: int) -> tuple[list, np.ndarray, list[dict]]:
+    """`num_episodes` finished real episodes played without exploration (as an evaluation plays them), their
+    returns, and the EnvRunners' metrics of that sampling."""
+    sampled, runner_metrics = sample_episodes(group, num_episodes, explore=False)
+    episodes = [ep for ep in sampled if ep.is_done]
+    return episodes, np.array([ep.get_return() for ep in episodes], dtype=float), runner_metrics
+
+
 def evaluate_real_and_dream(
     algo, eval_group, num_episodes: int | None = None, react: bool = True
 ) -> tuple[dict[str, Any], int, int]:
@@ -44,12 +52,10 @@ def evaluate_real_and_dream(
     With `react` the algorithm's exploit guard sees the gap and its reaction is reported under `guard/...`.
     """
     n = num_episodes or algo.config.evaluation_duration
-    sampled, runner_metrics = sample_episodes(eval_group, n, explore=False)
-    episodes = [ep for ep in sampled if ep.is_done]
+    episodes, returns, runner_metrics = evaluation_episodes(eval_group, n)
     # RLlib's own evaluation stats (evaluation/env_runners/episode_return_mean, ...), which Tune users and RLlib's
     # "no evaluation results" check look for, beside ours.
     algo.metrics.aggregate(runner_metrics, key=(EVALUATION_RESULTS, ENV_RUNNER_RESULTS))
-    returns = np.array([ep.get_return() for ep in episodes], dtype=float)
     steps = int(sum(len(ep) for ep in episodes))
     results: dict[str, Any] = {
         "real/episode_return_mean": float(returns.mean()),
