@@ -49,6 +49,7 @@ from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
 from rllib_worldmodel.evaluation import evaluate_real_and_dream, evaluation_episodes, sample_episodes
 from rllib_worldmodel.models.controller import ControllerInput
 from rllib_worldmodel.models.world_model import WorldModel
+from rllib_worldmodel.planning import check_plannable, planner_dream_returns, PlanSettings
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import latent_logvar
 
@@ -135,6 +136,7 @@ class WorldModels(Algorithm):
                 workdir=self.logdir,
             )
         self.dream_score: dict[str, float] = {}
+        self.plan_dream_episodes = self.config.plan_dream_episodes  # `set_planning` may change it after training
         # Per stored episode, refreshed after every V update: (mu, logvar, encoded actions, rewards, done targets).
         self._latents: dict[str, tuple[torch.Tensor, ...]] = {}
         self._explorer_params: np.ndarray | None = None
@@ -161,11 +163,15 @@ class WorldModels(Algorithm):
         self.metrics.log_value("real/acted_randomly", float(random_phase), window=1)
 
     def _set_agent_state(
-        self, random_only: bool | None = None, controller: dict | None = None, surprise_baseline: float | None = None
+        self,
+        random_only: bool | None = None,
+        controller: dict | None = None,
+        surprise_baseline: float | None = None,
+        plan: dict[str, float] | None = None,
     ) -> None:
-        """Change the Learner's module (random-only flag, controller weights, surprise baseline) and sync it to the
-        EnvRunners."""
-        update = {}
+        """Change the Learner's module (random-only flag, controller weights, surprise baseline, planning buffers
+        `plan_<name>`) and sync it to the EnvRunners."""
+        update = {f"plan_{k}": torch.tensor(float(v)) for k, v in (plan or {}).items()}
         if random_only is not None:
             update["random_only"] = torch.tensor(1.0 if random_only else 0.0)
         if surprise_baseline is not None:
@@ -330,6 +336,8 @@ class WorldModels(Algorithm):
         Args:
             returns: The real episodes' returns, played by the controller deployed now.
         """
+        if self.local_module.plan_settings().enabled:
+            return  # a planning agent's score is the planner's, not an anchor for C's own dream return
         self._policy_anchor = {
             "params": self.local_module.controller.get_flat().copy(),
             "real_return_mean": float(np.mean(returns)),
@@ -553,28 +561,82 @@ class WorldModels(Algorithm):
             dream_steps += m.pop("dream/num_env_steps_sampled")
             for k, v in m.items():
                 self.metrics.log_value(k, v, window=1)
-        self._set_agent_state(controller={k: v.cpu() for k, v in controller.state_dict().items()})
-        if self.config.dream_start == "branch":
-            sim = DreamSimulator(self.world_model, self.dream_settings(scoring=True))
+        self._set_agent_state(
+            controller={k: v.cpu() for k, v in controller.state_dict().items()}, plan=self._plan_dream()
+        )
+        dream_steps += self._score_in_dream()
+        # Dream steps are counted here only: never in env_runners/num_env_steps_* (real steps drive schedules/stops).
+        self.metrics.log_value("dream/num_env_steps_sampled_lifetime", dream_steps, reduce="lifetime_sum")
+
+    def _plan_dream(self) -> dict[str, float]:
+        """The dream a planning agent looks ahead in: the scoring dream's tau and calibrated deaths."""
+        s = self.dream_settings(scoring=True)
+        return {"temperature": s.temperature, "done_offset": s.done_logit_offset, "done_scale": s.done_logit_scale}
+
+    def _score_in_dream(self) -> int:
+        """The deployed agent's dream score (`self.dream_score`, reported beside its real score): C alone over
+        `dream_eval_episodes` whole dreams, or, when the agent plans, the planning agent over `plan_dream_episodes`
+        (C alone is then logged as `dream/controller_return_mean`). Returns C's dream steps."""
+        c, controller = self.config, self.local_module.controller
+        settings = self.dream_settings(scoring=True)
         score = evaluate_population(
-            sim,
+            DreamSimulator(self.world_model, settings),
             controller,
             controller.get_flat()[None],
-            self.config.dream_eval_episodes,
-            seed=(self.config.seed or 0) + 7,
-            action_repeat=self.config.action_repeat,
+            c.dream_eval_episodes,
+            seed=(c.seed or 0) + 7,
+            action_repeat=c.action_repeat,
         )
-        dream_steps += score.dream_steps
+        returns = score.returns[0]
+        plan = self.local_module.plan_settings()
+        if plan.enabled:
+            self.metrics.log_value("dream/controller_return_mean", float(returns.mean()), window=1)
+            returns = planner_dream_returns(
+                self.world_model,
+                settings,
+                controller,
+                plan,
+                self.plan_dream_episodes,
+                seed=(c.seed or 0) + 7,
+                action_repeat=c.action_repeat,
+            )
         self.dream_score = {
-            "mean": float(score.returns.mean()),
-            "std": float(score.returns.std()),
-            "min": float(score.returns.min()),
-            "max": float(score.returns.max()),
+            "mean": float(returns.mean()),
+            "std": float(returns.std()),
+            "min": float(returns.min()),
+            "max": float(returns.max()),
         }
         for k, v in self.dream_score.items():
             self.metrics.log_value(f"dream/episode_return_{k}", v, window=1)
-        # Dream steps are counted here only: never in env_runners/num_env_steps_* (real steps drive schedules/stops).
-        self.metrics.log_value("dream/num_env_steps_sampled_lifetime", dream_steps, reduce="lifetime_sum")
+        return score.dream_steps
+
+    def set_planning(
+        self, horizon: int, samples: int | None = None, dream_episodes: int | None = None, every: int | None = None
+    ) -> dict:
+        """Switch decision-time planning in the dream on (horizon > 0) or off (0) for the agent as it is now, e.g.
+        a restored checkpoint, and re-score it in the dream (the dream score beside its next real evaluation).
+
+        Args:
+            horizon: Dream steps looked ahead (`WorldModelsConfig.controller(plan_horizon=...)`); 0: C alone.
+            samples: Dreams per candidate first action (default: the config's `plan_samples`).
+            dream_episodes: Whole dreams the planning agent is scored in (default: `plan_dream_episodes`).
+            every: The planning agent's decision interval in steps (default: the config's `plan_every`; 0: C's
+                action repeat).
+
+        Returns:
+            The new dream score (mean, std, min, max).
+        """
+        samples = self.config.plan_samples if samples is None else samples
+        every = self.config.plan_every if every is None else every
+        plan = PlanSettings(horizon=horizon, samples=samples, every=every)  # a clear error for bad values
+        check_plannable(self.local_module.action_space, horizon, plan.interval(self.config.action_repeat))
+        if dream_episodes is not None:
+            if isinstance(dream_episodes, bool) or not isinstance(dream_episodes, int) or dream_episodes < 1:
+                raise ValueError(f"dream_episodes={dream_episodes!r} must be an int >= 1")
+            self.plan_dream_episodes = dream_episodes
+        self._set_agent_state(plan={"horizon": horizon, "samples": samples, "every": every, **self._plan_dream()})
+        self._score_in_dream()
+        return dict(self.dream_score)
 
     # ------------------------------------------------------------------------------------------- state
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:

@@ -145,6 +145,10 @@ def train_config(args: argparse.Namespace):
             cma_generations_per_iteration=args.cma_generations,
             real_z=args.mdn_latents,  # the agent reads real frames the way M was trained
             action_repeat=args.action_repeat,
+            plan_horizon=args.plan_horizon,
+            plan_samples=args.plan_samples,
+            plan_every=args.plan_every,
+            plan_dream_episodes=args.plan_dream_episodes,
         )
         .evaluation(evaluation_duration=args.eval_episodes)
         .debugging(seed=args.seed)
@@ -302,6 +306,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     started_ray = _init_ray(args.num_cpus)
     try:
         algo = Algorithm.from_checkpoint(str(path))
+        if args.plan_horizon is not None:  # plan with the checkpoint's world model and controller, re-scored
+            algo.set_planning(args.plan_horizon, args.plan_samples, args.plan_dream_episodes, args.plan_every)
         print(_score_line(algo.evaluate_real(args.episodes)))
         algo.stop()
     finally:
@@ -565,6 +571,25 @@ def _number_or_fit(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'fit'") from None
 
 
+def _add_plan_args(parser: argparse.ArgumentParser, default: int | None = 0) -> None:
+    """Decision-time planning in the dream (`WorldModelsConfig.controller(plan_*)`, `WorldModels.set_planning`).
+    `default` None (evaluate): keep what the checkpoint's agent does unless --plan-horizon is given."""
+    parser.add_argument(
+        "--plan-horizon",
+        type=int,
+        default=default,
+        help="plan each decision in the dream from the real state: the first action (held one decision) with the "
+        "best expected return over this many dream steps, C acting after it (0: C alone)",
+    )
+    parser.add_argument("--plan-samples", type=int, default=16, help="dreams per candidate first action")
+    parser.add_argument(
+        "--plan-every", type=int, default=0, help="the planning agent's decision interval in steps (0: C's own)"
+    )
+    parser.add_argument(
+        "--plan-dream-episodes", type=int, default=16, help="whole dreams the planning agent's dream score uses"
+    )
+
+
 def _add_hold_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hold",
@@ -636,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cma-rollouts", type=int, default=16, help="dreams per candidate (paper: 16)")
     train.add_argument("--cma-generations", type=int, default=10, help="CMA-ES generations per iteration")
     add_controller_input_args(train)
+    _add_plan_args(train)
     train.add_argument("--temperature", type=float, default=1.15, help="dream temperature tau (paper: 1.15)")
     train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")
     train.add_argument("--skill", type=int, help="TakeCover Doom skill 1-5 (default 4)")
@@ -709,6 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", required=True, help="checkpoint folder written by `train`")
     evaluate.add_argument("--episodes", type=int, default=100)
     evaluate.add_argument("--num-cpus", type=int, default=0)
+    _add_plan_args(evaluate, default=None)
     evaluate.set_defaults(func=cmd_evaluate)
 
     fit = sub.add_parser("fit", help="collect real episodes, fit V and M, write checkpoint and dream GIFs")

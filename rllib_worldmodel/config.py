@@ -13,6 +13,7 @@ from rllib_worldmodel.done_refit import validate_refit_settings
 from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
 from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP, frame_skip_of
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
+from rllib_worldmodel.planning import PlanSettings
 from rllib_worldmodel.registration import TAKECOVER_ENV
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import MDN_LATENTS
@@ -106,6 +107,11 @@ class WorldModelsConfig(AlgorithmConfig):
         self.dream_algo_config = None  # for trainer="rllib": an RLlib AlgorithmConfig; None -> PPOConfig()
         self.dream_algo_iterations = 5
         self.dream_num_envs = 64
+        # decision-time planning in the dream when acting without exploration (off: C acts alone, the paper)
+        self.plan_horizon = 0
+        self.plan_samples = 16
+        self.plan_every = 0  # the planning agent's decision interval (0: C's action_repeat)
+        self.plan_dream_episodes = 16
         # exploit guard (off by default): reacts to a large dream-real gap
         self.guard_enabled = False
         self.guard_gap_ratio = 0.5
@@ -361,6 +367,10 @@ class WorldModelsConfig(AlgorithmConfig):
         dream_algo_iterations: int = NotProvided,
         dream_num_envs: int = NotProvided,
         action_repeat: int = NotProvided,
+        plan_horizon: int = NotProvided,
+        plan_samples: int = NotProvided,
+        plan_every: int = NotProvided,
+        plan_dream_episodes: int = NotProvided,
     ) -> WorldModelsConfig:
         """The controller and how it is trained in the dream.
 
@@ -384,6 +394,17 @@ class WorldModelsConfig(AlgorithmConfig):
                 (CMA-ES, the dream score) and in the real env alike; M still steps every frame. 1: the paper.
                 TakeCover survives on sustained moves (sweeping 50 steps each way: 609 real frames; random holds
                 1-10: 311), which a per-step linear C rarely finds (README). CMA-ES trainer only.
+            plan_horizon: Decision-time planning in the dream (`planning.DreamPlanner`; 0: off, C acts alone). When
+                the agent acts without exploration (evaluation, deployment), each of C's decisions is replaced by
+                the first action (held one decision) with the best expected return over this many dream steps,
+                dreamed from the agent's real model state with C acting after the first decision; dream deaths,
+                tau and calibration are the training dream's. Real collection still acts with C. Discrete actions;
+                at least `action_repeat` steps. Also switchable after training: `WorldModels.set_planning`.
+            plan_samples: Dreams per candidate first action.
+            plan_every: The planning agent's decision interval in steps (0: C's `action_repeat`); finer than C's
+                own interval, the planner can react where C, trained to decide less often, cannot.
+            plan_dream_episodes: Whole dreams the planning agent is scored in (its dream score beside the real
+                one; each decision plans inside the dream, so this costs ~(actions x plan_samples) dreams each).
         """
         return self._set_provided(
             {
@@ -400,6 +421,10 @@ class WorldModelsConfig(AlgorithmConfig):
                 "dream_algo_iterations": dream_algo_iterations,
                 "dream_num_envs": dream_num_envs,
                 "action_repeat": action_repeat,
+                "plan_horizon": plan_horizon,
+                "plan_samples": plan_samples,
+                "plan_every": plan_every,
+                "plan_dream_episodes": plan_dream_episodes,
             }
         )
 
@@ -461,6 +486,9 @@ class WorldModelsConfig(AlgorithmConfig):
             "loss_weights": dict(self.wm_loss_weights),
             "controller_hidden": self.controller_hidden,
             "action_repeat": self.action_repeat,
+            "plan_horizon": self.plan_horizon,
+            "plan_samples": self.plan_samples,
+            "plan_every": self.plan_every,
             "include_cell": self.include_cell,
             "include_prev_action": self.include_prev_action,
             "include_hidden": self.include_hidden,
@@ -686,6 +714,26 @@ class WorldModelsConfig(AlgorithmConfig):
             "module decides every step): set action_repeat=1 or trainer='cma'.",
         )
         need(self.real_z in ("sample", "mean"), f"real_z={self.real_z!r}: use 'sample' (paper) or 'mean'.")
+        try:
+            plan = PlanSettings(horizon=self.plan_horizon, samples=self.plan_samples, every=self.plan_every)
+            need(
+                not 0 < plan.horizon < plan.interval(self.action_repeat),
+                f"controller plan_horizon={plan.horizon} is shorter than one decision "
+                f"({plan.interval(self.action_repeat)} steps: plan_every, or action_repeat).",
+            )
+        except ValueError as e:
+            errors.append(f"controller {e}")
+        need(
+            isinstance(self.plan_dream_episodes, int) and self.plan_dream_episodes >= 1,
+            f"controller plan_dream_episodes={self.plan_dream_episodes!r} must be an integer >= 1.",
+        )
+        need(
+            not (isinstance(self.plan_horizon, int) and self.plan_horizon > 0 and self.calibrate_deaths == "policy"),
+            f"controller plan_horizon={self.plan_horizon} with dream calibrate_deaths='policy': the policy anchor is "
+            "C's own real score, and a planning agent's evaluations score the planner; use "
+            "calibrate_deaths='behaviour', or train without planning and switch it on afterwards "
+            "(WorldModels.set_planning, `rllib-worldmodel evaluate --plan-horizon`).",
+        )
         need(
             self.mdn_latents in MDN_LATENTS,
             f"world_model mdn_latents={self.mdn_latents!r}: use one of {MDN_LATENTS} ('sample': the paper).",

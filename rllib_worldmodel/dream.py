@@ -252,11 +252,6 @@ class DreamSimulator:
         self.device = torch.device(self.settings.device)
         self.world_model = load_world_model(world_model, self.device)
         cfg = self.world_model.config
-        if self.world_model.initial_states.shape[0] == 0:
-            raise ValueError(
-                "the world model has no initial states to start dreams from; fit it with WorldModelTrainer "
-                "(encode_episodes stores the latents of real episode starts)."
-            )
         self.generator = torch.Generator(device=self.device)
         self.seed(self.settings.seed)
         self.batch_size = 0
@@ -370,6 +365,12 @@ class DreamSimulator:
         `index` picks the starts (rows of the bank), else they are drawn uniformly."""
         branch = self.settings.start == "branch"
         bank = self.world_model.branch_states if branch else self.world_model.initial_states
+        if bank.shape[0] == 0:  # (branch points are checked at construction)
+            raise ValueError(
+                "the world model has no initial states to start dreams from; fit it with WorldModelTrainer "
+                "(encode_episodes stores the latents of real episode starts), or start dreams at given states "
+                "with initial_z= or start_at()."
+            )
         if index is None:
             u = self._draw(False, n)
             idx = (u * bank.shape[0]).long().clamp_(max=bank.shape[0] - 1)
@@ -437,6 +438,30 @@ class DreamSimulator:
         self.alive = torch.ones(batch_size, device=self.device)
         self.t = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         self.prev_action = torch.zeros(batch_size, self.world_model.config.action_dim, device=self.device)
+        return self.observe()
+
+    @torch.no_grad()
+    def start_at(
+        self, z_B_Z: torch.Tensor, h_B_H: torch.Tensor, c_B_H: torch.Tensor, prev_action_B_A: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Start B dreams at given model states instead of the start bank: z of the current frame, M's LSTM state
+        (h, c) and the last action as M encodes it (zeros if None) — e.g. where a real agent is now, to dream ahead
+        from there (`planning.DreamPlanner`). Every dream has its own noise; returns their first observations."""
+        b = z_B_Z.shape[0]
+        wm = self.world_model
+        want = {"z": (b, wm.config.z_size), "h": (b, wm.config.rnn_size), "c": (b, wm.config.rnn_size)}
+        for name, x in (("z", z_B_Z), ("h", h_B_H), ("c", c_B_H)):
+            if tuple(x.shape) != want[name]:
+                raise ValueError(f"start_at: {name} must be {want[name]}, got {tuple(x.shape)}")
+        self.batch_size, self.stream = b, None
+        self.z, self.h, self.c = (x.to(self.device, torch.float32).clone() for x in (z_B_Z, h_B_H, c_B_H))
+        self.alive = torch.ones(b, device=self.device)
+        self.t = torch.zeros(b, dtype=torch.long, device=self.device)
+        self.prev_action = (
+            torch.zeros(b, wm.config.action_dim, device=self.device)
+            if prev_action_B_A is None
+            else prev_action_B_A.to(self.device, torch.float32).clone()
+        )
         return self.observe()
 
     @torch.no_grad()

@@ -13,6 +13,7 @@ flag) reach EnvRunners through RLlib's normal weight sync.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -23,6 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from rllib_worldmodel.models.controller import Controller, ControllerInput, held_actions
 from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
+from rllib_worldmodel.planning import check_plannable, DreamPlanner, PlanSettings
 
 ARCH_KEYS = (
     "z_size",
@@ -46,7 +48,8 @@ class WorldModelsRLModule(TorchRLModule):
     `controller_hidden`, `include_cell`, `include_prev_action` (C also reads the last action taken),
     `include_hidden` (False: C reads z without h), `real_z`
     ("sample" as the paper, or "mean"), `random_hold_prob`, `epsilon`, `surprise_exploration`, `hold_min`,
-    `hold_max`, `action_repeat` (C decides every k-th step)."""
+    `hold_max`, `action_repeat` (C decides every k-th step), `plan_horizon`, `plan_samples` and `plan_every`
+    (decision-time planning in the dream when acting without exploration; `planning.DreamPlanner`)."""
 
     def setup(self) -> None:
         mc = self.model_config
@@ -67,6 +70,18 @@ class WorldModelsRLModule(TorchRLModule):
         self.surprise_exploration = float(mc.get("surprise_exploration", 0.0))
         self.register_buffer("random_only", torch.ones(()))
         self.register_buffer("surprise_baseline", torch.zeros(()))
+        # Decision-time planning in the dream (`planning.DreamPlanner`), used when acting without exploration
+        # (evaluation, deployment). Buffers, so the algorithm's calibrated dream and a switch made after training
+        # (`WorldModels.set_planning`) reach the EnvRunners with the weights. horizon 0: C acts alone.
+        self.register_buffer("plan_horizon", torch.tensor(float(mc.get("plan_horizon", 0))))
+        self.register_buffer("plan_samples", torch.tensor(float(mc.get("plan_samples", 16))))
+        self.register_buffer("plan_every", torch.tensor(float(mc.get("plan_every", 0))))
+        self.register_buffer("plan_temperature", torch.tensor(1.15))
+        self.register_buffer("plan_done_offset", torch.zeros(()))
+        self.register_buffer("plan_done_scale", torch.ones(()))
+        self._planner: tuple[tuple, DreamPlanner] | None = None
+        settings = self.plan_settings()  # a clear error at build
+        check_plannable(self.action_space, settings.horizon, settings.interval(self.action_repeat))
 
     def get_initial_state(self) -> dict[str, torch.Tensor]:
         h = self.wm_config.rnn_size
@@ -120,12 +135,14 @@ class WorldModelsRLModule(TorchRLModule):
         h, c = state["h"], state["c"]
         ctrl_in = self.controller_input.build(z, h, c, state["prev_action"])
         steps_taken = state["steps_taken"]
-        decided = held_actions(
-            self.controller.act(ctrl_in).to(state["decided"].dtype),
-            state["decided"],
-            steps_taken.long(),
-            self.action_repeat,
-        )
+        choice, interval = self.controller.act(ctrl_in), self.action_repeat
+        if not explore and self.plan_horizon > 0:  # the planning agent decides instead, at its own interval
+            planner = self.planner()
+            interval = planner.interval
+            due = torch.nonzero(steps_taken.long() % interval == 0).squeeze(1)
+            if due.numel():
+                choice[due] = planner.act(z[due], h[due], c[due], state["prev_action"][due]).to(choice.device)
+        decided = held_actions(choice.to(state["decided"].dtype), state["decided"], steps_taken.long(), interval)
         action = decided.long() if isinstance(self.action_space, gym.spaces.Discrete) else decided
         hold_left, hold_action = state["hold_left"], state["hold_action"]
         if explore:
@@ -222,7 +239,33 @@ class WorldModelsRLModule(TorchRLModule):
             h0[has], c0[has] = hn[0], cn[0]
         return h0, c0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the cached planner holds a torch.Generator (not picklable) and is rebuilt on demand anyway
+        return {**self.__dict__, "_planner": None}
+
     # --------------------------------------------------------------------------------------------- helpers
+    def plan_settings(self) -> PlanSettings:
+        """The planning settings the module's buffers hold now (horizon 0: no planning)."""
+        return PlanSettings(
+            horizon=int(self.plan_horizon),
+            samples=int(self.plan_samples),
+            every=int(self.plan_every),
+            temperature=float(self.plan_temperature),
+            done_logit_offset=float(self.plan_done_offset),
+            done_logit_scale=float(self.plan_done_scale),
+        )
+
+    def planner(self) -> DreamPlanner:
+        """The DreamPlanner for the current buffers (rebuilt only when they change; it reads this module's V, M
+        and C, so weight updates reach it without a rebuild)."""
+        settings = self.plan_settings()
+        key = (dataclasses.astuple(settings), self.action_repeat)
+        if self._planner is None or self._planner[0] != key:
+            interval = settings.interval(self.action_repeat)
+            planner = DreamPlanner(self.world_model, self.controller, self.controller_input, settings, interval, seed=0)
+            self._planner = (key, planner)
+        return self._planner[1]
+
     def set_random_only(self, value: bool) -> None:
         """Act only with random holds (True: the paper's data collection) or with the controller."""
         self.random_only.fill_(1.0 if value else 0.0)

@@ -171,6 +171,29 @@ def test_agent_changes_reach_the_env_runner_without_a_learner_update(trained):
     np.testing.assert_allclose(runner.controller.get_flat(), deployed, rtol=1e-6)
 
 
+def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anchors_nothing(trained):
+    algo, _ = trained
+    controller_alone, anchor = dict(algo.dream_score), algo._policy_anchor
+    runner = algo.env_runner.module
+    try:
+        score = algo.set_planning(4, samples=2, dream_episodes=3)
+        assert score == algo.dream_score and set(score) == {"mean", "std", "min", "max"}
+        # the switch and the run's calibrated dream reach the EnvRunner that plays the evaluation
+        assert int(runner.plan_horizon) == 4 and int(runner.plan_samples) == 2
+        assert float(runner.plan_done_offset) == algo.done_logit_offset
+        assert runner.plan_settings() == algo.local_module.plan_settings()
+        ev = algo.evaluate_real(3)
+        assert ev["real/num_episodes"] >= 3
+        assert ev["dream/episode_return_mean"] == score["mean"]  # the planning agent's own dream score
+        assert algo._policy_anchor is anchor  # the planner's real score is not C's calibration anchor
+        with pytest.raises(ValueError, match="plan_samples=0"):
+            algo.set_planning(4, samples=0)
+    finally:
+        algo.set_planning(0)
+    assert int(runner.plan_horizon) == 0
+    assert algo.dream_score == controller_alone  # C alone again, on the same dreams
+
+
 def test_exported_world_model_drives_the_dream_env(trained, tmp_path):
     algo, _ = trained
     path = algo.export_world_model(tmp_path / "wm.pt")

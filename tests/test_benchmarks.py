@@ -200,3 +200,22 @@ def test_fireball_probe_reads_c_input_as_c_does(image_world_model):
         assert (zh[0, wm.config.z_size :] == 0).all()
         h = wm.teacher_forced_states_of([(z, wm.encode_action(torch.as_tensor(ep["actions"])))])[0]
         torch.testing.assert_close(zh[1:, wm.config.z_size :], h[:-1].cpu())
+
+
+def test_dream_planning_plays_each_seed_through_the_modules_own_planning_path():
+    """The benchmark acts through `forward_inference` (as evaluation EnvRunners do): every episode once, its state
+    reset at each episode start, the planned decision held for the action repeat."""
+    from rllib_worldmodel.rl_module import WorldModelsRLModule
+
+    planning = load_script("dream_planning")
+    mc = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2, "action_repeat": 2, "plan_horizon": 4, "plan_samples": 2}
+    module = WorldModelsRLModule(
+        observation_space=_LoggedEnv.observation_space, action_space=_LoggedEnv.action_space, model_config=mc
+    )
+    module.set_random_only(False)
+    log: dict[int, list[int]] = {}
+    returns = planning.play(module, lambda: _LoggedEnv(log, length=7), episodes=5, seed=30, num_envs=2)
+    assert returns.tolist() == [7.0] * 5 and sorted(log) == [30, 31, 32, 33, 34]
+    for actions in log.values():
+        assert len(actions) == 7 and all(actions[i] == actions[i + 1] for i in (0, 2, 4))
+    assert module._planner is not None  # the decisions were planned

@@ -172,6 +172,20 @@ def test_train_calibrate_deaths_takes_an_optional_anchor(capsys):
     assert "invalid choice: 'controller'" in capsys.readouterr().err
 
 
+def test_train_plan_flags_reach_the_config_and_evaluate_keeps_the_checkpoints_agent_unless_given():
+    from rllib_worldmodel.cli import build_parser, train_config
+
+    parse = build_parser().parse_args
+    base = ["train", "--env", "takecover", "--done-mode", "sample", "--action-repeat", "6"]
+    assert train_config(parse(base)).plan_horizon == 0  # off by default: C acts alone
+    plan = ["--plan-horizon", "24", "--plan-samples", "8", "--plan-every", "3", "--plan-dream-episodes", "4"]
+    cfg = train_config(parse([*base, *plan]))
+    cfg.validate()
+    assert (cfg.plan_horizon, cfg.plan_samples, cfg.plan_every, cfg.plan_dream_episodes) == (24, 8, 3, 4)
+    assert parse(["evaluate", "--checkpoint", "x"]).plan_horizon is None
+    assert parse(["evaluate", "--checkpoint", "x", "--plan-horizon", "24"]).plan_horizon == 24
+
+
 def test_checkpoint_save_replaces_the_old_one_and_a_crash_mid_save_keeps_it(tmp_path):
     target = tmp_path / "checkpoint"
     save_checkpoint_atomically(_FolderWriter("iteration 1"), target)
@@ -363,3 +377,7 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert np.isfinite(training["dream/episode_return_mean"]) and training["timers/fit_world_model_s"] > 0
     assert main(["evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "3", "--num-cpus", "2"]) == 0
     assert "over 3 episodes" in capsys.readouterr().out
+    # the same checkpoint's agent, planning each decision in its dream
+    plan = ["--plan-horizon", "4", "--plan-samples", "2", "--plan-dream-episodes", "2"]
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "3", "--num-cpus", "2", *plan]) == 0
+    assert "real 30.0 ± 0.0 over 3 episodes" in capsys.readouterr().out

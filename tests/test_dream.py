@@ -134,8 +134,8 @@ def test_bad_settings_are_rejected(image_world_model):
     with pytest.raises(ValueError, match="unknown dream setting"):
         DreamSettings.from_dict({"temprature": 1.0})
     empty = rw.WorldModel(image_world_model.config)
-    with pytest.raises(ValueError, match="no initial states"):
-        DreamSimulator(empty)
+    with pytest.raises(ValueError, match="no initial states"):  # only where dreams start from the bank
+        DreamSimulator(empty).reset(2)
     sim = DreamSimulator(image_world_model)
     with pytest.raises(RuntimeError, match="reset"):
         sim.step(torch.zeros(1, dtype=torch.long))

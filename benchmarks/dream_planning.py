@@ -1,0 +1,168 @@
+"""Decision-time planning in the dream vs the controller alone, on the same REAL episodes.
+
+    python benchmarks/dream_planning.py --checkpoint runs/train_skip4_r6_from_r12_it14/checkpoint --episodes 100
+
+Loads the agent of a `WorldModels` checkpoint (its RLModule: V, M, C and C's action repeat, read with RLlib's
+`RLModule.from_checkpoint`), sets its planning buffers to the dream of the world model exported beside it
+(`<checkpoint>/../world_model.pt`: the calibrated done-logit offset and scale; the real env's settings), and plays
+real TakeCover episodes through the module's own inference path (`forward_inference`, as RLlib's evaluation
+EnvRunners do) once with C alone and once per `--horizons` entry with `planning.DreamPlanner` choosing each
+decision. Every row plays the same episode seeds. Score = frames survived. No real reward reaches any decision:
+C was trained only in the dream, and the planner only dreams. Writes JSON and prints the table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModule
+
+from rllib_worldmodel.envs import make_takecover
+from rllib_worldmodel.models.world_model import read_checkpoint
+from rllib_worldmodel.rl_module import WorldModelsRLModule
+
+
+def load_agent(checkpoint: Path) -> WorldModelsRLModule:
+    """The acting module of a WorldModels checkpoint folder."""
+    path = checkpoint.resolve() / "learner_group" / "learner" / "rl_module" / "default_policy"
+    if not path.exists():
+        raise SystemExit(f"--checkpoint {checkpoint}: no RLModule at {path} (a WorldModels checkpoint folder?)")
+    module = RLModule.from_checkpoint(str(path)).cpu().eval()
+    module.set_random_only(False)
+    return module
+
+
+@torch.no_grad()
+def play(
+    module: WorldModelsRLModule, make_env: Callable[[], gym.Env], episodes: int, seed: int, num_envs: int = 8
+) -> np.ndarray:
+    """Returns of `episodes` real episodes (episode i reset with seed + i), `num_envs` envs from `make_env` stepped
+    together through `module.forward_inference` with the module's recurrent state carried as an EnvRunner carries
+    it."""
+    envs = [make_env() for _ in range(num_envs)]
+    init = module.get_initial_state()
+    state = {k: v.expand(num_envs, *v.shape).clone() for k, v in init.items()}
+    returns, obs = np.zeros(episodes), [None] * num_envs
+    episode, live, started = np.zeros(num_envs, int), np.zeros(num_envs, bool), 0
+    for i, env in enumerate(envs):
+        if started < episodes:
+            obs[i], _ = env.reset(seed=seed + started)
+            live[i], episode[i], started = True, started, started + 1
+    while live.any():
+        idx = np.flatnonzero(live)
+        batch = {
+            Columns.OBS: torch.as_tensor(np.stack([obs[i] for i in idx]))[:, None],
+            Columns.STATE_IN: {k: v[idx] for k, v in state.items()},
+        }
+        out = module.forward_inference(batch)
+        for k, v in out[Columns.STATE_OUT].items():
+            state[k][idx] = v.to(state[k].dtype)
+        actions = out[Columns.ACTIONS][:, 0]
+        for j, i in enumerate(idx):
+            obs[i], r, term, trunc, _ = envs[i].step(int(actions[j]))
+            returns[episode[i]] += r
+            if term or trunc:
+                for k, v in init.items():
+                    state[k][i] = v
+                if started < episodes:
+                    obs[i], _ = envs[i].reset(seed=seed + started)
+                    episode[i], started = started, started + 1
+                else:
+                    live[i] = False
+    for env in envs:
+        env.close()
+    return returns
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a WorldModels RLlib checkpoint folder")
+    parser.add_argument(
+        "--world-model", help="the world model exported with it (default: <checkpoint>/../world_model.pt)"
+    )
+    parser.add_argument("--horizons", type=int, nargs="+", default=[24], help="planning horizons (dream steps)")
+    parser.add_argument("--samples", type=int, default=16, help="dreams per candidate first action")
+    parser.add_argument(
+        "--every", type=int, nargs="+", default=[0], help="the planner's decision intervals (0: C's own), per horizon"
+    )
+    parser.add_argument("--temperature", type=float, default=1.15, help="the look-ahead dream's tau")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=5000)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dream_planning.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    checkpoint = Path(args.checkpoint)
+    wm_path = Path(args.world_model) if args.world_model else checkpoint.parent / "world_model.pt"
+    meta = read_checkpoint(wm_path)["metadata"]
+    env_settings = dict(meta.get("env_settings", {}))
+    module = load_agent(checkpoint)
+    module.plan_temperature.fill_(args.temperature)
+    module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
+    module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))
+    module.plan_samples.fill_(args.samples)
+    rows = []
+    for horizon, every in [(0, 0)] + [(h, e) for h in args.horizons for e in args.every]:
+        module.plan_horizon.fill_(horizon)
+        module.plan_every.fill_(every)
+        t0 = time.perf_counter()
+        returns = play(module, functools.partial(make_takecover, **env_settings), args.episodes, args.seed)
+        rows.append(
+            {
+                "plan_horizon": horizon,
+                "plan_samples": args.samples if horizon else 0,
+                "decides_every": module.plan_settings().interval(module.action_repeat)
+                if horizon
+                else module.action_repeat,
+                "real_mean": float(returns.mean()),
+                "real_std": float(returns.std()),
+                "real_se": float(returns.std() / np.sqrt(len(returns))),
+                "real_returns": returns.tolist(),
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+        )
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "real_returns"}), flush=True)
+    base = np.asarray(rows[0]["real_returns"])
+    for row in rows[1:]:  # paired on the episode seeds: the same start, the same game randomness until they differ
+        diff = np.asarray(row["real_returns"]) - base
+        row["paired_gain_mean"], row["paired_gain_se"] = float(diff.mean()), float(diff.std() / np.sqrt(len(diff)))
+    result = {
+        "checkpoint": str(checkpoint),
+        "world_model": str(wm_path),
+        "real_steps_of_the_world_model": meta.get("real_steps"),
+        "action_repeat": module.action_repeat,
+        "env_settings": env_settings,
+        "temperature": args.temperature,
+        "done_logit_offset": float(module.plan_done_offset),
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(
+        f"\nreal TakeCover, {args.episodes} episodes (seeds {args.seed}+), frames survived; C decides every "
+        f"{module.action_repeat} steps; {env_settings}"
+    )
+    print("| agent | real mean ± std | paired gain over C alone | wall |")
+    print("|---|---|---|---|")
+    for row in rows:
+        name = (
+            f"C alone, deciding every {row['decides_every']} steps"
+            if row["plan_horizon"] == 0
+            else f"planning {row['plan_horizon']} steps x {args.samples} dreams, deciding every {row['decides_every']}"
+        )
+        gain = f"{row['paired_gain_mean']:+.0f} ± {row['paired_gain_se']:.0f}" if "paired_gain_mean" in row else "—"
+        print(f"| {name} | {row['real_mean']:.0f} ± {row['real_std']:.0f} | {gain} | {row['wall_s']:.0f} s |")
+
+
+if __name__ == "__main__":
+    main()

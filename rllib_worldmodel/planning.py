@@ -1,0 +1,193 @@
+"""Decision-time planning in the dream: at each decision the agent dreams ahead from where it really is.
+
+The controller C is trained only in whole dreams that start at real episode starts, and those dreams forget within
+10-25 steps which situations are dangerous (README, "M's state knows the danger"). Yet M's state, while it reads
+real frames, does know the danger (a probe on [z, h] picks out a fireball on course with AUC 0.90-0.98). A planner
+uses the world model exactly where it is good: from the agent's current real state (V's z of this frame, M's
+(h, c) after the real history), it dreams `horizon` steps ahead for every possible first action, held for one
+decision interval, and C's own actions after that, `samples` dreams per first action with deaths as probabilities
+(`done_mode="expected"`: no sampling noise in the score), and takes the first action with the highest expected
+dreamed return. That is a one-step policy improvement over C (a rollout algorithm), done in the dream only: no
+real reward is ever used to choose an action, and C is unchanged. Discrete actions only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rllib_worldmodel.dream import DreamSettings, DreamSimulator
+from rllib_worldmodel.models.controller import Controller, ControllerInput
+from rllib_worldmodel.models.world_model import WorldModel
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """How far and how often the planner dreams ahead, and the dream it dreams in.
+
+    Args:
+        horizon: Dream steps looked ahead from the real state (0: no planning, C acts alone). Must cover at least
+            one decision interval (`action_repeat`); 24 at 4 tics a step is 96 frames, two fireball flights.
+        samples: Dreams per candidate first action (their mean expected return is the action's score).
+        every: The planning agent's decision interval in steps (0: C's own action repeat). Each candidate first
+            action is held this long, and C decides at this interval in the look-ahead too.
+        temperature: The dream's tau (the run's dream temperature by default).
+        done_logit_offset: Added to M's done logits (the run's calibrated deaths).
+        done_logit_scale: Multiplies M's done logits before the offset.
+    """
+
+    horizon: int = 0
+    samples: int = 16
+    every: int = 0
+    temperature: float = 1.15
+    done_logit_offset: float = 0.0
+    done_logit_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)) or self.horizon < 0:
+            raise ValueError(f"plan_horizon={self.horizon!r} must be an int >= 0 (dream steps; 0 turns planning off)")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, (int, np.integer)) or self.samples < 1:
+            raise ValueError(f"plan_samples={self.samples!r} must be an int >= 1 (dreams per candidate action)")
+        if isinstance(self.every, bool) or not isinstance(self.every, (int, np.integer)) or self.every < 0:
+            raise ValueError(f"plan_every={self.every!r} must be an int >= 0 (steps; 0: C's own action repeat)")
+
+    def interval(self, action_repeat: int) -> int:
+        """The planning agent's decision interval: `every`, or C's `action_repeat` when `every` is 0."""
+        return int(self.every) or int(action_repeat)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the agent plans (horizon > 0)."""
+        return self.horizon > 0
+
+    def dream_settings(
+        self, controller_input: ControllerInput | None = None, device: str | torch.device = "cpu"
+    ) -> DreamSettings:
+        """The look-ahead dream: expected deaths (a smooth, noise-free score), the extrinsic reward only (no
+        pessimism, no curiosity), members' done logits averaged; C reads `controller_input` in it."""
+        return DreamSettings(
+            **(controller_input or ControllerInput()).flags(),
+            temperature=self.temperature,
+            done_mode="expected",
+            done_logit_offset=self.done_logit_offset,
+            done_logit_scale=self.done_logit_scale,
+            max_episode_steps=self.horizon + 1,
+            device=str(device),
+        )
+
+
+def check_plannable(action_space: gym.Space, horizon: int, interval: int) -> None:
+    """Raise a clear error if planning with `horizon` cannot work for this action space and decision interval
+    (`PlanSettings.interval`)."""
+    if horizon > 0 and not isinstance(action_space, gym.spaces.Discrete):
+        raise ValueError(
+            f"plan_horizon={horizon}: the planner tries every first action, so it needs a Discrete action space; "
+            f"this env has {action_space}. Set plan_horizon=0."
+        )
+    if 0 < horizon < interval:
+        raise ValueError(
+            f"plan_horizon={horizon} is shorter than one decision ({interval} steps: plan_every, or C's "
+            f"action_repeat): set plan_horizon >= {interval}."
+        )
+
+
+class DreamPlanner:
+    """Chooses C's next decision by dreaming ahead from the agent's real model state.
+
+    Args:
+        world_model: The fitted V + M (no initial states needed: dreams start where the agent is).
+        controller: C, which acts in the look-ahead dreams after the first decision.
+        controller_input: What C reads ([z, h], optionally c and the previous action).
+        settings: PlanSettings (horizon > 0).
+        interval: The planning agent's decision interval in steps (`PlanSettings.interval`); each candidate first
+            action is held this long, and C decides at this interval after it.
+        seed: Seed of the look-ahead dreams' noise.
+    """
+
+    def __init__(
+        self,
+        world_model: WorldModel,
+        controller: Controller,
+        controller_input: ControllerInput,
+        settings: PlanSettings,
+        interval: int = 1,
+        seed: int | None = 0,
+    ):
+        check_plannable(world_model.config.action_space(), settings.horizon, interval)
+        if not settings.enabled:
+            raise ValueError("DreamPlanner needs PlanSettings(horizon > 0)")
+        self.settings = settings
+        self.controller = controller
+        self.controller_input = controller_input
+        self.interval = int(interval)
+        self.num_actions = int(world_model.config.action_space().n)
+        self.sim = DreamSimulator(world_model, settings.dream_settings(controller_input, world_model.device))
+        self.sim.seed(seed)
+
+    @torch.no_grad()
+    def scores(
+        self, z_B_Z: torch.Tensor, h_B_H: torch.Tensor, c_B_H: torch.Tensor, prev_action_B_A: torch.Tensor
+    ) -> torch.Tensor:
+        """Expected dreamed return over the horizon of each first action, (B, num_actions), from B model states:
+        z of the current real frame and M's (h, c) and last encoded action before it."""
+        n, k, a = self.settings.samples, self.interval, self.num_actions
+        sim = self.sim
+        dev = sim.device
+        rep = a * n  # every state is dreamed from a x n times: candidate-major within each state
+        sim.start_at(
+            z_B_Z.to(dev).repeat_interleave(rep, 0),
+            h_B_H.to(dev).repeat_interleave(rep, 0),
+            c_B_H.to(dev).repeat_interleave(rep, 0),
+            prev_action_B_A.to(dev).repeat_interleave(rep, 0),
+        )
+        b = z_B_Z.shape[0]
+        first = torch.arange(a, device=dev).repeat_interleave(n).repeat(b)
+        action, total = first, torch.zeros(b * rep, device=dev)
+        for t in range(self.settings.horizon):
+            if t >= k and t % k == 0:  # after the first decision C decides every k steps, as it does for real
+                action = self.controller.act(sim.observe()).to(dev)
+            _, reward, _, _ = sim.step(action)
+            total += reward  # expected deaths: already weighted by the chance of being alive
+        return total.view(b, a, n).mean(-1)
+
+    def act(
+        self, z_B_Z: torch.Tensor, h_B_H: torch.Tensor, c_B_H: torch.Tensor, prev_action_B_A: torch.Tensor
+    ) -> torch.Tensor:
+        """The first action with the best expected dreamed return, (B,) longs."""
+        return self.scores(z_B_Z, h_B_H, c_B_H, prev_action_B_A).argmax(-1)
+
+
+@torch.no_grad()
+def planner_dream_returns(
+    world_model: WorldModel,
+    settings: DreamSettings,
+    controller: Controller,
+    plan: PlanSettings,
+    num_dreams: int,
+    seed: int = 0,
+    action_repeat: int = 1,
+) -> np.ndarray:
+    """Returns of the planning agent in `num_dreams` whole dreams of `settings` (the dream its controller was trained
+    in): at every decision the agent plans from the dream's current state, as it does from the real one. The dream
+    score of a planning agent, reported beside its real score."""
+    sim = DreamSimulator(world_model, dataclasses.replace(settings, seed=None))
+    sim.reset(num_dreams, seed=seed)
+    interval = plan.interval(action_repeat)
+    planner = DreamPlanner(world_model, controller, settings.controller_input, plan, interval, seed=seed + 1)
+    returns = torch.zeros(num_dreams, device=sim.device)
+    alive = torch.ones(num_dreams, dtype=torch.bool, device=sim.device)
+    action = torch.zeros(num_dreams, dtype=torch.long, device=sim.device)
+    t = 0
+    while alive.any():
+        if t % interval == 0:
+            idx = torch.nonzero(alive).squeeze(1)
+            action[idx] = planner.act(sim.z[idx], sim.h[idx], sim.c[idx], sim.prev_action[idx]).to(sim.device)
+        _, reward, terminated, truncated = sim.step(action)
+        returns += reward * alive
+        alive &= ~(terminated | truncated)
+        t += 1
+    return returns.cpu().numpy()

@@ -1,0 +1,155 @@
+"""Decision-time planning in the dream: the planner picks what the dream says survives, from the agent's state."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+
+from rllib_worldmodel.dream import DreamSettings, DreamSimulator
+from rllib_worldmodel.models.controller import Controller, ControllerInput
+from rllib_worldmodel.planning import check_plannable, DreamPlanner, planner_dream_returns, PlanSettings
+from rllib_worldmodel.rl_module import WorldModelsRLModule
+from tests.conftest import make_image_world_model
+
+DEADLY = 2
+
+
+def deadly_action_world_model(deadly: int = DEADLY):
+    """M whose LSTM remembers whether `deadly` was ever taken (h ~ 0.76 on every unit after it, 0 otherwise) and
+    whose done head fires on that memory (death probability ~1 after it, that of logit -5 before it); a reward
+    of 1 per step. z plays no part, so any dream noise leaves the outcome to the actions alone."""
+    model = make_image_world_model(z_size=8, rnn_size=16, n_actions=3)
+    m, hs, zs = model.mdn_rnn, model.mdn_rnn.hidden_size, model.mdn_rnn.z_size
+    with torch.no_grad():
+        for p in m.lstm.parameters():
+            p.zero_()
+        m.lstm.bias_ih_l0[0:hs] = 10.0  # input gate open
+        m.lstm.bias_ih_l0[hs : 2 * hs] = 10.0  # forget gate closed: the memory stays
+        m.lstm.weight_ih_l0[2 * hs : 3 * hs, zs + deadly] = 10.0  # cell input: "the deadly action was taken"
+        m.lstm.bias_ih_l0[3 * hs :] = 10.0  # output gate open
+        m.done_head.weight.fill_(10.0)
+        m.done_head.bias.fill_(-5.0)
+        m.reward_head.weight.zero_()
+        m.reward_head.bias.fill_(1.0)
+    return model
+
+
+def fixed_controller(model, action: int) -> Controller:
+    """A linear C that always picks `action` (zero weights, one positive bias)."""
+    c = Controller(ControllerInput().size(model.config), model.config.action_space())
+    flat = np.zeros_like(c.get_flat())
+    flat[-3 + action] = 1.0  # the last three parameters are the output biases
+    c.set_flat(flat)
+    return c
+
+
+def test_the_planner_scores_every_first_action_and_avoids_the_deadly_one():
+    model = deadly_action_world_model()
+    planner = DreamPlanner(
+        model, fixed_controller(model, 0), ControllerInput(), PlanSettings(horizon=6, samples=4), interval=2
+    )
+    b = 5
+    z, (h, c) = torch.randn(b, 8), model.mdn_rnn.initial_state(b)
+    scores = planner.scores(z, h, c, torch.zeros(b, 3))
+    assert scores.shape == (b, 3)
+    # a safe first action, then C's safe action: 6 steps at M's death probability for logit -5, each paid while alive
+    safe = sum((1 - model.death_probability(torch.tensor(-5.0))) ** t for t in range(6))
+    torch.testing.assert_close(scores[:, :2], torch.full((b, 2), float(safe)), atol=1e-3, rtol=0)
+    assert (scores[:, DEADLY] < 1.01).all()  # the first step is paid, then the dream is (almost surely) over
+    assert (planner.act(z, h, c, torch.zeros(b, 3)) != DEADLY).all()
+
+
+def test_the_planning_agent_survives_the_dream_its_controller_dies_in():
+    model = deadly_action_world_model()
+    suicidal = fixed_controller(model, DEADLY)
+    settings = DreamSettings(done_mode="sample", max_episode_steps=20, seed=0)
+    alone = DreamSimulator(model, settings)
+    alone.reset(8, seed=0)
+    _, reward, term, _ = alone.step(torch.full((8,), DEADLY))
+    assert term.all()  # C alone dies at its first step
+    plan = PlanSettings(horizon=4, samples=2)
+    returns = planner_dream_returns(model, settings, suicidal, plan, num_dreams=8, seed=0, action_repeat=2)
+    assert returns.shape == (8,)
+    assert returns.mean() > 15  # the planner never takes the deadly first action; C's deadly choice is overruled
+
+
+def test_start_at_dreams_from_the_given_state():
+    model = make_image_world_model()
+    sim = DreamSimulator(model, DreamSettings(seed=0))
+    z, h, c = torch.randn(3, 8), torch.randn(3, 16), torch.randn(3, 16)
+    obs = sim.start_at(z, h, c)
+    torch.testing.assert_close(obs, torch.cat([z, h], 1))
+    assert sim.batch_size == 3 and (sim.prev_action == 0).all() and (sim.t == 0).all()
+    with pytest.raises(ValueError, match=r"h must be \(3, 16\)"):
+        sim.start_at(z, h[:, :4], c)
+
+
+def test_the_acting_module_plans_only_without_exploration():
+    model = deadly_action_world_model()
+    mc = {"z_size": 8, "rnn_size": 16, "num_mixtures": 3, "plan_horizon": 4, "plan_samples": 2, "action_repeat": 2}
+    space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    module = WorldModelsRLModule(observation_space=space, action_space=gym.spaces.Discrete(3), model_config=mc)
+    module.world_model.load_state_dict(model.state_dict())
+    module.controller.load_state_dict(fixed_controller(model, DEADLY).state_dict())
+    module.set_random_only(False)
+    b = 6
+    state = {k: v.expand(b, *v.shape).clone() for k, v in module.get_initial_state().items()}
+    batch = {Columns.OBS: torch.randint(0, 256, (b, 1, 64, 64, 3), dtype=torch.uint8), Columns.STATE_IN: state}
+    assert (module.forward_exploration(batch)[Columns.ACTIONS] == DEADLY).all()  # collection: C as it is
+    out = module.forward_inference(batch)
+    assert (out[Columns.ACTIONS] != DEADLY).all()  # evaluation: the planner overrules C
+    # between decisions the planned action is held, as C's would be
+    nxt = module.forward_inference({Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: out[Columns.STATE_OUT]})
+    torch.testing.assert_close(nxt[Columns.ACTIONS], out[Columns.ACTIONS])
+    module.plan_every.fill_(1)  # the planner may decide more often than C's own action repeat
+    assert module.planner().interval == 1
+    nxt = module.forward_inference({Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: out[Columns.STATE_OUT]})
+    assert (nxt[Columns.ACTIONS] != DEADLY).all() and int(nxt[Columns.STATE_OUT]["steps_taken"][0]) == 2
+    module.plan_horizon.fill_(0)  # switched off: C alone
+    assert (module.forward_inference(batch)[Columns.ACTIONS] == DEADLY).all()
+
+
+def test_the_planning_interval_is_plan_every_or_cs_own():
+    assert PlanSettings(horizon=24).interval(6) == 6
+    assert PlanSettings(horizon=24, every=3).interval(6) == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"horizon": -1}, "plan_horizon=-1 must be an int >= 0"),
+        ({"horizon": 2.5}, "plan_horizon=2.5"),
+        ({"horizon": 4, "samples": 0}, "plan_samples=0 must be an int >= 1"),
+        ({"horizon": 4, "every": -2}, "plan_every=-2 must be an int >= 0"),
+    ],
+)
+def test_bad_plan_settings_are_refused_by_name(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PlanSettings(**kwargs)
+
+
+def test_planning_needs_discrete_actions_and_a_whole_decision():
+    with pytest.raises(ValueError, match="needs a Discrete action space"):
+        check_plannable(gym.spaces.Box(-1, 1, (2,)), 8, 1)
+    with pytest.raises(ValueError, match="shorter than one decision"):
+        check_plannable(gym.spaces.Discrete(3), 4, 6)
+    check_plannable(gym.spaces.Box(-1, 1, (2,)), 0, 1)  # off: any space
+
+
+def test_config_refuses_planning_with_the_policy_anchor_and_bad_values():
+    import rllib_worldmodel as rw
+
+    base = rw.WorldModelsConfig().environment("CartPole-v1")
+    with pytest.raises(ValueError, match="calibrate_deaths='policy'"):
+        base.copy().controller(plan_horizon=8).dream(calibrate_deaths="policy").validate()
+    with pytest.raises(ValueError, match="plan_samples=0"):
+        base.copy().controller(plan_horizon=8, plan_samples=0).validate()
+    with pytest.raises(ValueError, match="plan_dream_episodes=0"):
+        base.copy().controller(plan_dream_episodes=0).validate()
+    with pytest.raises(ValueError, match="plan_horizon=4 is shorter than one decision"):
+        base.copy().controller(plan_horizon=4, action_repeat=6).validate()
+    base.copy().controller(plan_horizon=4, action_repeat=6, plan_every=2).validate()
+    cfg = base.copy().controller(plan_horizon=8, plan_samples=4)
+    cfg.validate()
+    assert cfg.model_config["plan_horizon"] == 8 and cfg.model_config["plan_samples"] == 4
