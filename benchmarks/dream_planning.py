@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
+from takecover_tau import SeededEpisodes
 
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.models.world_model import read_checkpoint
@@ -48,19 +49,13 @@ def play(
     """Returns of `episodes` real episodes (episode i reset with seed + i), `num_envs` envs from `make_env` stepped
     together through `module.forward_inference` with the module's recurrent state carried as an EnvRunner carries
     it."""
-    envs = [make_env() for _ in range(num_envs)]
+    play = SeededEpisodes([make_env() for _ in range(num_envs)], episodes, seed)
     init = module.get_initial_state()
     state = {k: v.expand(num_envs, *v.shape).clone() for k, v in init.items()}
-    returns, obs = np.zeros(episodes), [None] * num_envs
-    episode, live, started = np.zeros(num_envs, int), np.zeros(num_envs, bool), 0
-    for i, env in enumerate(envs):
-        if started < episodes:
-            obs[i], _ = env.reset(seed=seed + started)
-            live[i], episode[i], started = True, started, started + 1
-    while live.any():
-        idx = np.flatnonzero(live)
+    while play.live.any():
+        idx = np.flatnonzero(play.live)
         batch = {
-            Columns.OBS: torch.as_tensor(np.stack([obs[i] for i in idx]))[:, None],
+            Columns.OBS: torch.as_tensor(np.stack([play.obs[i] for i in idx]))[:, None],
             Columns.STATE_IN: {k: v[idx] for k, v in state.items()},
         }
         out = module.forward_inference(batch)
@@ -68,19 +63,11 @@ def play(
             state[k][idx] = v.to(state[k].dtype)
         actions = out[Columns.ACTIONS][:, 0]
         for j, i in enumerate(idx):
-            obs[i], r, term, trunc, _ = envs[i].step(int(actions[j]))
-            returns[episode[i]] += r
-            if term or trunc:
+            if play.step(i, int(actions[j]))[0] is not None:  # a new episode: the module's state starts afresh
                 for k, v in init.items():
                     state[k][i] = v
-                if started < episodes:
-                    obs[i], _ = envs[i].reset(seed=seed + started)
-                    episode[i], started = started, started + 1
-                else:
-                    live[i] = False
-    for env in envs:
-        env.close()
-    return returns
+    play.close()
+    return play.returns
 
 
 def main() -> None:

@@ -35,6 +35,49 @@ from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 from rllib_worldmodel.trainer import latent_logvar
 
 
+class SeededEpisodes:
+    """`episodes` episodes played on `envs` side by side, episode i reset with seed + i, each env taking the next
+    episode when its own ends: which episode each env plays (`episode`), its latest observation (`obs`), whether it
+    still plays (`live`), and every episode's return (`returns`, in episode order).
+
+    Args:
+        envs: The envs, stepped one at a time by `step`.
+        episodes: How many episodes to play in all.
+        seed: Episode i is reset with seed + i, whichever env plays it.
+    """
+
+    def __init__(self, envs: list[gym.Env], episodes: int, seed: int):
+        self.envs, self.episodes, self.seed, self.started = envs, episodes, seed, 0
+        self.returns = np.zeros(episodes)
+        self.obs: list = [None] * len(envs)
+        self.episode = np.zeros(len(envs), int)
+        self.live = np.zeros(len(envs), bool)
+        for i in range(len(envs)):
+            self._next(i)
+
+    def _next(self, i: int) -> None:
+        if self.started < self.episodes:
+            self.obs[i], _ = self.envs[i].reset(seed=self.seed + self.started)
+            self.live[i], self.episode[i], self.started = True, self.started, self.started + 1
+        else:
+            self.live[i] = False
+
+    def step(self, i: int, action) -> tuple[int | None, bool]:
+        """Step env i; returns (the episode that just ended, or None; whether it terminated). An env whose episode
+        ended is reset for the next one (or stops playing)."""
+        self.obs[i], r, term, trunc, _ = self.envs[i].step(action)
+        played = int(self.episode[i])
+        self.returns[played] += r
+        if not (term or trunc):
+            return None, False
+        self._next(i)
+        return played, bool(term)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
 @torch.no_grad()
 def play_real(
     world_model: WorldModel,
@@ -66,34 +109,25 @@ def play_real(
     controller_input = controller_input or ControllerInput()
     if make_env is None:
         make_env = functools.partial(make_takecover, skill=skill, frame_cap=frame_cap, **(view or {}))
-    envs = [make_env() for _ in range(num_envs)]
+    play = SeededEpisodes([make_env() for _ in range(num_envs)], episodes, seed)
     gen = torch.Generator().manual_seed(seed)
     w = None if flats is None else torch.as_tensor(flats, dtype=torch.float32)
-    returns = np.zeros(episodes)
-    started = 0
-    obs = [None] * num_envs
-    episode = np.zeros(num_envs, int)  # which episode each env is playing
     counts = np.zeros(world_model.config.action_dim)
-    live = np.zeros(num_envs, bool)
     taken = torch.zeros(num_envs, dtype=torch.long)  # steps of each env's current episode
     held = torch.zeros(num_envs, dtype=torch.long)
     h, c = world_model.mdn_rnn.initial_state(num_envs)
     prev = torch.zeros(num_envs, world_model.config.action_dim)  # each env's last action, encoded for M
     trace = [([], [], []) for _ in range(num_envs)]  # per env: latents' mu, logvar, encoded actions
-    for i, env in enumerate(envs):
-        if started < episodes:
-            obs[i], _ = env.reset(seed=seed + started)
-            live[i], episode[i], started = True, started, started + 1
-    while live.any():
-        idx = np.flatnonzero(live)
-        mu, logvar = world_model.vae.encode(torch.as_tensor(np.stack([obs[i] for i in idx])))
+    while play.live.any():
+        idx = np.flatnonzero(play.live)
+        mu, logvar = world_model.vae.encode(torch.as_tensor(np.stack([play.obs[i] for i in idx])))
         z = mu if z_mode == "mean" else mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)
         hi, ci = h[idx], c[idx]
         x = controller_input.build(z, hi, ci, prev[idx])
         if w is None:
             action = controller.act(x)
         else:
-            action = controller.to_action(controller.batched_forward(w[episode[idx]], x.unsqueeze(1)).squeeze(1))
+            action = controller.to_action(controller.batched_forward(w[play.episode[idx]], x.unsqueeze(1)).squeeze(1))
         action = held_actions(action, held[idx], taken[idx], action_repeat)
         held[idx], taken[idx] = action, taken[idx] + 1
         encoded = world_model.encode_action(action)
@@ -101,26 +135,19 @@ def play_real(
         h[idx], c[idx], prev[idx] = hn, cn, encoded
         counts += np.bincount(action.numpy(), minlength=len(counts))
         for j, i in enumerate(idx):
-            obs[i], r, term, trunc, _ = envs[i].step(int(action[j]))
-            returns[episode[i]] += r
+            ended, term = play.step(i, int(action[j]))
             if recorded is not None:
                 for part, value in zip(trace[i], (mu[j], logvar[j], encoded[j])):
                     part.append(value)
-            if term or trunc:
+            if ended is not None:
                 if recorded is not None:
                     mus, logvars, acts = trace[i]
                     lv = latent_logvar(torch.stack(logvars), z_mode)  # points when M reads means
-                    recorded[int(episode[i])] = (torch.stack(mus), lv, torch.stack(acts), bool(term))
+                    recorded[ended] = (torch.stack(mus), lv, torch.stack(acts), term)
                     trace[i] = ([], [], [])
                 h[i], c[i], prev[i], taken[i] = 0.0, 0.0, 0.0, 0
-                if started < episodes:
-                    obs[i], _ = envs[i].reset(seed=seed + started)
-                    episode[i], started = started, started + 1
-                else:
-                    live[i] = False
-    for env in envs:
-        env.close()
-    return returns, counts / counts.sum()
+    play.close()
+    return play.returns, counts / counts.sum()
 
 
 def train_in_dream(

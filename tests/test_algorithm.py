@@ -194,6 +194,19 @@ def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anc
     assert algo.dream_score == controller_alone  # C alone again, on the same dreams
 
 
+def test_a_run_configured_to_plan_evaluates_the_planning_agent_and_scores_it_in_the_dream(ray_session):
+    algo = tiny_config().controller(plan_horizon=3, plan_samples=2, plan_dream_episodes=2).build_algo()
+    try:
+        algo.train()
+        r = algo.train()
+    finally:
+        algo.stop()
+    assert algo.env_runner.module.plan_settings().horizon == 3
+    assert np.isfinite(r["dream/controller_return_mean"])  # C alone, beside the planning agent's dream score
+    assert r["dream/episode_return_mean"] == r["evaluation"]["dream/episode_return_mean"]
+    assert r["evaluation"]["real/num_episodes"] >= 4
+
+
 def test_exported_world_model_drives_the_dream_env(trained, tmp_path):
     algo, _ = trained
     path = algo.export_world_model(tmp_path / "wm.pt")

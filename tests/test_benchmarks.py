@@ -202,11 +202,12 @@ def test_fireball_probe_reads_c_input_as_c_does(image_world_model):
         torch.testing.assert_close(zh[1:, wm.config.z_size :], h[:-1].cpu())
 
 
-def test_dream_planning_plays_each_seed_through_the_modules_own_planning_path():
+def test_dream_planning_plays_each_seed_through_the_modules_own_planning_path(monkeypatch):
     """The benchmark acts through `forward_inference` (as evaluation EnvRunners do): every episode once, its state
     reset at each episode start, the planned decision held for the action repeat."""
     from rllib_worldmodel.rl_module import WorldModelsRLModule
 
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports takecover_tau, as when run as a script
     planning = load_script("dream_planning")
     mc = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2, "action_repeat": 2, "plan_horizon": 4, "plan_samples": 2}
     module = WorldModelsRLModule(
