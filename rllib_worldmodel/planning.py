@@ -13,7 +13,6 @@ real reward is ever used to choose an action, and C is unchanged. Discrete actio
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -174,7 +173,7 @@ def planner_dream_returns(
     """Returns of the planning agent in `num_dreams` whole dreams of `settings` (the dream its controller was trained
     in): at every decision the agent plans from the dream's current state, as it does from the real one. The dream
     score of a planning agent, reported beside its real score."""
-    sim = DreamSimulator(world_model, dataclasses.replace(settings, seed=None))
+    sim = DreamSimulator(world_model, settings)
     sim.reset(num_dreams, seed=seed)
     interval = plan.interval(action_repeat)
     planner = DreamPlanner(world_model, controller, settings.controller_input, plan, interval, seed=seed + 1)
