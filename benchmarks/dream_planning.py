@@ -100,6 +100,7 @@ def main() -> None:
     for horizon, every in [(0, 0)] + [(h, e) for h in args.horizons for e in args.every]:
         module.plan_horizon.fill_(horizon)
         module.plan_every.fill_(every)
+        torch.manual_seed(args.seed)  # V's z draws and the look-ahead's noise start alike in every row
         t0 = time.perf_counter()
         returns = play(module, functools.partial(make_takecover, **env_settings), args.episodes, args.seed)
         rows.append(
