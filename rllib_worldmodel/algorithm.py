@@ -49,7 +49,7 @@ from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
 from rllib_worldmodel.evaluation import evaluate_real_and_dream, evaluation_episodes, sample_episodes
 from rllib_worldmodel.models.controller import ControllerInput
 from rllib_worldmodel.models.world_model import WorldModel
-from rllib_worldmodel.planning import check_plannable, planner_dream_returns, PlanSettings
+from rllib_worldmodel.planning import check_count, check_plannable, planner_dream_returns, PlanSettings
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import latent_logvar
 
@@ -631,8 +631,7 @@ class WorldModels(Algorithm):
         plan = PlanSettings(horizon=horizon, samples=samples, every=every)  # a clear error for bad values
         check_plannable(self.local_module.action_space, horizon, plan.interval(self.config.action_repeat))
         if dream_episodes is not None:
-            if isinstance(dream_episodes, bool) or not isinstance(dream_episodes, int) or dream_episodes < 1:
-                raise ValueError(f"dream_episodes={dream_episodes!r} must be an int >= 1")
+            check_count("dream_episodes", dream_episodes, 1, "whole dreams the planning agent is scored in")
             self.plan_dream_episodes = dream_episodes
         self._set_agent_state(plan={"horizon": horizon, "samples": samples, "every": every, **self._plan_dream()})
         self._score_in_dream()

@@ -13,7 +13,7 @@ from rllib_worldmodel.done_refit import validate_refit_settings
 from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
 from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP, frame_skip_of
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
-from rllib_worldmodel.planning import PlanSettings
+from rllib_worldmodel.planning import check_count, check_plannable, PlanSettings
 from rllib_worldmodel.registration import TAKECOVER_ENV
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import MDN_LATENTS
@@ -714,19 +714,17 @@ class WorldModelsConfig(AlgorithmConfig):
             "module decides every step): set action_repeat=1 or trainer='cma'.",
         )
         need(self.real_z in ("sample", "mean"), f"real_z={self.real_z!r}: use 'sample' (paper) or 'mean'.")
-        try:
+        try:  # each of the two reports its own error
             plan = PlanSettings(horizon=self.plan_horizon, samples=self.plan_samples, every=self.plan_every)
-            need(
-                not 0 < plan.horizon < plan.interval(self.action_repeat),
-                f"controller plan_horizon={plan.horizon} is shorter than one decision "
-                f"({plan.interval(self.action_repeat)} steps: plan_every, or action_repeat).",
+            check_plannable(None, plan.horizon, plan.interval(self.action_repeat))
+        except ValueError as e:
+            errors.append(f"controller {e}")
+        try:
+            check_count(
+                "plan_dream_episodes", self.plan_dream_episodes, 1, "whole dreams the planning agent is scored in"
             )
         except ValueError as e:
             errors.append(f"controller {e}")
-        need(
-            isinstance(self.plan_dream_episodes, int) and self.plan_dream_episodes >= 1,
-            f"controller plan_dream_episodes={self.plan_dream_episodes!r} must be an integer >= 1.",
-        )
         need(
             not (isinstance(self.plan_horizon, int) and self.plan_horizon > 0 and self.calibrate_deaths == "policy"),
             f"controller plan_horizon={self.plan_horizon} with dream calibrate_deaths='policy': the policy anchor is "

@@ -431,14 +431,24 @@ class DreamSimulator:
                 raise ValueError(
                     f"initial_z must be ({batch_size}, {self.world_model.config.z_size}), got {tuple(initial_z.shape)}"
                 )
-            self.z = initial_z.to(self.device, torch.float32).clone()
-            self.h, self.c = self.world_model.mdn_rnn.initial_state(batch_size, self.device)
+            z = initial_z.to(self.device, torch.float32).clone()
+            h, c = self.world_model.mdn_rnn.initial_state(batch_size, self.device)
         else:
-            self.z, self.h, self.c = self._initial_state(batch_size, start_index)
-        self.alive = torch.ones(batch_size, device=self.device)
-        self.t = torch.zeros(batch_size, dtype=torch.long, device=self.device)
-        self.prev_action = torch.zeros(batch_size, self.world_model.config.action_dim, device=self.device)
+            z, h, c = self._initial_state(batch_size, start_index)
+        self._begin(z, h, c, None)
         return self.observe()
+
+    def _begin(self, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor, prev_action: torch.Tensor | None) -> None:
+        """Hold these dreams' states (B first, on the device): alive, at step 0, after `prev_action` (zeros: none)."""
+        b = z.shape[0]
+        self.z, self.h, self.c = z, h, c
+        self.alive = torch.ones(b, device=self.device)
+        self.t = torch.zeros(b, dtype=torch.long, device=self.device)
+        self.prev_action = (
+            torch.zeros(b, self.world_model.config.action_dim, device=self.device)
+            if prev_action is None
+            else prev_action.to(self.device, torch.float32).clone()
+        )
 
     @torch.no_grad()
     def start_at(
@@ -454,14 +464,7 @@ class DreamSimulator:
             if tuple(x.shape) != want[name]:
                 raise ValueError(f"start_at: {name} must be {want[name]}, got {tuple(x.shape)}")
         self.batch_size, self.stream = b, None
-        self.z, self.h, self.c = (x.to(self.device, torch.float32).clone() for x in (z_B_Z, h_B_H, c_B_H))
-        self.alive = torch.ones(b, device=self.device)
-        self.t = torch.zeros(b, dtype=torch.long, device=self.device)
-        self.prev_action = (
-            torch.zeros(b, wm.config.action_dim, device=self.device)
-            if prev_action_B_A is None
-            else prev_action_B_A.to(self.device, torch.float32).clone()
-        )
+        self._begin(*(x.to(self.device, torch.float32).clone() for x in (z_B_Z, h_B_H, c_B_H)), prev_action_B_A)
         return self.observe()
 
     @torch.no_grad()

@@ -47,12 +47,9 @@ class PlanSettings:
     done_logit_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)) or self.horizon < 0:
-            raise ValueError(f"plan_horizon={self.horizon!r} must be an int >= 0 (dream steps; 0 turns planning off)")
-        if isinstance(self.samples, bool) or not isinstance(self.samples, (int, np.integer)) or self.samples < 1:
-            raise ValueError(f"plan_samples={self.samples!r} must be an int >= 1 (dreams per candidate action)")
-        if isinstance(self.every, bool) or not isinstance(self.every, (int, np.integer)) or self.every < 0:
-            raise ValueError(f"plan_every={self.every!r} must be an int >= 0 (steps; 0: C's own action repeat)")
+        check_count("plan_horizon", self.horizon, 0, "dream steps; 0 turns planning off")
+        check_count("plan_samples", self.samples, 1, "dreams per candidate action")
+        check_count("plan_every", self.every, 0, "steps; 0: C's own action repeat")
 
     def interval(self, action_repeat: int) -> int:
         """The planning agent's decision interval: `every`, or C's `action_repeat` when `every` is 0."""
@@ -79,10 +76,16 @@ class PlanSettings:
         )
 
 
-def check_plannable(action_space: gym.Space, horizon: int, interval: int) -> None:
+def check_count(name: str, value, minimum: int, meaning: str) -> None:
+    """Raise a ValueError naming `name` unless `value` is an int (not a bool) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be an int >= {minimum} ({meaning})")
+
+
+def check_plannable(action_space: gym.Space | None, horizon: int, interval: int) -> None:
     """Raise a clear error if planning with `horizon` cannot work for this action space and decision interval
-    (`PlanSettings.interval`)."""
-    if horizon > 0 and not isinstance(action_space, gym.spaces.Discrete):
+    (`PlanSettings.interval`). `action_space` None: not known yet (config time); only the interval is checked."""
+    if horizon > 0 and action_space is not None and not isinstance(action_space, gym.spaces.Discrete):
         raise ValueError(
             f"plan_horizon={horizon}: the planner tries every first action, so it needs a Discrete action space; "
             f"this env has {action_space}. Set plan_horizon=0."

@@ -13,7 +13,6 @@ flag) reach EnvRunners through RLlib's normal weight sync.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -79,7 +78,7 @@ class WorldModelsRLModule(TorchRLModule):
         self.register_buffer("plan_temperature", torch.tensor(1.15))
         self.register_buffer("plan_done_offset", torch.zeros(()))
         self.register_buffer("plan_done_scale", torch.ones(()))
-        self._planner: tuple[tuple, DreamPlanner] | None = None
+        self._planner: tuple[PlanSettings, DreamPlanner] | None = None
         settings = self.plan_settings()  # a clear error at build
         check_plannable(self.action_space, settings.horizon, settings.interval(self.action_repeat))
 
@@ -259,11 +258,10 @@ class WorldModelsRLModule(TorchRLModule):
         """The DreamPlanner for the current buffers (rebuilt only when they change; it reads this module's V, M
         and C, so weight updates reach it without a rebuild)."""
         settings = self.plan_settings()
-        key = (dataclasses.astuple(settings), self.action_repeat)
-        if self._planner is None or self._planner[0] != key:
+        if self._planner is None or self._planner[0] != settings:
             interval = settings.interval(self.action_repeat)
             planner = DreamPlanner(self.world_model, self.controller, self.controller_input, settings, interval, seed=0)
-            self._planner = (key, planner)
+            self._planner = (settings, planner)
         return self._planner[1]
 
     def set_random_only(self, value: bool) -> None:
