@@ -78,6 +78,11 @@ class DreamSettings:
             probable component mean, averaged over members) instead of sampling; deaths by threshold.
         initial_noise: Std of Gaussian noise added to each dream's initial latent (more varied starts).
         done_ensemble: How an ensemble's members' done probabilities combine: "mean" or "max" (pessimistic).
+        report_disagreement: Compute the ensemble members' disagreement at every step and keep it in
+            `reward_parts["disagreement"]` even where nothing pays it (a diagnostic the controller search logs).
+            False skips it unless pessimism or the disagreement bonus needs it, and a step then computes the mixture
+            of only the member each dream samples from (`MDNRNN.member_mixture`): the same dreams, the mixture head
+            being the bulk of a step's work with an ensemble (the planner's look-ahead sets it False).
         pessimism: Reward penalty per unit of ensemble disagreement (needs num_heads >= 2).
         curiosity: Weight of the intrinsic bonus added to the reward.
         curiosity_bonus: "disagreement" (needs num_heads >= 2), "novelty" or "surprise".
@@ -113,6 +118,7 @@ class DreamSettings:
     deterministic: bool = False
     initial_noise: float = 0.0
     done_ensemble: str = "mean"
+    report_disagreement: bool = True
     pessimism: float = 0.0
     curiosity: float = 0.0
     curiosity_bonus: str = "disagreement"
@@ -170,6 +176,11 @@ class DreamSettings:
     def controller_input(self) -> ControllerInput:
         """What a latent observation holds (`include_hidden`, `include_cell`, `include_prev_action`)."""
         return ControllerInput.from_flags(self)
+
+    @property
+    def pays_disagreement(self) -> bool:
+        """Whether the reward uses the ensemble's disagreement (pessimism, or the disagreement bonus)."""
+        return self.pessimism > 0 or (self.curiosity > 0 and self.curiosity_bonus == "disagreement")
 
     @property
     def threshold_deaths(self) -> bool:
@@ -270,8 +281,7 @@ class DreamSimulator:
         self.controller_input = self.settings.controller_input
         self.latent_size = self.controller_input.size(cfg)
         st = self.settings
-        needs_ensemble = st.pessimism > 0 or (st.curiosity > 0 and st.curiosity_bonus == "disagreement")
-        if needs_ensemble and self.world_model.mdn_rnn.num_heads < 2:
+        if st.pays_disagreement and self.world_model.mdn_rnn.num_heads < 2:
             raise ValueError(
                 "pessimism and the disagreement bonus need an ensemble M: set num_heads >= 2 in the world model "
                 f"(WorldModelsConfig.world_model(num_heads=5)); this one has {self.world_model.mdn_rnn.num_heads}."
@@ -419,13 +429,7 @@ class DreamSimulator:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         if seed is not None:
             self.seed(seed)
-        if streams is not None:
-            streams = torch.as_tensor(streams, dtype=torch.long, device=self.device)
-            if tuple(streams.shape) != (batch_size,) or int(streams.min()) < 0:
-                raise ValueError(f"streams must be ({batch_size},) non-negative ints, got {tuple(streams.shape)}")
-            self.num_streams = int(streams.max()) + 1
-        self.stream = streams
-        self.batch_size = batch_size
+        self._set_streams(streams, batch_size)
         if initial_z is not None:
             if tuple(initial_z.shape) != (batch_size, self.world_model.config.z_size):
                 raise ValueError(
@@ -437,6 +441,16 @@ class DreamSimulator:
             z, h, c = self._initial_state(batch_size, start_index)
         self._begin(z, h, c, None)
         return self.observe()
+
+    def _set_streams(self, streams: torch.Tensor | None, batch_size: int) -> None:
+        """Give the next `batch_size` dreams these noise streams ((B,) ints >= 0, or None: each its own noise)."""
+        if streams is not None:
+            streams = torch.as_tensor(streams, dtype=torch.long, device=self.device)
+            if tuple(streams.shape) != (batch_size,) or int(streams.min()) < 0:
+                raise ValueError(f"streams must be ({batch_size},) non-negative ints, got {tuple(streams.shape)}")
+            self.num_streams = int(streams.max()) + 1
+        self.stream = streams
+        self.batch_size = batch_size
 
     def _begin(self, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor, prev_action: torch.Tensor | None) -> None:
         """Hold these dreams' states (B first, on the device): alive, at step 0, after `prev_action` (zeros: none)."""
@@ -452,18 +466,24 @@ class DreamSimulator:
 
     @torch.no_grad()
     def start_at(
-        self, z_B_Z: torch.Tensor, h_B_H: torch.Tensor, c_B_H: torch.Tensor, prev_action_B_A: torch.Tensor | None = None
+        self,
+        z_B_Z: torch.Tensor,
+        h_B_H: torch.Tensor,
+        c_B_H: torch.Tensor,
+        prev_action_B_A: torch.Tensor | None = None,
+        streams: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Start B dreams at given model states instead of the start bank: z of the current frame, M's LSTM state
         (h, c) and the last action as M encodes it (zeros if None) — e.g. where a real agent is now, to dream ahead
-        from there (`planning.DreamPlanner`). Every dream has its own noise; returns their first observations."""
+        from there (`planning.DreamPlanner`). `streams` as in `reset` (None: every dream has its own noise); returns
+        their first observations."""
         b = z_B_Z.shape[0]
         wm = self.world_model
         want = {"z": (b, wm.config.z_size), "h": (b, wm.config.rnn_size), "c": (b, wm.config.rnn_size)}
         for name, x in (("z", z_B_Z), ("h", h_B_H), ("c", c_B_H)):
             if tuple(x.shape) != want[name]:
                 raise ValueError(f"start_at: {name} must be {want[name]}, got {tuple(x.shape)}")
-        self.batch_size, self.stream = b, None
+        self._set_streams(streams, b)
         self._begin(*(x.to(self.device, torch.float32).clone() for x in (z_B_Z, h_B_H, c_B_H)), prev_action_B_A)
         return self.observe()
 
@@ -518,16 +538,23 @@ class DreamSimulator:
         if wm.config.action_kind == "continuous":
             actions = torch.max(torch.min(actions.float(), self._act_high), self._act_low)
         self.prev_action = wm.encode_action(actions)
-        self.h, self.c = wm.mdn_rnn.step(self.z, self.prev_action, (self.h, self.c))
-        out = wm.mdn_rnn.heads(self.h)  # fields lead with the ensemble axis E
-        st, e, b = self.settings, out.reward.shape[0], self.batch_size
-        rows = torch.arange(b, device=self.device)
+        m = wm.mdn_rnn
+        self.h, self.c = m.step(self.z, self.prev_action, (self.h, self.c))
+        st, e, b = self.settings, m.num_heads, self.batch_size
         member = (
             (self._draw(False, b) * e).long().clamp_(max=e - 1)
             if e > 1
             else torch.zeros(b, dtype=torch.long, device=self.device)
         )
-        logpi, mu, logsigma = out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows]
+        every_member = st.deterministic or (e > 1 and (st.report_disagreement or st.pays_disagreement))
+        if every_member:
+            out = m.heads(self.h)  # fields lead with the ensemble axis E
+            rows = torch.arange(b, device=self.device)
+            logpi, mu, logsigma = out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows]
+            member_reward, done_logit = out.reward, out.done_logit
+        else:  # only the sampled member's mixture: the same draws, a fraction of the work
+            logpi, mu, logsigma = m.member_mixture(self.h, member)
+            member_reward, done_logit = m.reward_head(self.h).movedim(-1, 0), m.done_head(self.h).movedim(-1, 0)
         if st.deterministic:  # the members' average mode: no randomness anywhere
             z_next = out.mu.gather(-1, out.logpi.argmax(-1, keepdim=True)).squeeze(-1).mean(0)
         else:
@@ -539,7 +566,7 @@ class DreamSimulator:
                 uniform_B_Z_K=self._draw(False, b, *logpi.shape[1:]),
                 normal_B_Z=self._draw(True, b, mu.shape[1]),
             )
-        p_done = st.death_probability(wm, out.done_logit)
+        p_done = st.death_probability(wm, done_logit)
         alive = self.alive  # probability of being alive at this step (1 unless deaths are "expected")
         if st.threshold_deaths:  # paper: logit > 0
             terminated = p_done > 0.5
@@ -548,11 +575,11 @@ class DreamSimulator:
             terminated = self.alive < EXPECTED_DEAD
         else:
             terminated = self._draw(False, b) < p_done
-        reward = out.reward.mean(0)
+        reward = member_reward.mean(0)
         if st.reward_range is not None:
             reward = reward.clamp(*st.reward_range)
         parts = {"extrinsic": reward}
-        if e > 1:
+        if e > 1 and every_member:
             means = (out.logpi.exp() * out.mu).sum(-1)  # each member's expected next latent, (E, B, Z)
             parts["disagreement"] = means.var(0, unbiased=False).mean(-1)
         if st.pessimism > 0:

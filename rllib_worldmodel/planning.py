@@ -7,8 +7,9 @@ uses the world model exactly where it is good: from the agent's current real sta
 (h, c) after the real history), it dreams `horizon` steps ahead for every possible first action, held for one
 decision interval, and C's own actions after that, `samples` dreams per first action with deaths as probabilities
 (`done_mode="expected"`: no sampling noise in the score), and takes the first action with the highest expected
-dreamed return. That is a one-step policy improvement over C (a rollout algorithm), done in the dream only: no
-real reward is ever used to choose an action, and C is unchanged. Discrete actions only.
+dreamed return. The j-th dream of every candidate shares its random draws (common random numbers), so candidates are
+compared on the same dreamed futures. That is a one-step policy improvement over C (a rollout algorithm), done in
+the dream only: no real reward is ever used to choose an action, and C is unchanged. Discrete actions only.
 """
 
 from __future__ import annotations
@@ -64,11 +65,13 @@ class PlanSettings:
         self, controller_input: ControllerInput | None = None, device: str | torch.device = "cpu"
     ) -> DreamSettings:
         """The look-ahead dream: expected deaths (a smooth, noise-free score), the extrinsic reward only (no
-        pessimism, no curiosity), members' done logits averaged; C reads `controller_input` in it."""
+        pessimism, no curiosity, so no disagreement to compute), members' done probabilities averaged; C reads
+        `controller_input` in it."""
         return DreamSettings(
             **(controller_input or ControllerInput()).flags(),
             temperature=self.temperature,
             done_mode="expected",
+            report_disagreement=False,  # nothing reads it here: each step computes only the sampled member's mixture
             done_logit_offset=self.done_logit_offset,
             done_logit_scale=self.done_logit_scale,
             max_episode_steps=self.horizon + 1,
@@ -140,13 +143,18 @@ class DreamPlanner:
         sim = self.sim
         dev = sim.device
         rep = a * n  # every state is dreamed from a x n times: candidate-major within each state
+        b = z_B_Z.shape[0]
+        # Common random numbers: the j-th dream of every candidate from one state shares all its random draws
+        # (latents, ensemble member), so candidates are compared on the same dreamed futures and differ only where
+        # their actions make them differ: the same expected scores, a less noisy choice between them.
+        streams = (torch.arange(b, device=dev)[:, None] * n + torch.arange(n, device=dev).repeat(a)[None]).flatten()
         sim.start_at(
             z_B_Z.to(dev).repeat_interleave(rep, 0),
             h_B_H.to(dev).repeat_interleave(rep, 0),
             c_B_H.to(dev).repeat_interleave(rep, 0),
             prev_action_B_A.to(dev).repeat_interleave(rep, 0),
+            streams=streams,
         )
-        b = z_B_Z.shape[0]
         first = torch.arange(a, device=dev).repeat_interleave(n).repeat(b)
         action, total = first, torch.zeros(b * rep, device=dev)
         for t in range(self.settings.horizon):

@@ -266,3 +266,39 @@ def test_continuous_actions_are_clipped(tmp_path):
     bounded = env.step(np.array([[1.0, -1.0], [0.1, 0.2]], dtype=np.float32))[0]
     np.testing.assert_array_equal(clipped, bounded)
     check_env(rw.DreamEnv(model.save(tmp_path / "c.pt")), skip_render_check=True)
+
+
+def test_a_step_without_the_disagreement_dreams_the_same_dreams():
+    """report_disagreement=False computes only the sampled member's mixture; the dreams (latents, rewards, deaths)
+    are those of the full step, drawn from the same random numbers."""
+    torch.manual_seed(0)
+    cfg = rw.WorldModelConfig(
+        obs_kind="vector",
+        obs_shape=(4,),
+        action_kind="discrete",
+        action_dim=3,
+        z_size=6,
+        rnn_size=16,
+        num_mixtures=3,
+        num_heads=4,
+    )
+    model = rw.WorldModel(cfg).eval()
+    model.set_initial_states(torch.randn(10, 6), torch.full((10, 6), -2.0))
+    runs = {}
+    for report in (True, False):
+        settings = DreamSettings(temperature=1.15, done_mode="expected", report_disagreement=report, seed=3)
+        sim = DreamSimulator(model, settings)
+        obs, rewards = [sim.reset(32, seed=3)], []
+        for _ in range(12):
+            o, r, _, _ = sim.step(torch.arange(32) % 3)
+            obs.append(o)
+            rewards.append(r)
+        runs[report] = (torch.stack(obs), torch.stack(rewards), sim.alive.clone(), dict(sim.reward_parts))
+    full, lean = runs[True], runs[False]
+    for a, b in zip(full[:3], lean[:3]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert "disagreement" in full[3] and "disagreement" not in lean[3]
+    with_penalty = DreamSimulator(model, DreamSettings(pessimism=0.5, report_disagreement=False, seed=3))
+    with_penalty.reset(4)
+    with_penalty.step(torch.zeros(4, dtype=torch.long))
+    assert "penalty" in with_penalty.reward_parts  # pessimism still pays the disagreement it needs

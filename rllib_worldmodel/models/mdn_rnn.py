@@ -100,6 +100,31 @@ class MDNRNN(nn.Module):
             logpi, mu, logsigma, self.reward_head(h_N_H).movedim(-1, 0), self.done_head(h_N_H).movedim(-1, 0)
         )
 
+    def member_mixture(
+        self, h_B_H: torch.Tensor, member_B: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The mixture of one ensemble member per row, (logpi, mu, logsigma) each (B, Z, K): what `heads` gives at
+        `[member, rows]`, computing only those members' outputs (1/E of the mixture head's work, the bulk of a
+        dream step's when E > 1).
+
+        Args:
+            h_B_H: LSTM outputs.
+            member_B: Each row's ensemble member, ints in [0, E).
+        """
+        e, width = self.num_heads, 3 * self.z_size * self.num_mixtures
+        weight, bias = self.mdn_head.weight.view(e, width, -1), self.mdn_head.bias.view(e, width)
+        if e == 1:
+            out = F.linear(h_B_H, weight[0], bias[0])
+        else:
+            out = h_B_H.new_empty(h_B_H.shape[0], width)
+            for k in range(e):  # rows grouped by member: one matmul each
+                rows = torch.nonzero(member_B == k).squeeze(1)
+                if rows.numel():
+                    out[rows] = F.linear(h_B_H[rows], weight[k], bias[k])
+        out = out.view(-1, self.z_size, 3, self.num_mixtures)
+        logsigma = out[..., 2, :].clamp(self.logsigma_min, self.logsigma_max)
+        return F.log_softmax(out[..., 0, :], dim=-1), out[..., 1, :], logsigma
+
     def forward(
         self,
         z_B_T_Z: torch.Tensor,
