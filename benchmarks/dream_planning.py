@@ -27,6 +27,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
 from takecover_tau import SeededEpisodes
 
+from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.models.world_model import read_checkpoint
 from rllib_worldmodel.rl_module import WorldModelsRLModule
@@ -70,6 +71,32 @@ def play(
     return play.returns
 
 
+@torch.no_grad()
+def step_cost(world_model, dreams: int, steps: int = 48, repeats: int = 3) -> dict[str, float]:
+    """Milliseconds per look-ahead step of `dreams` dreams, side by side: the full dream step (every ensemble
+    member's mixture, for the disagreement diagnostic) and the planner's (`report_disagreement=False`: only the
+    sampled member's). Best of `repeats` timings of `steps` steps each, after a warm-up."""
+    out = {}
+    for name, report in (("full_step_ms", True), ("planner_step_ms", False)):
+        sim = DreamSimulator(
+            world_model, DreamSettings(temperature=1.15, done_mode="expected", report_disagreement=report)
+        )
+        action = torch.zeros(dreams, dtype=torch.long)
+        best = float("inf")
+        for _ in range(repeats):
+            sim.start_at(
+                *(torch.zeros(dreams, n) for n in (world_model.config.z_size, *(2 * [world_model.config.rnn_size])))
+            )
+            sim.step(action)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                sim.step(action)
+            best = min(best, (time.perf_counter() - t0) / steps * 1000)
+        out[name] = round(best, 2)
+    out["speedup"] = round(out["full_step_ms"] / out["planner_step_ms"], 2)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a WorldModels RLlib checkpoint folder")
@@ -82,7 +109,7 @@ def main() -> None:
         "--every", type=int, nargs="+", default=[0], help="the planner's decision intervals (0: C's own), per horizon"
     )
     parser.add_argument("--temperature", type=float, default=1.15, help="the look-ahead dream's tau")
-    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--episodes", type=int, default=100, help="real episodes per row (0: the step cost only)")
     parser.add_argument("--seed", type=int, default=5000)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dream_planning.json"))
     args = parser.parse_args()
@@ -96,8 +123,12 @@ def main() -> None:
     module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
     module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))
     module.plan_samples.fill_(args.samples)
+    # what one look-ahead step costs for 8 envs' decisions at once (each: every action x samples dreams)
+    cost = step_cost(module.world_model, 8 * int(module.action_space.n) * args.samples)
+    print(json.dumps({"look_ahead_step": cost}), flush=True)
     rows = []
-    for horizon, every in [(0, 0)] + [(h, e) for h in args.horizons for e in args.every]:
+    configs = [(0, 0)] + [(h, e) for h in args.horizons for e in args.every] if args.episodes else []
+    for horizon, every in configs:
         module.plan_horizon.fill_(horizon)
         module.plan_every.fill_(every)
         torch.manual_seed(args.seed)  # V's z draws and the look-ahead's noise start alike in every row
@@ -118,7 +149,7 @@ def main() -> None:
             }
         )
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "real_returns"}), flush=True)
-    base = np.asarray(rows[0]["real_returns"])
+    base = np.asarray(rows[0]["real_returns"]) if rows else None
     for row in rows[1:]:  # paired on the episode seeds: the same start, the same game randomness until they differ
         diff = np.asarray(row["real_returns"]) - base
         row["paired_gain_mean"], row["paired_gain_se"] = float(diff.mean()), float(diff.std() / np.sqrt(len(diff)))
@@ -132,10 +163,17 @@ def main() -> None:
         "done_logit_offset": float(module.plan_done_offset),
         "episodes": args.episodes,
         "seed": args.seed,
+        "look_ahead_step": cost,
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
+    print(
+        f"\none look-ahead step of {8 * int(module.action_space.n) * args.samples} dreams: {cost['full_step_ms']} ms "
+        f"with every member's mixture, {cost['planner_step_ms']} ms as the planner steps ({cost['speedup']}x)"
+    )
+    if not rows:
+        return
     print(
         f"\nreal TakeCover, {args.episodes} episodes (seeds {args.seed}+), frames survived; C decides every "
         f"{module.action_repeat} steps; {env_settings}"

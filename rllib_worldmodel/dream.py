@@ -551,10 +551,10 @@ class DreamSimulator:
             out = m.heads(self.h)  # fields lead with the ensemble axis E
             rows = torch.arange(b, device=self.device)
             logpi, mu, logsigma = out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows]
-            member_reward, done_logit = out.reward, out.done_logit
+            reward_E_B, done_logit_E_B = out.reward, out.done_logit
         else:  # only the sampled member's mixture: the same draws, a fraction of the work
             logpi, mu, logsigma = m.member_mixture(self.h, member)
-            member_reward, done_logit = m.reward_head(self.h).movedim(-1, 0), m.done_head(self.h).movedim(-1, 0)
+            reward_E_B, done_logit_E_B = m.reward_head(self.h).movedim(-1, 0), m.done_head(self.h).movedim(-1, 0)
         if st.deterministic:  # the members' average mode: no randomness anywhere
             z_next = out.mu.gather(-1, out.logpi.argmax(-1, keepdim=True)).squeeze(-1).mean(0)
         else:
@@ -566,7 +566,7 @@ class DreamSimulator:
                 uniform_B_Z_K=self._draw(False, b, *logpi.shape[1:]),
                 normal_B_Z=self._draw(True, b, mu.shape[1]),
             )
-        p_done = st.death_probability(wm, done_logit)
+        p_done = st.death_probability(wm, done_logit_E_B)
         alive = self.alive  # probability of being alive at this step (1 unless deaths are "expected")
         if st.threshold_deaths:  # paper: logit > 0
             terminated = p_done > 0.5
@@ -575,7 +575,7 @@ class DreamSimulator:
             terminated = self.alive < EXPECTED_DEAD
         else:
             terminated = self._draw(False, b) < p_done
-        reward = member_reward.mean(0)
+        reward = reward_E_B.mean(0)
         if st.reward_range is not None:
             reward = reward.clamp(*st.reward_range)
         parts = {"extrinsic": reward}

@@ -31,7 +31,8 @@ class PlanSettings:
 
     Args:
         horizon: Dream steps looked ahead from the real state (0: no planning, C acts alone). Must cover at least
-            one decision interval (`action_repeat`); 24 at 4 tics a step is 96 frames, two fireball flights.
+            one decision interval (`action_repeat`). TakeCover at 4 tics a step: 12 (48 frames, about one
+            fireball flight) planned best of 6-48 (README).
         samples: Dreams per candidate first action (their mean expected return is the action's score).
         every: The planning agent's decision interval in steps (0: C's own action repeat). Each candidate first
             action is held this long, and C decides at this interval in the look-ahead too.

@@ -220,3 +220,12 @@ def test_dream_planning_plays_each_seed_through_the_modules_own_planning_path(mo
     for actions in log.values():
         assert len(actions) == 7 and all(actions[i] == actions[i + 1] for i in (0, 2, 4))
     assert module._planner is not None  # the decisions were planned
+
+
+def test_dream_planning_times_the_full_and_the_planners_step_side_by_side(monkeypatch, image_world_model):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    planning = load_script("dream_planning")
+    cost = planning.step_cost(image_world_model, dreams=6, steps=2, repeats=1)
+    assert set(cost) == {"full_step_ms", "planner_step_ms", "speedup"}
+    assert cost["full_step_ms"] > 0 and cost["planner_step_ms"] > 0
+    assert cost["speedup"] == round(cost["full_step_ms"] / cost["planner_step_ms"], 2)
