@@ -82,11 +82,10 @@ def step_cost(world_model, dreams: int, steps: int = 48, repeats: int = 3) -> di
             world_model, DreamSettings(temperature=1.15, done_mode="expected", report_disagreement=report)
         )
         action = torch.zeros(dreams, dtype=torch.long)
+        z, h = torch.zeros(dreams, world_model.config.z_size), torch.zeros(dreams, world_model.config.rnn_size)
         best = float("inf")
         for _ in range(repeats):
-            sim.start_at(
-                *(torch.zeros(dreams, n) for n in (world_model.config.z_size, *(2 * [world_model.config.rnn_size])))
-            )
+            sim.start_at(z, h, h)
             sim.step(action)
             t0 = time.perf_counter()
             for _ in range(steps):

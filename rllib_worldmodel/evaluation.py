@@ -7,6 +7,7 @@ Installed as the `custom_evaluation_function` of every WorldModelsConfig, so RLl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, TYPE_CHECKING
 
 import numpy as np
@@ -20,15 +21,18 @@ if TYPE_CHECKING:
 def sample_episodes(group: EnvRunnerGroup, num_episodes: int, explore: bool) -> tuple[list, list[dict]]:
     """At least `num_episodes` episodes from an EnvRunnerGroup (split over its remote EnvRunners, or on the local one
     when it has none), and each EnvRunner's metrics of that sampling (RLlib's `env_runners/...` stats)."""
+    results = _on_runners(group, num_episodes, lambda er, n: er.sample(num_episodes=n, explore=explore))
+    return [ep for eps, _ in results for ep in eps], [m for _, m in results]
+
+
+def _on_runners(group: EnvRunnerGroup, num_episodes: int, play: Callable[[Any, int], Any]) -> list[tuple[Any, dict]]:
+    """`play(env_runner, n)` and the runner's metrics after it, on each remote EnvRunner with an equal share n of
+    `num_episodes` (rounded up), or on the local one with all of them when the group has no remote ones."""
     if group.num_remote_env_runners() > 0:
         per = math.ceil(num_episodes / group.num_remote_env_runners())
-        results = group.foreach_env_runner(
-            lambda er: (er.sample(num_episodes=per, explore=explore), er.get_metrics()), local_env_runner=False
-        )
-    else:
-        er = group.local_env_runner
-        results = [(er.sample(num_episodes=num_episodes, explore=explore), er.get_metrics())]
-    return [ep for eps, _ in results for ep in eps], [m for _, m in results]
+        return group.foreach_env_runner(lambda er: (play(er, per), er.get_metrics()), local_env_runner=False)
+    er = group.local_env_runner
+    return [(play(er, num_episodes), er.get_metrics())]
 
 
 def played_to_the_end(env_runner, num_episodes: int, explore: bool = False, chunk: int = 32) -> np.ndarray:
@@ -69,14 +73,7 @@ def evaluation_episodes(group: EnvRunnerGroup, num_episodes: int) -> tuple[np.nd
     """Lengths and returns of `num_episodes` real episodes played without exploration, each to its end
     (`played_to_the_end`: no bias toward short episodes), split over the group's remote EnvRunners (or played on
     its local one), and the EnvRunners' metrics of that sampling."""
-    if group.num_remote_env_runners() > 0:
-        per = math.ceil(num_episodes / group.num_remote_env_runners())
-        results = group.foreach_env_runner(
-            lambda er: (played_to_the_end(er, per), er.get_metrics()), local_env_runner=False
-        )
-    else:
-        er = group.local_env_runner
-        results = [(played_to_the_end(er, num_episodes), er.get_metrics())]
+    results = _on_runners(group, num_episodes, played_to_the_end)
     played = np.concatenate([r for r, _ in results], axis=1)
     return played[0], played[1], [m for _, m in results]
 

@@ -93,12 +93,14 @@ class MDNRNN(nn.Module):
         """Apply every member's output heads to LSTM outputs of any leading shape (..., H) -> (E, ...) fields."""
         lead, e = h_N_H.shape[:-1], self.num_heads
         out = self.mdn_head(h_N_H).view(*lead, e, self.z_size, 3, self.num_mixtures).movedim(-4, 0)
-        logpi = F.log_softmax(out[..., 0, :], dim=-1)
-        mu = out[..., 1, :]
-        logsigma = out[..., 2, :].clamp(self.logsigma_min, self.logsigma_max)
         return MDNOutput(
-            logpi, mu, logsigma, self.reward_head(h_N_H).movedim(-1, 0), self.done_head(h_N_H).movedim(-1, 0)
+            *self._mixture(out), self.reward_head(h_N_H).movedim(-1, 0), self.done_head(h_N_H).movedim(-1, 0)
         )
+
+    def _mixture(self, out_Z_3_K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logpi, mu, logsigma) from raw mixture-head outputs shaped (..., Z, 3, K)."""
+        logsigma = out_Z_3_K[..., 2, :].clamp(self.logsigma_min, self.logsigma_max)
+        return F.log_softmax(out_Z_3_K[..., 0, :], dim=-1), out_Z_3_K[..., 1, :], logsigma
 
     def member_mixture(
         self, h_B_H: torch.Tensor, member_B: torch.Tensor
@@ -121,9 +123,7 @@ class MDNRNN(nn.Module):
                 rows = torch.nonzero(member_B == k).squeeze(1)
                 if rows.numel():
                     out[rows] = F.linear(h_B_H[rows], weight[k], bias[k])
-        out = out.view(-1, self.z_size, 3, self.num_mixtures)
-        logsigma = out[..., 2, :].clamp(self.logsigma_min, self.logsigma_max)
-        return F.log_softmax(out[..., 0, :], dim=-1), out[..., 1, :], logsigma
+        return self._mixture(out.view(-1, self.z_size, 3, self.num_mixtures))
 
     def forward(
         self,
