@@ -193,9 +193,12 @@ class WorldModels(Algorithm):
         return ctrl.state_dict()
 
     def _sample_real(self, n: int) -> list:
-        """`n` real episodes from the EnvRunners with the module as it is now (exploration on)."""
-        episodes, runner_metrics = sample_episodes(self.env_runner_group, n, explore=True)
+        """`n` real episodes from the EnvRunners with the module as it is now (exploration on): the first `n` to
+        start, each whole (`evaluation.first_started_episodes`). Every env step it took is counted in
+        `real/num_env_steps_sampled_lifetime`, the dropped ones too."""
+        episodes, steps, runner_metrics = sample_episodes(self.env_runner_group, n, explore=True)
         self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        self.metrics.log_value("real/num_env_steps_sampled_lifetime", steps, reduce="lifetime_sum")
         return episodes
 
     def _collect_real(self) -> None:

@@ -252,7 +252,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             ev = r["evaluation"]
             row = {
                 "iteration": r["training_iteration"],
-                "real_env_steps": int(r["real/num_env_steps_collected_lifetime"]),
+                "real_env_steps": int(r["real/num_env_steps_sampled_lifetime"]),  # every step taken, kept or not
                 "dream_env_steps": int(r["dream/num_env_steps_sampled_lifetime"]),
                 "wall_s": round(time.perf_counter() - t0, 1),
                 **{k: v for k, v in ev.items() if "/" in k or k == "dream_real_gap"},

@@ -18,11 +18,18 @@ if TYPE_CHECKING:
     from ray.rllib.env.env_runner_group import EnvRunnerGroup
 
 
-def sample_episodes(group: EnvRunnerGroup, num_episodes: int, explore: bool) -> tuple[list, list[dict]]:
-    """At least `num_episodes` episodes from an EnvRunnerGroup (split over its remote EnvRunners, or on the local one
-    when it has none), and each EnvRunner's metrics of that sampling (RLlib's `env_runners/...` stats)."""
-    results = _on_runners(group, num_episodes, lambda er, n: er.sample(num_episodes=n, explore=explore))
-    return [ep for eps, _ in results for ep in eps], [m for _, m in results]
+def sample_episodes(group: EnvRunnerGroup, num_episodes: int, explore: bool) -> tuple[list, int, list[dict]]:
+    """At least `num_episodes` whole real episodes from an EnvRunnerGroup (split over its remote EnvRunners, or on the
+    local one when it has none): on each, the first to START, each played to its end (`first_started_episodes`, not
+    RLlib's `sample(num_episodes=N)`, which keeps the first to finish: the short ones); the env steps that took in
+    all (theirs and those of the episodes stepped alongside and dropped); and each EnvRunner's metrics of that
+    sampling (RLlib's `env_runners/...` stats)."""
+    results = _on_runners(group, num_episodes, lambda er, n: first_started_episodes(er, n, explore))
+    return (
+        [ep for (eps, _), _ in results for ep in eps],
+        sum(steps for (_, steps), _ in results),
+        [m for _, m in results],
+    )
 
 
 def _on_runners(group: EnvRunnerGroup, num_episodes: int, play: Callable[[Any, int], Any]) -> list[tuple[Any, dict]]:
@@ -35,38 +42,60 @@ def _on_runners(group: EnvRunnerGroup, num_episodes: int, play: Callable[[Any, i
     return [(play(er, num_episodes), er.get_metrics())]
 
 
-def played_to_the_end(env_runner, num_episodes: int, explore: bool = False, chunk: int = 32) -> np.ndarray:
-    """(lengths, returns) as a (2, num_episodes) array of the first `num_episodes` episodes to START on this
-    EnvRunner, each played to its end.
+def first_started_episodes(env_runner, num_episodes: int, explore: bool = False, chunk: int = 8) -> tuple[list, int]:
+    """The first `num_episodes` episodes to START on this EnvRunner, each played to its end, as whole episodes.
 
     `EnvRunner.sample(num_episodes=N)` over E vector envs stops at the N-th episode to FINISH and drops the E - 1
-    still running, the longest ones, so its mean return reads low (TakeCover, 8 envs, 100 episodes: about 25 frames
-    of ~950, simulated on measured returns). Here the envs are stepped in `chunk` x E timestep calls, which carry
-    episodes over from call to call, until every selected episode has ended. Selection never looks at an episode's
-    own length: the episodes that start within one call are taken in the order of their random ids.
+    still running, the longest ones: evaluated returns read low (TakeCover, 8 envs, 100 episodes: about 25 frames
+    of ~950, simulated on measured returns) and collected data under-represents long episodes. Here the envs are
+    stepped in `chunk` x E timestep calls (the first resets them), which carry episodes over from call to call,
+    until every selected episode has ended; each one's chunks are joined into one episode. Selection never looks at
+    an episode's own length: the episodes that start within one call are taken in the order of their random ids.
+    Episodes that start after the selection is full are stepped alongside (the vector envs step together) and
+    dropped unseen; their steps are counted in the env steps this returns.
 
     Args:
         env_runner: A SingleAgentEnvRunner (local, or inside `foreach_env_runner` on a remote one).
         num_episodes: Episodes to play.
-        explore: Act with exploration (evaluation: False).
-        chunk: Vector steps per `sample` call.
+        explore: Act with exploration (collection: True; evaluation: False).
+        chunk: Vector steps per `sample` call (the last call can overrun the last selected episode's end by up
+            to chunk - 1 steps of every env: small keeps that waste small, large saves calls).
+
+    Returns:
+        The episodes (SingleAgentEpisode), in the order they started, each terminated or truncated; and the env
+        steps sampled in all (theirs plus the dropped ones').
     """
     chosen: list[str] = []
-    length: dict[str, int] = {}
-    ret: dict[str, float] = {}
+    parts: dict[str, list] = {}
     ended: set[str] = set()
-    first = True
+    first, steps = True, 0
     while len(chosen) < num_episodes or not ended.issuperset(chosen):
         chunks = env_runner.sample(num_timesteps=chunk * env_runner.num_envs, explore=explore, force_reset=first)
         first = False
-        new = sorted({ep.id_ for ep in chunks if ep.t_started == 0 and ep.id_ not in length})
-        chosen += new[: num_episodes - len(chosen)]
+        steps += sum(len(ep) for ep in chunks)
+        new = sorted({ep.id_ for ep in chunks if ep.t_started == 0 and ep.id_ not in parts})
+        for i in new[: num_episodes - len(chosen)]:
+            chosen.append(i)
+            parts[i] = []
         for ep in chunks:
-            length[ep.id_] = length.get(ep.id_, 0) + len(ep)
-            ret[ep.id_] = ret.get(ep.id_, 0.0) + float(ep.get_return())
-            if ep.is_done:
-                ended.add(ep.id_)
-    return np.array([[length[i] for i in chosen], [ret[i] for i in chosen]], dtype=float)
+            if ep.id_ in parts:
+                parts[ep.id_].append(ep)
+                if ep.is_done:
+                    ended.add(ep.id_)
+    whole = []
+    for i in chosen:
+        episode, *rest = parts[i]
+        for part in rest:  # chunks arrive in time order: each continues where the last one stopped
+            episode.concat_episode(part)
+        whole.append(episode)
+    return whole, steps
+
+
+def played_to_the_end(env_runner, num_episodes: int, explore: bool = False, chunk: int = 8) -> np.ndarray:
+    """(lengths, returns) as a (2, num_episodes) array of `first_started_episodes`: what evaluation needs, without
+    shipping the episodes' observations back from a remote EnvRunner."""
+    episodes, _ = first_started_episodes(env_runner, num_episodes, explore, chunk)
+    return np.array([[len(ep) for ep in episodes], [float(ep.get_return()) for ep in episodes]], dtype=float)
 
 
 def evaluation_episodes(group: EnvRunnerGroup, num_episodes: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:

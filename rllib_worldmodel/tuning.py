@@ -82,7 +82,7 @@ def summarize(results: tune.ResultGrid, keys: tuple[str, ...]) -> list[dict[str,
                 "real_mean": ev.get("real/episode_return_mean"),
                 "real_std": ev.get("real/episode_return_std"),
                 "dream_mean": ev.get("dream/episode_return_mean"),
-                "real_env_steps": r.metrics.get("real/num_env_steps_collected_lifetime"),
+                "real_env_steps": r.metrics.get("real/num_env_steps_sampled_lifetime"),
             }
         )
     return sorted(rows, key=lambda row: -(row["real_mean"] if row["real_mean"] is not None else float("-inf")))

@@ -3,7 +3,7 @@
 import gymnasium as gym
 import numpy as np
 
-from rllib_worldmodel.evaluation import played_to_the_end
+from rllib_worldmodel.evaluation import first_started_episodes, played_to_the_end
 
 
 class _ResetCountedEnv(gym.Env):
@@ -47,5 +47,27 @@ def test_the_first_episodes_to_start_are_played_to_the_end_unlike_stopping_at_th
         assert played.shape == (2, 4)
         assert sorted(played[0]) == [2, 2, 2, 40]  # each env's first episode, the long one included, whole
         np.testing.assert_array_equal(played[1], played[0])  # returns summed over the calls that carried them
+    finally:
+        runner.stop()
+
+
+def test_collected_episodes_are_the_first_to_start_whole_with_every_sampled_step_counted():
+    """Collection keeps whole episodes (the long one too, joined from the chunks of several calls) and counts the env
+    steps of the episodes dropped beside them."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    config = PPOConfig().environment(_ResetCountedEnv).env_runners(num_env_runners=0, num_envs_per_env_runner=4)
+    runner = SingleAgentEnvRunner(config=config)
+    try:
+        _ResetCountedEnv.resets = 0
+        episodes, steps = first_started_episodes(runner, 4, explore=True, chunk=1)
+        assert sorted(len(ep) for ep in episodes) == [2, 2, 2, 40]
+        long = max(episodes, key=len)
+        assert long.t_started == 0 and long.is_terminated and len(set(ep.id_ for ep in episodes)) == 4
+        assert len(long.get_observations()) == 41 and len(long.get_actions()) == 40 and long.get_return() == 40.0
+        # the 3 short envs' later (dropped) episodes are stepped alongside the long one: counted as RLlib counts
+        assert steps > sum(len(ep) for ep in episodes)
+        assert steps == runner.get_metrics()["num_env_steps_sampled_lifetime"]
     finally:
         runner.stop()
