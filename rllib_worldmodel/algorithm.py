@@ -614,7 +614,12 @@ class WorldModels(Algorithm):
         return score.dream_steps
 
     def set_planning(
-        self, horizon: int, samples: int | None = None, dream_episodes: int | None = None, every: int | None = None
+        self,
+        horizon: int,
+        samples: int | None = None,
+        dream_episodes: int | None = None,
+        every: int | None = None,
+        collect: bool | None = None,
     ) -> dict:
         """Switch decision-time planning in the dream on (horizon > 0) or off (0) for the agent as it is now, e.g.
         a restored checkpoint, and re-score it in the dream (the dream score beside its next real evaluation).
@@ -625,18 +630,25 @@ class WorldModels(Algorithm):
             dream_episodes: Whole dreams the planning agent is scored in (default: `plan_dream_episodes`).
             every: The planning agent's decision interval in steps (default: the config's `plan_every`; 0: C's
                 action repeat).
+            collect: Whether the planning agent also acts in real collection (default: the config's
+                `plan_collect`); needs horizon > 0.
 
         Returns:
             The new dream score (mean, std, min, max).
         """
         samples = self.config.plan_samples if samples is None else samples
         every = self.config.plan_every if every is None else every
+        collect = self.config.plan_collect if collect is None else collect
         plan = PlanSettings(horizon=horizon, samples=samples, every=every)  # a clear error for bad values
+        if collect and not plan.enabled:
+            raise ValueError(f"collect={collect}: collection by the planning agent needs horizon > 0.")
         check_plannable(self.local_module.action_space, horizon, plan.interval(self.config.action_repeat))
         if dream_episodes is not None:
             check_count("dream_episodes", dream_episodes, 1, "whole dreams the planning agent is scored in")
             self.plan_dream_episodes = dream_episodes
-        self._set_agent_state(plan={"horizon": horizon, "samples": samples, "every": every, **self._plan_dream()})
+        self._set_agent_state(
+            plan={"horizon": horizon, "samples": samples, "every": every, "collect": collect, **self._plan_dream()}
+        )
         self._score_in_dream()
         return dict(self.dream_score)
 

@@ -149,6 +149,7 @@ def train_config(args: argparse.Namespace):
             plan_samples=args.plan_samples,
             plan_every=args.plan_every,
             plan_dream_episodes=args.plan_dream_episodes,
+            plan_collect=args.plan_collect,
         )
         .evaluation(evaluation_duration=args.eval_episodes)
         .debugging(seed=args.seed)
@@ -244,6 +245,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     algo = config.build_algo()
     if resume is not None:
         algo.restore_from_path(str(resume))
+        # The restored module acts as its checkpoint did (planning buffers included); this run's flags decide.
+        algo.set_planning(
+            args.plan_horizon, args.plan_samples, args.plan_dream_episodes, args.plan_every, args.plan_collect
+        )
     t0 = time.perf_counter()
     rows = []
     try:
@@ -662,6 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cma-generations", type=int, default=10, help="CMA-ES generations per iteration")
     add_controller_input_args(train)
     _add_plan_args(train)
+    train.add_argument(
+        "--plan-collect",
+        action="store_true",
+        help="the planning agent (--plan-horizon > 0) also acts in real collection after the random phase, "
+        "exploration on top: new data from where the deployed agent goes",
+    )
     train.add_argument("--temperature", type=float, default=1.15, help="dream temperature tau (paper: 1.15)")
     train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")
     train.add_argument("--skill", type=int, help="TakeCover Doom skill 1-5 (default 4)")

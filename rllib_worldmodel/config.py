@@ -111,6 +111,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.plan_horizon = 0
         self.plan_samples = 16
         self.plan_every = 0  # the planning agent's decision interval (0: C's action_repeat)
+        self.plan_collect = False  # real collection acts with C (plus exploration), not the planner
         self.plan_dream_episodes = 16
         # exploit guard (off by default): reacts to a large dream-real gap
         self.guard_enabled = False
@@ -371,6 +372,7 @@ class WorldModelsConfig(AlgorithmConfig):
         plan_samples: int = NotProvided,
         plan_every: int = NotProvided,
         plan_dream_episodes: int = NotProvided,
+        plan_collect: bool = NotProvided,
     ) -> WorldModelsConfig:
         """The controller and how it is trained in the dream.
 
@@ -398,7 +400,8 @@ class WorldModelsConfig(AlgorithmConfig):
                 the agent acts without exploration (evaluation, deployment), each of C's decisions is replaced by
                 the first action (held one decision) with the best expected return over this many dream steps,
                 dreamed from the agent's real model state with C acting after the first decision; dream deaths,
-                tau and calibration are the training dream's. Real collection still acts with C. Discrete actions;
+                tau and calibration are the training dream's. Real collection acts with C unless `plan_collect`.
+                Discrete actions;
                 at least `action_repeat` steps. Also switchable after training: `WorldModels.set_planning`.
                 TakeCover at 4 tics a step, measured on 100 real episodes: 9-12 steps (about one fireball flight)
                 plan best; 6 sees too little, and 24 or 48 lose to a dream that drifts from the game (README).
@@ -407,6 +410,10 @@ class WorldModelsConfig(AlgorithmConfig):
                 own interval, the planner can react where C, trained to decide less often, cannot.
             plan_dream_episodes: Whole dreams the planning agent is scored in (its dream score beside the real
                 one; each decision plans inside the dream, so this costs ~(actions x plan_samples) dreams each).
+            plan_collect: The planning agent, not C alone, also acts in real collection after the random phase,
+                with the exploration (random holds, epsilon) on top: the new data comes from where the deployed
+                agent goes, which is where its planner looks into M. Needs plan_horizon > 0. Costs the planner's
+                look-ahead per collected decision (TakeCover, 12 steps every 3: about 1.7 s per real episode).
         """
         return self._set_provided(
             {
@@ -427,6 +434,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "plan_samples": plan_samples,
                 "plan_every": plan_every,
                 "plan_dream_episodes": plan_dream_episodes,
+                "plan_collect": plan_collect,
             }
         )
 
@@ -491,6 +499,7 @@ class WorldModelsConfig(AlgorithmConfig):
             "plan_horizon": self.plan_horizon,
             "plan_samples": self.plan_samples,
             "plan_every": self.plan_every,
+            "plan_collect": bool(self.plan_collect),
             "include_cell": self.include_cell,
             "include_prev_action": self.include_prev_action,
             "include_hidden": self.include_hidden,
@@ -727,6 +736,11 @@ class WorldModelsConfig(AlgorithmConfig):
             )
         except ValueError as e:
             errors.append(f"controller {e}")
+        need(
+            isinstance(self.plan_collect, bool) and not (self.plan_collect and self.plan_horizon == 0),
+            f"controller plan_collect={self.plan_collect!r}: collection by the planning agent needs a bool and "
+            "plan_horizon > 0; set plan_horizon (e.g. 12) or plan_collect=False.",
+        )
         need(
             not (isinstance(self.plan_horizon, int) and self.plan_horizon > 0 and self.calibrate_deaths == "policy"),
             f"controller plan_horizon={self.plan_horizon} with dream calibrate_deaths='policy': the policy anchor is "

@@ -48,7 +48,8 @@ class WorldModelsRLModule(TorchRLModule):
     `include_hidden` (False: C reads z without h), `real_z`
     ("sample" as the paper, or "mean"), `random_hold_prob`, `epsilon`, `surprise_exploration`, `hold_min`,
     `hold_max`, `action_repeat` (C decides every k-th step), `plan_horizon`, `plan_samples` and `plan_every`
-    (decision-time planning in the dream when acting without exploration; `planning.DreamPlanner`)."""
+    (decision-time planning in the dream when acting without exploration; `planning.DreamPlanner`), `plan_collect`
+    (the planner acts in real collection too, exploration on top)."""
 
     def setup(self) -> None:
         mc = self.model_config
@@ -70,11 +71,14 @@ class WorldModelsRLModule(TorchRLModule):
         self.register_buffer("random_only", torch.ones(()))
         self.register_buffer("surprise_baseline", torch.zeros(()))
         # Decision-time planning in the dream (`planning.DreamPlanner`), used when acting without exploration
-        # (evaluation, deployment). Buffers, so the algorithm's calibrated dream and a switch made after training
-        # (`WorldModels.set_planning`) reach the EnvRunners with the weights. horizon 0: C acts alone.
+        # (evaluation, deployment), and in collection with `plan_collect`. Buffers, so the algorithm's calibrated
+        # dream and a switch made after training (`WorldModels.set_planning`) reach the EnvRunners with the
+        # weights. horizon 0: C acts alone.
         self.register_buffer("plan_horizon", torch.tensor(float(mc.get("plan_horizon", 0))))
         self.register_buffer("plan_samples", torch.tensor(float(mc.get("plan_samples", 16))))
         self.register_buffer("plan_every", torch.tensor(float(mc.get("plan_every", 0))))
+        # 1: the planning agent acts in real collection too (exploration on top); 0: C alone collects
+        self.register_buffer("plan_collect", torch.tensor(float(bool(mc.get("plan_collect", False)))))
         self.register_buffer("plan_temperature", torch.tensor(1.15))
         self.register_buffer("plan_done_offset", torch.zeros(()))
         self.register_buffer("plan_done_scale", torch.ones(()))
@@ -135,7 +139,7 @@ class WorldModelsRLModule(TorchRLModule):
         ctrl_in = self.controller_input.build(z, h, c, state["prev_action"])
         steps_taken = state["steps_taken"]
         choice, interval = self.controller.act(ctrl_in), self.action_repeat
-        if not explore and self.plan_horizon > 0:  # the planning agent decides instead, at its own interval
+        if self.plan_horizon > 0 and (not explore or self.plan_collect > 0.5):  # the planner decides, at its interval
             planner = self.planner()
             interval = planner.interval
             due = torch.nonzero(steps_taken.long() % interval == 0).squeeze(1)

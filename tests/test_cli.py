@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from ray.rllib.core.rl_module.rl_module import RLModule
 
 from rllib_worldmodel import WorldModel
 from rllib_worldmodel.cli import main, save_checkpoint_atomically
@@ -182,6 +183,7 @@ def test_train_plan_flags_reach_the_config_and_evaluate_keeps_the_checkpoints_ag
     cfg = train_config(parse([*base, *plan]))
     cfg.validate()
     assert (cfg.plan_horizon, cfg.plan_samples, cfg.plan_every, cfg.plan_dream_episodes) == (24, 8, 3, 4)
+    assert not cfg.plan_collect and train_config(parse([*base, *plan, "--plan-collect"])).plan_collect
     assert parse(["evaluate", "--checkpoint", "x"]).plan_horizon is None
     assert parse(["evaluate", "--checkpoint", "x", "--plan-horizon", "24"]).plan_horizon == 24
 
@@ -383,3 +385,13 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     plan = ["--plan-horizon", "4", "--plan-samples", "2", "--plan-dream-episodes", "2"]
     assert main(["evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "3", "--num-cpus", "2", *plan]) == 0
     assert "real 30.0 ± 0.0 over 3 episodes" in capsys.readouterr().out
+    # resumed with planning flags its checkpoint's agent did not have: this run's flags decide how the agent acts
+    # (restoring alone would bring back the checkpoint's planning buffers, horizon 0)
+    resumed = tmp_path / "resumed"
+    again = [*args[: args.index("--out")], "--resume", str(out / "checkpoint"), *plan, "--plan-collect"]
+    assert main([*again, "--out", str(resumed)]) == 0
+    assert "[iteration 2] real 30.0 ± 0.0 over 2 episodes" in capsys.readouterr().out
+    module = RLModule.from_checkpoint(
+        str(resumed / "checkpoint" / "learner_group" / "learner" / "rl_module" / "default_policy")
+    )
+    assert (float(module.plan_horizon), float(module.plan_samples), float(module.plan_collect)) == (4, 2, 1)

@@ -127,6 +127,28 @@ def test_the_acting_module_plans_only_without_exploration():
     assert (module.forward_inference(batch)[Columns.ACTIONS] == DEADLY).all()
 
 
+def test_with_plan_collect_the_planning_agent_collects_with_exploration_on_top():
+    model = deadly_action_world_model()
+    mc = {"z_size": 8, "rnn_size": 16, "num_mixtures": 3, "plan_horizon": 4, "plan_samples": 2, "action_repeat": 2}
+    space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    module = WorldModelsRLModule(
+        observation_space=space, action_space=gym.spaces.Discrete(3), model_config={**mc, "plan_collect": True}
+    )
+    module.world_model.load_state_dict(model.state_dict())
+    module.controller.load_state_dict(fixed_controller(model, DEADLY).state_dict())
+    module.set_random_only(False)
+    b = 60
+    state = {k: v.expand(b, *v.shape).clone() for k, v in module.get_initial_state().items()}
+    batch = {Columns.OBS: torch.randint(0, 256, (b, 1, 64, 64, 3), dtype=torch.uint8), Columns.STATE_IN: state}
+    assert float(module.plan_collect) == 1.0
+    assert (module.forward_exploration(batch)[Columns.ACTIONS] != DEADLY).all()  # collection: the planner decides
+    module.epsilon = 1.0  # exploration still acts on top of the planner's choice: uniform actions, the deadly too
+    assert (module.forward_exploration(batch)[Columns.ACTIONS] == DEADLY).any()
+    module.epsilon = 0.0
+    module.plan_collect.fill_(0)  # off: C collects alone
+    assert (module.forward_exploration(batch)[Columns.ACTIONS] == DEADLY).all()
+
+
 def test_the_planning_interval_is_plan_every_or_cs_own():
     assert PlanSettings(horizon=24).interval(6) == 6
     assert PlanSettings(horizon=24, every=3).interval(6) == 3
@@ -167,6 +189,12 @@ def test_config_refuses_planning_with_the_policy_anchor_and_bad_values():
     with pytest.raises(ValueError, match="plan_horizon=4 is shorter than one decision"):
         base.copy().controller(plan_horizon=4, action_repeat=6).validate()
     base.copy().controller(plan_horizon=4, action_repeat=6, plan_every=2).validate()
+    with pytest.raises(ValueError, match="plan_collect=True: collection by the planning agent needs a bool and "):
+        base.copy().controller(plan_collect=True).validate()  # nothing to collect with: horizon 0
+    with pytest.raises(ValueError, match="plan_collect=1"):
+        base.copy().controller(plan_horizon=8, plan_collect=1).validate()
     cfg = base.copy().controller(plan_horizon=8, plan_samples=4)
     cfg.validate()
     assert cfg.model_config["plan_horizon"] == 8 and cfg.model_config["plan_samples"] == 4
+    assert cfg.model_config["plan_collect"] is False
+    assert base.copy().controller(plan_horizon=8, plan_collect=True).model_config["plan_collect"] is True
