@@ -33,6 +33,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, LEARNER_RESULTS
+from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
 
 from rllib_worldmodel.calibration import (
@@ -54,6 +55,15 @@ from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import latent_logvar
 
 logger = logging.getLogger(__name__)
+
+
+def _peek(metrics: MetricsLogger, key: str) -> Any:
+    """The metric's value, or None where it was never logged (RLlib 2.60's `peek(key, default=...)` raises a
+    KeyError for a missing key that holds a "/")."""
+    try:
+        return metrics.peek(key)
+    except KeyError:
+        return None
 
 
 def _set_runner_module_state(env_runner, update: dict[str, Any]) -> None:
@@ -673,6 +683,11 @@ class WorldModels(Algorithm):
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
+        kept = _peek(self.metrics, "real/num_env_steps_collected_lifetime")
+        if kept and _peek(self.metrics, "real/num_env_steps_sampled_lifetime") is None:
+            # A checkpoint from before every real step was counted: its kept steps are the best record of the steps
+            # it took (a few % low), so a resumed run's count goes on from there instead of from 0.
+            self.metrics.log_value("real/num_env_steps_sampled_lifetime", kept, reduce="lifetime_sum")
         extra = state.get("world_models")
         if extra is not None:
             self.replay.set_state(extra["replay"])

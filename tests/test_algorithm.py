@@ -259,6 +259,22 @@ def test_checkpoint_restores_exactly_and_resumes_in_a_fresh_process(trained, tmp
     assert out["after"] == 3 and out["replay_after"] > out["replay"]
 
 
+def test_a_checkpoint_without_the_sampled_step_count_resumes_it_from_the_kept_steps(trained):
+    """Checkpoints written before every real step was counted hold only the kept steps: a resumed run counts on from
+    them, not from 0 (the CLI prints this count as "real steps")."""
+    algo, _ = trained
+    state = algo.get_state()
+    kept = algo.metrics.peek("real/num_env_steps_collected_lifetime")
+    assert algo.metrics.peek("real/num_env_steps_sampled_lifetime") >= kept > 0
+    del state["metrics_logger"]["stats"]["real/num_env_steps_sampled_lifetime"]
+    fresh = tiny_config().build_algo()
+    try:
+        fresh.set_state(state)
+        assert fresh.metrics.peek("real/num_env_steps_sampled_lifetime") == kept
+    finally:
+        fresh.stop()
+
+
 def test_registered_trainable_under_tune(ray_session, tmp_path):
     from ray import tune
 
