@@ -102,17 +102,25 @@ def test_start_at_dreams_from_the_given_state():
         sim.start_at(z, h[:, :4], c)
 
 
-def test_the_acting_module_plans_only_without_exploration():
+def planning_module(batch_size: int, **model_config) -> tuple[WorldModelsRLModule, dict]:
+    """An acting module planning 4 steps ahead in the deadly-action world model, its C always choosing the deadly
+    action, and a batch of `batch_size` first steps."""
     model = deadly_action_world_model()
     mc = {"z_size": 8, "rnn_size": 16, "num_mixtures": 3, "plan_horizon": 4, "plan_samples": 2, "action_repeat": 2}
     space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-    module = WorldModelsRLModule(observation_space=space, action_space=gym.spaces.Discrete(3), model_config=mc)
+    module = WorldModelsRLModule(
+        observation_space=space, action_space=gym.spaces.Discrete(3), model_config={**mc, **model_config}
+    )
     module.world_model.load_state_dict(model.state_dict())
     module.controller.load_state_dict(fixed_controller(model, DEADLY).state_dict())
     module.set_random_only(False)
-    b = 6
-    state = {k: v.expand(b, *v.shape).clone() for k, v in module.get_initial_state().items()}
-    batch = {Columns.OBS: torch.randint(0, 256, (b, 1, 64, 64, 3), dtype=torch.uint8), Columns.STATE_IN: state}
+    state = {k: v.expand(batch_size, *v.shape).clone() for k, v in module.get_initial_state().items()}
+    obs = torch.randint(0, 256, (batch_size, 1, 64, 64, 3), dtype=torch.uint8)
+    return module, {Columns.OBS: obs, Columns.STATE_IN: state}
+
+
+def test_the_acting_module_plans_only_without_exploration():
+    module, batch = planning_module(6)
     assert (module.forward_exploration(batch)[Columns.ACTIONS] == DEADLY).all()  # collection: C as it is
     out = module.forward_inference(batch)
     assert (out[Columns.ACTIONS] != DEADLY).all()  # evaluation: the planner overrules C
@@ -128,18 +136,7 @@ def test_the_acting_module_plans_only_without_exploration():
 
 
 def test_with_plan_collect_the_planning_agent_collects_with_exploration_on_top():
-    model = deadly_action_world_model()
-    mc = {"z_size": 8, "rnn_size": 16, "num_mixtures": 3, "plan_horizon": 4, "plan_samples": 2, "action_repeat": 2}
-    space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-    module = WorldModelsRLModule(
-        observation_space=space, action_space=gym.spaces.Discrete(3), model_config={**mc, "plan_collect": True}
-    )
-    module.world_model.load_state_dict(model.state_dict())
-    module.controller.load_state_dict(fixed_controller(model, DEADLY).state_dict())
-    module.set_random_only(False)
-    b = 60
-    state = {k: v.expand(b, *v.shape).clone() for k, v in module.get_initial_state().items()}
-    batch = {Columns.OBS: torch.randint(0, 256, (b, 1, 64, 64, 3), dtype=torch.uint8), Columns.STATE_IN: state}
+    module, batch = planning_module(60, plan_collect=True)
     assert float(module.plan_collect) == 1.0
     assert (module.forward_exploration(batch)[Columns.ACTIONS] != DEADLY).all()  # collection: the planner decides
     module.epsilon = 1.0  # exploration still acts on top of the planner's choice: uniform actions, the deadly too
