@@ -641,17 +641,15 @@ class WorldModels(Algorithm):
             every: The planning agent's decision interval in steps (default: the config's `plan_every`; 0: C's
                 action repeat).
             collect: Whether the planning agent also acts in real collection (default: the config's
-                `plan_collect`); needs horizon > 0.
+                `plan_collect` while planning, off with horizon 0); needs horizon > 0.
 
         Returns:
             The new dream score (mean, std, min, max).
         """
         samples = self.config.plan_samples if samples is None else samples
         every = self.config.plan_every if every is None else every
-        collect = self.config.plan_collect if collect is None else collect
-        plan = PlanSettings(horizon=horizon, samples=samples, every=every)  # a clear error for bad values
-        if collect and not plan.enabled:
-            raise ValueError(f"collect={collect}: collection by the planning agent needs horizon > 0.")
+        collect = (self.config.plan_collect and horizon > 0) if collect is None else collect  # off without planning
+        plan = PlanSettings(horizon=horizon, samples=samples, every=every, collect=collect)  # clear errors
         check_plannable(self.local_module.action_space, horizon, plan.interval(self.config.action_repeat))
         if dream_episodes is not None:
             check_count("dream_episodes", dream_episodes, 1, "whole dreams the planning agent is scored in")

@@ -726,7 +726,9 @@ class WorldModelsConfig(AlgorithmConfig):
         )
         need(self.real_z in ("sample", "mean"), f"real_z={self.real_z!r}: use 'sample' (paper) or 'mean'.")
         try:  # each of the two reports its own error
-            plan = PlanSettings(horizon=self.plan_horizon, samples=self.plan_samples, every=self.plan_every)
+            plan = PlanSettings(
+                horizon=self.plan_horizon, samples=self.plan_samples, every=self.plan_every, collect=self.plan_collect
+            )
             check_plannable(None, plan.horizon, plan.interval(self.action_repeat))
         except ValueError as e:
             errors.append(f"controller {e}")
@@ -736,11 +738,6 @@ class WorldModelsConfig(AlgorithmConfig):
             )
         except ValueError as e:
             errors.append(f"controller {e}")
-        need(
-            isinstance(self.plan_collect, bool) and not (self.plan_collect and self.plan_horizon == 0),
-            f"controller plan_collect={self.plan_collect!r}: collection by the planning agent needs a bool and "
-            "plan_horizon > 0; set plan_horizon (e.g. 12) or plan_collect=False.",
-        )
         need(
             not (isinstance(self.plan_horizon, int) and self.plan_horizon > 0 and self.calibrate_deaths == "policy"),
             f"controller plan_horizon={self.plan_horizon} with dream calibrate_deaths='policy': the policy anchor is "

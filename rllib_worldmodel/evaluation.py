@@ -42,17 +42,40 @@ def _on_runners(group: EnvRunnerGroup, num_episodes: int, play: Callable[[Any, i
     return [(play(er, num_episodes), er.get_metrics())]
 
 
-def first_started_episodes(env_runner, num_episodes: int, explore: bool = False, chunk: int = 8) -> tuple[list, int]:
-    """The first `num_episodes` episodes to START on this EnvRunner, each played to its end, as whole episodes.
+def _play_first_started(
+    env_runner, num_episodes: int, explore: bool, chunk: int, take: Callable[[int, Any], None]
+) -> int:
+    """Play the first `num_episodes` episodes to START on this EnvRunner, each to its end, handing every chunk of
+    them to `take(i, chunk)` (i: the episode's place in start order; chunks arrive in time order). Returns the env
+    steps sampled in all.
 
     `EnvRunner.sample(num_episodes=N)` over E vector envs stops at the N-th episode to FINISH and drops the E - 1
     still running, the longest ones: evaluated returns read low (TakeCover, 8 envs, 100 episodes: about 25 frames
     of ~950, simulated on measured returns) and collected data under-represents long episodes. Here the envs are
     stepped in `chunk` x E timestep calls (the first resets them), which carry episodes over from call to call,
-    until every selected episode has ended; each one's chunks are joined into one episode. Selection never looks at
-    an episode's own length: the episodes that start within one call are taken in the order of their random ids.
-    Episodes that start after the selection is full are stepped alongside (the vector envs step together) and
-    dropped unseen; their steps are counted in the env steps this returns.
+    until every selected episode has ended. Selection never looks at an episode's own length: the episodes that
+    start within one call are taken in the order of their random ids. Episodes that start after the selection is
+    full are stepped alongside (the vector envs step together) and dropped unseen; their steps are counted.
+    """
+    place: dict[str, int] = {}
+    ended, first, steps = 0, True, 0
+    while len(place) < num_episodes or ended < len(place):
+        chunks = env_runner.sample(num_timesteps=chunk * env_runner.num_envs, explore=explore, force_reset=first)
+        first = False
+        steps += sum(len(ep) for ep in chunks)
+        new = sorted({ep.id_ for ep in chunks if ep.t_started == 0 and ep.id_ not in place})
+        for i in new[: num_episodes - len(place)]:
+            place[i] = len(place)
+        for ep in chunks:
+            if ep.id_ in place:
+                take(place[ep.id_], ep)
+                ended += bool(ep.is_done)
+    return steps
+
+
+def first_started_episodes(env_runner, num_episodes: int, explore: bool = False, chunk: int = 8) -> tuple[list, int]:
+    """The first `num_episodes` episodes to START on this EnvRunner, each played to its end, as whole episodes
+    (`_play_first_started`: no bias toward short episodes); what collection keeps.
 
     Args:
         env_runner: A SingleAgentEnvRunner (local, or inside `foreach_env_runner` on a remote one).
@@ -63,39 +86,29 @@ def first_started_episodes(env_runner, num_episodes: int, explore: bool = False,
 
     Returns:
         The episodes (SingleAgentEpisode), in the order they started, each terminated or truncated; and the env
-        steps sampled in all (theirs plus the dropped ones').
+        steps sampled in all (theirs plus those of the episodes stepped alongside and dropped).
     """
-    chosen: list[str] = []
-    parts: dict[str, list] = {}
-    ended: set[str] = set()
-    first, steps = True, 0
-    while len(chosen) < num_episodes or not ended.issuperset(chosen):
-        chunks = env_runner.sample(num_timesteps=chunk * env_runner.num_envs, explore=explore, force_reset=first)
-        first = False
-        steps += sum(len(ep) for ep in chunks)
-        new = sorted({ep.id_ for ep in chunks if ep.t_started == 0 and ep.id_ not in parts})
-        for i in new[: num_episodes - len(chosen)]:
-            chosen.append(i)
-            parts[i] = []
-        for ep in chunks:
-            if ep.id_ in parts:
-                parts[ep.id_].append(ep)
-                if ep.is_done:
-                    ended.add(ep.id_)
+    parts: list[list] = [[] for _ in range(num_episodes)]
+    steps = _play_first_started(env_runner, num_episodes, explore, chunk, lambda i, ep: parts[i].append(ep))
     whole = []
-    for i in chosen:
-        episode, *rest = parts[i]
-        for part in rest:  # chunks arrive in time order: each continues where the last one stopped
+    for episode, *rest in parts:
+        for part in rest:  # each chunk continues where the last one stopped
             episode.concat_episode(part)
         whole.append(episode)
     return whole, steps
 
 
 def played_to_the_end(env_runner, num_episodes: int, explore: bool = False, chunk: int = 8) -> np.ndarray:
-    """(lengths, returns) as a (2, num_episodes) array of `first_started_episodes`: what evaluation needs, without
-    shipping the episodes' observations back from a remote EnvRunner."""
-    episodes, _ = first_started_episodes(env_runner, num_episodes, explore, chunk)
-    return np.array([[len(ep) for ep in episodes], [float(ep.get_return()) for ep in episodes]], dtype=float)
+    """(lengths, returns) as a (2, num_episodes) array of the same episodes `first_started_episodes` plays, summed
+    chunk by chunk: what evaluation needs, without holding (or shipping back from a remote EnvRunner) their frames."""
+    played = np.zeros((2, num_episodes))
+
+    def take(i: int, ep) -> None:
+        played[0, i] += len(ep)
+        played[1, i] += float(ep.get_return())
+
+    _play_first_started(env_runner, num_episodes, explore, chunk, take)
+    return played
 
 
 def evaluation_episodes(group: EnvRunnerGroup, num_episodes: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:

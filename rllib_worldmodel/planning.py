@@ -39,6 +39,7 @@ class PlanSettings:
         temperature: The dream's tau (the run's dream temperature by default).
         done_logit_offset: Added to M's done logits (the run's calibrated deaths).
         done_logit_scale: Multiplies M's done logits before the offset.
+        collect: The planning agent also acts in real collection (exploration on top); needs horizon > 0.
     """
 
     horizon: int = 0
@@ -47,11 +48,17 @@ class PlanSettings:
     temperature: float = 1.15
     done_logit_offset: float = 0.0
     done_logit_scale: float = 1.0
+    collect: bool = False
 
     def __post_init__(self) -> None:
         check_count("plan_horizon", self.horizon, 0, "dream steps; 0 turns planning off")
         check_count("plan_samples", self.samples, 1, "dreams per candidate action")
         check_count("plan_every", self.every, 0, "steps; 0: C's own action repeat")
+        if not isinstance(self.collect, bool) or (self.collect and self.horizon == 0):
+            raise ValueError(
+                f"plan_collect={self.collect!r}: collection by the planning agent needs a bool and plan_horizon > 0; "
+                "set plan_horizon (e.g. 12) or plan_collect=False."
+            )
 
     def interval(self, action_repeat: int) -> int:
         """The planning agent's decision interval: `every`, or C's `action_repeat` when `every` is 0."""

@@ -256,6 +256,7 @@ class WorldModelsRLModule(TorchRLModule):
             temperature=float(self.plan_temperature),
             done_logit_offset=float(self.plan_done_offset),
             done_logit_scale=float(self.plan_done_scale),
+            collect=bool(self.plan_collect > 0.5),
         )
 
     def planner(self) -> DreamPlanner:
