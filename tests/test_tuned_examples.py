@@ -98,6 +98,8 @@ def test_takecover_skip4_preset_matches_the_main_job():
         "calibrate_deaths",
         "done_refit_horizon",
         "action_repeat",
+        "plan_horizon",
+        "plan_every",
         "cma_population",
         "cma_rollouts",
         "cma_generations_per_iteration",
