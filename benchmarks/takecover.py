@@ -10,6 +10,8 @@ comparison last.
     python benchmarks/takecover.py --preset refit_repeat --iterations 3 --eval-episodes 100  # the best measured one
     # PPO only, against the curve of an earlier run (this script's JSON or `rllib-worldmodel train`'s progress.jsonl):
     python benchmarks/takecover.py --preset skip4 --reuse runs/takecover/progress.jsonl   # the main job's run
+    # an agent whose real steps span several (resumed) runs: PPO gets the agent's total
+    python benchmarks/takecover.py --preset skip4 --reuse runs/last/progress.jsonl --ppo-steps 697326
 """
 
 from __future__ import annotations
@@ -189,6 +191,12 @@ def main() -> None:
     )
     parser.add_argument("--skip-ppo", action="store_true")
     parser.add_argument(
+        "--ppo-steps",
+        type=int,
+        help="real env steps PPO trains for (default: the WorldModels curve's last real_env_steps); give the agent's "
+        "total when it was trained over several resumed runs, whose progress.jsonl counts only the last run's steps",
+    )
+    parser.add_argument(
         "--reuse",
         help="keep the WorldModels curve of an earlier run of the same preset and run only PPO: this script's JSON, or "
         "the progress.jsonl of `rllib-worldmodel train` with the preset's settings",
@@ -231,7 +239,9 @@ def main() -> None:
         result["world_models"] = run_world_models(args, config)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))  # keep the curve even if the baseline fails
-    budget = result["world_models"]["curve"][-1]["real_env_steps"]
+    budget = args.ppo_steps if args.ppo_steps is not None else result["world_models"]["curve"][-1]["real_env_steps"]
+    if budget < 1:
+        parser.error(f"--ppo-steps={budget} must be >= 1 (real env steps PPO trains for)")
     if not args.skip_ppo:
         result["ppo_same_real_steps"] = run_ppo(budget, real_env_config, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
