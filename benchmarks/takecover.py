@@ -203,6 +203,8 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "takecover.json"))
     args = parser.parse_args()
+    if args.ppo_steps is not None and args.ppo_steps < 1:
+        parser.error(f"--ppo-steps={args.ppo_steps} must be >= 1 (real env steps PPO trains for)")
     if args.screen_flashes and args.preset != "levers":
         parser.error(f"--screen-flashes applies to --preset levers only (got --preset {args.preset})")
 
@@ -240,8 +242,6 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))  # keep the curve even if the baseline fails
     budget = args.ppo_steps if args.ppo_steps is not None else result["world_models"]["curve"][-1]["real_env_steps"]
-    if budget < 1:
-        parser.error(f"--ppo-steps={budget} must be >= 1 (real env steps PPO trains for)")
     if not args.skip_ppo:
         result["ppo_same_real_steps"] = run_ppo(budget, real_env_config, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
