@@ -246,9 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if resume is not None:
         algo.restore_from_path(str(resume))
         # The restored module acts as its checkpoint did (planning buffers included); this run's flags decide.
-        algo.set_planning(
-            args.plan_horizon, args.plan_samples, args.plan_dream_episodes, args.plan_every, args.plan_collect
-        )
+        _set_planning(algo, args, collect=args.plan_collect)
     t0 = time.perf_counter()
     rows = []
     try:
@@ -312,7 +310,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         algo = Algorithm.from_checkpoint(str(path))
         if args.plan_horizon is not None:  # plan with the checkpoint's world model and controller, re-scored
-            algo.set_planning(args.plan_horizon, args.plan_samples, args.plan_dream_episodes, args.plan_every)
+            _set_planning(algo, args)
         print(_score_line(algo.evaluate_real(args.episodes)))
         algo.stop()
     finally:
@@ -574,6 +572,17 @@ def _number_or_fit(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'fit'") from None
+
+
+def _set_planning(algo, args: argparse.Namespace, collect: bool | None = None) -> None:
+    """`WorldModels.set_planning` with the --plan-* flags (`_add_plan_args`); `collect` None: the config's."""
+    algo.set_planning(
+        args.plan_horizon,
+        samples=args.plan_samples,
+        dream_episodes=args.plan_dream_episodes,
+        every=args.plan_every,
+        collect=collect,
+    )
 
 
 def _add_plan_args(parser: argparse.ArgumentParser, default: int | None = 0) -> None:
