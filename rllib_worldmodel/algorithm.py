@@ -44,6 +44,7 @@ from rllib_worldmodel.calibration import (
 )
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.config import WorldModelsConfig
+from rllib_worldmodel.distill import distill_planner, DistillSettings
 from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
 from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
@@ -577,6 +578,8 @@ class WorldModels(Algorithm):
         self._set_agent_state(
             controller={k: v.cpu() for k, v in controller.state_dict().items()}, plan=self._plan_dream()
         )
+        if self.config.distill_settings().enabled:  # (config validation: planning is on)
+            self._distill(self.config.distill_settings())
         dream_steps += self._score_in_dream()
         # Dream steps are counted here only: never in env_runners/num_env_steps_* (real steps drive schedules/stops).
         self.metrics.log_value("dream/num_env_steps_sampled_lifetime", dream_steps, reduce="lifetime_sum")
@@ -659,6 +662,42 @@ class WorldModels(Algorithm):
         )
         self._score_in_dream()
         return dict(self.dream_score)
+
+    def distill_controller(self, settings: DistillSettings | None = None) -> dict[str, float]:
+        """Fit C to the planner's dreamed choices at the replay's newest real states (`distill.distill_planner`),
+        e.g. on a restored checkpoint, give the Learner and the EnvRunners the fitted C, and re-score the agent in
+        the dream. The loop does the same after every CMA-ES search when `distill_states` > 0.
+
+        Args:
+            settings: How many states and how C is fitted (default: the config's `distill_*`). Needs planning on
+                (`plan_horizon` > 0 or `set_planning`: the planner labels the states) and a replay.
+
+        Returns:
+            The `dream/distill_*` metrics (also logged).
+        """
+        settings = settings or self.config.distill_settings()
+        if not settings.enabled:
+            raise ValueError("distill_controller needs distill_states > 0 (real states the planner labels).")
+        if not self.local_module.plan_settings().enabled:
+            raise ValueError(
+                "distill_controller fits C to the planner's choices: switch planning on first (plan_horizon > 0, "
+                "`set_planning`)."
+            )
+        metrics = self._distill(settings)
+        self._score_in_dream()
+        return metrics
+
+    def _distill(self, settings: DistillSettings) -> dict[str, float]:
+        """`distill_controller` without the checks and the dream score: distill, log, sync C everywhere."""
+        t0 = time.perf_counter()
+        seed = (self.config.seed or 0) + 104729 * (self.iteration + 1)
+        metrics = distill_planner(self.local_module.planner(), self._whole_episodes(), settings, seed=seed)
+        metrics["dream/distill_s"] = time.perf_counter() - t0
+        for k, v in metrics.items():
+            self.metrics.log_value(k, v, window=1)
+        logger.info("C distilled from the planner: %s", {k: round(v, 3) for k, v in metrics.items()})
+        self._set_agent_state(controller={k: v.cpu() for k, v in self.local_module.controller.state_dict().items()})
+        return metrics
 
     # ------------------------------------------------------------------------------------------- state
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:

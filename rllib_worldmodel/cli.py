@@ -150,6 +150,9 @@ def train_config(args: argparse.Namespace):
             plan_every=args.plan_every,
             plan_dream_episodes=args.plan_dream_episodes,
             plan_collect=args.plan_collect,
+            distill_states=args.distill_states,
+            distill_every=args.distill_every,
+            distill_epochs=args.distill_epochs,
         )
         .evaluation(evaluation_duration=args.eval_episodes)
         .debugging(seed=args.seed)
@@ -682,6 +685,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the planning agent (--plan-horizon > 0) also acts in real collection after the random phase, "
         "exploration on top: new data from where the deployed agent goes",
     )
+    train.add_argument(
+        "--distill-states",
+        type=int,
+        default=0,
+        help="after every CMA-ES search, fit C to the planner's dreamed choices at this many of the replay's newest "
+        "real states (needs --plan-horizon > 0; 0: off); the agent deploys the fitted C",
+    )
+    train.add_argument(
+        "--distill-every", type=int, default=0, help="every n-th state of an episode (0: the planner's interval)"
+    )
+    train.add_argument("--distill-epochs", type=int, default=200, help="Adam's passes over the labelled states")
     train.add_argument("--temperature", type=float, default=1.15, help="dream temperature tau (paper: 1.15)")
     train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")
     train.add_argument("--skill", type=int, help="TakeCover Doom skill 1-5 (default 4)")

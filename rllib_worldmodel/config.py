@@ -9,6 +9,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_worldmodel.calibration import CALIBRATION_ANCHORS
+from rllib_worldmodel.distill import DistillSettings
 from rllib_worldmodel.done_refit import validate_refit_settings
 from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
 from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP, frame_skip_of
@@ -113,6 +114,11 @@ class WorldModelsConfig(AlgorithmConfig):
         self.plan_every = 0  # the planning agent's decision interval (0: C's action_repeat)
         self.plan_collect = False  # real collection acts with C (plus exploration), not the planner
         self.plan_dream_episodes = 16
+        # C fitted to the planner's dreamed choices at real states after every CMA-ES search (0 states: off)
+        self.distill_states = 0
+        self.distill_every = 0
+        self.distill_epochs = 200
+        self.distill_lr = 1e-3
         # exploit guard (off by default): reacts to a large dream-real gap
         self.guard_enabled = False
         self.guard_gap_ratio = 0.5
@@ -373,6 +379,10 @@ class WorldModelsConfig(AlgorithmConfig):
         plan_every: int = NotProvided,
         plan_dream_episodes: int = NotProvided,
         plan_collect: bool = NotProvided,
+        distill_states: int = NotProvided,
+        distill_every: int = NotProvided,
+        distill_epochs: int = NotProvided,
+        distill_lr: float = NotProvided,
     ) -> WorldModelsConfig:
         """The controller and how it is trained in the dream.
 
@@ -414,6 +424,15 @@ class WorldModelsConfig(AlgorithmConfig):
                 with the exploration (random holds, epsilon) on top: the new data comes from where the deployed
                 agent goes, which is where its planner looks into M. Needs plan_horizon > 0. Costs the planner's
                 look-ahead per collected decision (TakeCover, 12 steps every 3: about 1.7 s per real episode).
+            distill_states: After every search of C, fit C to the planner's dreamed choices (`distill`: the
+                planner scores every first action in the dream at this many real states of the replay, newest
+                first, and C minimises the planner's regret of its own choice). 0: off. Needs plan_horizon > 0 and
+                the CMA-ES trainer; CMA-ES keeps searching from its own mean, the agent deploys the fitted C (and
+                plans with it, when planning). TakeCover: the fitted C alone plays near the planner's level at C's
+                cost per decision (README, "C learns the planner's choices").
+            distill_every: Take every n-th real state of an episode (0: the planner's decision interval).
+            distill_epochs: Adam's passes over the labelled states.
+            distill_lr: Adam's learning rate.
         """
         return self._set_provided(
             {
@@ -435,6 +454,10 @@ class WorldModelsConfig(AlgorithmConfig):
                 "plan_every": plan_every,
                 "plan_dream_episodes": plan_dream_episodes,
                 "plan_collect": plan_collect,
+                "distill_states": distill_states,
+                "distill_every": distill_every,
+                "distill_epochs": distill_epochs,
+                "distill_lr": distill_lr,
             }
         )
 
@@ -465,6 +488,12 @@ class WorldModelsConfig(AlgorithmConfig):
             extra_episodes: Extra real episodes collected with the deployed controller after a trigger.
         """
         return self._set_provided({f"guard_{k}": v for k, v in locals().items() if k != "self"})
+
+    def distill_settings(self) -> DistillSettings:
+        """The `distill_*` fields as `distill.DistillSettings` (raises a ValueError naming a bad one)."""
+        return DistillSettings(
+            states=self.distill_states, every=self.distill_every, epochs=self.distill_epochs, lr=self.distill_lr
+        )
 
     def _set_provided(self, values: dict[str, Any]) -> WorldModelsConfig:
         """Set every attribute whose value is not NotProvided (the builders' shared body)."""
@@ -738,6 +767,21 @@ class WorldModelsConfig(AlgorithmConfig):
             )
         except ValueError as e:
             errors.append(f"controller {e}")
+        try:
+            distill = self.distill_settings()
+        except ValueError as e:
+            errors.append(f"controller {e}")
+        else:
+            need(
+                not distill.enabled or (isinstance(self.plan_horizon, int) and self.plan_horizon > 0),
+                f"controller distill_states={self.distill_states} fits C to the planner's choices: set "
+                "plan_horizon > 0 (e.g. 12) or distill_states=0.",
+            )
+            need(
+                not distill.enabled or self.controller_trainer == "cma",
+                f"controller distill_states={self.distill_states} needs trainer='cma' (the RLlib dream trainer keeps "
+                "its own policy): set trainer='cma' or distill_states=0.",
+            )
         need(
             not (isinstance(self.plan_horizon, int) and self.plan_horizon > 0 and self.calibrate_deaths == "policy"),
             f"controller plan_horizon={self.plan_horizon} with dream calibrate_deaths='policy': the policy anchor is "

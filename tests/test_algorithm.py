@@ -196,16 +196,27 @@ def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anc
 
 
 def test_a_run_configured_to_plan_evaluates_the_planning_agent_and_scores_it_in_the_dream(ray_session):
-    algo = tiny_config().controller(plan_horizon=3, plan_samples=2, plan_dream_episodes=2).build_algo()
+    """... and, with distill_states, deploys C fitted to the planner's choices while CMA-ES keeps its own mean."""
+    algo = (
+        tiny_config()
+        .controller(plan_horizon=3, plan_samples=2, plan_dream_episodes=2, distill_states=12, distill_epochs=3)
+        .build_algo()
+    )
     try:
         algo.train()
         r = algo.train()
+        deployed = algo.local_module.controller.get_flat()
+        np.testing.assert_allclose(algo.env_runner.module.controller.get_flat(), deployed, rtol=1e-6)
+        assert not np.allclose(deployed, algo.cma.mean_params())  # the fitted C, not CMA-ES's mean
+        again = algo.distill_controller()  # also callable on a restored agent; re-scores it in the dream
     finally:
         algo.stop()
     assert algo.env_runner.module.plan_settings().horizon == 3
     assert np.isfinite(r["dream/controller_return_mean"])  # C alone, beside the planning agent's dream score
     assert r["dream/episode_return_mean"] == r["evaluation"]["dream/episode_return_mean"]
     assert r["evaluation"]["real/num_episodes"] >= 4
+    assert r["dream/distill_states"] == 12 and np.isfinite(r["dream/distill_regret_after"])
+    assert again["dream/distill_states"] == 12
 
 
 def test_exported_world_model_drives_the_dream_env(trained, tmp_path):

@@ -186,6 +186,17 @@ def test_train_plan_flags_reach_the_config_and_evaluate_keeps_the_checkpoints_ag
     assert not cfg.plan_collect and train_config(parse([*base, *plan, "--plan-collect"])).plan_collect
     assert parse(["evaluate", "--checkpoint", "x"]).plan_horizon is None
     assert parse(["evaluate", "--checkpoint", "x", "--plan-horizon", "24"]).plan_horizon == 24
+    distill = ["--distill-states", "500", "--distill-every", "5", "--distill-epochs", "50"]
+    cfg = train_config(parse([*base, *plan, *distill]))
+    cfg.validate()
+    assert (cfg.distill_states, cfg.distill_every, cfg.distill_epochs) == (500, 5, 50)
+    assert train_config(parse(base)).distill_states == 0  # off by default
+
+
+def test_train_refuses_distillation_without_planning_before_starting_ray(tmp_path, capsys):
+    assert main(["train", "--env", "takecover", "--distill-states", "100", "--out", str(tmp_path / "run")]) == 2
+    assert "distill_states=100 fits C to the planner's choices: set plan_horizon > 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_checkpoint_save_replaces_the_old_one_and_a_crash_mid_save_keeps_it(tmp_path):

@@ -1,0 +1,127 @@
+"""C distilled from the planner vs the original C, alone and planning, on the same REAL episodes.
+
+    python benchmarks/distill_planner.py --checkpoint runs/takecover/checkpoint --states 8000 --episodes 100
+
+Restores a `WorldModels` checkpoint whose agent plans (its `plan_*` buffers, or `--plan-horizon`), plays real
+TakeCover episodes with C alone and with the planning agent, then fits C to the planner's dreamed choices at the
+replay's newest real states (`WorldModels.distill_controller`, `rllib_worldmodel.distill`) and plays the same
+episode seeds again with the fitted C alone and planning with it. C alone decides at its own interval (the
+checkpoint's `action_repeat`); the fitted C alone at the planner's, the interval its labels were chosen at. No real
+reward reaches any decision or any fit: the labels are the planner's dreamed scores. Score = frames survived.
+Writes JSON and prints the table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep Ray on loopback
+
+import numpy as np
+import ray
+import torch
+from dream_planning import play
+from ray.rllib.algorithms.algorithm import Algorithm
+
+import rllib_worldmodel  # noqa: F401  (registers the env names the checkpoint's config reads)
+from rllib_worldmodel.distill import DistillSettings
+from rllib_worldmodel.envs import make_takecover
+from rllib_worldmodel.models.world_model import read_checkpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a WorldModels RLlib checkpoint folder")
+    parser.add_argument("--states", type=int, default=8000, help="real replay states the planner labels")
+    parser.add_argument("--every", type=int, default=0, help="every n-th state of an episode (0: planner's interval)")
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--plan-horizon", type=int, default=None, help="plan this far (default: the checkpoint's)")
+    parser.add_argument("--plan-every", type=int, default=None, help="planner's interval (default: the checkpoint's)")
+    parser.add_argument("--episodes", type=int, default=100, help="real episodes per row")
+    parser.add_argument("--seed", type=int, default=6000, help="episode i is reset with seed + i in every row")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "distill_planner.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        t0 = time.perf_counter()
+        algo = Algorithm.from_checkpoint(str(Path(args.checkpoint).resolve()))
+        restore_s = time.perf_counter() - t0
+        if args.plan_horizon is not None:
+            algo.set_planning(args.plan_horizon, every=args.plan_every)
+        module = algo.local_module.cpu().eval()
+        plan = module.plan_settings()
+        if not plan.enabled:
+            raise SystemExit("the checkpoint's agent does not plan: pass --plan-horizon (e.g. 12) and --plan-every")
+        env_settings = read_checkpoint(Path(args.checkpoint).resolve().parent / "world_model.pt")["metadata"]
+        make_env = functools.partial(make_takecover, **env_settings["env_settings"])
+        interval, own = plan.interval(module.action_repeat), module.action_repeat
+        rows = {}
+
+        def row(name: str, planning: bool, repeat: int) -> None:
+            module.plan_horizon.fill_(plan.horizon if planning else 0)
+            module.action_repeat = repeat
+            torch.manual_seed(args.seed)  # V's z draws: the same in every row
+            t = time.perf_counter()
+            returns = play(module, make_env, args.episodes, args.seed)
+            rows[name] = {"returns": returns.tolist(), "wall_s": time.perf_counter() - t, "repeat": repeat}
+            print(f"{name}: {returns.mean():.1f} ± {returns.std():.1f} ({rows[name]['wall_s']:.0f} s)", flush=True)
+
+        row("C alone", False, own)
+        row("C + planning", True, own)
+        t = time.perf_counter()
+        metrics = algo.distill_controller(
+            DistillSettings(states=args.states, every=args.every, epochs=args.epochs, lr=args.lr)
+        )
+        distill_s = time.perf_counter() - t
+        print({k: round(v, 3) for k, v in metrics.items()}, f"{distill_s:.0f} s", flush=True)
+        module = algo.local_module.cpu().eval()
+        row("distilled C alone", False, interval)
+        row("distilled C + planning", True, own)
+        algo.stop()
+    finally:
+        ray.shutdown()
+
+    base = np.asarray(rows["C + planning"]["returns"])
+    table = []
+    for name, r in rows.items():
+        x = np.asarray(r["returns"])
+        d = x - base
+        r.update(
+            mean=float(x.mean()),
+            std=float(x.std()),
+            paired_vs_planning=float(d.mean()),
+            paired_se=float(d.std(ddof=1) / np.sqrt(len(d))),
+        )
+        table.append(
+            f"| {name} | every {r['repeat']} steps | {r['mean']:.1f} ± {r['std']:.1f} | "
+            f"{r['paired_vs_planning']:+.1f} ± {r['paired_se']:.1f} | {r['wall_s']:.0f} s |"
+        )
+    out = {
+        "checkpoint": str(args.checkpoint),
+        "plan": {"horizon": plan.horizon, "every": interval, "samples": plan.samples},
+        "distill": {"states": args.states, "every": args.every, "epochs": args.epochs, "lr": args.lr},
+        "distill_metrics": metrics,
+        "distill_s": distill_s,
+        "restore_s": restore_s,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(f"\nreal TakeCover, {args.episodes} episodes (seeds {args.seed}+), frames survived; {args.out}")
+    print("| agent | decides | real | paired vs C + planning | wall-clock |")
+    print("|---|---|---|---|---|")
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
