@@ -71,7 +71,8 @@ def main() -> None:
             torch.manual_seed(args.seed)  # V's z draws: the same in every row
             t = time.perf_counter()
             returns = play(module, make_env, args.episodes, args.seed)
-            rows[name] = {"returns": returns.tolist(), "wall_s": time.perf_counter() - t, "repeat": repeat}
+            decides = interval if planning else repeat  # a planning agent decides at the planner's interval
+            rows[name] = {"returns": returns.tolist(), "wall_s": time.perf_counter() - t, "repeat": decides}
             print(f"{name}: {returns.mean():.1f} ± {returns.std():.1f} ({rows[name]['wall_s']:.0f} s)", flush=True)
 
         row("C alone", False, own)

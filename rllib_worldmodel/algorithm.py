@@ -691,7 +691,9 @@ class WorldModels(Algorithm):
         """`distill_controller` without the checks and the dream score: distill, log, sync C everywhere."""
         t0 = time.perf_counter()
         seed = (self.config.seed or 0) + 104729 * (self.iteration + 1)
-        metrics = distill_planner(self.local_module.planner(), self._whole_episodes(), settings, seed=seed)
+        metrics = distill_planner(
+            self.local_module.planner(), self._whole_episodes(), settings, seed=seed, real_z=self.config.real_z
+        )
         metrics["dream/distill_s"] = time.perf_counter() - t0
         for k, v in metrics.items():
             self.metrics.log_value(k, v, window=1)

@@ -70,6 +70,21 @@ def test_real_states_take_the_newest_episodes_with_the_action_before_each_state(
     assert (h[0] == 0).all() and (h[1] != 0).any()
 
 
+def test_real_states_are_the_acting_agents_m_reads_the_same_drawn_z_it_acts_on():
+    """As `WorldModelsRLModule` does: the z drawn for a frame is C's input and M's next input alike."""
+    model = make_image_world_model(z_size=8, rnn_size=16, n_actions=3)
+    (episode,) = encoded_episodes(model, [6])
+    z, h, c, prev = real_states(model, [episode], every=1, max_states=6, generator=torch.Generator().manual_seed(1))
+    for t in range(5):
+        h_next, c_next = model.mdn_rnn.step(z[t : t + 1], episode[2][t : t + 1], (h[t : t + 1], c[t : t + 1]))
+        torch.testing.assert_close(h_next[0], h[t + 1])
+        torch.testing.assert_close(c_next[0], c[t + 1])
+    z_mean, *_ = real_states(model, [episode], every=1, max_states=6, real_z="mean")
+    torch.testing.assert_close(z_mean, episode[0])
+    with pytest.raises(ValueError, match="real_z='mode'"):
+        real_states(model, [episode], every=1, max_states=6, real_z="mode")
+
+
 def test_distilled_c_stops_taking_the_action_the_dream_says_kills():
     """C always takes the deadly action; the planner (which looks one decision ahead) scores it lowest at every
     real state, and the fitted C no longer takes it there."""
