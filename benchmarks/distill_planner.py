@@ -8,7 +8,7 @@ replay's newest real states (`WorldModels.distill_controller`, `rllib_worldmodel
 episode seeds again with the fitted C alone and planning with it. C alone decides at its own interval (the
 checkpoint's `action_repeat`); the fitted C alone at the planner's, the interval its labels were chosen at. No real
 reward reaches any decision or any fit: the labels are the planner's dreamed scores. Score = frames survived.
-Writes JSON and prints the table last.
+Writes JSON (and the fitted C's weights beside it, `.controller.pt`) and prints the table last.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "distill_planner.json"))
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     ray.init(num_cpus=2, include_dashboard=False)
     try:
@@ -84,6 +85,8 @@ def main() -> None:
         distill_s = time.perf_counter() - t
         print({k: round(v, 3) for k, v in metrics.items()}, f"{distill_s:.0f} s", flush=True)
         module = algo.local_module.cpu().eval()
+        # the fitted C beside the JSON, to play it again elsewhere (`controller.load_state_dict`)
+        torch.save(module.controller.state_dict(), Path(args.out).with_suffix(".controller.pt"))
         row("distilled C alone", False, interval)
         row("distilled C + planning", True, own)
         algo.stop()
@@ -116,7 +119,6 @@ def main() -> None:
         "seed": args.seed,
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"\nreal TakeCover, {args.episodes} episodes (seeds {args.seed}+), frames survived; {args.out}")
     print("| agent | decides | real | paired vs C + planning | wall-clock |")

@@ -428,8 +428,8 @@ class WorldModelsConfig(AlgorithmConfig):
                 planner scores every first action in the dream at this many real states of the replay, newest
                 first, and C minimises the planner's regret of its own choice). 0: off. Needs plan_horizon > 0 and
                 the CMA-ES trainer; CMA-ES keeps searching from its own mean, the agent deploys the fitted C (and
-                plans with it, when planning). TakeCover: the fitted C alone plays near the planner's level at C's
-                cost per decision (README, "C learns the planner's choices").
+                plans with it, when planning). TakeCover: the fitted C alone recovers half to all of the planner's
+                gain over C at C's cost per decision (README, "C learns the planner's choices").
             distill_every: Take every n-th real state of an episode (0: the planner's decision interval).
             distill_epochs: Adam's passes over the labelled states.
             distill_lr: Adam's learning rate.
