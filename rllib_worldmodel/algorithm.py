@@ -676,8 +676,6 @@ class WorldModels(Algorithm):
             The `dream/distill_*` metrics (also logged).
         """
         settings = settings or self.config.distill_settings()
-        if not settings.enabled:
-            raise ValueError("distill_controller needs distill_states > 0 (real states the planner labels).")
         if not self.local_module.plan_settings().enabled:
             raise ValueError(
                 "distill_controller fits C to the planner's choices: switch planning on first (plan_horizon > 0, "

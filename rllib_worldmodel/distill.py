@@ -75,13 +75,12 @@ def real_states(
     max_states: int,
     generator: torch.Generator | None = None,
     real_z: str = "sample",
-    batch_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every `every`-th real state of the newest `episodes` (the list's end), up to `max_states`, as the acting agent
     had it (`WorldModelsRLModule`): z of each frame drawn from V's posterior (or its mean, `real_z="mean"`), M's
     (h, c) after reading those same z and the actions really taken, and the action taken just before, encoded as M
-    reads it (zeros at an episode start). Not M's branch points: those read V's means, and a C fitted on states of
-    one kind would act on states of the other.
+    reads it (zeros at an episode start). M's branch points (`WorldModel.branch_point_states`), but with M reading the
+    drawn z rather than V's means: a C fitted on states of one kind would act on states of the other.
 
     Returns:
         (z, h, c, prev_action), each (N, ...) on the CPU, N <= max_states, oldest first.
@@ -95,40 +94,21 @@ def real_states(
         chosen.append(ep)
         count += (len(ep[2]) + every - 1) // every
     chosen.reverse()
-    m_rnn, dev, zs, na = (
-        world_model.mdn_rnn,
-        world_model.device,
-        world_model.config.z_size,
-        world_model.config.action_dim,
-    )
-    out: list[list[torch.Tensor]] = [[], [], [], []]
-    where = []  # (episode, step) of each state, to keep the newest ones
-    for s in range(0, len(chosen), batch_size):
-        chunk = chosen[s : s + batch_size]
-        lengths = torch.tensor([len(a) for _, _, a, _ in chunk])
-        b, t_max = len(chunk), int(lengths.max())
-        z, act = torch.zeros(b, t_max, zs), torch.zeros(b, t_max, na)
-        for i, (mu, logvar, a, _) in enumerate(chunk):
-            n = len(a)
-            noise = torch.randn(n, zs, generator=generator) if real_z == "sample" else torch.zeros(n, zs)
-            z[i, :n] = mu[:n].cpu() + (0.5 * logvar[:n].cpu()).exp() * noise
-            act[i, :n] = a.cpu()
-        z, act = z.to(dev), act.to(dev)
-        h, c = m_rnn.initial_state(b, dev)
-        prev = torch.zeros(b, na, device=dev)
-        for t in range(t_max):
-            if t % every == 0:
-                live = lengths > t
-                for part, x in zip(out, (z[:, t], h, c, prev)):
-                    part.append(x[live.to(dev)].cpu())
-                rows = torch.nonzero(live).squeeze(1) + s
-                where.append(torch.stack([rows, torch.full_like(rows, t)], dim=-1))
-            h, c = m_rnn.step(z[:, t], act[:, t], (h, c))
-            prev = act[:, t]
-    # collected time-major within each chunk of episodes: order by (episode, step), keep the newest
-    ep_t = torch.cat(where)
-    order = torch.argsort(ep_t[:, 0] * (int(ep_t[:, 1].max()) + 1) + ep_t[:, 1])[-max_states:]
-    z, h, c, prev = (torch.cat(part)[order] for part in out)
+    # M's branch points read the first latent of each episode tuple: hand it the z the agent would have drawn
+    drawn = []
+    for mu, logvar, actions, ended in chosen:
+        mu, logvar = mu.cpu(), logvar.cpu()
+        if real_z == "sample":
+            mu = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator)
+        drawn.append((mu, logvar, actions, ended))
+    rows, _, where = world_model.branch_point_states(drawn, every=every)
+    # rows come time-major within batches of episodes: order them by (episode, step) and keep the newest
+    order = torch.argsort(where[:, 0] * (int(where[:, 1].max()) + 1) + where[:, 1])[-max_states:]
+    z, _, h, c = world_model.split_branch_states(rows[order])
+    prev = torch.zeros(len(order), world_model.config.action_dim)
+    for n, (i, t) in enumerate(where[order].tolist()):
+        if t > 0:
+            prev[n] = chosen[i][2][t - 1].cpu()
     return z, h, c, prev
 
 
@@ -239,7 +219,7 @@ def distill_planner(
         `fit_to_scores`'s metrics.
     """
     if not settings.enabled:
-        raise ValueError("distill_planner needs DistillSettings(states > 0)")
+        raise ValueError("distillation needs distill_states > 0 (real states the planner labels).")
     if not episodes:
         raise ValueError("distill_planner needs real episodes to take states from; the replay is empty.")
     gen = torch.Generator().manual_seed(seed)
