@@ -30,6 +30,7 @@ from takecover_tau import SeededEpisodes
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.models.world_model import read_checkpoint
+from rllib_worldmodel.planning import PLAN_ROLLOUTS, rollouts_index
 from rllib_worldmodel.rl_module import WorldModelsRLModule
 
 
@@ -107,6 +108,14 @@ def main() -> None:
     parser.add_argument(
         "--every", type=int, nargs="+", default=[0], help="the planner's decision intervals (0: C's own), per horizon"
     )
+    parser.add_argument(
+        "--rollouts",
+        nargs="+",
+        default=["controller"],
+        choices=PLAN_ROLLOUTS,
+        help="what follows the first decision in the look-ahead, per horizon and interval ('parallel': C and each "
+        "action held, an action scored by its best)",
+    )
     parser.add_argument("--temperature", type=float, default=1.15, help="the look-ahead dream's tau")
     parser.add_argument("--episodes", type=int, default=100, help="real episodes per row (0: the step cost only)")
     parser.add_argument("--seed", type=int, default=5000)
@@ -126,10 +135,11 @@ def main() -> None:
     cost = step_cost(module.world_model, 8 * int(module.action_space.n) * args.samples)
     print(json.dumps({"look_ahead_step": cost}), flush=True)
     rows = []
-    configs = [(0, 0)] + [(h, e) for h in args.horizons for e in args.every] if args.episodes else []
-    for horizon, every in configs:
+    configs = [(0, 0, "controller")] + [(h, e, r) for h in args.horizons for e in args.every for r in args.rollouts]
+    for horizon, every, rollouts in configs if args.episodes else []:
         module.plan_horizon.fill_(horizon)
         module.plan_every.fill_(every)
+        module.plan_rollouts.fill_(rollouts_index(rollouts))
         torch.manual_seed(args.seed)  # V's z draws and the look-ahead's noise start alike in every row
         t0 = time.perf_counter()
         returns = play(module, functools.partial(make_takecover, **env_settings), args.episodes, args.seed)
@@ -137,6 +147,7 @@ def main() -> None:
             {
                 "plan_horizon": horizon,
                 "plan_samples": args.samples if horizon else 0,
+                "plan_rollouts": rollouts if horizon else None,
                 "decides_every": module.plan_settings().interval(module.action_repeat)
                 if horizon
                 else module.action_repeat,
@@ -184,6 +195,7 @@ def main() -> None:
             f"C alone, deciding every {row['decides_every']} steps"
             if row["plan_horizon"] == 0
             else f"planning {row['plan_horizon']} steps x {args.samples} dreams, deciding every {row['decides_every']}"
+            + (", parallel rollouts (C and each action held)" if row["plan_rollouts"] == "parallel" else "")
         )
         gain = f"{row['paired_gain_mean']:+.0f} ± {row['paired_gain_se']:.0f}" if "paired_gain_mean" in row else "—"
         print(f"| {name} | {row['real_mean']:.0f} ± {row['real_std']:.0f} | {gain} | {row['wall_s']:.0f} s |")

@@ -51,7 +51,13 @@ from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
 from rllib_worldmodel.evaluation import evaluate_real_and_dream, evaluation_episodes, sample_episodes
 from rllib_worldmodel.models.controller import ControllerInput
 from rllib_worldmodel.models.world_model import WorldModel
-from rllib_worldmodel.planning import check_count, check_plannable, planner_dream_returns, PlanSettings
+from rllib_worldmodel.planning import (
+    check_count,
+    check_plannable,
+    planner_dream_returns,
+    PlanSettings,
+    rollouts_index,
+)
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import latent_logvar
 
@@ -633,6 +639,7 @@ class WorldModels(Algorithm):
         dream_episodes: int | None = None,
         every: int | None = None,
         collect: bool | None = None,
+        rollouts: str | None = None,
     ) -> dict:
         """Switch decision-time planning in the dream on (horizon > 0) or off (0) for the agent as it is now, e.g.
         a restored checkpoint, and re-score it in the dream (the dream score beside its next real evaluation).
@@ -645,6 +652,8 @@ class WorldModels(Algorithm):
                 action repeat).
             collect: Whether the planning agent also acts in real collection (default: the config's
                 `plan_collect` while planning, off with horizon 0); needs horizon > 0.
+            rollouts: What follows the first decision in the look-ahead: "controller" or "parallel" (default: the
+                config's `plan_rollouts`).
 
         Returns:
             The new dream score (mean, std, min, max).
@@ -652,13 +661,21 @@ class WorldModels(Algorithm):
         samples = self.config.plan_samples if samples is None else samples
         every = self.config.plan_every if every is None else every
         collect = (self.config.plan_collect and horizon > 0) if collect is None else collect  # off without planning
-        plan = PlanSettings(horizon=horizon, samples=samples, every=every, collect=collect)  # clear errors
+        rollouts = self.config.plan_rollouts if rollouts is None else rollouts
+        plan = PlanSettings(horizon=horizon, samples=samples, every=every, collect=collect, rollouts=rollouts)
         check_plannable(self.local_module.action_space, horizon, plan.interval(self.config.action_repeat))
         if dream_episodes is not None:
             check_count("dream_episodes", dream_episodes, 1, "whole dreams the planning agent is scored in")
             self.plan_dream_episodes = dream_episodes
         self._set_agent_state(
-            plan={"horizon": horizon, "samples": samples, "every": every, "collect": collect, **self._plan_dream()}
+            plan={
+                "horizon": horizon,
+                "samples": samples,
+                "every": every,
+                "collect": collect,
+                "rollouts": rollouts_index(rollouts),
+                **self._plan_dream(),
+            }
         )
         self._score_in_dream()
         return dict(self.dream_score)

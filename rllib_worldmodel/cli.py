@@ -25,6 +25,7 @@ import numpy as np
 
 from rllib_worldmodel.calibration import CALIBRATION_ANCHORS
 from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, frame_skip_of, takecover_view
+from rllib_worldmodel.planning import PLAN_ROLLOUTS
 
 ENV_PRESETS = {
     # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256. frame_cap: the real default cap (TakeCover's is
@@ -150,6 +151,7 @@ def train_config(args: argparse.Namespace):
             plan_every=args.plan_every,
             plan_dream_episodes=args.plan_dream_episodes,
             plan_collect=args.plan_collect,
+            plan_rollouts=args.plan_rollouts,
             distill_states=args.distill_states,
             distill_every=args.distill_every,
             distill_epochs=args.distill_epochs,
@@ -585,6 +587,7 @@ def _set_planning(algo, args: argparse.Namespace, collect: bool | None = None) -
         dream_episodes=args.plan_dream_episodes,
         every=args.plan_every,
         collect=collect,
+        rollouts=args.plan_rollouts,
     )
 
 
@@ -604,6 +607,13 @@ def _add_plan_args(parser: argparse.ArgumentParser, default: int | None = 0) -> 
     )
     parser.add_argument(
         "--plan-dream-episodes", type=int, default=16, help="whole dreams the planning agent's dream score uses"
+    )
+    parser.add_argument(
+        "--plan-rollouts",
+        default="controller",
+        choices=PLAN_ROLLOUTS,
+        help="what follows the first decision in the look-ahead: C, or 'parallel': C and each action held, each "
+        "first action scored by its best (1 + actions times the dreams)",
     )
 
 

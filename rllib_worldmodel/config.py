@@ -113,6 +113,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.plan_samples = 16
         self.plan_every = 0  # the planning agent's decision interval (0: C's action_repeat)
         self.plan_collect = False  # real collection acts with C (plus exploration), not the planner
+        self.plan_rollouts = "controller"  # what follows the first decision in the look-ahead ("parallel": + holds)
         self.plan_dream_episodes = 16
         # C fitted to the planner's dreamed choices at real states after every CMA-ES search (0 states: off)
         self.distill_states = 0
@@ -379,6 +380,7 @@ class WorldModelsConfig(AlgorithmConfig):
         plan_every: int = NotProvided,
         plan_dream_episodes: int = NotProvided,
         plan_collect: bool = NotProvided,
+        plan_rollouts: str = NotProvided,
         distill_states: int = NotProvided,
         distill_every: int = NotProvided,
         distill_epochs: int = NotProvided,
@@ -424,6 +426,10 @@ class WorldModelsConfig(AlgorithmConfig):
                 with the exploration (random holds, epsilon) on top: the new data comes from where the deployed
                 agent goes, which is where its planner looks into M. Needs plan_horizon > 0. Costs the planner's
                 look-ahead per collected decision (TakeCover, 12 steps every 3: about 1.7 s per real episode).
+            plan_rollouts: What follows the first decision in the look-ahead dreams: "controller" (C) or "parallel"
+                (C and each action held to the horizon, in separate dreams; each first action scores its best
+                policy's expected return: at least as good as the best of them, in the dream; 1 + actions times
+                the dreams). TakeCover: README, "Parallel rollouts".
             distill_states: After every search of C, fit C to the planner's dreamed choices (`distill`: the
                 planner scores every first action in the dream at this many real states of the replay, newest
                 first, and C minimises the planner's regret of its own choice). 0: off. Needs plan_horizon > 0 and
@@ -454,6 +460,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "plan_every": plan_every,
                 "plan_dream_episodes": plan_dream_episodes,
                 "plan_collect": plan_collect,
+                "plan_rollouts": plan_rollouts,
                 "distill_states": distill_states,
                 "distill_every": distill_every,
                 "distill_epochs": distill_epochs,
@@ -529,6 +536,7 @@ class WorldModelsConfig(AlgorithmConfig):
             "plan_samples": self.plan_samples,
             "plan_every": self.plan_every,
             "plan_collect": bool(self.plan_collect),
+            "plan_rollouts": self.plan_rollouts,
             "include_cell": self.include_cell,
             "include_prev_action": self.include_prev_action,
             "include_hidden": self.include_hidden,
@@ -756,7 +764,11 @@ class WorldModelsConfig(AlgorithmConfig):
         need(self.real_z in ("sample", "mean"), f"real_z={self.real_z!r}: use 'sample' (paper) or 'mean'.")
         try:  # each of the two reports its own error
             plan = PlanSettings(
-                horizon=self.plan_horizon, samples=self.plan_samples, every=self.plan_every, collect=self.plan_collect
+                horizon=self.plan_horizon,
+                samples=self.plan_samples,
+                every=self.plan_every,
+                collect=self.plan_collect,
+                rollouts=self.plan_rollouts,
             )
             check_plannable(None, plan.horizon, plan.interval(self.action_repeat))
         except ValueError as e:

@@ -123,8 +123,7 @@ def planner_scores(
 ) -> torch.Tensor:
     """The planner's expected dreamed return of every first action at each state, (N, num_actions), computed in
     batches of about `dreams_per_call` look-ahead dreams."""
-    per_state = planner.num_actions * planner.settings.samples
-    step = max(1, dreams_per_call // per_state)
+    step = max(1, dreams_per_call // planner.dreams_per_state)
     out = [
         planner.scores(z[i : i + step], h[i : i + step], c[i : i + step], prev_action[i : i + step]).cpu()
         for i in range(0, len(z), step)

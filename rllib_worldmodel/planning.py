@@ -10,6 +10,12 @@ decision interval, and C's own actions after that, `samples` dreams per first ac
 dreamed return. The j-th dream of every candidate shares its random draws (common random numbers), so candidates are
 compared on the same dreamed futures. That is a one-step policy improvement over C (a rollout algorithm), done in
 the dream only: no real reward is ever used to choose an action, and C is unchanged. Discrete actions only.
+
+With `rollouts="parallel"` every first action is followed, in separate dreams, by C and by each action held to the
+horizon, and an action scores the best of those base policies' expected returns (parallel rollout, Chang, Givan &
+Chong 2004: the improved policy is at least as good as the best of its base policies, in the dream). Held actions
+are the escapes C may not take (a sweep survives longer in the game than C alone, README); it costs
+(1 + actions) times the dreams.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import torch
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.models.controller import Controller, ControllerInput
 from rllib_worldmodel.models.world_model import WorldModel
+
+# What follows the first decision in the look-ahead dreams: C alone, or C and every action held (parallel rollout).
+PLAN_ROLLOUTS = ("controller", "parallel")
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,9 @@ class PlanSettings:
         done_logit_offset: Added to M's done logits (the run's calibrated deaths).
         done_logit_scale: Multiplies M's done logits before the offset.
         collect: The planning agent also acts in real collection (exploration on top); needs horizon > 0.
+        rollouts: The policies followed after the first decision: "controller" (C) or "parallel" (C and each
+            action held to the horizon, in separate dreams; an action scores its best policy's expected return;
+            costs 1 + actions times the dreams).
     """
 
     horizon: int = 0
@@ -49,6 +61,7 @@ class PlanSettings:
     done_logit_offset: float = 0.0
     done_logit_scale: float = 1.0
     collect: bool = False
+    rollouts: str = "controller"
 
     def __post_init__(self) -> None:
         check_count("plan_horizon", self.horizon, 0, "dream steps; 0 turns planning off")
@@ -59,6 +72,7 @@ class PlanSettings:
                 f"plan_collect={self.collect!r}: collection by the planning agent needs a bool and plan_horizon > 0; "
                 "set plan_horizon (e.g. 12) or plan_collect=False."
             )
+        rollouts_index(self.rollouts)  # a clear error naming plan_rollouts
 
     def interval(self, action_repeat: int) -> int:
         """The planning agent's decision interval: `every`, or C's `action_repeat` when `every` is 0."""
@@ -85,6 +99,17 @@ class PlanSettings:
             max_episode_steps=self.horizon + 1,
             device=str(device),
         )
+
+
+def rollouts_index(rollouts: str) -> int:
+    """`rollouts`' index in PLAN_ROLLOUTS (how the acting module's buffer holds it), or a ValueError naming
+    `plan_rollouts`."""
+    if rollouts not in PLAN_ROLLOUTS:
+        raise ValueError(
+            f"plan_rollouts={rollouts!r}: use one of {PLAN_ROLLOUTS} (what follows the first decision in the "
+            "look-ahead: C, or C and every action held)."
+        )
+    return PLAN_ROLLOUTS.index(rollouts)
 
 
 def check_count(name: str, value, minimum: int, meaning: str) -> None:
@@ -138,24 +163,32 @@ class DreamPlanner:
         self.controller_input = controller_input
         self.interval = int(interval)
         self.num_actions = int(world_model.config.action_space().n)
+        # base policies after the first decision: C, then (parallel rollout) action i held, i = 0 .. num_actions - 1
+        self.num_policies = 1 + (self.num_actions if settings.rollouts == "parallel" else 0)
         self.sim = DreamSimulator(world_model, settings.dream_settings(controller_input, world_model.device))
         self.sim.seed(seed)
+
+    @property
+    def dreams_per_state(self) -> int:
+        """Look-ahead dreams behind one decision: first actions x base policies x samples."""
+        return self.num_actions * self.num_policies * self.settings.samples
 
     @torch.no_grad()
     def scores(
         self, z_B_Z: torch.Tensor, h_B_H: torch.Tensor, c_B_H: torch.Tensor, prev_action_B_A: torch.Tensor
     ) -> torch.Tensor:
         """Expected dreamed return over the horizon of each first action, (B, num_actions), from B model states:
-        z of the current real frame and M's (h, c) and last encoded action before it."""
-        n, k, a = self.settings.samples, self.interval, self.num_actions
+        z of the current real frame and M's (h, c) and last encoded action before it. With parallel rollouts, the
+        best over the base policies that follow the first decision."""
+        n, k, a, p = self.settings.samples, self.interval, self.num_actions, self.num_policies
         sim = self.sim
         dev = sim.device
-        rep = a * n  # every state is dreamed from a x n times: candidate-major within each state
+        rep = a * p * n  # every state is dreamed from a x p x n times: first action, then policy, then sample
         b = z_B_Z.shape[0]
         # Common random numbers: the j-th dream of every candidate from one state shares all its random draws
         # (latents, ensemble member), so candidates are compared on the same dreamed futures and differ only where
         # their actions make them differ: the same expected scores, a less noisy choice between them.
-        streams = (torch.arange(b, device=dev)[:, None] * n + torch.arange(n, device=dev).repeat(a)[None]).flatten()
+        streams = (torch.arange(b, device=dev)[:, None] * n + torch.arange(n, device=dev).repeat(a * p)[None]).flatten()
         sim.start_at(
             z_B_Z.to(dev).repeat_interleave(rep, 0),
             h_B_H.to(dev).repeat_interleave(rep, 0),
@@ -163,14 +196,17 @@ class DreamPlanner:
             prev_action_B_A.to(dev).repeat_interleave(rep, 0),
             streams=streams,
         )
-        first = torch.arange(a, device=dev).repeat_interleave(n).repeat(b)
+        first = torch.arange(a, device=dev).repeat_interleave(p * n).repeat(b)
+        held = torch.arange(p, device=dev).repeat_interleave(n).repeat(a * b) - 1  # -1: C's dreams
         action, total = first, torch.zeros(b * rep, device=dev)
         for t in range(self.settings.horizon):
             if t >= k and t % k == 0:  # after the first decision C decides every k steps, as it does for real
                 action = self.controller.act(sim.observe()).to(dev)
+                if p > 1:
+                    action = torch.where(held >= 0, held, action)
             _, reward, _, _ = sim.step(action)
             total += reward  # expected deaths: already weighted by the chance of being alive
-        return total.view(b, a, n).mean(-1)
+        return total.view(b, a, p, n).mean(-1).max(-1).values
 
     def act(
         self, z_B_Z: torch.Tensor, h_B_H: torch.Tensor, c_B_H: torch.Tensor, prev_action_B_A: torch.Tensor

@@ -23,7 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from rllib_worldmodel.models.controller import Controller, ControllerInput, held_actions
 from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
-from rllib_worldmodel.planning import check_plannable, DreamPlanner, PlanSettings
+from rllib_worldmodel.planning import check_plannable, DreamPlanner, PLAN_ROLLOUTS, PlanSettings, rollouts_index
 
 ARCH_KEYS = (
     "z_size",
@@ -79,6 +79,9 @@ class WorldModelsRLModule(TorchRLModule):
         self.register_buffer("plan_every", torch.tensor(float(mc.get("plan_every", 0))))
         # 1: the planning agent acts in real collection too (exploration on top); 0: C alone collects
         self.register_buffer("plan_collect", torch.tensor(float(bool(mc.get("plan_collect", False)))))
+        # index into PLAN_ROLLOUTS (0: C after the first decision; 1: parallel rollout, C and every action held)
+        rollouts = rollouts_index(mc.get("plan_rollouts", "controller"))
+        self.register_buffer("plan_rollouts", torch.tensor(float(rollouts)))
         self.register_buffer("plan_temperature", torch.tensor(1.15))
         self.register_buffer("plan_done_offset", torch.zeros(()))
         self.register_buffer("plan_done_scale", torch.ones(()))
@@ -257,6 +260,7 @@ class WorldModelsRLModule(TorchRLModule):
             done_logit_offset=float(self.plan_done_offset),
             done_logit_scale=float(self.plan_done_scale),
             collect=bool(self.plan_collect > 0.5),
+            rollouts=PLAN_ROLLOUTS[int(self.plan_rollouts)],
         )
 
     def planner(self) -> DreamPlanner:

@@ -189,9 +189,12 @@ def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anc
         assert algo._policy_anchor is anchor  # the planner's real score is not C's calibration anchor
         with pytest.raises(ValueError, match="plan_samples=0"):
             algo.set_planning(4, samples=0)
+        algo.set_planning(4, samples=2, dream_episodes=3, rollouts="parallel")
+        assert runner.plan_settings().rollouts == "parallel" == algo.local_module.plan_settings().rollouts
+        assert np.isfinite(algo.dream_score["mean"])  # the parallel planner scored in the dream
     finally:
         algo.set_planning(0)
-    assert int(runner.plan_horizon) == 0
+    assert int(runner.plan_horizon) == 0 and runner.plan_settings().rollouts == "controller"
     assert algo.dream_score == controller_alone  # C alone again, on the same dreams
 
 

@@ -184,6 +184,8 @@ def test_train_plan_flags_reach_the_config_and_evaluate_keeps_the_checkpoints_ag
     cfg.validate()
     assert (cfg.plan_horizon, cfg.plan_samples, cfg.plan_every, cfg.plan_dream_episodes) == (24, 8, 3, 4)
     assert not cfg.plan_collect and train_config(parse([*base, *plan, "--plan-collect"])).plan_collect
+    assert cfg.plan_rollouts == "controller"
+    assert train_config(parse([*base, *plan, "--plan-rollouts", "parallel"])).plan_rollouts == "parallel"
     assert parse(["evaluate", "--checkpoint", "x"]).plan_horizon is None
     assert parse(["evaluate", "--checkpoint", "x", "--plan-horizon", "24"]).plan_horizon == 24
     distill = ["--distill-states", "500", "--distill-every", "5", "--distill-epochs", "50"]

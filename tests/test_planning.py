@@ -60,6 +60,32 @@ def test_the_planner_scores_every_first_action_and_avoids_the_deadly_one():
     assert (planner.act(z, h, c, torch.zeros(b, 3)) != DEADLY).all()
 
 
+def test_parallel_rollouts_score_each_first_action_by_its_best_base_policy():
+    """C always takes the deadly action after the first decision: following C, every first action dies at the next
+    decision; held to the horizon, the safe actions survive it. Parallel rollout scores each first action by the
+    better of the two, so its scores rise where C's rollouts die, and never fall below them."""
+    model = deadly_action_world_model()
+    c, z, (h, cell) = fixed_controller(model, DEADLY), torch.randn(4, 8), model.mdn_rnn.initial_state(4)
+    prev = torch.zeros(4, 3)
+
+    def planner(rollouts: str) -> DreamPlanner:
+        return DreamPlanner(model, c, ControllerInput(), PlanSettings(horizon=6, samples=4, rollouts=rollouts), 2)
+
+    alone, parallel = planner("controller"), planner("parallel")
+    assert (alone.num_policies, parallel.num_policies) == (1, 4)  # C, then each of the 3 actions held
+    assert (alone.dreams_per_state, parallel.dreams_per_state) == (3 * 4, 3 * 4 * 4)
+    by_c, best = alone.scores(z, h, cell, prev), parallel.scores(z, h, cell, prev)
+    p = float(model.death_probability(torch.tensor(-5.0)))
+    # after a safe first action held 2 steps, C's deadly choice is paid once more, then the dream is over
+    torch.testing.assert_close(by_c[:, :2], torch.full((4, 2), sum((1 - p) ** t for t in range(3))), atol=1e-3, rtol=0)
+    # the same first action, then itself (or the other safe action) held: alive to the horizon
+    torch.testing.assert_close(best[:, :2], torch.full((4, 2), sum((1 - p) ** t for t in range(6))), atol=1e-3, rtol=0)
+    assert (best >= by_c - 1e-5).all() and (best[:, DEADLY] < 1.01).all()
+    # the controller rollouts are the planner as it was: the same scores as a planner built without the setting
+    default = DreamPlanner(model, c, ControllerInput(), PlanSettings(horizon=6, samples=4), 2)
+    torch.testing.assert_close(default.scores(z, h, cell, prev), by_c)
+
+
 def test_candidates_are_compared_on_the_same_dreamed_futures():
     """Common random numbers: where the action changes nothing, every candidate gets the same score, although each of
     its dreams is random (tau 1.15, a mixture of Gaussians). Equal up to float rounding, not to the last bit: the
@@ -160,6 +186,7 @@ def test_the_planning_interval_is_plan_every_or_cs_own():
         ({"horizon": 2.5}, "plan_horizon=2.5"),
         ({"horizon": 4, "samples": 0}, "plan_samples=0 must be an int >= 1"),
         ({"horizon": 4, "every": -2}, "plan_every=-2 must be an int >= 0"),
+        ({"horizon": 4, "rollouts": "greedy"}, r"plan_rollouts='greedy': use one of \('controller', 'parallel'\)"),
     ],
 )
 def test_bad_plan_settings_are_refused_by_name(kwargs, match):
@@ -197,3 +224,19 @@ def test_config_refuses_planning_with_the_policy_anchor_and_bad_values():
     assert cfg.model_config["plan_horizon"] == 8 and cfg.model_config["plan_samples"] == 4
     assert cfg.model_config["plan_collect"] is False
     assert base.copy().controller(plan_horizon=8, plan_collect=True).model_config["plan_collect"] is True
+    with pytest.raises(ValueError, match="plan_rollouts='all'"):
+        base.copy().controller(plan_horizon=8, plan_rollouts="all").validate()
+    assert cfg.model_config["plan_rollouts"] == "controller"
+    parallel = base.copy().controller(plan_horizon=8, plan_rollouts="parallel")
+    parallel.validate()
+    assert parallel.model_config["plan_rollouts"] == "parallel"
+
+
+def test_the_acting_module_holds_its_rollouts_setting_in_a_buffer():
+    module, batch = planning_module(6, plan_rollouts="parallel")
+    assert float(module.plan_rollouts) == 1.0 and module.planner().num_policies == 4
+    assert (module.forward_inference(batch)[Columns.ACTIONS] != DEADLY).all()
+    module.plan_rollouts.fill_(0)  # a buffer, as every planning setting: the planner is rebuilt on change
+    assert module.plan_settings().rollouts == "controller" and module.planner().num_policies == 1
+    with pytest.raises(ValueError, match="plan_rollouts='both'"):
+        planning_module(1, plan_rollouts="both")
