@@ -13,9 +13,9 @@ the dream only: no real reward is ever used to choose an action, and C is unchan
 
 With `rollouts="parallel"` every first action is followed, in separate dreams, by C and by each action held to the
 horizon, and an action scores the best of those base policies' expected returns (parallel rollout, Chang, Givan &
-Chong 2004: the improved policy is at least as good as the best of its base policies, in the dream). Held actions
-are the escapes C may not take (a sweep survives longer in the game than C alone, README); it costs
-(1 + actions) times the dreams.
+Chong 2004: the improved policy is at least as good as the best of its base policies, in the dream). A held action
+is a sustained escape that a C trained in whole dreams may not take (on TakeCover a fixed sweep outplays C alone);
+parallel rollouts cost (1 + actions) times the dreams.
 """
 
 from __future__ import annotations
