@@ -103,6 +103,11 @@ def main() -> None:
     parser.add_argument(
         "--world-model", help="the world model exported with it (default: <checkpoint>/../world_model.pt)"
     )
+    parser.add_argument(
+        "--controller",
+        help="C's weights to play instead of the checkpoint's (a state dict, e.g. the fitted C that "
+        "distill_planner.py saves as <out>.controller.pt)",
+    )
     parser.add_argument("--horizons", type=int, nargs="+", default=[24], help="planning horizons (dream steps)")
     parser.add_argument("--samples", type=int, default=16, help="dreams per candidate first action")
     parser.add_argument(
@@ -127,6 +132,8 @@ def main() -> None:
     meta = read_checkpoint(wm_path)["metadata"]
     env_settings = dict(meta.get("env_settings", {}))
     module = load_agent(checkpoint)
+    if args.controller:
+        module.controller.load_state_dict(torch.load(args.controller))
     module.plan_temperature.fill_(args.temperature)
     module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
     module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))
@@ -165,6 +172,7 @@ def main() -> None:
         row["paired_gain_mean"], row["paired_gain_se"] = float(diff.mean()), float(diff.std() / np.sqrt(len(diff)))
     result = {
         "checkpoint": str(checkpoint),
+        "controller": args.controller,
         "world_model": str(wm_path),
         "real_steps_of_the_world_model": meta.get("real_steps"),
         "action_repeat": module.action_repeat,

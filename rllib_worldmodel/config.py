@@ -421,7 +421,8 @@ class WorldModelsConfig(AlgorithmConfig):
             plan_every: The planning agent's decision interval in steps (0: C's `action_repeat`); finer than C's
                 own interval, the planner can react where C, trained to decide less often, cannot.
             plan_dream_episodes: Whole dreams the planning agent is scored in (its dream score beside the real
-                one; each decision plans inside the dream, so this costs ~(actions x plan_samples) dreams each).
+                one; each decision plans inside the dream, so this costs ~(actions x plan_samples) dreams each, 1 +
+                actions times that with parallel rollouts).
             plan_collect: The planning agent, not C alone, also acts in real collection after the random phase,
                 with the exploration (random holds, epsilon) on top: the new data comes from where the deployed
                 agent goes, which is where its planner looks into M. Needs plan_horizon > 0. Costs the planner's
