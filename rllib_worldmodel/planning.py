@@ -197,13 +197,15 @@ class DreamPlanner:
             streams=streams,
         )
         first = torch.arange(a, device=dev).repeat_interleave(p * n).repeat(b)
-        held = torch.arange(p, device=dev).repeat_interleave(n).repeat(a * b) - 1  # -1: C's dreams
+        # parallel rollout: after the first decision, base policy i >= 1 holds action i - 1 (built once, not per step)
+        held = torch.arange(p, device=dev).repeat_interleave(n).repeat(a * b) - 1 if p > 1 else None
+        holds = held >= 0 if held is not None else None
         action, total = first, torch.zeros(b * rep, device=dev)
         for t in range(self.settings.horizon):
             if t >= k and t % k == 0:  # after the first decision C decides every k steps, as it does for real
                 action = self.controller.act(sim.observe()).to(dev)
-                if p > 1:
-                    action = torch.where(held >= 0, held, action)
+                if held is not None:
+                    action = torch.where(holds, held, action)
             _, reward, _, _ = sim.step(action)
             total += reward  # expected deaths: already weighted by the chance of being alive
         return total.view(b, a, p, n).mean(-1).max(-1).values
