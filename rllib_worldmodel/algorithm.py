@@ -197,12 +197,17 @@ class WorldModels(Algorithm):
             update.update({f"controller.{k}": v for k, v in controller.items()})
         self.learner_group.set_weights({DEFAULT_MODULE_ID: update})
         self.local_module.set_state(update)
-        # New world-model weights (the Learner's seq no moved since the last sync) go the RLlib way ...
-        self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
-        # ... but an EnvRunner skips any sync whose WEIGHTS_SEQ_NO is not newer than its own, and set_weights does
-        # not bump it: without this push, a second change between two Learner updates (the explorer's weights, the
-        # end of the random phase) never reaches the runners, which then act with stale weights.
-        self.env_runner_group.foreach_env_runner(lambda er: _set_runner_module_state(er, update), local_env_runner=True)
+        # The evaluation EnvRunners too: they play the next real evaluation (`evaluate_real` after `set_planning`).
+        for group in (self.env_runner_group, self.eval_env_runner_group):
+            if group is None:
+                continue
+            # New world-model weights (the Learner's seq no moved since the last sync) go the RLlib way ...
+            group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
+            # ... but an EnvRunner skips any sync whose WEIGHTS_SEQ_NO is not newer than its own, and set_weights
+            # does not bump it: without this push, a second change between two Learner updates (the explorer's
+            # weights, the end of the random phase, `set_planning` after an evaluation) never reaches the runners,
+            # which then act with stale weights.
+            group.foreach_env_runner(lambda er: _set_runner_module_state(er, update), local_env_runner=True)
 
     def _controller_state(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
         ctrl = copy.deepcopy(self.local_module.controller).cpu()

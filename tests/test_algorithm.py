@@ -191,10 +191,15 @@ def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anc
             algo.set_planning(4, samples=0)
         algo.set_planning(4, samples=2, dream_episodes=3, rollouts="parallel")
         assert runner.plan_settings().rollouts == "parallel" == algo.local_module.plan_settings().rollouts
+        # a change after an evaluation reaches the evaluation EnvRunner too (no Learner update between: an RLlib
+        # weight sync alone would skip it, and the next evaluation would play the agent evaluated before)
+        evaluator = algo._synced_evaluation_group().local_env_runner.module
+        assert evaluator is not runner and evaluator.plan_settings() == algo.local_module.plan_settings()
         assert np.isfinite(algo.dream_score["mean"])  # the parallel planner scored in the dream
     finally:
         algo.set_planning(0)
     assert int(runner.plan_horizon) == 0 and runner.plan_settings().rollouts == "controller"
+    assert algo.eval_env_runner_group.local_env_runner.module.plan_settings() == runner.plan_settings()
     assert algo.dream_score == controller_alone  # C alone again, on the same dreams
 
 
