@@ -98,6 +98,9 @@ class WorldModels(Algorithm):
         spaces = self.env_runner_group.get_spaces()
         # A local copy of the agent module: dreams run here (on `dream_device`) from the Learner's latest weights.
         self.local_module = self.config.get_rl_module_spec(spaces=spaces, inference_only=False).build()
+        # ... starting as the Learner's (built with its own random init): CMA-ES starts from this C, and the real
+        # evaluation plays the Learner's, so before the first search both must be the same agent.
+        self.local_module.set_state(self.learner_group.get_weights()[DEFAULT_MODULE_ID])
         self.dream_device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu")
             if self.config.dream_device == "auto"

@@ -156,6 +156,21 @@ def test_controller_weights_reach_the_env_runner(trained):
     np.testing.assert_allclose(algo.local_module.controller.get_flat(), algo.cma.mean_params(), rtol=1e-5, atol=1e-6)
 
 
+def test_a_new_algorithm_dreams_searches_and_evaluates_one_agent(ray_session):
+    """The local module (dreams, CMA-ES's start) starts as the Learner's, which the EnvRunners play: one random
+    init, not two."""
+    algo = tiny_config().build_algo()
+    try:
+        learner = algo.learner_group.get_weights()["default_policy"]
+        for k, v in algo.local_module.state_dict().items():
+            np.testing.assert_array_equal(v.cpu().numpy(), np.asarray(learner[k]), err_msg=k)
+        evaluator = algo._synced_evaluation_group().local_env_runner.module
+        np.testing.assert_array_equal(evaluator.controller.get_flat(), algo.local_module.controller.get_flat())
+        np.testing.assert_array_equal(algo.cma.mean_params(), algo.local_module.controller.get_flat())
+    finally:
+        algo.stop()
+
+
 def test_agent_changes_reach_the_env_runner_without_a_learner_update(trained):
     # An EnvRunner skips syncs whose WEIGHTS_SEQ_NO is not newer than its own; set_weights does not bump it, so
     # a second change between two Learner updates (end of the random phase, the explorer's weights) must still land.
