@@ -229,3 +229,24 @@ def test_dream_planning_times_the_full_and_the_planners_step_side_by_side(monkey
     assert set(cost) == {"full_step_ms", "planner_step_ms", "speedup"}
     assert cost["full_step_ms"] > 0 and cost["planner_step_ms"] > 0
     assert cost["speedup"] == round(cost["full_step_ms"] / cost["planner_step_ms"], 2)
+
+
+def test_evaluation_paths_plays_the_deployed_agent_through_rllib_and_the_player(ray_session, monkeypatch):
+    """Both players play whole episodes of the agent the evaluation EnvRunner holds (its env, its module)."""
+    import functools
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent / "tuned_examples"))
+    paths = load_script("evaluation_paths")
+    from tiny import tiny_config
+
+    algo = tiny_config().build_algo()
+    try:
+        make = functools.partial(algo.env_creator, algo.config.env_config)
+        out = paths.both_paths(algo, make, episodes=4, seed=3)
+    finally:
+        algo.stop()
+    for name in ("rllib", "player"):
+        returns = out[name]["returns"]
+        assert len(returns) == 4 and all(1 <= r <= 500 for r in returns)  # whole CartPole episodes
+        assert out[name]["mean"] == pytest.approx(np.mean(returns)) and out[name]["se"] >= 0
