@@ -41,25 +41,24 @@ def both_paths(algo, make_env, episodes: int, seed: int) -> dict[str, dict]:
         {"rllib": ..., "player": ...}, each with the returns, their mean, std and standard error, and wall-clock.
     """
     group = algo._synced_evaluation_group()
-    runner = group.local_env_runner if group.num_remote_env_runners() == 0 else None
-    # the module the evaluation plays (remote EnvRunners hold a copy of the same weights as the local module)
-    module = runner.module if runner is not None and runner.module is not None else algo.local_module
-    out = {}
-    for name in ("rllib", "player"):
-        t0 = time.perf_counter()
-        if name == "rllib":
-            returns = evaluation_episodes(group, episodes)[1]
-        else:
-            torch.manual_seed(seed)
-            returns = play(module.cpu().eval(), make_env, episodes, seed)
-        out[name] = {
-            "mean": float(returns.mean()),
-            "std": float(returns.std()),
-            "se": float(returns.std() / np.sqrt(len(returns))),
-            "returns": returns.tolist(),
-            "wall_s": round(time.perf_counter() - t0, 1),
-        }
-    return out
+    # the module the evaluation plays (remote EnvRunners hold the Learner's weights, as the local module does)
+    module = group.local_env_runner.module if group.num_remote_env_runners() == 0 else algo.local_module
+    t0 = time.perf_counter()
+    rllib = _summary(evaluation_episodes(group, episodes)[1], t0)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    player = _summary(play(module.cpu().eval(), make_env, episodes, seed), t0)
+    return {"rllib": rllib, "player": player}
+
+
+def _summary(returns: np.ndarray, t0: float) -> dict:
+    return {
+        "mean": float(returns.mean()),
+        "std": float(returns.std()),
+        "se": float(returns.std() / np.sqrt(len(returns))),
+        "returns": returns.tolist(),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
 
 
 def main() -> None:

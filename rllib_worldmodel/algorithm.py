@@ -100,7 +100,7 @@ class WorldModels(Algorithm):
         self.local_module = self.config.get_rl_module_spec(spaces=spaces, inference_only=False).build()
         # ... starting as the Learner's (built with its own random init): CMA-ES starts from this C, and the real
         # evaluation plays the Learner's, so before the first search both must be the same agent.
-        self.local_module.set_state(self.learner_group.get_weights()[DEFAULT_MODULE_ID])
+        self._sync_local_module()
         self.dream_device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu")
             if self.config.dream_device == "auto"

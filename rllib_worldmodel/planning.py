@@ -197,9 +197,10 @@ class DreamPlanner:
             streams=streams,
         )
         first = torch.arange(a, device=dev).repeat_interleave(p * n).repeat(b)
-        # parallel rollout: after the first decision, base policy i >= 1 holds action i - 1 (built once, not per step)
-        held = torch.arange(p, device=dev).repeat_interleave(n).repeat(a * b) - 1 if p > 1 else None
-        holds = held >= 0 if held is not None else None
+        held = None
+        if p > 1:  # parallel rollout: after the first decision base policy i >= 1 holds action i - 1 (-1: C's)
+            held = torch.arange(p, device=dev).repeat_interleave(n).repeat(a * b) - 1
+            holds = held >= 0  # built once per call, not per step
         action, total = first, torch.zeros(b * rep, device=dev)
         for t in range(self.settings.horizon):
             if t >= k and t % k == 0:  # after the first decision C decides every k steps, as it does for real
