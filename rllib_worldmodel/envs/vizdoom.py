@@ -22,6 +22,17 @@ FRAME_CAP = 2100
 ACTION_MEANINGS = ("NOOP", "MOVE_RIGHT", "MOVE_LEFT")
 
 
+def health(env: gym.Env) -> float:
+    """The player's health now (ViZDoom's HEALTH game variable; 100 at an episode start, <= 0 once dead).
+
+    Args:
+        env: A TakeCover env from `make_takecover` (any wrappers around a ViZDoom env).
+    """
+    import vizdoom as vzd
+
+    return float(_doom_game(env, "health").get_game_variable(vzd.GameVariable.HEALTH))
+
+
 def lateral_position(env: gym.Env) -> float:
     """The player's coordinate along TakeCover's strafe axis, in map units (ViZDoom's POSITION_Y; POSITION_X stays
     within a few units there). Measured with the default settings: 16 to 752 from wall to wall.

@@ -85,6 +85,23 @@ def test_takecover_lateral_position_follows_strafing():
         lateral_position(gym.make("CartPole-v1"))
 
 
+def test_takecover_health_starts_full_and_ends_at_death():
+    from rllib_worldmodel.envs.vizdoom import health
+
+    env = make_takecover(frame_cap=2100, frame_skip=4)
+    env.reset(seed=5)
+    readings, terminated = [health(env)], False
+    while not terminated:
+        _, _, terminated, truncated, _ = env.step(0)  # standing still: hit within a few hundred frames
+        assert not truncated
+        readings.append(health(env))
+    env.close()
+    assert readings[0] == 100.0 and readings[-1] <= 0.0
+    assert all(b <= a for a, b in zip(readings, readings[1:]))  # nothing in TakeCover heals
+    with pytest.raises(ValueError, match="ViZDoom"):
+        health(gym.make("CartPole-v1"))
+
+
 def test_takecover_fireballs_fly_from_the_imps_toward_the_player():
     from rllib_worldmodel.envs.vizdoom import enable_object_info, fireballs
 
