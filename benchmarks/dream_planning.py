@@ -44,13 +44,24 @@ def load_agent(checkpoint: Path) -> WorldModelsRLModule:
     return module
 
 
+def controller_weights(path: Path) -> dict[str, torch.Tensor]:
+    """C's state dict from a saved state dict file or from another WorldModels checkpoint folder's agent."""
+    return load_agent(path).controller.state_dict() if path.is_dir() else torch.load(path)
+
+
 @torch.no_grad()
 def play(
-    module: WorldModelsRLModule, make_env: Callable[[], gym.Env], episodes: int, seed: int, num_envs: int = 8
+    module: WorldModelsRLModule,
+    make_env: Callable[[], gym.Env],
+    episodes: int,
+    seed: int,
+    num_envs: int = 8,
+    observe: Callable[[list[gym.Env], np.ndarray, dict, dict], None] | None = None,
 ) -> np.ndarray:
     """Returns of `episodes` real episodes (episode i reset with seed + i), `num_envs` envs from `make_env` stepped
     together through `module.forward_inference` with the module's recurrent state carried as an EnvRunner carries
-    it."""
+    it. `observe`, if given, is called after each forward pass, before the envs step, with the envs of the batch's
+    rows, the episodes they play, the module's input state and its output."""
     play = SeededEpisodes([make_env() for _ in range(num_envs)], episodes, seed)
     init = module.get_initial_state()
     state = {k: v.expand(num_envs, *v.shape).clone() for k, v in init.items()}
@@ -61,6 +72,8 @@ def play(
             Columns.STATE_IN: {k: v[idx] for k, v in state.items()},
         }
         out = module.forward_inference(batch)
+        if observe is not None:
+            observe([play.envs[i] for i in idx], play.episode[idx].copy(), batch[Columns.STATE_IN], out)
         for k, v in out[Columns.STATE_OUT].items():
             state[k][idx] = v.to(state[k].dtype)
         actions = out[Columns.ACTIONS][:, 0]
@@ -105,8 +118,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--controller",
-        help="C's weights to play instead of the checkpoint's (a state dict, e.g. the fitted C that "
-        "distill_planner.py saves as <out>.controller.pt)",
+        help="C's weights to play instead of the checkpoint's: a state dict (e.g. the fitted C that "
+        "distill_planner.py saves as <out>.controller.pt) or another WorldModels checkpoint folder (its C)",
     )
     parser.add_argument("--horizons", type=int, nargs="+", default=[24], help="planning horizons (dream steps)")
     parser.add_argument("--samples", type=int, default=16, help="dreams per candidate first action")
@@ -133,7 +146,7 @@ def main() -> None:
     env_settings = dict(meta.get("env_settings", {}))
     module = load_agent(checkpoint)
     if args.controller:
-        module.controller.load_state_dict(torch.load(args.controller))
+        module.controller.load_state_dict(controller_weights(Path(args.controller)))
     module.plan_temperature.fill_(args.temperature)
     module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
     module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))

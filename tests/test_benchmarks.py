@@ -222,6 +222,89 @@ def test_dream_planning_plays_each_seed_through_the_modules_own_planning_path(mo
     assert module._planner is not None  # the decisions were planned
 
 
+def test_dream_planning_takes_c_from_a_state_dict_or_another_checkpoint(monkeypatch, tmp_path):
+    """`--controller`: a saved state dict, or another WorldModels checkpoint folder whose agent's C is played."""
+    from rllib_worldmodel.rl_module import WorldModelsRLModule
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    planning = load_script("dream_planning")
+    mc = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2}
+    module = WorldModelsRLModule(
+        observation_space=_LoggedEnv.observation_space, action_space=_LoggedEnv.action_space, model_config=mc
+    )
+    with torch.no_grad():
+        module.controller.net.weight.normal_()
+    folder = tmp_path / "checkpoint"
+    module.save_to_path(folder / "learner_group" / "learner" / "rl_module" / "default_policy")
+    torch.save(module.controller.state_dict(), tmp_path / "c.pt")
+    for source in (folder, tmp_path / "c.pt"):
+        weights = planning.controller_weights(source)
+        assert weights.keys() == module.controller.state_dict().keys()
+        for name, value in module.controller.state_dict().items():
+            torch.testing.assert_close(weights[name], value)
+
+
+def test_planner_foresight_records_every_decision_and_holds_actions_within_the_switch_margin(monkeypatch):
+    """The recorder sees each decision's candidate scores at the step it was made, the health before each step,
+    and with a huge switch margin the agent never leaves its first decision."""
+    import functools
+    from types import SimpleNamespace
+
+    from rllib_worldmodel.rl_module import WorldModelsRLModule
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    foresight = load_script("planner_foresight")
+    monkeypatch.setattr(foresight, "health", lambda env: 100.0 - len(env.actions))
+    mc = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2, "action_repeat": 2, "plan_horizon": 4, "plan_samples": 2}
+    module = WorldModelsRLModule(
+        observation_space=_LoggedEnv.observation_space, action_space=_LoggedEnv.action_space, model_config=mc
+    )
+    module.set_random_only(False)
+    for margin in (0.0, 1e9):
+        log: dict[int, list[int]] = {}
+        rec = foresight.Recorder(module.planner(), margin)
+        make_env = functools.partial(_LoggedEnv, log, length=7)
+        foresight.play(module, make_env, episodes=4, seed=0, num_envs=2, observe=rec.observe)
+        rec.close()
+        assert sorted(rec.scores) == [0, 1, 2, 3]
+        for ep in range(4):
+            assert sorted(rec.scores[ep]) == [0, 2, 4, 6] and all(len(s) == 3 for s in rec.scores[ep].values())
+            assert rec.health[ep] == [100.0 - t for t in range(7)] and rec.actions[ep] == log[ep]
+        if margin > 0:
+            assert all(len(set(actions)) == 1 for actions in log.values())
+    assert module.planner().act == rec._act  # the planner is left as it was
+    scored = SimpleNamespace(scores=lambda *_: torch.tensor([[1.0, 3.0, 2.0]] * 3), act=None, interval=1)
+    taken = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # none yet (episode start), 0, 2
+    z = torch.zeros(3, 4)
+    assert foresight.Recorder(scored, 1.5).act(z, z, z, taken).tolist() == [1, 1, 2]  # 2 is within 1.5 of the best
+    assert foresight.Recorder(scored, 0.0).act(z, z, z, taken).tolist() == [1, 1, 1]
+
+
+def test_planner_foresight_counts_hits_deaths_and_the_auc_of_dreamed_danger():
+    from types import SimpleNamespace
+
+    foresight = load_script("planner_foresight")
+    assert foresight.roc_auc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert foresight.roc_auc(np.array([1.0]), np.array([2.0])) == 0.0
+    assert foresight.roc_auc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
+    rec = foresight.Recorder(SimpleNamespace(scores=None, act=None, interval=3))
+    rec.health = {0: [100.0, 100.0, 100.0, 60.0, 60.0, 60.0], 1: [100.0] * 10, 2: [100.0] * 3}
+    rec.actions = {0: [1] * 3 + [2] * 3, 1: [0] * 10, 2: [0] * 3}
+    rec.scores = {
+        0: {0: [9.0, 8.0, 7.0], 3: [1.0, 2.0, 3.0]},  # episode 0: hit at step 2, dies at step 5 (6 < 10 steps)
+        1: {0: [12.0, 11.0, 10.0], 3: [12.0, 11.0, 11.5], 6: [11.0, 10.8, 9.0]},  # survives to the cap
+        2: {0: [12.0, 0.0, 0.0]},  # one hit from full health kills
+    }
+    out = foresight.foresight(rec, cap_steps=10, horizon=3)
+    assert out["hits_per_episode"] == 1.0 and out["damage_per_hit"] == pytest.approx((40 + 60 + 100) / 3)
+    assert out["deaths"] == 2 and out["one_hit_deaths"] == 1
+    # before a hit the chosen actions dreamed 8, 3 and 12; elsewhere 12, 12, 11
+    assert out["decisions_before_a_hit"] == 3 and out["decisions_elsewhere"] == 3
+    assert out["foresight_auc"] == pytest.approx((3 + 3 + 0.5 + 0.5 + 0) / 9)  # low dreamed score = danger
+    assert out["margin_before_a_hit_median"] == 1.0 and out["margin_elsewhere_median"] == pytest.approx(0.5)
+    assert out["switch_share"] == pytest.approx(1 / 3)  # episode 0 switches once; episode 1 twice keeps
+
+
 def test_dream_planning_times_the_full_and_the_planners_step_side_by_side(monkeypatch, image_world_model):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     planning = load_script("dream_planning")
