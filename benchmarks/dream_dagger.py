@@ -5,7 +5,7 @@
 
 A done head refitted on dreamed states (`rllib_worldmodel.done_refit`) ranks the reference policies the way the real
 game does, yet CMA-ES then finds behaviour the dream overrates, because no recorded episode ever played it
-(README). Each round here (DAgger-style) closes that loop: from the base world model, the done head is refitted on
+(RESULTS.md). Each round here (DAgger-style) closes that loop: from the base world model, the done head is refitted on
 dreams from every real state recorded so far (the base data plus every earlier round's real episodes, each dreamed
 with the actions really taken and labelled with the real deaths); deaths are calibrated to the real random-hold
 survival; C is trained by CMA-ES in that dream; the deployed C plays `--eval-episodes` real episodes (its score for

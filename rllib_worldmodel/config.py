@@ -70,7 +70,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.real_episodes_per_iteration = 100
         self.random_iterations = 1  # paper: the first data comes from random actions held 1-10 steps
         self.random_hold_prob = 0.05
-        self.random_hold_steps = (1, 10)  # paper; TakeCover survives far longer on sustained moves (README)
+        self.random_hold_steps = (1, 10)  # paper; TakeCover survives far longer on sustained moves (RESULTS.md)
         self.explore_epsilon = 0.0
         self.surprise_exploration = 0.0
         self.curiosity = 0.0
@@ -224,7 +224,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 in the replay, so its exploits get labelled (DAgger-style). 0 (paper) keeps the teacher-forced
                 head. TakeCover, 100: the dream ranks seven reference policies with Spearman +0.89 to +0.96 (was
                 +0.64); per-frame controllers trained there stayed at the random level, controllers deciding every
-                50th frame (`controller(action_repeat=50)`) scored 558 ± 45 real across three seeds (README).
+                50th frame (`controller(action_repeat=50)`) scored 558 ± 45 real across three seeds (RESULTS.md).
             done_refit_every: A refit dream starts at every n-th real state.
             done_refit_steps: Adam steps (8192 pairs each) of the refit.
             done_refit_max_starts: At most this many refit starts per fit (memory: starts x horizon x LSTM size
@@ -320,7 +320,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 is used until a controller has been evaluated). False: no calibration.
             done_logit_scale: M's done logits are multiplied by this (before the calibrated offset): > 1 sharpens
                 the difference between safe and dangerous states that an under-confident done head blurs
-                (`DreamSettings.done_logit_scale`; README: TakeCover). "fit": after every fit, the scale under
+                (`DreamSettings.done_logit_scale`; RESULTS.md: TakeCover). "fit": after every fit, the scale under
                 which the replay's real deaths are most likely while M reads their real frames (Platt scaling,
                 `calibration.fit_done_logit_scale`; needs done_mode "sample" or "expected").
             reward_range: (low, high) to clip M's predicted reward to (e.g. the real rewards' range); None: none.
@@ -407,7 +407,7 @@ class WorldModelsConfig(AlgorithmConfig):
             action_repeat: C decides every k-th step of an episode and holds its action in between, in the dream
                 (CMA-ES, the dream score) and in the real env alike; M still steps every frame. 1: the paper.
                 TakeCover survives on sustained moves (sweeping 50 steps each way: 609 real frames; random holds
-                1-10: 311), which a per-step linear C rarely finds (README). CMA-ES trainer only.
+                1-10: 311), which a per-step linear C rarely finds (RESULTS.md). CMA-ES trainer only.
             plan_horizon: Decision-time planning in the dream (`planning.DreamPlanner`; 0: off, C acts alone). When
                 the agent acts without exploration (evaluation, deployment), each of C's decisions is replaced by
                 the first action (held one decision) with the best expected return over this many dream steps,
@@ -416,7 +416,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 Discrete actions;
                 at least `action_repeat` steps. Also switchable after training: `WorldModels.set_planning`.
                 TakeCover at 4 tics a step, measured on 100 real episodes: 9-12 steps (about one fireball flight)
-                plan best; 6 sees too little, and 24 or 48 lose to a dream that drifts from the game (README).
+                plan best; 6 sees too little, and 24 or 48 lose to a dream that drifts from the game (RESULTS.md).
             plan_samples: Dreams per candidate first action.
             plan_every: The planning agent's decision interval in steps (0: C's `action_repeat`); finer than C's
                 own interval, the planner can react where C, trained to decide less often, cannot.
@@ -430,13 +430,13 @@ class WorldModelsConfig(AlgorithmConfig):
             plan_rollouts: What follows the first decision in the look-ahead dreams: "controller" (C) or "parallel"
                 (C and each action held to the horizon, in separate dreams; each first action scores its best
                 policy's expected return: at least as good as the best of them, in the dream; 1 + actions times
-                the dreams). TakeCover: README, "Parallel rollouts".
+                the dreams). TakeCover: RESULTS.md, "Parallel rollouts".
             distill_states: After every search of C, fit C to the planner's dreamed choices (`distill`: the
                 planner scores every first action in the dream at this many real states of the replay, newest
                 first, and C minimises the planner's regret of its own choice). 0: off. Needs plan_horizon > 0 and
                 the CMA-ES trainer; CMA-ES keeps searching from its own mean, the agent deploys the fitted C (and
                 plans with it, when planning). TakeCover: the fitted C alone recovers half to all of the planner's
-                gain over C at C's cost per decision (README, "C learns the planner's choices").
+                gain over C at C's cost per decision (RESULTS.md, "C learns the planner's choices").
             distill_every: Take every n-th real state of an episode (0: the planner's decision interval).
             distill_epochs: Adam's passes over the labelled states.
             distill_lr: Adam's learning rate.

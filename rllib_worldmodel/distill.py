@@ -9,7 +9,7 @@ regret of its choice: sum_a softmax(C(x))_a * (max_b score_b - score_a), the exp
 against the planner's pick. No real reward or real outcome reaches C: the states are real, as every dream's start
 is, and every label is dreamed.
 
-Measured on TakeCover (README, "C learns the planner's choices"): the fitted C alone recovers half (the best agent)
+Measured on TakeCover (RESULTS.md, "C learns the planner's choices"): the fitted C alone recovers half (the best agent)
 to all (the main job's agent) of the planner's gain over C at C's cost per decision, and planning on top of it scores
 within noise of planning on top of C (+85 ± 45 over 200 episodes): the planner is limited by M's foresight more
 than by the policy it rolls out.

@@ -2,7 +2,7 @@
 
 M's done head is fitted on LSTM states that read real latents (teacher forcing). In a dream the LSTM reads its own
 samples, and a few dozen steps in its states no longer look like the ones the head was fitted on: on TakeCover the
-head ranks policies right while it reads real frames and almost arbitrarily in the dream (README). This module
+head ranks policies right while it reads real frames and almost arbitrarily in the dream (RESULTS.md). This module
 closes that train/test mismatch for the head that decides the dream's deaths. From every `every`-th real state of
 recorded episodes (M's LSTM state after the real history, a latent drawn from V's posterior) M dreams `horizon`
 steps with the actions the real episode then took (temperature τ, a random ensemble member per step, as

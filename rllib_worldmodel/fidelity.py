@@ -154,7 +154,7 @@ def model_hazard_on_real(
     forcing with V's posterior means). Its real counterpart is deaths / steps. Beside the dream's survival of the
     same policy it says where a ranking failure lives: a done head that cannot tell the policies apart even on real
     frames, or a dream whose frames do not follow the policy's actions (measured on TakeCover: the latter, see the
-    README). Without `settings` the done head is read as fitted; with a dream's settings the hazard is the one that
+    RESULTS.md). Without `settings` the done head is read as fitted; with a dream's settings the hazard is the one that
     dream applies (its done-logit scale and calibrated offset included), so it compares directly with the real
     hazard. Encodes on its own rather than with `WorldModelTrainer.encode_episodes`, which would also replace the
     model's dream start states."""
@@ -565,7 +565,7 @@ def danger_fidelity(
     - `rho_done_head_real`: whether M's done head reads it;
     - `rho_probe_dream` (dynamics): near 1 says the dream leads each policy into as much danger as reality does.
     Low perception is V's or M's encoding to fix; high perception with low dynamics is the dream's next-latent
-    model. Measured on TakeCover (README, 2026-12-02): perception +0.90, dynamics -0.50.
+    model. Measured on TakeCover (RESULTS.md, 2026-12-02): perception +0.90, dynamics -0.50.
 
     With `horizons`, it also measures how long a dream keeps the order when it starts from a REAL state: from every
     `start_every`-th state of the held-out episodes, M dreams k steps with the actions the real episode then took

@@ -1,7 +1,7 @@
 """Decision-time planning in the dream: at each decision the agent dreams ahead from where it really is.
 
 The controller C is trained only in whole dreams that start at real episode starts, and those dreams forget within
-10-25 steps which situations are dangerous (README, "M's state knows the danger"). Yet M's state, while it reads
+10-25 steps which situations are dangerous (RESULTS.md, "M's state knows the danger"). Yet M's state, while it reads
 real frames, does know the danger (a probe on [z, h] picks out a fireball on course with AUC 0.90-0.98). A planner
 uses the world model exactly where it is good: from the agent's current real state (V's z of this frame, M's
 (h, c) after the real history), it dreams `horizon` steps ahead for every possible first action, held for one
@@ -41,7 +41,7 @@ class PlanSettings:
     Args:
         horizon: Dream steps looked ahead from the real state (0: no planning, C acts alone). Must cover at least
             one decision interval (`action_repeat`). TakeCover at 4 tics a step: 12 (48 frames, about one
-            fireball flight) planned best of 6-48 (README).
+            fireball flight) planned best of 6-48 (RESULTS.md).
         samples: Dreams per candidate first action (their mean expected return is the action's score).
         every: The planning agent's decision interval in steps (0: C's own action repeat). Each candidate first
             action is held this long, and C decides at this interval in the look-ahead too.

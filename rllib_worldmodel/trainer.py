@@ -66,7 +66,7 @@ class WorldModelTrainer:
             "mean" (V's posterior mean, so M models the scene's dynamics without V's per-frame noise). Measured on
             TakeCover (benchmarks/dream_position.py): dreamed latents stay nearer the real ones (about half as
             many read as a position outside the room) and dreamed always-left reaches the left wall; the dream's
-            survival ranking did not improve (README). Dream start states and branch points then hold the means
+            survival ranking did not improve (RESULTS.md). Dream start states and branch points then hold the means
             too; play the real game with the agent's `real_z="mean"`.
     """
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: World Models training on real VizDoom TakeCover with the best measured configuration (README,
+# The main job: World Models training on real VizDoom TakeCover with the best measured configuration (RESULTS.md,
 # "M's epochs, counted right"): the game at 4 tics a step. One iteration of: collect 400 real episodes with random
 # actions held 1-25 steps -> fit V (3 epochs) and M (5-member ensemble, 20 epochs) -> refit M's done head on 25-step
 # dreams from the real states -> CMA-ES in the dream, 32 generations of 32 candidates x 8 dreams (deaths sampled and

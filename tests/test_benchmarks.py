@@ -1,5 +1,5 @@
-"""The benchmarks' own machinery that real-game numbers in the README rest on (benchmarks/ are scripts, loaded by
-path)."""
+"""The benchmarks' own machinery that real-game numbers in README.md and RESULTS.md rest on (benchmarks/ are
+scripts, loaded by path)."""
 
 import importlib.util
 from pathlib import Path

@@ -40,10 +40,11 @@ def takecover_config(eval_episodes: int = 100) -> WorldModelsConfig:
 
 
 def takecover_levers_config(eval_episodes: int = 100, screen_flashes: bool = False) -> WorldModelsConfig:
-    """The paper's settings plus the levers that measured best on TakeCover (README, "Closing the dream-to-real
-    gap"): sampled deaths calibrated to the real survival of the collection policy (the lever that closed the gap),
-    death-window oversampling, a V warm-up with hard-pixel focus, an ensemble M whose disagreement drives a curious
-    explorer collecting half of the later real episodes, and the exploit guard (raise tau, collect more).
+    """The paper's settings plus the levers that measured best on TakeCover (RESULTS.md, "TakeCover: closing the
+    dream-to-real gap"): sampled deaths calibrated to the real survival of the collection policy (the lever that
+    closed the gap), death-window oversampling, a V warm-up with hard-pixel focus, an ensemble M whose disagreement
+    drives a curious explorer collecting half of the later real episodes, and the exploit guard (raise tau, collect
+    more).
 
     Ensemble pessimism with pessimistic ("max") deaths is left off: on the ablation's world model it scored worse
     in the real game (204 ± 54 against 316 ± 156 over 100 episodes); `.dream(pessimism=1000.0,
@@ -67,10 +68,10 @@ def takecover_levers_config(eval_episodes: int = 100, screen_flashes: bool = Fal
 
 
 def takecover_refit_repeat_config(eval_episodes: int = 100) -> WorldModelsConfig:
-    """The best measured TakeCover configuration (README, "Deciding every 50 frames"): the paper's settings with
+    """The best measured TakeCover configuration (RESULTS.md, "Deciding every 50 frames"): the paper's settings with
     collection holds of 1-100 steps, an ensemble M with a done prior, sampled deaths calibrated to the real
     survival, the done head refitted on 100-step dreams from the replay's real states after every fit, and a
-    controller that decides every 50th frame; CMA-ES 32 x 8 dreams, 32 generations per iteration (README, "More
+    controller that decides every 50th frame; CMA-ES 32 x 8 dreams, 32 generations per iteration (RESULTS.md, "More
     CMA-ES generations": 571 / 582 / 620 real after iterations 2-4 against 502 / 583 / 528 with 8). `rllib-worldmodel
     train --env takecover --hold 1 100 --num-heads 5 --done-bias-init -5 --vae-warmup-epochs 2 --done-mode sample
     --calibrate-deaths --done-refit-horizon 100 --action-repeat 50 --cma-population 32 --cma-rollouts 8
@@ -85,11 +86,11 @@ def takecover_refit_repeat_config(eval_episodes: int = 100) -> WorldModelsConfig
 
 
 def takecover_skip4_config(eval_episodes: int = 100) -> WorldModelsConfig:
-    """The main job (README, "M's epochs, counted right"): the game at 4 tics a step, one 400-episode collection
+    """The main job (RESULTS.md, "M's epochs, counted right"): the game at 4 tics a step, one 400-episode collection
     of random holds of 1-25 steps, V 3 epochs and M 20 epochs over it (the offline `fit` budget), the done head
     refitted on 25-step dreams, and a controller that decides every 25th step (100 frames); CMA-ES 32 x 8 dreams,
     32 generations. The deployed agent plans each of C's decisions 50 steps ahead in the dream from its real state
-    (`plan_horizon=50`, at C's own interval: +110 ± 30 frames over C alone on 100 paired real episodes; README).
+    (`plan_horizon=50`, at C's own interval: +110 ± 30 frames over C alone on 100 paired real episodes; RESULTS.md).
     `scripts/run_main.sh` is the same run from the command line (a test keeps the two equal)."""
     from rllib_worldmodel.envs.vizdoom import episode_steps
 

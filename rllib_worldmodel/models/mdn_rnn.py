@@ -191,7 +191,7 @@ class MDNRNN(nn.Module):
         Only M's memory of the last real latent and the actions since then can then predict the real latents of the
         segment: the training signal for action-driven dynamics (momentum, sweeps) that one-step teacher forcing
         lacks, because in TakeCover one step of strafing moves the view by less than a pixel. (Measured there with
-        k = 30, share 0.8: the dream moved the player no better than after teacher forcing on the same data; README.)
+        k = 30, share 0.8: the dream moved the player no better than teacher forcing on the same data; RESULTS.md.)
 
         Args:
             z_B_T_Z: Real latents z_0..z_{T-1}; z_0 is always used as it is.
