@@ -29,7 +29,7 @@ from takecover_tau import SeededEpisodes
 
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
-from rllib_worldmodel.models.world_model import read_checkpoint
+from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 from rllib_worldmodel.planning import PLAN_ROLLOUTS, rollouts_index
 from rllib_worldmodel.rl_module import WorldModelsRLModule
 
@@ -42,6 +42,32 @@ def load_agent(checkpoint: Path) -> WorldModelsRLModule:
     module = RLModule.from_checkpoint(str(path)).cpu().eval()
     module.set_random_only(False)
     return module
+
+
+def load_planning_agent(
+    checkpoint: Path, world_model: Path | None = None, controller: Path | None = None
+) -> tuple[WorldModelsRLModule, dict]:
+    """The acting module of a checkpoint and the metadata of the world model it plans with.
+
+    Args:
+        checkpoint: A WorldModels checkpoint folder.
+        world_model: A world-model file whose V and M replace the checkpoint's (same architecture); None: the
+            checkpoint's own, whose metadata (calibrated deaths, env settings) is `<checkpoint>/../world_model.pt`.
+        controller: C's weights to play instead of the checkpoint's (`controller_weights`).
+
+    Returns:
+        The module and the world model's metadata; its planning buffers still need setting.
+    """
+    module = load_agent(checkpoint)
+    if world_model is None:
+        meta = read_checkpoint(checkpoint.parent / "world_model.pt")["metadata"]
+    else:
+        wm = WorldModel.load(world_model, expected_config=module.wm_config)
+        module.world_model.load_state_dict(wm.state_dict())
+        meta = read_checkpoint(world_model)["metadata"]
+    if controller is not None:
+        module.controller.load_state_dict(controller_weights(controller))
+    return module, meta
 
 
 def controller_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -114,7 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a WorldModels RLlib checkpoint folder")
     parser.add_argument(
-        "--world-model", help="the world model exported with it (default: <checkpoint>/../world_model.pt)"
+        "--world-model",
+        help="a world model to plan and act with instead of the checkpoint's own (its V, M and calibrated deaths; "
+        "same architecture); default: the checkpoint's, calibrated in <checkpoint>/../world_model.pt",
     )
     parser.add_argument(
         "--controller",
@@ -142,11 +170,10 @@ def main() -> None:
     torch.set_num_threads(2)
     checkpoint = Path(args.checkpoint)
     wm_path = Path(args.world_model) if args.world_model else checkpoint.parent / "world_model.pt"
-    meta = read_checkpoint(wm_path)["metadata"]
+    module, meta = load_planning_agent(
+        checkpoint, args.world_model and Path(args.world_model), args.controller and Path(args.controller)
+    )
     env_settings = dict(meta.get("env_settings", {}))
-    module = load_agent(checkpoint)
-    if args.controller:
-        module.controller.load_state_dict(controller_weights(Path(args.controller)))
     module.plan_temperature.fill_(args.temperature)
     module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
     module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))

@@ -31,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dream_planning import controller_weights, load_agent, play
+from dream_planning import load_planning_agent, play
 from ray.rllib.core.columns import Columns
 
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.envs.vizdoom import episode_steps, health
-from rllib_worldmodel.models.world_model import read_checkpoint
 from rllib_worldmodel.planning import DreamPlanner
 
 
@@ -141,11 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a WorldModels RLlib checkpoint folder")
     parser.add_argument(
-        "--world-model", help="the world model exported with it (default: <checkpoint>/../world_model.pt)"
+        "--world-model", help="a world model (V, M, calibrated deaths) to plan with instead of the checkpoint's own"
     )
-    parser.add_argument(
-        "--controller", help="C to roll out (a state dict or another checkpoint folder; see dream_planning.py)"
-    )
+    parser.add_argument("--controller", help="C to roll out: a state dict or another checkpoint folder's C")
     parser.add_argument("--horizon", type=int, default=12, help="look-ahead in dream steps")
     parser.add_argument("--every", type=int, default=3, help="the planner's decision interval in steps")
     parser.add_argument("--samples", type=int, default=16, help="dreams per candidate first action")
@@ -158,12 +155,10 @@ def main() -> None:
         raise SystemExit("--horizon must be >= 1 and every --switch-margin >= 0 (frames of dreamed return)")
     torch.set_num_threads(2)
     checkpoint = Path(args.checkpoint)
-    meta = read_checkpoint(Path(args.world_model) if args.world_model else checkpoint.parent / "world_model.pt")
-    meta = meta["metadata"]
+    module, meta = load_planning_agent(
+        checkpoint, args.world_model and Path(args.world_model), args.controller and Path(args.controller)
+    )
     env_settings = dict(meta.get("env_settings", {}))
-    module = load_agent(checkpoint)
-    if args.controller:
-        module.controller.load_state_dict(controller_weights(Path(args.controller)))
     module.plan_temperature.fill_(1.15)
     module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
     module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))
@@ -192,6 +187,7 @@ def main() -> None:
     result = {
         "checkpoint": str(checkpoint),
         "controller": args.controller,
+        "world_model": args.world_model,
         "plan": {"horizon": args.horizon, "every": args.every, "samples": args.samples, "temperature": 1.15},
         "env_settings": env_settings,
         "episodes": args.episodes,

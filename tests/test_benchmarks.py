@@ -244,6 +244,37 @@ def test_dream_planning_takes_c_from_a_state_dict_or_another_checkpoint(monkeypa
             torch.testing.assert_close(weights[name], value)
 
 
+def test_dream_planning_plans_with_another_world_model_and_its_calibration(monkeypatch, tmp_path):
+    """`--world-model`: V and M (and the calibrated deaths) of another file of the same architecture replace the
+    checkpoint's; without it the checkpoint's own model plans, calibrated as exported beside the checkpoint."""
+    from rllib_worldmodel.models.world_model import WorldModel
+    from rllib_worldmodel.rl_module import WorldModelsRLModule
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    planning = load_script("dream_planning")
+    mc = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2}
+    module = WorldModelsRLModule(
+        observation_space=_LoggedEnv.observation_space, action_space=_LoggedEnv.action_space, model_config=mc
+    )
+    folder = tmp_path / "checkpoint"
+    module.save_to_path(folder / "learner_group" / "learner" / "rl_module" / "default_policy")
+    module.world_model.save(tmp_path / "world_model.pt", metadata={"done_logit_offset": -1.0})
+    other = WorldModel(module.wm_config)
+    with torch.no_grad():
+        for param in other.parameters():
+            param.add_(1.0)
+    other.save(tmp_path / "other.pt", metadata={"done_logit_offset": 2.0})
+    own, meta = planning.load_planning_agent(folder)
+    assert meta["done_logit_offset"] == -1.0
+    for name, value in module.world_model.state_dict().items():
+        torch.testing.assert_close(own.world_model.state_dict()[name], value)
+    swapped, meta = planning.load_planning_agent(folder, tmp_path / "other.pt")
+    assert meta["done_logit_offset"] == 2.0
+    for name, value in other.state_dict().items():
+        torch.testing.assert_close(swapped.world_model.state_dict()[name], value)
+    torch.testing.assert_close(swapped.controller.net.weight, module.controller.net.weight)  # C stays the agent's
+
+
 def test_planner_foresight_records_every_decision_and_holds_actions_within_the_switch_margin(monkeypatch):
     """The recorder sees each decision's candidate scores at the step it was made, the health before each step,
     and with a huge switch margin the agent never leaves its first decision."""
