@@ -45,18 +45,25 @@ def load_agent(checkpoint: Path) -> WorldModelsRLModule:
 
 
 def load_planning_agent(
-    checkpoint: Path, world_model: Path | None = None, controller: Path | None = None
+    checkpoint: Path,
+    world_model: Path | None = None,
+    controller: Path | None = None,
+    temperature: float = 1.15,
+    samples: int = 16,
 ) -> tuple[WorldModelsRLModule, dict]:
-    """The acting module of a checkpoint and the metadata of the world model it plans with.
+    """The acting module of a checkpoint, set to plan in the dream of the world model it plans with.
 
     Args:
         checkpoint: A WorldModels checkpoint folder.
         world_model: A world-model file whose V and M replace the checkpoint's (same architecture); None: the
             checkpoint's own, whose metadata (calibrated deaths, env settings) is `<checkpoint>/../world_model.pt`.
         controller: C's weights to play instead of the checkpoint's (`controller_weights`).
+        temperature: The look-ahead dream's tau.
+        samples: Dreams per candidate first action.
 
     Returns:
-        The module and the world model's metadata; its planning buffers still need setting.
+        The module, its look-ahead dream set to the world model's calibrated deaths, `temperature` and `samples`
+        (horizon and interval are left to the caller), and the world model's metadata.
     """
     module = load_agent(checkpoint)
     if world_model is None:
@@ -67,6 +74,10 @@ def load_planning_agent(
         meta = read_checkpoint(world_model)["metadata"]
     if controller is not None:
         module.controller.load_state_dict(controller_weights(controller))
+    module.plan_temperature.fill_(temperature)
+    module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
+    module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))
+    module.plan_samples.fill_(samples)
     return module, meta
 
 
@@ -171,13 +182,13 @@ def main() -> None:
     checkpoint = Path(args.checkpoint)
     wm_path = Path(args.world_model) if args.world_model else checkpoint.parent / "world_model.pt"
     module, meta = load_planning_agent(
-        checkpoint, args.world_model and Path(args.world_model), args.controller and Path(args.controller)
+        checkpoint,
+        args.world_model and Path(args.world_model),
+        args.controller and Path(args.controller),
+        temperature=args.temperature,
+        samples=args.samples,
     )
     env_settings = dict(meta.get("env_settings", {}))
-    module.plan_temperature.fill_(args.temperature)
-    module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
-    module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))
-    module.plan_samples.fill_(args.samples)
     # what one look-ahead step costs for 8 envs' decisions at once (each: every action x samples dreams)
     cost = step_cost(module.world_model, 8 * int(module.action_space.n) * args.samples)
     print(json.dumps({"look_ahead_step": cost}), flush=True)

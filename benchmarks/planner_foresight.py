@@ -156,13 +156,13 @@ def main() -> None:
     torch.set_num_threads(2)
     checkpoint = Path(args.checkpoint)
     module, meta = load_planning_agent(
-        checkpoint, args.world_model and Path(args.world_model), args.controller and Path(args.controller)
+        checkpoint,
+        args.world_model and Path(args.world_model),
+        args.controller and Path(args.controller),
+        1.15,
+        args.samples,
     )
     env_settings = dict(meta.get("env_settings", {}))
-    module.plan_temperature.fill_(1.15)
-    module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
-    module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))
-    module.plan_samples.fill_(args.samples)
     module.plan_horizon.fill_(args.horizon)
     module.plan_every.fill_(args.every)
     rows = []

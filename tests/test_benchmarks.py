@@ -264,12 +264,13 @@ def test_dream_planning_plans_with_another_world_model_and_its_calibration(monke
         for param in other.parameters():
             param.add_(1.0)
     other.save(tmp_path / "other.pt", metadata={"done_logit_offset": 2.0})
-    own, meta = planning.load_planning_agent(folder)
-    assert meta["done_logit_offset"] == -1.0
+    own, meta = planning.load_planning_agent(folder, temperature=0.9, samples=3)
+    assert meta["done_logit_offset"] == -1.0 and float(own.plan_done_offset) == -1.0  # the dream it plans in
+    assert float(own.plan_temperature) == pytest.approx(0.9) and int(own.plan_samples) == 3
     for name, value in module.world_model.state_dict().items():
         torch.testing.assert_close(own.world_model.state_dict()[name], value)
     swapped, meta = planning.load_planning_agent(folder, tmp_path / "other.pt")
-    assert meta["done_logit_offset"] == 2.0
+    assert meta["done_logit_offset"] == 2.0 and float(swapped.plan_done_offset) == 2.0
     for name, value in other.state_dict().items():
         torch.testing.assert_close(swapped.world_model.state_dict()[name], value)
     torch.testing.assert_close(swapped.controller.net.weight, module.controller.net.weight)  # C stays the agent's
