@@ -324,6 +324,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    import ray
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    import rllib_worldmodel  # noqa: F401  (registers env names before the checkpoint is read)
+    from rllib_worldmodel.distill import DistillSettings
+
+    settings = DistillSettings(states=args.states, every=args.distill_every, epochs=args.distill_epochs)
+    if settings.states < 1:
+        raise ValueError(f"--states {args.states}: label at least 1 real state (e.g. 16000)")
+    if args.eval_episodes < 0:
+        raise ValueError(f"--eval-episodes {args.eval_episodes}: 0 (no evaluation) or more real episodes")
+    path = _checkpoint_folder(args.checkpoint, "--checkpoint")
+    out = Path(args.out).resolve()
+    if out / "checkpoint" == path:
+        raise ValueError(f"--out {args.out}: write the distilled agent beside its source, not over it")
+    started_ray = _init_ray(args.num_cpus)
+    try:
+        algo = Algorithm.from_checkpoint(str(path))
+        try:
+            if args.plan_horizon is not None:  # the planner whose choices C learns (default: the checkpoint's)
+                _set_planning(algo, args)
+            if not algo.local_module.plan_settings().enabled:
+                raise ValueError(
+                    f"--checkpoint {args.checkpoint}: its agent does not plan, so there are no planner choices to "
+                    "learn; pass --plan-horizon (e.g. 12) and --plan-every (e.g. 3)"
+                )
+            metrics = algo.distill_controller(settings)
+            print(
+                f"C fitted to the planner's choices at {int(metrics['dream/distill_states'])} real states: held-out "
+                f"regret {metrics['dream/distill_regret_before']:.3f} -> {metrics['dream/distill_regret_after']:.3f}, "
+                f"agreement {metrics['dream/distill_agreement_before']:.0%} -> "
+                f"{metrics['dream/distill_agreement_after']:.0%} ({metrics['dream/distill_s']:.0f} s)",
+                flush=True,
+            )
+            out.mkdir(parents=True, exist_ok=True)
+            ckpt = save_checkpoint_atomically(algo, out / "checkpoint")
+            algo.export_world_model(out / "world_model.pt")
+            print(f"checkpoint: {ckpt}", flush=True)
+            if args.eval_episodes:
+                print(_score_line(algo.evaluate_real(args.eval_episodes)))
+        finally:
+            algo.stop()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return 0
+
+
 def make_env(name: str, skill: int | None = None, frame_cap: int | None = None, **takecover_view: bool):
     """Real env by CLI name: "takecover", "carracing", or any gymnasium id (adapted to image/vector obs).
 
@@ -781,6 +830,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--num-cpus", type=int, default=0)
     _add_plan_args(evaluate, default=None)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    distill = sub.add_parser(
+        "distill",
+        help="fit a checkpoint's C to its planner's dreamed choices at the replay's newest real states and write the "
+        "agent that deploys it (no new real steps)",
+    )
+    distill.add_argument("--checkpoint", required=True, help="checkpoint folder written by `train`")
+    distill.add_argument("--out", required=True, help="output folder: OUT/checkpoint and OUT/world_model.pt")
+    distill.add_argument("--states", type=int, default=16000, help="real states the planner labels")
+    distill.add_argument(
+        "--distill-every", type=int, default=0, help="every n-th state of an episode (0: the planner's interval)"
+    )
+    distill.add_argument("--distill-epochs", type=int, default=200, help="Adam's passes over the labelled states")
+    distill.add_argument(
+        "--eval-episodes", type=int, default=0, help="then evaluate the distilled agent on this many real episodes"
+    )
+    distill.add_argument("--num-cpus", type=int, default=0)
+    _add_plan_args(distill, default=None)
+    distill.set_defaults(func=cmd_distill)
 
     fit = sub.add_parser("fit", help="collect real episodes, fit V and M, write checkpoint and dream GIFs")
     fit.add_argument("--env", default="takecover", help="takecover | carracing | any gymnasium id")

@@ -408,3 +408,19 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
         str(resumed / "checkpoint" / "learner_group" / "learner" / "rl_module" / "default_policy")
     )
     assert (float(module.plan_horizon), float(module.plan_samples), float(module.plan_collect)) == (4, 2, 1)
+    # C fitted to the planner's choices on a restored agent, written as a new agent beside it (no new real steps)
+    distilled = tmp_path / "distilled"
+    source = ["--checkpoint", str(out / "checkpoint"), "--num-cpus", "2"]
+    assert main(["distill", *source, "--out", str(tmp_path / "nope")]) == 2  # that agent does not plan
+    assert "--plan-horizon" in capsys.readouterr().err
+    assert main(["distill", *source, "--out", str(distilled), "--states", "0"]) == 2
+    assert "--states 0" in capsys.readouterr().err
+    assert main(["distill", *source, "--out", str(distilled), "--states", "40", *plan, "--eval-episodes", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "C fitted to the planner's choices at" in printed and "real 30.0 ± 0.0 over 2 episodes" in printed
+    assert (distilled / "checkpoint" / "algorithm_state.pkl").exists() and (distilled / "world_model.pt").exists()
+    policy = Path("learner_group", "learner", "rl_module", "default_policy")
+    fitted = RLModule.from_checkpoint(str(distilled / "checkpoint" / policy))
+    before = RLModule.from_checkpoint(str(out / "checkpoint" / policy))
+    assert float(fitted.plan_horizon) == 4  # it deploys the planner it learned from, and the fitted C
+    assert not torch.equal(fitted.controller.net.weight, before.controller.net.weight)
