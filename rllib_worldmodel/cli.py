@@ -331,9 +331,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     import rllib_worldmodel  # noqa: F401  (registers env names before the checkpoint is read)
     from rllib_worldmodel.distill import DistillSettings
 
-    settings = DistillSettings(states=args.states, every=args.distill_every, epochs=args.distill_epochs)
-    if settings.states < 1:
+    if args.states < 1:
         raise ValueError(f"--states {args.states}: label at least 1 real state (e.g. 16000)")
+    settings = DistillSettings(states=args.states, every=args.distill_every, epochs=args.distill_epochs)
     if args.eval_episodes < 0:
         raise ValueError(f"--eval-episodes {args.eval_episodes}: 0 (no evaluation) or more real episodes")
     path = _checkpoint_folder(args.checkpoint, "--checkpoint")
