@@ -703,8 +703,8 @@ class WorldModels(Algorithm):
         settings = settings or self.config.distill_settings()
         if not self.local_module.plan_settings().enabled:
             raise ValueError(
-                "distill_controller fits C to the planner's choices: switch planning on first (plan_horizon > 0, "
-                "`set_planning`)."
+                "distill_controller fits C to the planner's choices, and this agent does not plan: switch planning "
+                "on first (plan_horizon > 0, `set_planning`; CLI: --plan-horizon 12 --plan-every 3)."
             )
         metrics = self._distill(settings)
         self._score_in_dream()

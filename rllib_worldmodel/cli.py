@@ -18,6 +18,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -304,7 +306,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+@contextmanager
+def _restored(args: argparse.Namespace) -> Iterator[Any]:
+    """The algorithm of `args.checkpoint` (Ray started if needed), its agent planning as the --plan-* flags say when
+    --plan-horizon is given (else as its checkpoint did); stopped, and Ray shut down if started here, on exit."""
     import ray
     from ray.rllib.algorithms.algorithm import Algorithm
 
@@ -314,21 +319,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     started_ray = _init_ray(args.num_cpus)
     try:
         algo = Algorithm.from_checkpoint(str(path))
-        if args.plan_horizon is not None:  # plan with the checkpoint's world model and controller, re-scored
-            _set_planning(algo, args)
-        print(_score_line(algo.evaluate_real(args.episodes)))
-        algo.stop()
+        try:
+            if args.plan_horizon is not None:  # plan with the checkpoint's world model and controller, re-scored
+                _set_planning(algo, args)
+            yield algo
+        finally:
+            algo.stop()
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    with _restored(args) as algo:
+        print(_score_line(algo.evaluate_real(args.episodes)))
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    import ray
-    from ray.rllib.algorithms.algorithm import Algorithm
-
-    import rllib_worldmodel  # noqa: F401  (registers env names before the checkpoint is read)
     from rllib_worldmodel.distill import DistillSettings
 
     if args.states < 1:
@@ -336,40 +344,24 @@ def cmd_distill(args: argparse.Namespace) -> int:
     settings = DistillSettings(states=args.states, every=args.distill_every, epochs=args.distill_epochs)
     if args.eval_episodes < 0:
         raise ValueError(f"--eval-episodes {args.eval_episodes}: 0 (no evaluation) or more real episodes")
-    path = _checkpoint_folder(args.checkpoint, "--checkpoint")
     out = Path(args.out).resolve()
-    if out / "checkpoint" == path:
+    if out / "checkpoint" == _checkpoint_folder(args.checkpoint, "--checkpoint"):
         raise ValueError(f"--out {args.out}: write the distilled agent beside its source, not over it")
-    started_ray = _init_ray(args.num_cpus)
-    try:
-        algo = Algorithm.from_checkpoint(str(path))
-        try:
-            if args.plan_horizon is not None:  # the planner whose choices C learns (default: the checkpoint's)
-                _set_planning(algo, args)
-            if not algo.local_module.plan_settings().enabled:
-                raise ValueError(
-                    f"--checkpoint {args.checkpoint}: its agent does not plan, so there are no planner choices to "
-                    "learn; pass --plan-horizon (e.g. 12) and --plan-every (e.g. 3)"
-                )
-            metrics = algo.distill_controller(settings)
-            print(
-                f"C fitted to the planner's choices at {int(metrics['dream/distill_states'])} real states: held-out "
-                f"regret {metrics['dream/distill_regret_before']:.3f} -> {metrics['dream/distill_regret_after']:.3f}, "
-                f"agreement {metrics['dream/distill_agreement_before']:.0%} -> "
-                f"{metrics['dream/distill_agreement_after']:.0%} ({metrics['dream/distill_s']:.0f} s)",
-                flush=True,
-            )
-            out.mkdir(parents=True, exist_ok=True)
-            ckpt = save_checkpoint_atomically(algo, out / "checkpoint")
-            algo.export_world_model(out / "world_model.pt")
-            print(f"checkpoint: {ckpt}", flush=True)
-            if args.eval_episodes:
-                print(_score_line(algo.evaluate_real(args.eval_episodes)))
-        finally:
-            algo.stop()
-    finally:
-        if started_ray:
-            ray.shutdown()
+    with _restored(args) as algo:  # the planner whose choices C learns: --plan-* or the checkpoint's
+        metrics = algo.distill_controller(settings)
+        print(
+            f"C fitted to the planner's choices at {int(metrics['dream/distill_states'])} real states: held-out "
+            f"regret {metrics['dream/distill_regret_before']:.3f} -> {metrics['dream/distill_regret_after']:.3f}, "
+            f"agreement {metrics['dream/distill_agreement_before']:.0%} -> "
+            f"{metrics['dream/distill_agreement_after']:.0%} ({metrics['dream/distill_s']:.0f} s)",
+            flush=True,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt = save_checkpoint_atomically(algo, out / "checkpoint")
+        algo.export_world_model(out / "world_model.pt")
+        print(f"checkpoint: {ckpt}", flush=True)
+        if args.eval_episodes:
+            print(_score_line(algo.evaluate_real(args.eval_episodes)))
     return 0
 
 
