@@ -66,12 +66,10 @@ def load_planning_agent(
         (horizon and interval are left to the caller), and the world model's metadata.
     """
     module = load_agent(checkpoint)
-    if world_model is None:
-        meta = read_checkpoint(checkpoint.parent / "world_model.pt")["metadata"]
-    else:
+    if world_model is not None:
         wm = WorldModel.load(world_model, expected_config=module.wm_config)
         module.world_model.load_state_dict(wm.state_dict())
-        meta = read_checkpoint(world_model)["metadata"]
+    meta = read_checkpoint(world_model_file(checkpoint, world_model))["metadata"]
     if controller is not None:
         module.controller.load_state_dict(controller_weights(controller))
     module.plan_temperature.fill_(temperature)
@@ -79,6 +77,12 @@ def load_planning_agent(
     module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))
     module.plan_samples.fill_(samples)
     return module, meta
+
+
+def world_model_file(checkpoint: Path, world_model: Path | None = None) -> Path:
+    """The world-model file an agent plans with: `world_model` if given, else the checkpoint's own export
+    (`<checkpoint>/../world_model.pt`, which holds its calibrated deaths and env settings)."""
+    return world_model if world_model is not None else checkpoint.parent / "world_model.pt"
 
 
 def controller_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -180,10 +184,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = Path(args.checkpoint)
-    wm_path = Path(args.world_model) if args.world_model else checkpoint.parent / "world_model.pt"
+    world_model = Path(args.world_model) if args.world_model else None
     module, meta = load_planning_agent(
         checkpoint,
-        args.world_model and Path(args.world_model),
+        world_model,
         args.controller and Path(args.controller),
         temperature=args.temperature,
         samples=args.samples,
@@ -224,7 +228,7 @@ def main() -> None:
     result = {
         "checkpoint": str(checkpoint),
         "controller": args.controller,
-        "world_model": str(wm_path),
+        "world_model": str(world_model_file(checkpoint, world_model)),
         "real_steps_of_the_world_model": meta.get("real_steps"),
         "action_repeat": module.action_repeat,
         "env_settings": env_settings,
