@@ -53,7 +53,6 @@ from rllib_worldmodel.models.controller import ControllerInput
 from rllib_worldmodel.models.world_model import WorldModel
 from rllib_worldmodel.planning import (
     check_count,
-    check_plannable,
     planner_dream_returns,
     PlanSettings,
     rollouts_index,
@@ -648,6 +647,8 @@ class WorldModels(Algorithm):
         every: int | None = None,
         collect: bool | None = None,
         rollouts: str | None = None,
+        collect_horizon: int | None = None,
+        collect_every: int | None = None,
     ) -> dict:
         """Switch decision-time planning in the dream on (horizon > 0) or off (0) for the agent as it is now, e.g.
         a restored checkpoint, and re-score it in the dream (the dream score beside its next real evaluation).
@@ -658,20 +659,39 @@ class WorldModels(Algorithm):
             dream_episodes: Whole dreams the planning agent is scored in (default: `plan_dream_episodes`).
             every: The planning agent's decision interval in steps (default: the config's `plan_every`; 0: C's
                 action repeat).
-            collect: Whether the planning agent also acts in real collection (default: the config's
-                `plan_collect` while planning, off with horizon 0); needs horizon > 0.
+            collect: Whether a planner also acts in real collection (default: the config's `plan_collect` while
+                a planner is set, off otherwise); needs horizon > 0 or collect_horizon > 0.
             rollouts: What follows the first decision in the look-ahead: "controller" or "parallel" (default: the
                 config's `plan_rollouts`).
+            collect_horizon: The collecting planner's horizon (0: `horizon`'s; default: the config's
+                `plan_collect_horizon` when collecting, else 0).
+            collect_every: The collecting planner's decision interval (0: `every`'s; default: the config's
+                `plan_collect_every` when collecting, else 0).
 
         Returns:
             The new dream score (mean, std, min, max).
         """
         samples = self.config.plan_samples if samples is None else samples
         every = self.config.plan_every if every is None else every
-        collect = (self.config.plan_collect and horizon > 0) if collect is None else collect  # off without planning
         rollouts = self.config.plan_rollouts if rollouts is None else rollouts
-        plan = PlanSettings(horizon=horizon, samples=samples, every=every, collect=collect, rollouts=rollouts)
-        check_plannable(self.local_module.action_space, horizon, plan.interval(self.config.action_repeat))
+        c_horizon = self.config.plan_collect_horizon if collect_horizon is None else collect_horizon
+        if collect is None:  # the config's, off without a planner to collect with
+            collect = bool(self.config.plan_collect) and (horizon > 0 or c_horizon > 0)
+        if collect:
+            collect_horizon = c_horizon
+            collect_every = self.config.plan_collect_every if collect_every is None else collect_every
+        else:  # C collects: the config's collecting planner does not apply (given values are refused below)
+            collect_horizon, collect_every = collect_horizon or 0, collect_every or 0
+        plan = PlanSettings(
+            horizon=horizon,
+            samples=samples,
+            every=every,
+            collect=collect,
+            rollouts=rollouts,
+            collect_horizon=collect_horizon,
+            collect_every=collect_every,
+        )
+        plan.check_plannable(self.local_module.action_space, self.config.action_repeat)
         if dream_episodes is not None:
             check_count("dream_episodes", dream_episodes, 1, "whole dreams the planning agent is scored in")
             self.plan_dream_episodes = dream_episodes
@@ -682,6 +702,8 @@ class WorldModels(Algorithm):
                 "every": every,
                 "collect": collect,
                 "rollouts": rollouts_index(rollouts),
+                "collect_horizon": collect_horizon,
+                "collect_every": collect_every,
                 **self._plan_dream(),
             }
         )

@@ -154,6 +154,8 @@ def train_config(args: argparse.Namespace):
             plan_dream_episodes=args.plan_dream_episodes,
             plan_collect=args.plan_collect,
             plan_rollouts=args.plan_rollouts,
+            plan_collect_horizon=args.plan_collect_horizon,
+            plan_collect_every=args.plan_collect_every,
             distill_states=args.distill_states,
             distill_every=args.distill_every,
             distill_epochs=args.distill_epochs,
@@ -629,6 +631,9 @@ def _set_planning(algo, args: argparse.Namespace, collect: bool | None = None) -
         every=args.plan_every,
         collect=collect,
         rollouts=args.plan_rollouts,
+        # train's collecting-planner flags (evaluate and distill do not collect: the config's then)
+        collect_horizon=getattr(args, "plan_collect_horizon", None),
+        collect_every=getattr(args, "plan_collect_every", None),
     )
 
 
@@ -735,6 +740,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the planning agent (--plan-horizon > 0) also acts in real collection after the random phase, "
         "exploration on top: new data from where the deployed agent goes",
+    )
+    train.add_argument(
+        "--plan-collect-horizon",
+        type=int,
+        default=0,
+        help="with --plan-collect: the collecting planner's horizon, when it should differ from the deployed "
+        "planner's (0: --plan-horizon's; e.g. collect with 12 every 3, deploy 50 every 25)",
+    )
+    train.add_argument(
+        "--plan-collect-every",
+        type=int,
+        default=0,
+        help="with --plan-collect: the collecting planner's decision interval in steps (0: --plan-every's)",
     )
     train.add_argument(
         "--distill-states",

@@ -14,7 +14,7 @@ from rllib_worldmodel.done_refit import validate_refit_settings
 from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES, DreamSettings, STARTS
 from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP, frame_skip_of
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
-from rllib_worldmodel.planning import check_count, check_plannable, PlanSettings
+from rllib_worldmodel.planning import check_count, PlanSettings
 from rllib_worldmodel.registration import TAKECOVER_ENV
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import MDN_LATENTS
@@ -113,6 +113,8 @@ class WorldModelsConfig(AlgorithmConfig):
         self.plan_samples = 16
         self.plan_every = 0  # the planning agent's decision interval (0: C's action_repeat)
         self.plan_collect = False  # real collection acts with C (plus exploration), not the planner
+        self.plan_collect_horizon = 0  # the collecting planner's look-ahead (0: plan_horizon's)
+        self.plan_collect_every = 0  # the collecting planner's decision interval (0: plan_every's)
         self.plan_rollouts = "controller"  # what follows the first decision in the look-ahead ("parallel": + holds)
         self.plan_dream_episodes = 16
         # C fitted to the planner's dreamed choices at real states after every CMA-ES search (0 states: off)
@@ -381,6 +383,8 @@ class WorldModelsConfig(AlgorithmConfig):
         plan_dream_episodes: int = NotProvided,
         plan_collect: bool = NotProvided,
         plan_rollouts: str = NotProvided,
+        plan_collect_horizon: int = NotProvided,
+        plan_collect_every: int = NotProvided,
         distill_states: int = NotProvided,
         distill_every: int = NotProvided,
         distill_epochs: int = NotProvided,
@@ -425,12 +429,21 @@ class WorldModelsConfig(AlgorithmConfig):
                 actions times that with parallel rollouts).
             plan_collect: The planning agent, not C alone, also acts in real collection after the random phase,
                 with the exploration (random holds, epsilon) on top: the new data comes from where the deployed
-                agent goes, which is where its planner looks into M. Needs plan_horizon > 0. Costs the planner's
-                look-ahead per collected decision (TakeCover, 12 steps every 3: about 1.7 s per real episode).
+                agent goes, which is where its planner looks into M (or, with `plan_collect_horizon` /
+                `plan_collect_every`, where a planner of its own settings goes). Needs plan_horizon > 0 or
+                plan_collect_horizon > 0. Costs the planner's look-ahead per collected decision (TakeCover, 12
+                steps every 3: about 1.7 s per real episode).
             plan_rollouts: What follows the first decision in the look-ahead dreams: "controller" (C) or "parallel"
                 (C and each action held to the horizon, in separate dreams; each first action scores its best
                 policy's expected return: at least as good as the best of them, in the dream; 1 + actions times
                 the dreams). TakeCover: RESULTS.md, "Parallel rollouts".
+            plan_collect_horizon: The look-ahead of the planner that collects (`plan_collect`), when it should
+                differ from the deployed one's (0: plan_horizon's). Lets collection plan finely while the agent
+                deploys a coarser planner: on TakeCover a fine planner (12 steps every 3) fetches the data that
+                makes M better for the coarse one (50 every 25), which then scores higher than the fine planner on
+                the same M (RESULTS.md, "The fine planner cannot bootstrap its own world model"). Needs
+                plan_collect; with plan_horizon=0 the planner collects and C alone deploys.
+            plan_collect_every: The collecting planner's decision interval in steps (0: plan_every's).
             distill_states: After every search of C, fit C to the planner's dreamed choices (`distill`: the
                 planner scores every first action in the dream at this many real states of the replay, newest
                 first, and C minimises the planner's regret of its own choice). 0: off. Needs plan_horizon > 0 and
@@ -462,6 +475,8 @@ class WorldModelsConfig(AlgorithmConfig):
                 "plan_dream_episodes": plan_dream_episodes,
                 "plan_collect": plan_collect,
                 "plan_rollouts": plan_rollouts,
+                "plan_collect_horizon": plan_collect_horizon,
+                "plan_collect_every": plan_collect_every,
                 "distill_states": distill_states,
                 "distill_every": distill_every,
                 "distill_epochs": distill_epochs,
@@ -538,6 +553,8 @@ class WorldModelsConfig(AlgorithmConfig):
             "plan_every": self.plan_every,
             "plan_collect": bool(self.plan_collect),
             "plan_rollouts": self.plan_rollouts,
+            "plan_collect_horizon": self.plan_collect_horizon,
+            "plan_collect_every": self.plan_collect_every,
             "include_cell": self.include_cell,
             "include_prev_action": self.include_prev_action,
             "include_hidden": self.include_hidden,
@@ -770,8 +787,10 @@ class WorldModelsConfig(AlgorithmConfig):
                 every=self.plan_every,
                 collect=self.plan_collect,
                 rollouts=self.plan_rollouts,
+                collect_horizon=self.plan_collect_horizon,
+                collect_every=self.plan_collect_every,
             )
-            check_plannable(None, plan.horizon, plan.interval(self.action_repeat))
+            plan.check_plannable(None, self.action_repeat)
         except ValueError as e:
             errors.append(f"controller {e}")
         try:

@@ -20,7 +20,7 @@ parallel rollouts cost (1 + actions) times the dreams.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import numpy as np
@@ -48,10 +48,17 @@ class PlanSettings:
         temperature: The dream's tau (the run's dream temperature by default).
         done_logit_offset: Added to M's done logits (the run's calibrated deaths).
         done_logit_scale: Multiplies M's done logits before the offset.
-        collect: The planning agent also acts in real collection (exploration on top); needs horizon > 0.
+        collect: A planning agent also acts in real collection (exploration on top); needs horizon > 0 or
+            collect_horizon > 0.
         rollouts: The policies followed after the first decision: "controller" (C) or "parallel" (C and each
             action held to the horizon, in separate dreams; an action scores its best policy's expected return;
             costs 1 + actions times the dreams).
+        collect_horizon: The collecting planner's horizon (0: `horizon`'s). With `collect_every`, real collection
+            can plan finer than the deployed agent: a fine planner goes where M is wrong at close range and so
+            fetches the data that fixes it, while a coarse planner, less exposed to M's short-range holes, is
+            the one deployed (TakeCover: RESULTS.md, "The fine planner cannot bootstrap its own world model").
+            Needs collect.
+        collect_every: The collecting planner's decision interval (0: `every`'s). Needs collect.
     """
 
     horizon: int = 0
@@ -62,17 +69,48 @@ class PlanSettings:
     done_logit_scale: float = 1.0
     collect: bool = False
     rollouts: str = "controller"
+    collect_horizon: int = 0
+    collect_every: int = 0
 
     def __post_init__(self) -> None:
         check_count("plan_horizon", self.horizon, 0, "dream steps; 0 turns planning off")
         check_count("plan_samples", self.samples, 1, "dreams per candidate action")
         check_count("plan_every", self.every, 0, "steps; 0: C's own action repeat")
-        if not isinstance(self.collect, bool) or (self.collect and self.horizon == 0):
+        check_count("plan_collect_horizon", self.collect_horizon, 0, "dream steps; 0: plan_horizon's")
+        check_count("plan_collect_every", self.collect_every, 0, "steps; 0: plan_every's")
+        if not isinstance(self.collect, bool) or (self.collect and not (self.horizon or self.collect_horizon)):
             raise ValueError(
-                f"plan_collect={self.collect!r}: collection by the planning agent needs a bool and plan_horizon > 0; "
-                "set plan_horizon (e.g. 12) or plan_collect=False."
+                f"plan_collect={self.collect!r}: collection by the planning agent needs a bool and plan_horizon > 0 "
+                "(or plan_collect_horizon > 0); set plan_horizon (e.g. 12) or plan_collect=False."
             )
+        for name, value in (("plan_collect_horizon", self.collect_horizon), ("plan_collect_every", self.collect_every)):
+            if value and not self.collect:
+                raise ValueError(
+                    f"{name}={value} sets the collecting planner, and plan_collect is off (C collects): set "
+                    f"plan_collect=True or {name}=0."
+                )
         rollouts_index(self.rollouts)  # a clear error naming plan_rollouts
+
+    def collection(self) -> PlanSettings:
+        """The look-ahead of the planner that acts in real collection: `collect_horizon` and `collect_every` where
+        set, the deployed planner's otherwise (then equal to `deployed()`, so one planner serves both)."""
+        return replace(
+            self.deployed(), horizon=self.collect_horizon or self.horizon, every=self.collect_every or self.every
+        )
+
+    def deployed(self) -> PlanSettings:
+        """The look-ahead of the planner that acts without exploration (evaluation, deployment): these settings
+        without who collects (no field of the look-ahead), so two planners that plan alike compare equal."""
+        return replace(self, collect=False, collect_horizon=0, collect_every=0)
+
+    def check_plannable(self, action_space: gym.Space | None, action_repeat: int) -> None:
+        """Raise a clear error if the deployed or the collecting planner cannot work for this action space (None:
+        not known yet) and C's action repeat (`check_plannable`)."""
+        check_plannable(action_space, self.horizon, self.interval(action_repeat))
+        if self.collect_horizon or self.collect_every:  # a collecting planner of its own
+            look = self.collection()
+            names = ("plan_collect_horizon (or plan_horizon)", "plan_collect_every (or plan_every)")
+            check_plannable(action_space, look.horizon, look.interval(action_repeat), names)
 
     def interval(self, action_repeat: int) -> int:
         """The planning agent's decision interval: `every`, or C's `action_repeat` when `every` is 0."""
@@ -118,18 +156,21 @@ def check_count(name: str, value, minimum: int, meaning: str) -> None:
         raise ValueError(f"{name}={value!r} must be an int >= {minimum} ({meaning})")
 
 
-def check_plannable(action_space: gym.Space | None, horizon: int, interval: int) -> None:
+def check_plannable(
+    action_space: gym.Space | None, horizon: int, interval: int, names: tuple[str, str] = ("plan_horizon", "plan_every")
+) -> None:
     """Raise a clear error if planning with `horizon` cannot work for this action space and decision interval
-    (`PlanSettings.interval`). `action_space` None: not known yet (config time); only the interval is checked."""
+    (`PlanSettings.interval`). `action_space` None: not known yet (config time); only the interval is checked.
+    `names`: the settings the error names (the horizon's and the interval's)."""
     if horizon > 0 and action_space is not None and not isinstance(action_space, gym.spaces.Discrete):
         raise ValueError(
-            f"plan_horizon={horizon}: the planner tries every first action, so it needs a Discrete action space; "
-            f"this env has {action_space}. Set plan_horizon=0."
+            f"{names[0]}={horizon}: the planner tries every first action, so it needs a Discrete action space; "
+            f"this env has {action_space}. Set {names[0]}=0."
         )
     if 0 < horizon < interval:
         raise ValueError(
-            f"plan_horizon={horizon} is shorter than one decision ({interval} steps: plan_every, or C's "
-            f"action_repeat): set plan_horizon >= {interval}."
+            f"{names[0]}={horizon} is shorter than one decision ({interval} steps: {names[1]}, or C's "
+            f"action_repeat): set {names[0]} >= {interval}."
         )
 
 

@@ -23,7 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from rllib_worldmodel.models.controller import Controller, ControllerInput, held_actions
 from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
-from rllib_worldmodel.planning import check_plannable, DreamPlanner, PLAN_ROLLOUTS, PlanSettings, rollouts_index
+from rllib_worldmodel.planning import DreamPlanner, PLAN_ROLLOUTS, PlanSettings, rollouts_index
 
 ARCH_KEYS = (
     "z_size",
@@ -49,7 +49,8 @@ class WorldModelsRLModule(TorchRLModule):
     ("sample" as the paper, or "mean"), `random_hold_prob`, `epsilon`, `surprise_exploration`, `hold_min`,
     `hold_max`, `action_repeat` (C decides every k-th step), `plan_horizon`, `plan_samples` and `plan_every`
     (decision-time planning in the dream when acting without exploration; `planning.DreamPlanner`), `plan_collect`
-    (the planner acts in real collection too, exploration on top)."""
+    (a planner acts in real collection too, exploration on top), `plan_collect_horizon` and `plan_collect_every`
+    (that collecting planner's own look-ahead; 0: the deployed planner's)."""
 
     def setup(self) -> None:
         mc = self.model_config
@@ -79,15 +80,18 @@ class WorldModelsRLModule(TorchRLModule):
         self.register_buffer("plan_every", torch.tensor(float(mc.get("plan_every", 0))))
         # 1: the planning agent acts in real collection too (exploration on top); 0: C alone collects
         self.register_buffer("plan_collect", torch.tensor(float(bool(mc.get("plan_collect", False)))))
+        # the collecting planner's horizon and interval (0: the deployed planner's)
+        self.register_buffer("plan_collect_horizon", torch.tensor(float(mc.get("plan_collect_horizon", 0))))
+        self.register_buffer("plan_collect_every", torch.tensor(float(mc.get("plan_collect_every", 0))))
         # index into PLAN_ROLLOUTS (0: C after the first decision; 1: parallel rollout, C and every action held)
         rollouts = rollouts_index(mc.get("plan_rollouts", "controller"))
         self.register_buffer("plan_rollouts", torch.tensor(float(rollouts)))
         self.register_buffer("plan_temperature", torch.tensor(1.15))
         self.register_buffer("plan_done_offset", torch.zeros(()))
         self.register_buffer("plan_done_scale", torch.ones(()))
-        self._planner: tuple[PlanSettings, DreamPlanner] | None = None
-        settings = self.plan_settings()  # a clear error at build
-        check_plannable(self.action_space, settings.horizon, settings.interval(self.action_repeat))
+        # the deployed and the collecting planner, by their look-ahead settings (one entry when they plan alike)
+        self._planners: dict[PlanSettings, DreamPlanner] = {}
+        self.plan_settings().check_plannable(self.action_space, self.action_repeat)  # a clear error at build
 
     def get_initial_state(self) -> dict[str, torch.Tensor]:
         h = self.wm_config.rnn_size
@@ -142,8 +146,10 @@ class WorldModelsRLModule(TorchRLModule):
         ctrl_in = self.controller_input.build(z, h, c, state["prev_action"])
         steps_taken = state["steps_taken"]
         choice, interval = self.controller.act(ctrl_in), self.action_repeat
-        if self.plan_horizon > 0 and (not explore or self.plan_collect > 0.5):  # the planner decides, at its interval
-            planner = self.planner()
+        collecting = explore and self.plan_collect > 0.5  # a planner collects too (exploration on top)
+        plans = self.plan_horizon > 0 or (collecting and self.plan_collect_horizon > 0)
+        if plans and (collecting or not explore):  # the planner decides, at its interval
+            planner = self.planner(collect=collecting)
             interval = planner.interval
             due = torch.nonzero(steps_taken.long() % interval == 0).squeeze(1)
             if due.numel():
@@ -246,8 +252,8 @@ class WorldModelsRLModule(TorchRLModule):
         return h0, c0
 
     def __getstate__(self) -> dict[str, Any]:
-        # the cached planner holds a torch.Generator (not picklable) and is rebuilt on demand anyway
-        return {**self.__dict__, "_planner": None}
+        # the cached planners hold a torch.Generator (not picklable) and are rebuilt on demand anyway
+        return {**self.__dict__, "_planners": {}}
 
     # --------------------------------------------------------------------------------------------- helpers
     def plan_settings(self) -> PlanSettings:
@@ -261,17 +267,24 @@ class WorldModelsRLModule(TorchRLModule):
             done_logit_scale=float(self.plan_done_scale),
             collect=bool(self.plan_collect > 0.5),
             rollouts=PLAN_ROLLOUTS[int(self.plan_rollouts)],
+            collect_horizon=int(self.plan_collect_horizon),
+            collect_every=int(self.plan_collect_every),
         )
 
-    def planner(self) -> DreamPlanner:
-        """The DreamPlanner for the current buffers (rebuilt only when they change; it reads this module's V, M
-        and C, so weight updates reach it without a rebuild)."""
+    def planner(self, collect: bool = False) -> DreamPlanner:
+        """The DreamPlanner for the current buffers: the deployed one, or (`collect`) the one that acts in real
+        collection (`PlanSettings.collection`). Rebuilt only when its settings change; it reads this module's V, M
+        and C, so weight updates reach it without a rebuild."""
         settings = self.plan_settings()
-        if self._planner is None or self._planner[0] != settings:
-            interval = settings.interval(self.action_repeat)
-            planner = DreamPlanner(self.world_model, self.controller, self.controller_input, settings, interval, seed=0)
-            self._planner = (settings, planner)
-        return self._planner[1]
+        look = settings.collection() if collect else settings.deployed()
+        if look not in self._planners:
+            if len(self._planners) >= 2:  # settings changed (`set_planning`): drop the old planners
+                self._planners.clear()
+            interval = look.interval(self.action_repeat)
+            self._planners[look] = DreamPlanner(
+                self.world_model, self.controller, self.controller_input, look, interval, seed=0
+            )
+        return self._planners[look]
 
     def set_random_only(self, value: bool) -> None:
         """Act only with random holds (True: the paper's data collection) or with the controller."""

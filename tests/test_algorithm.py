@@ -211,9 +211,14 @@ def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anc
         evaluator = algo._synced_evaluation_group().local_env_runner.module
         assert evaluator is not runner and evaluator.plan_settings() == algo.local_module.plan_settings()
         assert np.isfinite(algo.dream_score["mean"])  # the parallel planner scored in the dream
+        # a collecting planner of its own, finer than the deployed one, reaches the collecting EnvRunner
+        algo.set_planning(4, samples=2, dream_episodes=3, collect=True, collect_horizon=3, collect_every=1)
+        assert runner.plan_settings().collection() == algo.local_module.plan_settings().collection()
+        assert (runner.plan_settings().collection().horizon, runner.planner(collect=True).interval) == (3, 1)
     finally:
         algo.set_planning(0)
     assert int(runner.plan_horizon) == 0 and runner.plan_settings().rollouts == "controller"
+    assert not runner.plan_settings().collect and int(runner.plan_collect_horizon) == 0  # the config's: C collects
     assert algo.eval_env_runner_group.local_env_runner.module.plan_settings() == runner.plan_settings()
     assert algo.dream_score == controller_alone  # C alone again, on the same dreams
 

@@ -185,6 +185,11 @@ def test_train_plan_flags_reach_the_config_and_evaluate_keeps_the_checkpoints_ag
     assert (cfg.plan_horizon, cfg.plan_samples, cfg.plan_every, cfg.plan_dream_episodes) == (24, 8, 3, 4)
     assert not cfg.plan_collect and train_config(parse([*base, *plan, "--plan-collect"])).plan_collect
     assert cfg.plan_rollouts == "controller"
+    fine = ["--plan-collect", "--plan-collect-horizon", "12", "--plan-collect-every", "3"]
+    collecting = train_config(parse([*base, *plan, *fine]))
+    collecting.validate()
+    assert (collecting.plan_collect_horizon, collecting.plan_collect_every) == (12, 3)
+    assert (cfg.plan_collect_horizon, cfg.plan_collect_every) == (0, 0)
     assert train_config(parse([*base, *plan, "--plan-rollouts", "parallel"])).plan_rollouts == "parallel"
     assert parse(["evaluate", "--checkpoint", "x"]).plan_horizon is None
     assert parse(["evaluate", "--checkpoint", "x", "--plan-horizon", "24"]).plan_horizon == 24

@@ -174,6 +174,32 @@ def test_with_plan_collect_the_planning_agent_collects_with_exploration_on_top()
     assert (module.forward_exploration(batch)[Columns.ACTIONS] == DEADLY).all()
 
 
+def test_a_collecting_planner_of_its_own_collects_while_the_deployed_agent_acts_as_set():
+    # the planner collects, C alone is deployed (plan_horizon 0): collection avoids the deadly action, evaluation not
+    module, batch = planning_module(6, plan_horizon=0, plan_collect=True, plan_collect_horizon=4)
+    assert (module.forward_exploration(batch)[Columns.ACTIONS] != DEADLY).all()
+    assert (module.forward_inference(batch)[Columns.ACTIONS] == DEADLY).all()
+    # both plan, each at its own interval: the collecting planner every step, the deployed one at C's 2
+    module.plan_horizon.fill_(4)
+    module.plan_collect_every.fill_(1)
+    assert module.planner(collect=True).interval == 1 and module.planner().interval == 2
+    assert module.planner(collect=True) is not module.planner()
+    # planners that plan alike are one planner
+    module.plan_collect_every.fill_(0)
+    assert module.planner(collect=True) is module.planner()
+
+
+def test_the_collecting_planners_settings_default_to_the_deployed_ones():
+    plan = PlanSettings(horizon=50, every=25, collect=True, collect_horizon=12, collect_every=3)
+    assert (plan.collection().horizon, plan.collection().every) == (12, 3)
+    assert (plan.deployed().horizon, plan.deployed().every) == (50, 25)
+    alike = PlanSettings(horizon=12, every=3, collect=True)
+    assert alike.collection() == alike.deployed()
+    assert PlanSettings(horizon=50, every=25, collect=True, collect_every=5).collection().horizon == 50
+    only = PlanSettings(collect=True, collect_horizon=12)  # the planner collects, C alone deploys
+    assert not only.enabled and only.collection().enabled and only.collection().horizon == 12
+
+
 def test_the_planning_interval_is_plan_every_or_cs_own():
     assert PlanSettings(horizon=24).interval(6) == 6
     assert PlanSettings(horizon=24, every=3).interval(6) == 3
@@ -187,6 +213,10 @@ def test_the_planning_interval_is_plan_every_or_cs_own():
         ({"horizon": 4, "samples": 0}, "plan_samples=0 must be an int >= 1"),
         ({"horizon": 4, "every": -2}, "plan_every=-2 must be an int >= 0"),
         ({"horizon": 4, "rollouts": "greedy"}, r"plan_rollouts='greedy': use one of \('controller', 'parallel'\)"),
+        ({"horizon": 4, "collect": True, "collect_horizon": -1}, "plan_collect_horizon=-1 must be an int >= 0"),
+        ({"horizon": 4, "collect": True, "collect_every": 1.5}, "plan_collect_every=1.5"),
+        ({"horizon": 4, "collect_horizon": 12}, "plan_collect_horizon=12 sets the collecting planner, and plan_co"),
+        ({"horizon": 4, "collect_every": 3}, "plan_collect_every=3 sets the collecting planner"),
     ],
 )
 def test_bad_plan_settings_are_refused_by_name(kwargs, match):
@@ -219,6 +249,14 @@ def test_config_refuses_planning_with_the_policy_anchor_and_bad_values():
         base.copy().controller(plan_collect=True).validate()  # nothing to collect with: horizon 0
     with pytest.raises(ValueError, match="plan_collect=1"):
         base.copy().controller(plan_horizon=8, plan_collect=1).validate()
+    with pytest.raises(ValueError, match="controller plan_collect_every=3 sets the collecting planner"):
+        base.copy().controller(plan_horizon=8, plan_collect_every=3).validate()
+    with pytest.raises(ValueError, match=r"plan_collect_horizon \(or plan_horizon\)=4 is shorter than one decision"):
+        base.copy().controller(plan_horizon=50, plan_every=25, plan_collect=True, plan_collect_horizon=4).validate()
+    collecting = base.copy().controller(plan_horizon=50, plan_every=25, plan_collect=True, plan_collect_horizon=12)
+    collecting.copy().controller(plan_collect_every=3).validate()
+    assert collecting.model_config["plan_collect_horizon"] == 12 and collecting.model_config["plan_collect_every"] == 0
+    base.copy().controller(plan_collect=True, plan_collect_horizon=12).validate()  # C deploys, the planner collects
     cfg = base.copy().controller(plan_horizon=8, plan_samples=4)
     cfg.validate()
     assert cfg.model_config["plan_horizon"] == 8 and cfg.model_config["plan_samples"] == 4
