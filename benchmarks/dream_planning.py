@@ -30,7 +30,7 @@ from takecover_tau import SeededEpisodes
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
-from rllib_worldmodel.planning import PLAN_ROLLOUTS, rollouts_index
+from rllib_worldmodel.planning import PLAN_ROLLOUTS, PlanSettings, rollouts_index
 from rllib_worldmodel.rl_module import WorldModelsRLModule
 
 
@@ -127,6 +127,23 @@ def play(
 
 
 @torch.no_grad()
+def plan_rows(
+    horizons: list[int], every: list[int], rollouts: list[str], action_space: gym.Space, action_repeat: int
+) -> list[tuple[int, int, str]]:
+    """The rows to play, (horizon, interval, rollouts): C alone first, then every horizon with every interval and
+    every rollout policy. Each planning row is checked before any episode is played (a row that cannot plan would
+    otherwise end the run after the rows before it, losing them): a ValueError names the flags."""
+    rows = [(h, e, r) for h in horizons for e in every for r in rollouts]
+    for h, e, r in rows:
+        try:
+            PlanSettings(horizon=h, every=e, rollouts=r).check_plannable(action_space, action_repeat)
+        except ValueError as err:
+            raise ValueError(
+                f"--horizons {h} with --every {e}: {err} (each horizon is played with each interval)"
+            ) from None
+    return [(0, 0, "controller"), *rows]
+
+
 def step_cost(world_model, dreams: int, steps: int = 48, repeats: int = 3) -> dict[str, float]:
     """Milliseconds per look-ahead step of `dreams` dreams, side by side: the full dream step (every ensemble
     member's mixture, for the disagreement diagnostic) and the planner's (`report_disagreement=False`: only the
@@ -167,7 +184,11 @@ def main() -> None:
     parser.add_argument("--horizons", type=int, nargs="+", default=[24], help="planning horizons (dream steps)")
     parser.add_argument("--samples", type=int, default=16, help="dreams per candidate first action")
     parser.add_argument(
-        "--every", type=int, nargs="+", default=[0], help="the planner's decision intervals (0: C's own), per horizon"
+        "--every",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="the planner's decision intervals (0: C's own); each horizon is played with each interval",
     )
     parser.add_argument(
         "--rollouts",
@@ -196,8 +217,11 @@ def main() -> None:
     # what one look-ahead step costs for 8 envs' decisions at once (each: every action x samples dreams)
     cost = step_cost(module.world_model, 8 * int(module.action_space.n) * args.samples)
     print(json.dumps({"look_ahead_step": cost}), flush=True)
+    try:
+        configs = plan_rows(args.horizons, args.every, args.rollouts, module.action_space, module.action_repeat)
+    except ValueError as err:
+        parser.error(str(err))
     rows = []
-    configs = [(0, 0, "controller")] + [(h, e, r) for h in args.horizons for e in args.every for r in args.rollouts]
     for horizon, every, rollouts in configs if args.episodes else []:
         module.plan_horizon.fill_(horizon)
         module.plan_every.fill_(every)

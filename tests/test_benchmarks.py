@@ -219,7 +219,17 @@ def test_dream_planning_plays_each_seed_through_the_modules_own_planning_path(mo
     assert returns.tolist() == [7.0] * 5 and sorted(log) == [30, 31, 32, 33, 34]
     for actions in log.values():
         assert len(actions) == 7 and all(actions[i] == actions[i + 1] for i in (0, 2, 4))
-    assert module._planner is not None  # the decisions were planned
+    assert module._planners  # the decisions were planned
+
+
+def test_dream_planning_checks_every_row_before_playing_any():
+    import gymnasium as gym
+
+    planning = load_script("dream_planning")
+    rows = planning.plan_rows([50], [25, 3], ["controller"], gym.spaces.Discrete(3), 25)
+    assert rows == [(0, 0, "controller"), (50, 25, "controller"), (50, 3, "controller")]  # C alone first
+    with pytest.raises(ValueError, match=r"--horizons 12 with --every 25: plan_horizon=12 is shorter than one dec"):
+        planning.plan_rows([50, 12], [25, 3], ["controller"], gym.spaces.Discrete(3), 25)
 
 
 def test_dream_planning_takes_c_from_a_state_dict_or_another_checkpoint(monkeypatch, tmp_path):
