@@ -27,7 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--periods", type=int, nargs="+", default=[15, 20, 25, 30, 40], help="steps per direction")
     parser.add_argument("--episodes", type=int, default=200, help="real episodes per period")
     parser.add_argument("--skill", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    parser.add_argument(
+        "--start",
+        choices=("random", "first"),
+        default="random",
+        help="where each episode starts the cycle: a random place, or its first action (right) at step 0, as a "
+        "planner that alternates from its first decision plays it",
+    )
     add_view_args(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep_baseline.json"))
     args = parser.parse_args(argv)
@@ -38,9 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     for period in args.periods:
         t0 = time.perf_counter()
         name, spec = next((k, v) for k, v in reference_policies(env.action_space, [period]).items() if v["cycle"])
-        scores = np.array(
-            [float(ep.rewards.sum()) for ep in real_episodes(env, episodes=args.episodes, seed=args.seed, **spec)]
-        )
+        start_turn = 0 if args.start == "first" else None
+        episodes = real_episodes(env, episodes=args.episodes, seed=args.seed, start_turn=start_turn, **spec)
+        scores = np.array([float(ep.rewards.sum()) for ep in episodes])
         rows.append(
             {
                 "policy": name,
@@ -49,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
                 "real_mean": float(scores.mean()),
                 "real_std": float(scores.std()),
                 "real_episodes": len(scores),
+                "real_returns": scores.tolist(),
                 "wall_s": round(time.perf_counter() - t0, 1),
             }
         )

@@ -67,7 +67,8 @@ def reference_policies(
 
 class ReferencePolicy:
     """One of `reference_policies` as a policy for `data.rollout`: a fixed action, a cycle of actions each held
-    `hold` steps from a random place in the cycle, or uniformly random actions held `hold` steps.
+    `hold` steps from a random place in the cycle (or from `start_turn`), or uniformly random actions held `hold`
+    steps.
 
     Args:
         action_space: The env's action space (random actions are drawn from it).
@@ -75,6 +76,7 @@ class ReferencePolicy:
         fixed_action: Play this action throughout.
         cycle: Play these actions in turn.
         rng: Draws hold lengths and the starting place in the cycle.
+        start_turn: Every episode starts the cycle at this place (None: a random one per episode).
     """
 
     def __init__(
@@ -84,14 +86,19 @@ class ReferencePolicy:
         fixed_action: int | None = None,
         cycle: Sequence[int] | None = None,
         rng: np.random.Generator | None = None,
+        start_turn: int | None = None,
     ):
         self.action_space, self.hold, self.fixed_action, self.cycle = action_space, hold, fixed_action, cycle
+        self.start_turn = start_turn
         self.rng = rng if rng is not None else np.random.default_rng()
         self.reset()
 
     def reset(self) -> None:
         self.left, self.action = 0, None
-        self.turn = int(self.rng.integers(len(self.cycle))) if self.cycle else 0
+        if self.start_turn is not None:
+            self.turn = int(self.start_turn)
+        else:
+            self.turn = int(self.rng.integers(len(self.cycle))) if self.cycle else 0
 
     def __call__(self, obs: np.ndarray | None = None):
         if self.fixed_action is not None:
@@ -113,11 +120,13 @@ def real_episodes(
     episodes: int,
     seed: int = 0,
     cycle: Sequence[int] | None = None,
+    start_turn: int | None = None,
 ) -> list[Episode]:
-    """Recorded real episodes of a reference policy (`ReferencePolicy`); episode i is reset with seed + i. Their
-    lengths are the real counterpart of `random_hold_survival`'s."""
+    """Recorded real episodes of a reference policy (`ReferencePolicy`; `start_turn`: every episode starts its cycle
+    there, None: at random); episode i is reset with seed + i. Their lengths are the real counterpart of
+    `random_hold_survival`'s."""
     env.action_space.seed(seed)
-    policy = ReferencePolicy(env.action_space, hold, fixed_action, cycle, np.random.default_rng(seed))
+    policy = ReferencePolicy(env.action_space, hold, fixed_action, cycle, np.random.default_rng(seed), start_turn)
     return [rollout(env, policy, seed=seed + ep) for ep in range(episodes)]
 
 

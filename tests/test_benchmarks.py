@@ -142,6 +142,32 @@ def test_sweep_baseline_scores_each_period_in_frames_on_real_takecover(tmp_path,
     ]
     assert all(0 < r["real_mean"] <= 2100 for r in rows)  # frames survived, within the 2,100-frame cap
     assert "frame skip 4" in capsys.readouterr().out
+    # every episode starting the cycle at its first action: the same seeds replay the same games
+    fixed = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path in fixed:
+        load_script("sweep_baseline").main(
+            ["--frame-skip", "4", "--periods", "5", "--episodes", "2", "--start", "first", "--out", str(path)]
+        )
+    a, b = (json.loads(path.read_text())["rows"][0]["real_returns"] for path in fixed)
+    assert a == b and len(a) == 2
+
+
+def test_a_reference_cycle_starts_at_random_or_where_told():
+    import gymnasium as gym
+
+    from rllib_worldmodel.fidelity import ReferencePolicy
+
+    space = gym.spaces.Discrete(3)
+    fixed = ReferencePolicy(space, (2, 2), cycle=(1, 2), rng=np.random.default_rng(0), start_turn=0)
+    for _ in range(5):
+        fixed.reset()
+        assert [fixed() for _ in range(4)] == [1, 1, 2, 2]
+    free = ReferencePolicy(space, (2, 2), cycle=(1, 2), rng=np.random.default_rng(0))
+    firsts = set()
+    for _ in range(20):
+        free.reset()
+        firsts.add(free())
+    assert firsts == {1, 2}
 
 
 def test_cross_dream_scores_each_controller_in_every_dream_and_the_real_game(tmp_path, capsys, monkeypatch):
