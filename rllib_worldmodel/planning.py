@@ -54,10 +54,9 @@ class PlanSettings:
             action held to the horizon, in separate dreams; an action scores its best policy's expected return;
             costs 1 + actions times the dreams).
         collect_horizon: The collecting planner's horizon (0: `horizon`'s). With `collect_every`, real collection
-            can plan finer than the deployed agent: a fine planner goes where M is wrong at close range and so
-            fetches the data that fixes it, while a coarse planner, less exposed to M's short-range holes, is
-            the one deployed (TakeCover: RESULTS.md, "The fine planner cannot bootstrap its own world model").
-            Needs collect.
+            can plan finer than the deployed agent: a fine planner goes where M is wrong at close range, so its
+            episodes are the data that would fix it, while another planner (or C alone) is deployed (TakeCover:
+            RESULTS.md, "Two more rounds"). Needs collect.
         collect_every: The collecting planner's decision interval (0: `every`'s). Needs collect.
     """
 
