@@ -126,7 +126,6 @@ def play(
     return play.returns
 
 
-@torch.no_grad()
 def plan_rows(
     horizons: list[int], every: list[int], rollouts: list[str], action_space: gym.Space, action_repeat: int
 ) -> list[tuple[int, int, str]]:
@@ -144,6 +143,7 @@ def plan_rows(
     return [(0, 0, "controller"), *rows]
 
 
+@torch.no_grad()
 def step_cost(world_model, dreams: int, steps: int = 48, repeats: int = 3) -> dict[str, float]:
     """Milliseconds per look-ahead step of `dreams` dreams, side by side: the full dream step (every ensemble
     member's mixture, for the disagreement diagnostic) and the planner's (`report_disagreement=False`: only the

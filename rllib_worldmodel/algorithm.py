@@ -674,14 +674,14 @@ class WorldModels(Algorithm):
         samples = self.config.plan_samples if samples is None else samples
         every = self.config.plan_every if every is None else every
         rollouts = self.config.plan_rollouts if rollouts is None else rollouts
-        c_horizon = self.config.plan_collect_horizon if collect_horizon is None else collect_horizon
+        default_horizon, default_every = self.config.plan_collect_horizon, self.config.plan_collect_every
         if collect is None:  # the config's, off without a planner to collect with
-            collect = bool(self.config.plan_collect) and (horizon > 0 or c_horizon > 0)
-        if collect:
-            collect_horizon = c_horizon
-            collect_every = self.config.plan_collect_every if collect_every is None else collect_every
-        else:  # C collects: the config's collecting planner does not apply (given values are refused below)
-            collect_horizon, collect_every = collect_horizon or 0, collect_every or 0
+            look = default_horizon if collect_horizon is None else collect_horizon
+            collect = bool(self.config.plan_collect) and (horizon > 0 or look > 0)
+        if not collect:  # C collects: the config's collecting planner does not apply (given values are refused)
+            default_horizon, default_every = 0, 0
+        collect_horizon = default_horizon if collect_horizon is None else collect_horizon
+        collect_every = default_every if collect_every is None else collect_every
         plan = PlanSettings(
             horizon=horizon,
             samples=samples,

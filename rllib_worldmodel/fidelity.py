@@ -95,10 +95,8 @@ class ReferencePolicy:
 
     def reset(self) -> None:
         self.left, self.action = 0, None
-        if self.start_turn is not None:
-            self.turn = int(self.start_turn)
-        else:
-            self.turn = int(self.rng.integers(len(self.cycle))) if self.cycle else 0
+        random_turn = self.start_turn is None and self.cycle
+        self.turn = int(self.rng.integers(len(self.cycle))) if random_turn else int(self.start_turn or 0)
 
     def __call__(self, obs: np.ndarray | None = None):
         if self.fixed_action is not None:
