@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> None:
         "--start",
         choices=("random", "first"),
         default="random",
-        help="where each episode starts the cycle: a random place, or its first action (right) at step 0, as a "
-        "planner that alternates from its first decision plays it",
+        help="where each episode starts the cycle: a random turn of it (right or left first, drawn per episode), or "
+        "its first action (right) at step 0, as a planner that alternates from its first decision plays it",
     )
     add_view_args(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep_baseline.json"))
@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     skip = frame_skip_of(view)
     env = make_takecover(skill=args.skill, **view)
     rows = []
+    start_turn = 0 if args.start == "first" else None
     for period in args.periods:
         t0 = time.perf_counter()
         name, spec = next((k, v) for k, v in reference_policies(env.action_space, [period]).items() if v["cycle"])
-        start_turn = 0 if args.start == "first" else None
         episodes = real_episodes(env, episodes=args.episodes, seed=args.seed, start_turn=start_turn, **spec)
         scores = np.array([float(ep.rewards.sum()) for ep in episodes])
         rows.append(

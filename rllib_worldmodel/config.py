@@ -441,8 +441,9 @@ class WorldModelsConfig(AlgorithmConfig):
                 differ from the deployed one's (0: plan_horizon's). Lets collection plan finely, where M's
                 short-range holes are, while the agent deploys a coarser planner; with plan_horizon=0 the planner
                 collects and C alone deploys. Needs plan_collect. Measured on TakeCover (RESULTS.md, "Two more
-                rounds"): a fine collector (12 steps every 3) with the coarse planner (50 every 25) deployed left
-                the coarse planner playing a fixed 25-step sweep, 803 vs the sweep's 808 on the same episodes.
+                rounds, the second collecting with the fine planner"): a fine collector (12 steps every 3) with the
+                coarse planner (50 every 25) deployed left the coarse planner playing a fixed 25-step sweep, 803 vs
+                the sweep's 808 on the same episodes.
             plan_collect_every: The collecting planner's decision interval in steps (0: plan_every's).
             distill_states: After every search of C, fit C to the planner's dreamed choices (`distill`: the
                 planner scores every first action in the dream at this many real states of the replay, newest

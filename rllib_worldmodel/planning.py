@@ -56,7 +56,7 @@ class PlanSettings:
         collect_horizon: The collecting planner's horizon (0: `horizon`'s). With `collect_every`, real collection
             can plan finer than the deployed agent: a fine planner goes where M is wrong at close range, so its
             episodes are the data that would fix it, while another planner (or C alone) is deployed (TakeCover:
-            RESULTS.md, "Two more rounds"). Needs collect.
+            RESULTS.md, "Two more rounds, the second collecting with the fine planner"). Needs collect.
         collect_every: The collecting planner's decision interval (0: `every`'s). Needs collect.
     """
 
