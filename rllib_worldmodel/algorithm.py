@@ -187,9 +187,11 @@ class WorldModels(Algorithm):
         controller: dict | None = None,
         surprise_baseline: float | None = None,
         plan: dict[str, float] | None = None,
+        controller_every: int = 0,
     ) -> None:
         """Change the Learner's module (random-only flag, controller weights, surprise baseline, planning buffers
-        `plan_<name>`) and sync it to the EnvRunners."""
+        `plan_<name>`) and sync it to the EnvRunners. New controller weights come with the interval C decides at
+        when it acts alone, `controller_every`: 0 (C's `action_repeat`, where CMA-ES searches it) unless given."""
         update = {f"plan_{k}": torch.tensor(float(v)) for k, v in (plan or {}).items()}
         if random_only is not None:
             update["random_only"] = torch.tensor(1.0 if random_only else 0.0)
@@ -197,6 +199,7 @@ class WorldModels(Algorithm):
             update["surprise_baseline"] = torch.tensor(float(surprise_baseline))
         if controller is not None:
             update.update({f"controller.{k}": v for k, v in controller.items()})
+            update["controller_every"] = torch.tensor(float(controller_every))
         self.learner_group.set_weights({DEFAULT_MODULE_ID: update})
         self.local_module.set_state(update)
         # The evaluation EnvRunners too: they play the next real evaluation (`evaluate_real` after `set_planning`).
@@ -236,9 +239,10 @@ class WorldModels(Algorithm):
         if n_explorer:
             # clone: state_dict tensors alias the parameters, which the explorer's weights are about to overwrite
             deployed = {k: v.detach().cpu().clone() for k, v in self.local_module.controller.state_dict().items()}
+            deployed_every = int(self.local_module.controller_every)
             self._set_agent_state(controller=self._controller_state(self._explorer_params))
             explored = self._sample_real(n_explorer)
-            self._set_agent_state(controller=deployed)
+            self._set_agent_state(controller=deployed, controller_every=deployed_every)
             self.metrics.log_value("real/explorer_episodes", len(explored), window=1)
             self.metrics.log_value(
                 "real/explorer_episode_len_mean", float(np.mean([len(ep) for ep in explored])), window=1
@@ -370,8 +374,9 @@ class WorldModels(Algorithm):
             "real_return_mean": float(np.mean(returns)),
             "real_return_std": float(np.std(returns)),
             "num_episodes": len(returns),
-            # played in the dream as it was in the game, even if a resumed run changes the repeat
-            "action_repeat": int(self.config.action_repeat),
+            # played in the dream as it was in the game (a fitted C at the planner's interval), even if a resumed
+            # run changes the repeat
+            "action_repeat": self.local_module.controller_interval(),
         }
 
     def _whole_episodes(self) -> list[EncodedEpisode]:
@@ -604,8 +609,9 @@ class WorldModels(Algorithm):
 
     def _score_in_dream(self) -> int:
         """The deployed agent's dream score (`self.dream_score`, reported beside its real score): C alone over
-        `dream_eval_episodes` whole dreams, or, when the agent plans, the planning agent over `plan_dream_episodes`
-        (C alone is then logged as `dream/controller_return_mean`). Returns C's dream steps."""
+        `dream_eval_episodes` whole dreams (at the interval it acts at alone), or, when the agent plans, the planning
+        agent over `plan_dream_episodes` (C alone is then logged as `dream/controller_return_mean`). Returns C's
+        dream steps."""
         c, controller = self.config, self.local_module.controller
         settings = self.dream_settings(scoring=True)
         score = evaluate_population(
@@ -614,7 +620,7 @@ class WorldModels(Algorithm):
             controller.get_flat()[None],
             c.dream_eval_episodes,
             seed=(c.seed or 0) + 7,
-            action_repeat=c.action_repeat,
+            action_repeat=self.local_module.controller_interval(),
         )
         returns = score.returns[0]
         plan = self.local_module.plan_settings()
@@ -733,17 +739,21 @@ class WorldModels(Algorithm):
         return metrics
 
     def _distill(self, settings: DistillSettings) -> dict[str, float]:
-        """`distill_controller` without the checks and the dream score: distill, log, sync C everywhere."""
+        """`distill_controller` without the checks and the dream score: distill, log, sync C everywhere. The fitted C
+        decides at the planner's interval when it acts alone: its labels are the planner's first actions, each
+        held that long."""
         t0 = time.perf_counter()
         seed = (self.config.seed or 0) + 104729 * (self.iteration + 1)
-        metrics = distill_planner(
-            self.local_module.planner(), self._whole_episodes(), settings, seed=seed, real_z=self.config.real_z
-        )
+        planner = self.local_module.planner()
+        metrics = distill_planner(planner, self._whole_episodes(), settings, seed=seed, real_z=self.config.real_z)
         metrics["dream/distill_s"] = time.perf_counter() - t0
         for k, v in metrics.items():
             self.metrics.log_value(k, v, window=1)
         logger.info("C distilled from the planner: %s", {k: round(v, 3) for k, v in metrics.items()})
-        self._set_agent_state(controller={k: v.cpu() for k, v in self.local_module.controller.state_dict().items()})
+        self._set_agent_state(
+            controller={k: v.cpu() for k, v in self.local_module.controller.state_dict().items()},
+            controller_every=planner.interval,
+        )
         return metrics
 
     # ------------------------------------------------------------------------------------------- state

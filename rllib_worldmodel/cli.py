@@ -759,8 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="after every CMA-ES search, fit C to the planner's dreamed choices at this many of the replay's newest "
-        "real states (needs --plan-horizon > 0; 0: off); the agent deploys the fitted C, which is fitted at the "
-        "planner's interval and is meant to be played with planning on",
+        "real states (needs --plan-horizon > 0; 0: off); the agent deploys the fitted C, which decides at the "
+        "planner's interval when it acts alone (e.g. evaluate --plan-horizon 0)",
     )
     train.add_argument(
         "--distill-every", type=int, default=0, help="every n-th state of an episode (0: the planner's interval)"

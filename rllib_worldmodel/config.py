@@ -450,11 +450,13 @@ class WorldModelsConfig(AlgorithmConfig):
                 first, and C minimises the planner's regret of its own choice). 0: off. Needs plan_horizon > 0 and
                 the CMA-ES trainer; CMA-ES keeps searching from its own mean, the agent deploys the fitted C (and
                 plans with it, when planning). TakeCover: the fitted C alone recovers half to all of the planner's
-                gain over C at C's cost per decision (RESULTS.md, "C learns the planner's choices") when it decides
-                at the planner's interval, where its labels were chosen; at a longer `action_repeat` (planning
-                switched off with `set_planning(horizon=0)`) it can play far worse (a C fitted at 3 steps played 336
-                at its 25-step `action_repeat`, where another played 798 at 3 steps; RESULTS.md, "Two more rounds
-                with the fine planner deployed on a C fitted to it").
+                gain over C at C's cost per decision (RESULTS.md, "C learns the planner's choices"). Whenever the
+                fitted C acts alone (planning switched off with `set_planning(horizon=0)`, collection without
+                `plan_collect`) it decides at the planner's interval, where its labels were chosen (the module's
+                `controller_every`, kept in checkpoints); the next CMA-ES search gives C back its `action_repeat`.
+                At C's longer `action_repeat` it plays far worse: a C fitted at 3 steps played 336 at 25 steps, where
+                another played 798 at 3 (RESULTS.md, "Two more rounds with the fine planner deployed on a C fitted
+                to it").
             distill_every: Take every n-th real state of an episode (0: the planner's decision interval).
             distill_epochs: Adam's passes over the labelled states.
             distill_lr: Adam's learning rate.

@@ -47,7 +47,8 @@ class WorldModelsRLModule(TorchRLModule):
     `controller_hidden`, `include_cell`, `include_prev_action` (C also reads the last action taken),
     `include_hidden` (False: C reads z without h), `real_z`
     ("sample" as the paper, or "mean"), `random_hold_prob`, `epsilon`, `surprise_exploration`, `hold_min`,
-    `hold_max`, `action_repeat` (C decides every k-th step), `plan_horizon`, `plan_samples` and `plan_every`
+    `hold_max`, `action_repeat` (C decides every k-th step; the `controller_every` buffer overrides it for a C
+    fitted to the planner's choices), `plan_horizon`, `plan_samples` and `plan_every`
     (decision-time planning in the dream when acting without exploration; `planning.DreamPlanner`), `plan_collect`
     (a planner acts in real collection too, exploration on top), `plan_collect_horizon` and `plan_collect_every`
     (that collecting planner's own look-ahead; 0: the deployed planner's)."""
@@ -71,6 +72,10 @@ class WorldModelsRLModule(TorchRLModule):
         self.surprise_exploration = float(mc.get("surprise_exploration", 0.0))
         self.register_buffer("random_only", torch.ones(()))
         self.register_buffer("surprise_baseline", torch.zeros(()))
+        # C's own decision interval when no planner decides (0: `action_repeat`). A buffer, so it travels with C's
+        # weights: C fitted to the planner's choices (`distill`) decides at the planner's interval, where its labels
+        # were chosen, and a C searched by CMA-ES at `action_repeat` again (`WorldModels._set_agent_state`).
+        self.register_buffer("controller_every", torch.zeros(()))
         # Decision-time planning in the dream (`planning.DreamPlanner`), used when acting without exploration
         # (evaluation, deployment), and in collection with `plan_collect`. Buffers, so the algorithm's calibrated
         # dream and a switch made after training (`WorldModels.set_planning`) reach the EnvRunners with the
@@ -145,7 +150,7 @@ class WorldModelsRLModule(TorchRLModule):
         h, c = state["h"], state["c"]
         ctrl_in = self.controller_input.build(z, h, c, state["prev_action"])
         steps_taken = state["steps_taken"]
-        choice, interval = self.controller.act(ctrl_in), self.action_repeat
+        choice, interval = self.controller.act(ctrl_in), self.controller_interval()
         collecting = explore and self.plan_collect > 0.5  # a planner collects too (exploration on top)
         plans = self.plan_horizon > 0 or (collecting and self.plan_collect_horizon > 0)
         if plans and (collecting or not explore):  # the planner decides, at its interval
@@ -270,6 +275,11 @@ class WorldModelsRLModule(TorchRLModule):
             collect_horizon=int(self.plan_collect_horizon),
             collect_every=int(self.plan_collect_every),
         )
+
+    def controller_interval(self) -> int:
+        """C's decision interval when it acts alone: `controller_every` (the planner's interval, for a C fitted to
+        the planner's choices), else `action_repeat`."""
+        return int(self.controller_every) or self.action_repeat
 
     def planner(self, collect: bool = False) -> DreamPlanner:
         """The DreamPlanner for the current buffers: the deployed one, or (`collect`) the one that acts in real

@@ -224,19 +224,30 @@ def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anc
 
 
 def test_a_run_configured_to_plan_evaluates_the_planning_agent_and_scores_it_in_the_dream(ray_session):
-    """... and, with distill_states, deploys C fitted to the planner's choices while CMA-ES keeps its own mean."""
+    """... and, with distill_states, deploys C fitted to the planner's choices while CMA-ES keeps its own mean; the
+    fitted C decides at the planner's interval when it acts alone, a searched C at C's action_repeat again."""
     algo = (
         tiny_config()
-        .controller(plan_horizon=3, plan_samples=2, plan_dream_episodes=2, distill_states=12, distill_epochs=3)
+        .controller(
+            plan_horizon=3, plan_samples=2, plan_every=2, plan_dream_episodes=2, distill_states=12, distill_epochs=3
+        )
         .build_algo()
     )
+
+    def intervals() -> list[int]:  # C's interval alone in the dream, the collecting and the evaluating agent
+        evaluating = algo.eval_env_runner_group.local_env_runner.module
+        return [m.controller_interval() for m in (algo.local_module, algo.env_runner.module, evaluating)]
+
     try:
         algo.train()
         r = algo.train()
         deployed = algo.local_module.controller.get_flat()
         np.testing.assert_allclose(algo.env_runner.module.controller.get_flat(), deployed, rtol=1e-6)
         assert not np.allclose(deployed, algo.cma.mean_params())  # the fitted C, not CMA-ES's mean
+        assert intervals() == [2, 2, 2]  # the planner's interval, everywhere
         again = algo.distill_controller()  # also callable on a restored agent; re-scores it in the dream
+        algo._set_agent_state(controller=algo._controller_state(algo.cma.mean_params()))  # as after a CMA-ES search
+        assert intervals() == [1, 1, 1]  # C's action_repeat
     finally:
         algo.stop()
     assert algo.env_runner.module.plan_settings().horizon == 3

@@ -427,5 +427,7 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     policy = Path("learner_group", "learner", "rl_module", "default_policy")
     fitted = RLModule.from_checkpoint(str(distilled / "checkpoint" / policy))
     before = RLModule.from_checkpoint(str(out / "checkpoint" / policy))
-    assert float(fitted.plan_horizon) == 4  # it deploys the planner it learned from, and the fitted C
+    assert float(fitted.plan_horizon) == 4  # it deploys the planner it learned from, and the fitted C ...
+    assert int(fitted.controller_every) == fitted.plan_settings().interval(fitted.action_repeat)  # ... at its interval
+    assert int(before.controller_every) == 0  # a C searched by CMA-ES: its action_repeat
     assert not torch.equal(fitted.controller.net.weight, before.controller.net.weight)

@@ -110,6 +110,29 @@ def test_action_repeat_holds_the_controllers_decision_in_the_real_env():
     assert (out[Columns.STATE_OUT]["steps_taken"] == 9).all()
 
 
+def test_a_controller_fitted_at_the_planners_interval_decides_at_it_alone():
+    """`controller_every` (set when C is fitted to the planner's choices) overrides `action_repeat` for C alone."""
+    m = _module(action_repeat=6)
+    m.set_random_only(False)
+    m.controller_every.fill_(2)
+    assert m.controller_interval() == 2
+    with torch.no_grad():
+        for p in m.controller.parameters():
+            p.normal_(0.0, 3.0)
+    batch, seen = _batch(m, b=16), []
+    for _ in range(6):
+        batch[Columns.OBS] = torch.randint(0, 256, (16, 1, 64, 64, 3), dtype=torch.uint8)
+        out = m.forward_inference(batch)
+        seen.append(out[Columns.ACTIONS][:, 0])
+        batch = {Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: out[Columns.STATE_OUT]}
+    actions = torch.stack(seen, 1)
+    for start in (0, 2, 4):
+        assert (actions[:, start : start + 2] == actions[:, start : start + 1]).all()
+    assert (actions[:, 2] != actions[:, 0]).any()  # a new decision at step 2, not at step 6
+    m.controller_every.fill_(0)
+    assert m.controller_interval() == 6  # 0: C's action_repeat again
+
+
 def test_previous_action_input_is_the_action_really_taken():
     """With include_prev_action C reads [z, h, one-hot of the last action], as in the dream; exploration's actions
     count, since they are what M saw and what the dream's column would hold."""
