@@ -6,7 +6,8 @@ Restores a `WorldModels` checkpoint whose agent plans (its `plan_*` buffers, or 
 TakeCover episodes with C alone and with the planning agent, then fits C to the planner's dreamed choices at the
 replay's newest real states (`WorldModels.distill_controller`, `rllib_worldmodel.distill`) and plays the same
 episode seeds again with the fitted C alone and planning with it. C alone decides at its own interval (the
-checkpoint's `action_repeat`); the fitted C alone at the planner's, the interval its labels were chosen at. No real
+checkpoint's `action_repeat`, or the planner's for a C its loop fitted); the fitted C alone at the planner's, the
+interval its labels were chosen at. No real
 reward reaches any decision or any fit: the labels are the planner's dreamed scores. Score = frames survived.
 Writes JSON (and the fitted C's weights beside it, `.controller.pt`) and prints the table last.
 """
@@ -63,12 +64,13 @@ def main() -> None:
             raise SystemExit("the checkpoint's agent does not plan: pass --plan-horizon (e.g. 12) and --plan-every")
         env_settings = read_checkpoint(Path(args.checkpoint).resolve().parent / "world_model.pt")["metadata"]
         make_env = functools.partial(make_takecover, **env_settings["env_settings"])
-        interval, own = plan.interval(module.action_repeat), module.action_repeat
+        # C alone at its own interval (a C the checkpoint's loop fitted: the planner's; else its action_repeat)
+        interval, own = plan.interval(module.action_repeat), module.controller_interval()
         rows = {}
 
         def row(name: str, planning: bool, repeat: int) -> None:
             module.plan_horizon.fill_(plan.horizon if planning else 0)
-            module.action_repeat = repeat
+            module.controller_every.fill_(repeat)  # C's interval alone (a planning agent decides at the planner's)
             torch.manual_seed(args.seed)  # V's z draws: the same in every row
             t = time.perf_counter()
             returns = play(module, make_env, args.episodes, args.seed)

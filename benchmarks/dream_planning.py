@@ -71,7 +71,10 @@ def load_planning_agent(
         module.world_model.load_state_dict(wm.state_dict())
     meta = read_checkpoint(world_model_file(checkpoint, world_model))["metadata"]
     if controller is not None:
-        module.controller.load_state_dict(controller_weights(controller))
+        weights, every = controller_weights(controller)
+        module.controller.load_state_dict(weights)
+        if every is not None:  # another agent's C decides alone at that agent's interval
+            module.controller_every.fill_(every)
     module.plan_temperature.fill_(temperature)
     module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
     module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))
@@ -85,9 +88,14 @@ def world_model_file(checkpoint: Path, world_model: Path | None = None) -> Path:
     return world_model if world_model is not None else checkpoint.parent / "world_model.pt"
 
 
-def controller_weights(path: Path) -> dict[str, torch.Tensor]:
-    """C's state dict from a saved state dict file or from another WorldModels checkpoint folder's agent."""
-    return load_agent(path).controller.state_dict() if path.is_dir() else torch.load(path)
+def controller_weights(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
+    """C's state dict from a saved state dict file or from another WorldModels checkpoint folder's agent, and the
+    interval that agent's C decides at alone (its `controller_every`; None for a file, which does not say: C alone
+    then decides at the checkpoint's interval)."""
+    if not path.is_dir():
+        return torch.load(path), None
+    agent = load_agent(path)
+    return agent.controller.state_dict(), int(agent.controller_every)
 
 
 @torch.no_grad()
@@ -236,7 +244,7 @@ def main() -> None:
                 "plan_rollouts": rollouts if horizon else None,
                 "decides_every": module.plan_settings().interval(module.action_repeat)
                 if horizon
-                else module.action_repeat,
+                else module.controller_interval(),
                 "real_mean": float(returns.mean()),
                 "real_std": float(returns.std()),
                 "real_se": float(returns.std() / np.sqrt(len(returns))),
@@ -255,6 +263,7 @@ def main() -> None:
         "world_model": str(world_model_file(checkpoint, world_model)),
         "real_steps_of_the_world_model": meta.get("real_steps"),
         "action_repeat": module.action_repeat,
+        "controller_decides_every": module.controller_interval(),
         "env_settings": env_settings,
         "temperature": args.temperature,
         "done_logit_offset": float(module.plan_done_offset),
@@ -272,8 +281,8 @@ def main() -> None:
     if not rows:
         return
     print(
-        f"\nreal TakeCover, {args.episodes} episodes (seeds {args.seed}+), frames survived; C decides every "
-        f"{module.action_repeat} steps; {env_settings}"
+        f"\nreal TakeCover, {args.episodes} episodes (seeds {args.seed}+), frames survived; C alone decides every "
+        f"{module.controller_interval()} steps; {env_settings}"
     )
     print("| agent | real mean ± std | paired gain over C alone | wall |")
     print("|---|---|---|---|")

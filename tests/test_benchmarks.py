@@ -270,12 +270,13 @@ def test_dream_planning_takes_c_from_a_state_dict_or_another_checkpoint(monkeypa
     )
     with torch.no_grad():
         module.controller.net.weight.normal_()
+    module.controller_every.fill_(3)  # a C fitted to a planner deciding every 3 steps
     folder = tmp_path / "checkpoint"
     module.save_to_path(folder / "learner_group" / "learner" / "rl_module" / "default_policy")
     torch.save(module.controller.state_dict(), tmp_path / "c.pt")
-    for source in (folder, tmp_path / "c.pt"):
-        weights = planning.controller_weights(source)
-        assert weights.keys() == module.controller.state_dict().keys()
+    for source, every in ((folder, 3), (tmp_path / "c.pt", None)):  # a file does not say C's interval
+        weights, interval = planning.controller_weights(source)
+        assert weights.keys() == module.controller.state_dict().keys() and interval == every
         for name, value in module.controller.state_dict().items():
             torch.testing.assert_close(weights[name], value)
 
