@@ -94,6 +94,7 @@ class WorldModels(Algorithm):
     def setup(self, config: WorldModelsConfig) -> None:
         super().setup(config)
         self.replay = EpisodeReplayBuffer(capacity=self.config.replay_capacity, batch_size_B=1, batch_length_T=1)
+        self._warned_eviction = False
         spaces = self.env_runner_group.get_spaces()
         # A local copy of the agent module: dreams run here (on `dream_device`) from the Learner's latest weights.
         self.local_module = self.config.get_rl_module_spec(spaces=spaces, inference_only=False).build()
@@ -214,6 +215,23 @@ class WorldModels(Algorithm):
             # which then act with stale weights.
             group.foreach_env_runner(lambda er: _set_runner_module_state(er, update), local_env_runner=True)
 
+    def _report_evictions(self, evicted: int) -> None:
+        """Count the real steps the full replay dropped (its oldest whole episodes) and say so once per run: V and M
+        are fitted on what the replay keeps, so a long run forgets its first rounds unless `replay_capacity`
+        holds them all."""
+        self.metrics.log_value("real/replay_evicted_env_steps_lifetime", evicted, reduce="lifetime_sum")
+        if evicted > 0 and not self._warned_eviction:
+            self._warned_eviction = True
+            logger.warning(
+                "The replay is full (replay_capacity=%d real steps) and dropped its oldest %d: V and M are fitted "
+                "on the newest %d from now on. To keep every round's data, raise replay_capacity "
+                "(`.world_model(replay_capacity=...)`, CLI --replay-capacity; 12 KiB a 64x64 frame, in memory and "
+                "in every checkpoint).",
+                self.config.replay_capacity,
+                evicted,
+                self.replay.get_num_timesteps(),
+            )
+
     def _controller_state(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
         ctrl = copy.deepcopy(self.local_module.controller).cpu()
         ctrl.set_flat(flat)
@@ -250,10 +268,12 @@ class WorldModels(Algorithm):
             episodes += explored
         if n - n_explorer > 0:
             episodes += self._sample_real(n - n_explorer)
+        kept_before = self.replay.get_num_timesteps()
         self.replay.add(episodes)
         if self.iteration < c.random_iterations:
             self._behaviour_lengths += [len(ep) for ep in episodes if ep.is_done]
         steps = sum(len(ep) for ep in episodes)
+        self._report_evictions(kept_before + steps - self.replay.get_num_timesteps())
         self._new_steps = steps
         lengths = [len(ep) for ep in episodes]
         self.metrics.log_value("real/num_env_steps_collected_lifetime", steps, reduce="lifetime_sum")

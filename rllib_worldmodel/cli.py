@@ -119,6 +119,7 @@ def train_config(args: argparse.Namespace):
             closed_loop_horizon=args.closed_loop_horizon,
             mdn_latents=args.mdn_latents,
             done_refit_horizon=args.done_refit_horizon,
+            **({} if args.replay_capacity is None else {"replay_capacity": args.replay_capacity}),
         )
         .collection(
             real_episodes_per_iteration=args.episodes_per_iteration,
@@ -786,6 +787,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="replay",
         help="what V's and M's epochs count: replay (the whole replay; fits grow with it) | new (this iteration's "
         "new steps, drawn from the whole replay: a fixed training ratio, every fit costs about the same)",
+    )
+    train.add_argument(
+        "--replay-capacity",
+        type=int,
+        default=None,
+        help="real env steps the replay keeps; when full it drops its oldest episodes (default: the config's "
+        "200000, ~2.3 GiB of 64x64 frames in memory and in every checkpoint)",
     )
     _add_vae_focus_args(train)
     train.add_argument("--pessimism", type=float, default=0.0, help="dream reward penalty per unit of disagreement")

@@ -201,7 +201,10 @@ class WorldModelsConfig(AlgorithmConfig):
                 245 s in iteration 1, 1,348 s in iteration 6). "new": passes over the steps collected this
                 iteration, drawn uniformly from the whole replay, a fixed training ratio as in DreamerV3 (model
                 steps trained per real step collected), so every iteration's V and M updates cost about the same.
-            replay_capacity: Real env steps kept in the EpisodeReplayBuffer.
+            replay_capacity: Real env steps kept in the EpisodeReplayBuffer. When full, it drops its oldest whole
+                episodes (counted in `real/replay_evicted_env_steps_lifetime`, with a warning the first time), and V
+                and M are fitted on the newest steps only. The default keeps 200,000 steps: about 2.3 GiB of 64x64
+                frames, in memory and in every checkpoint; raise it to keep every round's data.
             num_heads: M's ensemble size (1: paper; >= 2: heads trained on bootstrap resamples whose disagreement
                 drives pessimism and curiosity).
             done_bias_init: Initial done-logit bias, a prior on deaths (e.g. -5); None keeps PyTorch's init.

@@ -1,5 +1,6 @@
 """The WorldModels algorithm on the tiny preset: every phase, real evaluation, Tune, checkpoints, validation."""
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -69,6 +70,23 @@ def test_fit_epochs_count_the_whole_replay_or_only_the_new_steps(trained):
     assert n1["world_model/vae_updates"] == math.ceil(n1["real/replay_num_env_steps"] / per_vae)  # all of it is new
     assert n2["world_model/vae_updates"] == math.ceil(cfg.vae_epochs_per_iteration * new / per_vae)
     assert_mdn_epochs(n2, new)
+
+
+def test_a_full_replay_drops_its_oldest_episodes_counts_them_and_says_so(trained, caplog):
+    _, (_, r2) = trained
+    assert r2["real/replay_evicted_env_steps_lifetime"] == 0  # the default capacity holds everything here
+    algo = tiny_config().world_model(replay_capacity=60).build_algo()
+    try:
+        with caplog.at_level(logging.WARNING, logger="rllib_worldmodel.algorithm"):
+            algo.train()
+            r2 = algo.train()
+    finally:
+        algo.stop()
+    collected, kept = r2["real/num_env_steps_collected_lifetime"], r2["real/replay_num_env_steps"]
+    assert r2["real/replay_evicted_env_steps_lifetime"] == collected - kept > 0
+    assert 0 < kept <= 60  # the oldest whole episodes went
+    warnings = [r.getMessage() for r in caplog.records if "replay is full" in r.getMessage()]
+    assert len(warnings) == 1 and "replay_capacity=60" in warnings[0] and "--replay-capacity" in warnings[0]
 
 
 def test_m_windows_are_padded_to_the_longest_drawn_not_to_seq_len(trained):

@@ -107,8 +107,9 @@ def test_train_fit_budget_flags_reach_the_config():
     cfg.validate()
     assert cfg.mdn_epochs_per_iteration == 20.0 and cfg.mdn_seq_len == 500
     default, plain = train_config(parse(["train", "--env", "takecover"])), WorldModelsConfig()
-    for key in ("mdn_epochs_per_iteration", "mdn_seq_len"):
+    for key in ("mdn_epochs_per_iteration", "mdn_seq_len", "replay_capacity"):
         assert getattr(default, key) == getattr(plain, key), key
+    assert train_config(parse(["train", "--env", "takecover", "--replay-capacity", "800000"])).replay_capacity == 800000
 
 
 def test_frame_skip_reaches_the_real_env_and_the_dream_cap():
