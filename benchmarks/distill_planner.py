@@ -7,9 +7,9 @@ TakeCover episodes with C alone and with the planning agent, then fits C to the 
 replay's newest real states (`WorldModels.distill_controller`, `rllib_worldmodel.distill`) and plays the same
 episode seeds again with the fitted C alone and planning with it. C alone decides at its own interval (the
 checkpoint's `action_repeat`, or the planner's for a C its loop fitted); the fitted C alone at the planner's, the
-interval its labels were chosen at. No real
-reward reaches any decision or any fit: the labels are the planner's dreamed scores. Score = frames survived.
-Writes JSON (and the fitted C's weights beside it, `.controller.pt`) and prints the table last.
+interval its labels were chosen at. No real reward reaches any decision or any fit: the labels are the planner's
+dreamed scores. Score = frames survived. Writes JSON (and the fitted C's weights beside it, `.controller.pt`) and
+prints the table last.
 """
 
 from __future__ import annotations
