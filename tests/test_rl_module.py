@@ -90,20 +90,25 @@ def test_epsilon_exploration_changes_some_actions():
     assert 0.2 < frac < 0.5  # half the steps random, a third of those coincide with the greedy action
 
 
-def test_action_repeat_holds_the_controllers_decision_in_the_real_env():
-    m = _module(action_repeat=3)
+def _played_with_a_jittery_controller(m, b: int, steps: int):
+    """(b, steps) actions of `m` acting greedily on fresh random frames each step, with a controller whose decision
+    changes from frame to frame; and the last step's output."""
     m.set_random_only(False)
     with torch.no_grad():
         for p in m.controller.parameters():
-            p.normal_(0.0, 3.0)  # a controller whose decision changes from frame to frame
-    batch, seen = _batch(m, b=8), []
-    for _ in range(9):
-        batch[Columns.OBS] = torch.randint(0, 256, (8, 1, 64, 64, 3), dtype=torch.uint8)
+            p.normal_(0.0, 3.0)
+    batch, seen = _batch(m, b=b), []
+    for _ in range(steps):
+        batch[Columns.OBS] = torch.randint(0, 256, (b, 1, 64, 64, 3), dtype=torch.uint8)
         out = m.forward_inference(batch)
         seen.append(out[Columns.ACTIONS][:, 0])
-        assert out[Columns.ACTIONS].dtype == torch.long
         batch = {Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: out[Columns.STATE_OUT]}
-    actions = torch.stack(seen, 1)
+    return torch.stack(seen, 1), out
+
+
+def test_action_repeat_holds_the_controllers_decision_in_the_real_env():
+    actions, out = _played_with_a_jittery_controller(_module(action_repeat=3), b=8, steps=9)
+    assert actions.dtype == torch.long
     for start in (0, 3, 6):
         assert (actions[:, start : start + 3] == actions[:, start : start + 1]).all()
     assert (actions[:, ::3] != actions[:, :1]).any()  # new decisions at steps 3 and 6
@@ -113,19 +118,9 @@ def test_action_repeat_holds_the_controllers_decision_in_the_real_env():
 def test_a_controller_fitted_at_the_planners_interval_decides_at_it_alone():
     """`controller_every` (set when C is fitted to the planner's choices) overrides `action_repeat` for C alone."""
     m = _module(action_repeat=6)
-    m.set_random_only(False)
     m.controller_every.fill_(2)
     assert m.controller_interval() == 2
-    with torch.no_grad():
-        for p in m.controller.parameters():
-            p.normal_(0.0, 3.0)
-    batch, seen = _batch(m, b=16), []
-    for _ in range(6):
-        batch[Columns.OBS] = torch.randint(0, 256, (16, 1, 64, 64, 3), dtype=torch.uint8)
-        out = m.forward_inference(batch)
-        seen.append(out[Columns.ACTIONS][:, 0])
-        batch = {Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: out[Columns.STATE_OUT]}
-    actions = torch.stack(seen, 1)
+    actions, _ = _played_with_a_jittery_controller(m, b=16, steps=6)
     for start in (0, 2, 4):
         assert (actions[:, start : start + 2] == actions[:, start : start + 1]).all()
     assert (actions[:, 2] != actions[:, 0]).any()  # a new decision at step 2, not at step 6
