@@ -89,6 +89,24 @@ def test_a_full_replay_drops_its_oldest_episodes_counts_them_and_says_so(trained
     assert len(warnings) == 1 and "replay_capacity=60" in warnings[0] and "--replay-capacity" in warnings[0]
 
 
+def test_a_replay_that_would_outgrow_the_machine_is_named_before_collecting(caplog, monkeypatch):
+    """replay_capacity x one observation's bytes is checked against the machine's memory at setup: twice the frames
+    (what a run holds, measured) over the total warns with the field and the flag; a fitting one stays quiet."""
+    import gymnasium as gym
+
+    from rllib_worldmodel.algorithm import _warn_if_replay_outgrows_memory
+
+    frames = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)  # 12,288 bytes a step
+    monkeypatch.setattr("os.sysconf", lambda name: {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 2_000_000}[name])  # 8.2 GB
+    with caplog.at_level(logging.WARNING, logger="rllib_worldmodel.algorithm"):
+        assert not _warn_if_replay_outgrows_memory(300_000, frames)  # 3.7 GB of frames, 7.4 GB held
+        assert _warn_if_replay_outgrows_memory(400_000, frames)  # 4.9 GB of frames, 9.8 GB held
+        assert not _warn_if_replay_outgrows_memory(10**9, gym.spaces.Discrete(3))  # no shape: nothing to estimate
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "replay_capacity=400000" in message and "64x64x3 uint8" in message and "4.9 GB" in message
+    assert "--replay-capacity" in message and "8.2 GB" in message
+
+
 def test_m_windows_are_padded_to_the_longest_drawn_not_to_seq_len(trained):
     """A window holds at most seq_len steps and is cut by its episode's end; the batch is only as long as its longest
     window (the LSTM runs over the padding), and every window continues from its own episode prefix."""
