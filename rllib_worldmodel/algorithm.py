@@ -86,10 +86,10 @@ def _set_runner_module_state(env_runner, update: dict[str, Any]) -> None:
 def _warn_if_replay_outgrows_memory(capacity: int, observation_space: Any) -> bool:
     """Warn, before anything is collected, when a full replay of `capacity` real steps would not fit this machine.
 
-    The replay holds every observation in memory, and a run that fills it dies mid-iteration (the last checkpoint
-    survives, the iteration in flight does not). Measured on TakeCover (64x64 frames): the process held about twice
-    the replay's frames after a restore and three times at a fit's peak, so the warning fires when twice the frames
-    exceed the machine's total memory. Only a warning: a run may stop long before the replay is full.
+    The replay holds every observation in memory, and a run that outgrows the memory is killed mid-iteration (the
+    last checkpoint survives, the iteration in flight does not). Measured on TakeCover (64x64 frames): the process
+    held about twice the replay's frames after a restore and three times at a fit's peak, so the warning fires when
+    twice the frames exceed the machine's total memory. Only a warning: a run may stop long before the replay is full.
 
     Args:
         capacity: `replay_capacity`, in real env steps.
