@@ -27,6 +27,7 @@ setup(
         "pillow>=9.0",
         "cma>=3.3",
         "scipy>=1.9",  # also a ray[rllib] dependency; fidelity.py uses its rank correlation
+        "lz4>=4.0",  # the replay in checkpoints (the library of RLlib's own optional sample compression)
     ],
     extras_require={
         "test": ["pytest>=7.4", "ruff>=0.5"],

@@ -46,6 +46,7 @@ from rllib_worldmodel.calibration import (
 )
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.config import WorldModelsConfig
+from rllib_worldmodel.data import pack_replay_state, unpack_replay_state
 from rllib_worldmodel.distill import distill_planner, DistillSettings
 from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
@@ -823,7 +824,7 @@ class WorldModels(Algorithm):
         if components is None:
             state["world_models"] = {
                 "dream_rllib": self.dream_trainer.get_state() if self.dream_trainer else None,
-                "replay": self.replay.get_state(),
+                "replay": pack_replay_state(self.replay.get_state()),
                 "cma": self.cma.get_state(),
                 "explorer": self.explorer.get_state() if self.explorer else None,
                 "explorer_params": self._explorer_params,
@@ -845,7 +846,7 @@ class WorldModels(Algorithm):
             self.metrics.log_value("real/num_env_steps_sampled_lifetime", kept, reduce="lifetime_sum")
         extra = state.get("world_models")
         if extra is not None:
-            self.replay.set_state(extra["replay"])
+            self.replay.set_state(unpack_replay_state(extra["replay"]))
             self.cma.set_state(extra["cma"])
             if self.explorer is not None and extra.get("explorer") is not None:
                 self.explorer.set_state(extra["explorer"])

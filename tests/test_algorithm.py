@@ -1,5 +1,6 @@
 """The WorldModels algorithm on the tiny preset: every phase, real evaluation, Tune, checkpoints, validation."""
 
+import hashlib
 import logging
 import subprocess
 import sys
@@ -321,7 +322,9 @@ def test_checkpoint_restores_exactly_and_resumes_in_a_fresh_process(trained, tmp
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
         from ray.rllib.algorithms.algorithm import Algorithm
         algo = Algorithm.from_checkpoint({str(ckpt)!r})
-        out = {{"iteration": algo.iteration, "replay": algo.replay.get_num_timesteps(),
+        import hashlib
+        digest = hashlib.sha1(b"".join(e.get_observations().tobytes() for e in algo.replay.episodes)).hexdigest()
+        out = {{"iteration": algo.iteration, "replay": algo.replay.get_num_timesteps(), "frames": digest,
                "generation": algo.cma.generation, "controller": algo.local_module.controller.get_flat().tolist()}}
         r = algo.train()
         out["after"] = r["training_iteration"]
@@ -340,6 +343,9 @@ def test_checkpoint_restores_exactly_and_resumes_in_a_fresh_process(trained, tmp
     out = json.loads(line[0][len("RESULT") :])
     assert out["iteration"] == algo.iteration == 2
     assert out["replay"] == algo.replay.get_num_timesteps()
+    # every frame the replay held comes back (the checkpoint holds it lz4-packed, `data.pack_replay_state`)
+    frames = b"".join(e.get_observations().tobytes() for e in algo.replay.episodes)
+    assert out["frames"] == hashlib.sha1(frames).hexdigest()
     assert out["generation"] == algo.cma.generation
     np.testing.assert_allclose(out["controller"], algo.local_module.controller.get_flat(), rtol=1e-6)
     assert out["after"] == 3 and out["replay_after"] > out["replay"]

@@ -56,3 +56,54 @@ def test_load_episodes_slices_in_index_order(tmp_path, cartpole_episodes):
     assert [len(e) for e in part] == [len(e) for e in cartpole_episodes[2:4]]
     with pytest.raises(ValueError, match="start=7"):
         rw.load_episodes(tmp_path, 7)
+
+
+def _replay_of_frames(n_episodes: int, steps: int):
+    """An EpisodeReplayBuffer of numpy'd SingleAgentEpisodes with frame-like uint8 observations (a flat background
+    and a moving block, as a game's frames are mostly flat), the way EnvRunners hand them to the algorithm."""
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+    from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
+
+    rng = np.random.default_rng(0)
+    replay = EpisodeReplayBuffer(capacity=10_000, batch_size_B=1, batch_length_T=1)
+    for e in range(n_episodes):
+        frames = np.full((steps + 1, 64, 64, 3), 90, dtype=np.uint8)
+        for t in range(steps + 1):
+            frames[t, 20:30, (t + e) % 54 : (t + e) % 54 + 10] = rng.integers(0, 255, (10, 10, 3))
+        ep = SingleAgentEpisode(
+            observations=list(frames),
+            actions=list(rng.integers(0, 3, steps)),
+            rewards=[1.0] * steps,
+            terminated=True,
+            len_lookback_buffer=0,
+        )
+        replay.add([ep.to_numpy()])
+    return replay
+
+
+def test_a_packed_replay_state_restores_every_episode_exactly_and_is_smaller():
+    import pickle
+
+    from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
+
+    from rllib_worldmodel.data import pack_replay_state, unpack_replay_state
+
+    replay = _replay_of_frames(n_episodes=4, steps=30)
+    state = replay.get_state()
+    packed = pack_replay_state(state)
+    assert "episodes" not in packed and len(packed["episodes_lz4"]) == 4
+    assert "episodes" in state  # the live state is left as it was
+    assert len(pickle.dumps(packed)) < len(pickle.dumps(state)) / 2
+
+    restored = EpisodeReplayBuffer(capacity=10_000, batch_size_B=1, batch_length_T=1)
+    restored.set_state(unpack_replay_state(packed))
+    assert restored.get_num_timesteps() == replay.get_num_timesteps() == 120
+    assert restored.get_num_episodes() == 4
+    for a, b in zip(replay.episodes, restored.episodes):
+        assert a.id_ == b.id_ and a.is_terminated == b.is_terminated
+        np.testing.assert_array_equal(a.get_observations(), b.get_observations())
+        np.testing.assert_array_equal(a.get_actions(), b.get_actions())
+        np.testing.assert_array_equal(a.get_rewards(), b.get_rewards())
+    assert restored._indices == replay._indices
+    # a state from a checkpoint written before packing restores as it always did
+    assert unpack_replay_state(state) is state
