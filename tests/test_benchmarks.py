@@ -402,3 +402,26 @@ def test_evaluation_paths_plays_the_deployed_agent_through_rllib_and_the_player(
         returns = out[name]["returns"]
         assert len(returns) == 4 and all(1 <= r <= 500 for r in returns)  # whole CartPole episodes
         assert out[name]["mean"] == pytest.approx(np.mean(returns)) and out[name]["se"] >= 0
+
+
+def test_replay_checkpoint_writes_and_restores_real_takecover_frames_every_way(tmp_path):
+    """Run as a script (its restores run in fresh processes): every way of storing the replay reads back the frames
+    that were written (the script raises otherwise), and lz4 stores fewer bytes than the state as RLlib gives it."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "replay_checkpoint.json"
+    cmd = [sys.executable, str(BENCHMARKS / "replay_checkpoint.py"), "--episodes", "3", "--dir", str(tmp_path)]
+    proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert list(rows) == ["as RLlib gives it", "lz4, level 0 (the default)", "lz4, level 3"]
+    assert result["frames_bytes"] >= result["steps"] * 64 * 64 * 3 > 0
+    assert rows["as RLlib gives it"]["bytes"] >= result["frames_bytes"]
+    assert (
+        rows["as RLlib gives it"]["bytes"] > rows["lz4, level 0 (the default)"]["bytes"] > rows["lz4, level 3"]["bytes"]
+    )
+    assert "restore memory / frames" in proc.stdout.splitlines()[-5]
+    assert list(tmp_path.iterdir()) == [out]  # the written files are gone
