@@ -6,9 +6,8 @@ Collects real TakeCover episodes with the main job's collection policy (random a
 step, the shipped screen settings) into RLlib's EpisodeReplayBuffer as the EnvRunners hand them over (numpy'd
 `SingleAgentEpisode`s), then writes the buffer's state to disk the ways a `WorldModels` checkpoint could hold it
 (`EpisodeReplayBuffer.get_state()` as it is, and `data.pack_replay_state` at two lz4 levels) and reads it back into a
-fresh buffer,
-checking every frame, in a fresh process whose peak memory is the restore's. The replay is nearly all of a
-checkpoint: 12 KiB of frame per step. Writes JSON and prints the table last.
+fresh buffer in a fresh process (whose peak memory is the restore's), checking every frame. The replay is nearly all
+of a checkpoint: 12 KiB of frame per step. Writes JSON and prints the table last.
 """
 
 from __future__ import annotations

@@ -793,7 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="real env steps the replay keeps; when full it drops its oldest episodes (default: the config's "
-        "400000; full, with 64x64 frames: ~6 GB a checkpoint, ~15 GB resident while fitting)",
+        "400000; full, with 64x64 frames: ~2.7 GB a checkpoint (lz4-packed), ~15 GB resident while fitting)",
     )
     _add_vae_focus_args(train)
     train.add_argument("--pessimism", type=float, default=0.0, help="dream reward penalty per unit of disagreement")
