@@ -6,7 +6,8 @@ Two batch kinds arrive through `learner_group.update(batch=...)`, each trains on
   state it would have had from the episode start (state resets at episode starts; the prefix runs without
   gradients): `z_prefix` (B, P, Z), `a_prefix` (B, P, A), `prefix_len` (B,), `z_in`/`z_next` (B, T, Z), `a` (B, T, A),
   `r`/`done`/`mask` (B, T), optional `member_weights` (B, E) bootstrap counts of an ensemble M -> `mdn_nll` +
-  `reward_loss` + `done_loss`, weighted by the architecture's loss_weights (the members' mean for an ensemble).
+  `reward_loss` + `done_loss`, weighted by the architecture's loss_weights (the members' mean for an ensemble),
+  computed at the `mask`ed steps only (M's heads run only there).
 The forward passes happen in the module's `_forward_train` (so multi-learner DDP all-reduces the gradients); this
 class turns them into losses. V and M have separate optimizers (and gradient clipping); C is not trained here.
 """
@@ -20,6 +21,33 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from rllib_worldmodel.losses import mdn_rnn_loss, vae_loss
 from rllib_worldmodel.models.mdn_rnn import MDNOutput
+
+
+def window_batch_loss(fwd_out: dict[str, Any], batch: dict[str, Any], wm_config) -> tuple[torch.Tensor, dict]:
+    """M's loss on a window batch from M's predictions at its valid steps (`rl_module._forward_train`, fields
+    `mdn_*` leading with (E, N)): the targets and the bootstrap weights are gathered at the same steps.
+
+    Args:
+        fwd_out: The module's training outputs.
+        batch: The window batch (`z_next`, `r`, `done`, `mask` (B, T), optional `member_weights` (B, E)).
+        wm_config: The world model's `WorldModelConfig` (loss weights, done positive weight).
+
+    Returns:
+        (loss, metrics) as `losses.mdn_rnn_loss`.
+    """
+    pred = MDNOutput(*(fwd_out[f"mdn_{k}"] for k in MDNOutput._fields))
+    valid = batch["mask"] > 0
+    weights = batch["member_weights"].T[:, valid.nonzero()[:, 0]] if "member_weights" in batch else None
+    return mdn_rnn_loss(
+        pred,
+        batch["z_next"][valid],
+        batch["r"][valid],
+        batch["done"][valid],
+        None,
+        loss_weights=wm_config.loss_weights,
+        done_pos_weight=wm_config.done_pos_weight,
+        member_weights_E_B=weights,
+    )
 
 
 class WorldModelsLearner(TorchLearner):
@@ -54,17 +82,7 @@ class WorldModelsLearner(TorchLearner):
             losses.append(loss)
             metrics.update(m)
         if "mdn_logpi" in fwd_out:
-            pred = MDNOutput(*(fwd_out[f"mdn_{k}"] for k in MDNOutput._fields))
-            total, m = mdn_rnn_loss(
-                pred,
-                batch["z_next"],
-                batch["r"],
-                batch["done"],
-                batch["mask"],
-                loss_weights=wm_config.loss_weights,
-                done_pos_weight=wm_config.done_pos_weight,
-                member_weights_E_B=batch["member_weights"].T if "member_weights" in batch else None,
-            )
+            total, m = window_batch_loss(fwd_out, batch, wm_config)
             losses.append(total)
             metrics.update(m)
         if not losses:

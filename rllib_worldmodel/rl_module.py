@@ -224,8 +224,9 @@ class WorldModelsRLModule(TorchRLModule):
 
         Runs inside RLlib's (possibly DDP-wrapped) forward so gradients are all-reduced across learners.
         V batch (`vae_obs`): target, reconstruction of a posterior sample, mu, logvar.
-        M batch (`z_in`, ...): mixture/reward/done predictions for each window, starting from the LSTM state of the
-        window's episode prefix (computed without gradients).
+        M batch (`z_in`, ...): mixture/reward/done predictions at each window's valid (`mask`) steps, flattened in
+        row-major order (`MDNRNN.forward_valid`), starting from the LSTM state of the window's episode prefix
+        (computed without gradients).
         """
         wm, out = self.world_model, {}
         if "vae_obs" in batch:
@@ -238,7 +239,8 @@ class WorldModelsRLModule(TorchRLModule):
             # scheduled sampling (WorldModelsConfig.world_model(closed_loop=...)) arrives as a batch column
             closed_loop = float(batch["closed_loop"][0]) if "closed_loop" in batch else 0.0
             horizon = int(batch["closed_loop_horizon"][0]) if "closed_loop_horizon" in batch else 1
-            mdn, _, _ = wm.mdn_rnn(batch["z_in"], batch["a"], state, closed_loop, None, horizon)
+            valid = batch["mask"] > 0
+            mdn, _ = wm.mdn_rnn.forward_valid(batch["z_in"], batch["a"], valid, state, closed_loop, None, horizon)
             out.update({f"mdn_{k}": v for k, v in mdn._asdict().items()})
         return out
 

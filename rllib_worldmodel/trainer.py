@@ -247,19 +247,20 @@ class WorldModelTrainer:
             tokens.append(mask.sum().item())
             if tokens[-1] == 0:
                 break
-            out, _, state = m_rnn(
-                batch["z_in"][:, sl], batch["a"][:, sl], state, closed_loop, self.torch_gen, closed_loop_horizon
+            valid = mask > 0  # M's heads and loss only where the chunk holds steps (padding has weight 0)
+            out, state = m_rnn.forward_valid(
+                batch["z_in"][:, sl], batch["a"][:, sl], valid, state, closed_loop, self.torch_gen, closed_loop_horizon
             )
             state = tuple(x.detach() for x in state)
             loss, row = mdn_rnn_loss(
                 out,
-                batch["z_next"][:, sl],
-                batch["r"][:, sl],
-                batch["done"][:, sl],
-                mask,
+                batch["z_next"][:, sl][valid],
+                batch["r"][:, sl][valid],
+                batch["done"][:, sl][valid],
+                None,
                 loss_weights=weights,
                 done_pos_weight=self.model.config.done_pos_weight,
-                member_weights_E_B=members,
+                member_weights_E_B=None if members is None else members[:, valid.nonzero()[:, 0]],
             )
             if train:
                 row["world_model/mdn_grad_norm"] = self._optimise(loss, self.mdn_opt, m_rnn.parameters())

@@ -144,3 +144,35 @@ def test_mdn_rnn_loss_is_the_weighted_sum_of_its_parts():
     )
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert m["world_model/mdn_total_loss"] == pytest.approx(total.item())
+
+
+def test_mdn_rnn_loss_on_the_valid_steps_alone_equals_the_masked_padded_batch():
+    """The learner and the trainer score M only at the valid steps (`MDNRNN.forward_valid`): same loss, metrics and
+    gradients as the padded batch with its mask, ensemble bootstrap weights included."""
+    from rllib_worldmodel.losses import mdn_rnn_loss
+    from rllib_worldmodel.models.mdn_rnn import MDNOutput
+
+    torch.manual_seed(0)
+    e, b, t, z, k = 3, 4, 5, 6, 2
+    raw = [torch.randn(e, b, t, z, k, requires_grad=True) for _ in range(3)] + [
+        torch.randn(e, b, t, requires_grad=True) for _ in range(2)
+    ]
+    pred = MDNOutput(F.log_softmax(raw[0], -1), raw[1], raw[2].clamp(-2, 2), raw[3], raw[4])
+    z_next, r, done = torch.randn(b, t, z), torch.randn(b, t), torch.zeros(b, t)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.float32)
+    done[1, 1] = done[2, 2] = 1.0
+    weights_E_B = torch.tensor([[1.0, 0.0, 2.0, 1.0], [0.0, 1.0, 1.0, 3.0], [1.0, 1.0, 1.0, 1.0]])
+    kw = {"loss_weights": {"mdn": 1.0, "reward": 0.5, "done": 2.0}, "done_pos_weight": 10.0}
+    padded, m_padded = mdn_rnn_loss(pred, z_next, r, done, mask, member_weights_E_B=weights_E_B, **kw)
+    valid = mask > 0
+    flat = MDNOutput(*(x[:, valid] for x in pred))
+    rows = valid.nonzero()[:, 0]
+    packed, m_packed = mdn_rnn_loss(
+        flat, z_next[valid], r[valid], done[valid], None, member_weights_E_B=weights_E_B[:, rows], **kw
+    )
+    assert packed.item() == pytest.approx(padded.item(), rel=1e-6)
+    for key, value in m_padded.items():
+        assert m_packed[key] == pytest.approx(value, rel=1e-6, nan_ok=True), key
+    grads_padded = torch.autograd.grad(padded, raw, retain_graph=True)  # pred is shared by both losses
+    for g_pad, g_flat in zip(grads_padded, torch.autograd.grad(packed, raw)):
+        torch.testing.assert_close(g_pad, g_flat)

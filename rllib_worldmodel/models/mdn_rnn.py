@@ -153,6 +153,44 @@ class MDNRNN(nn.Module):
         h_B_T_H, final = self.hidden(z_B_T_Z, a_B_T_A, state)
         return self.heads(h_B_T_H), h_B_T_H, final
 
+    def forward_valid(
+        self,
+        z_B_T_Z: torch.Tensor,
+        a_B_T_A: torch.Tensor,
+        valid_B_T: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        closed_loop: float = 0.0,
+        generator: torch.Generator | None = None,
+        horizon: int = 1,
+    ) -> tuple[MDNOutput, tuple[torch.Tensor, torch.Tensor]]:
+        """`forward` for training on padded batches: the LSTM runs over the whole padded batch (one fused kernel),
+        the output heads only at the valid steps.
+
+        Training windows are padded to the batch's longest, and on short-episode data most of a batch is padding
+        (TakeCover's random-hold episodes at 4 tics a step: about a quarter of a window batch is valid). The
+        heads' matmul (E members x 3 x Z x K outputs a step) and the mixture NLL after it are most of an update's
+        work, so computing them only where the loss counts cuts an update's time by half or more, and the loss
+        is the same: padded steps have weight 0.
+
+        Args:
+            z_B_T_Z: Latents z_0..z_{T-1}.
+            a_B_T_A: Encoded actions a_0..a_{T-1}.
+            valid_B_T: Bool, the steps whose predictions are wanted (the loss mask).
+            state: (h, c), each (B, H); zeros when None.
+            closed_loop: Scheduled sampling, as in `forward`.
+            generator: Torch RNG for the closed-loop samples.
+            horizon: Free-running segment length of the closed loop.
+
+        Returns:
+            (predictions at the N valid (b, t) in row-major order, i.e. `x_B_T[valid_B_T]`'s order, fields
+            leading with (E, N); the final state (h, c) after all T steps).
+        """
+        if closed_loop != 0:
+            h_B_T_H, final = self.hidden_closed_loop(z_B_T_Z, a_B_T_A, state, closed_loop, generator, horizon)
+        else:
+            h_B_T_H, final = self.hidden(z_B_T_Z, a_B_T_A, state)
+        return self.heads(h_B_T_H[valid_B_T]), final
+
     def hidden(
         self, z_B_T_Z: torch.Tensor, a_B_T_A: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -205,6 +243,19 @@ class MDNRNN(nn.Module):
         Returns:
             Same as `forward`.
         """
+        h_B_T_H, final = self.hidden_closed_loop(z_B_T_Z, a_B_T_A, state, closed_loop, generator, horizon)
+        return self.heads(h_B_T_H), h_B_T_H, final
+
+    def hidden_closed_loop(
+        self,
+        z_B_T_Z: torch.Tensor,
+        a_B_T_A: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        closed_loop: float = 0.5,
+        generator: torch.Generator | None = None,
+        horizon: int = 1,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The LSTM of `forward_closed_loop` alone: outputs h_B_T_H and the final state (h, c)."""
         self._check(z_B_T_Z, a_B_T_A, ndim=3)
         if not 0.0 <= closed_loop <= 1.0:
             raise ValueError(f"closed_loop={closed_loop} must be a probability in [0, 1].")
@@ -233,8 +284,7 @@ class MDNRNN(nn.Module):
                     else:
                         use = segment_own
                 z = torch.where(use, own, z)
-        h_B_T_H = torch.stack(hs, dim=1)
-        return self.heads(h_B_T_H), h_B_T_H, (h, c)
+        return torch.stack(hs, dim=1), (h, c)
 
     def step(
         self, z_B_Z: torch.Tensor, a_B_A: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]

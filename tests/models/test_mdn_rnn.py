@@ -92,3 +92,18 @@ def test_component_frequencies_follow_tempered_softmax():
         freq = torch.stack([(z.abs() < 1.5).float().mean(), (z > 1.5).float().mean(), (z < -1.5).float().mean()])
         expected = torch.softmax(logpi[0, 0] / tau, -1)
         torch.testing.assert_close(freq, expected, atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize("closed_loop", [0.0, 0.5])
+def test_forward_valid_is_forward_at_the_valid_steps(closed_loop):
+    torch.manual_seed(3)
+    m = MDNRNN(z_size=4, action_dim=3, hidden_size=8, num_mixtures=2, num_heads=3)
+    z, a = torch.randn(3, 6, 4), torch.randn(3, 6, 3)
+    state = (torch.randn(3, 8), torch.randn(3, 8))
+    valid = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    full, _, (hn, cn) = m(z, a, state, closed_loop, torch.Generator().manual_seed(7), 2)
+    part, (hv, cv) = m.forward_valid(z, a, valid, state, closed_loop, torch.Generator().manual_seed(7), 2)
+    for f, p in zip(full, part):  # (E, B, T, ...) at the valid (b, t) in row-major order is (E, N, ...)
+        assert p.shape[:2] == (3, int(valid.sum()))
+        torch.testing.assert_close(f[:, valid], p)
+    torch.testing.assert_close((hn, cn), (hv, cv))  # the state after all T steps, padding included (chunk carry)
