@@ -339,12 +339,14 @@ class WorldModels(Algorithm):
         # V: uniformly sampled frames, several minibatches per LearnerGroup call.
         epochs = cfg.vae_epochs_per_iteration + (cfg.vae_warmup_epochs if self.iteration == 0 else 0.0)
         n_vae = max(1, math.ceil(epochs * frames / cfg.vae_batch_size))
+        t0 = time.perf_counter()
         for _ in range(n_vae):
             self._update(
                 {"vae_obs": self.replay.sample(batch_size_B=cfg.vae_batch_size, batch_length_T=1)["obs"][:, 0]}
             )
         self._sync_local_module()
         self._encode_replay()
+        t0 = self._log_seconds("world_model/vae_s", t0)  # V's updates and the replay's encoding
         # M: latent windows with their episode prefix (exact LSTM state; resets at episode starts). An epoch counts
         # the transitions the windows really hold: a window starts at a uniform position, so it is often cut by the
         # episode's end (random-hold TakeCover at 4 tics a step: 66-step episodes, windows of ~33 of 128 steps),
@@ -356,8 +358,10 @@ class WorldModels(Algorithm):
             n_mdn += 1
             self._update(batch)
         self._sync_local_module()
+        t0 = self._log_seconds("world_model/mdn_s", t0)
         if cfg.done_refit_horizon > 0:
             self._refit_done_head()
+            t0 = self._log_seconds("world_model/done_refit_s", t0)
         if cfg.dream_start == "branch":
             self._store_branch_points()
         if cfg.surprise_exploration > 0:  # surprise is measured against what M now achieves on its training data
@@ -367,10 +371,18 @@ class WorldModels(Algorithm):
         if cfg.done_logit_scale == "fit":
             self._fit_done_logit_scale()
         if cfg.calibrate_deaths:
+            t0 = time.perf_counter()
             self._calibrate_deaths()
+            self._log_seconds("world_model/calibration_s", t0)
         self.metrics.log_value("world_model/vae_updates", n_vae, window=1)
         self.metrics.log_value("world_model/mdn_updates", n_mdn, window=1)
         self.metrics.log_value("world_model/mdn_transitions", n_transitions, window=1)
+
+    def _log_seconds(self, key: str, since: float) -> float:
+        """Log the seconds since `since` under `key` (this iteration's, window 1); returns now."""
+        now = time.perf_counter()
+        self.metrics.log_value(key, now - since, window=1)
+        return now
 
     def _calibrate_deaths(self) -> None:
         """Offset M's done logits so the dream is as deadly as the real env for the anchor policy

@@ -33,6 +33,8 @@ def test_every_phase_runs_and_reports(trained):
         "world_model/vae_updates",
         "world_model/mdn_updates",
         "world_model/mdn_transitions",
+        "world_model/vae_s",  # the fit's parts, timed (V with the replay's encoding, then M)
+        "world_model/mdn_s",
         "dream/cma_fitness_mean",
         "dream/episode_return_mean",
         "real/collect_episode_len_mean",
