@@ -425,3 +425,29 @@ def test_replay_checkpoint_writes_and_restores_real_takecover_frames_every_way(t
     )
     assert "restore memory / frames" in proc.stdout.splitlines()[-5]
     assert list(tmp_path.iterdir()) == [out]  # the written files are gone
+
+
+def test_mdn_update_draws_window_batches_as_the_algorithm_does_and_both_paths_score_them_alike(tmp_path, monkeypatch):
+    """The benchmark's windows run from a uniform step to their episode's end, padded to the longest; its two paths
+    (heads at every padded step, heads at the valid steps) give the same loss on them."""
+    import json
+    import sys
+
+    bench = load_script("mdn_update")
+    rng = np.random.default_rng(0)
+    lengths = np.array([5, 9, 2, 30])
+    batch = bench.window_batch(rng, lengths, 16, 4, 3, 2)
+    widths = batch["mask"].sum(1).long()
+    assert batch["mask"].shape[1] == widths.max() and (widths >= 1).all()
+    ends = batch["prefix_len"] + widths  # prefix + window = a whole episode
+    assert set(ends.tolist()) <= set(lengths.tolist())
+    assert (batch["done"].sum(1) == 1).all() and (batch["done"][torch.arange(16), widths - 1] == 1).all()
+    out = tmp_path / "mdn_update.json"
+    argv = ["mdn_update.py", "--small", "--updates", "2", "--episodes", "20", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    result = json.loads(out.read_text())
+    assert result["loss_abs_difference_first_batch"] < 1e-5
+    assert 0 < result["valid_steps_per_batch"] <= result["padded_steps_per_batch"]
+    assert set(result["seconds_per_update"]) == {"padded", "valid"}
+    assert result["projected_fit"]["updates"] == int(np.ceil(20.0 * 27_183 / result["valid_steps_per_batch"]))
