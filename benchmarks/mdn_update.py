@@ -1,6 +1,6 @@
-"""What one M update costs on the main job's window batches: M's heads and loss at every padded step against at the
-valid steps only (`MDNRNN.forward_valid`, what the Learner and the offline trainer do), side by side on the same
-batches, with the same module.
+"""What one M update costs on the main job's window batches: M's heads and loss at every padded step, at the valid
+steps only, and at the valid steps with the LSTM run in groups of rows of similar lengths (`MDNRNN.forward_valid`,
+what the Learner and the offline trainer do), side by side on the same batches, with the same module.
 
     python benchmarks/mdn_update.py --updates 20
 
@@ -12,8 +12,9 @@ Episode lengths are those of a checkpoint's replay (`--lengths-from runs/takecov
 with the mean of the main job's random-hold collection (67.96 steps at 4 tics a step, `--mean-steps`; its tail is
 longer than the real one's, so its batches hold more padding); latents are random (the work does not depend on their
 values). Both paths run the module's own
-prefix pass; "padded" then runs M's heads on the whole (B, T) batch and scores it with the mask, "valid" is
-`_forward_train` plus `learner.window_batch_loss`. Each update is a forward and a backward pass (Adam's step costs
+prefix pass; "padded" then runs M's heads on the whole (B, T) batch and scores it with the mask, "valid_heads" runs
+the LSTM over the whole batch and the heads at the valid steps, "valid" is `_forward_train` plus
+`learner.window_batch_loss`. Each update is a forward and a backward pass (Adam's step costs
 the same in both). Writes JSON and prints the figure last: seconds per update and the M fit the main job's 20 epochs
 over 27,183 steps would take at that rate.
 """
@@ -94,8 +95,17 @@ def padded_loss(module: WorldModelsRLModule, batch: dict[str, torch.Tensor]) -> 
     return loss
 
 
+def valid_heads_loss(module: WorldModelsRLModule, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """M's heads at the valid steps only, the LSTM over the whole padded batch (one fused call)."""
+    m_rnn = module.world_model.mdn_rnn
+    h_B_T_H, _ = m_rnn.hidden(batch["z_in"], batch["a"], module._prefix_state(batch))
+    pred = m_rnn.heads(h_B_T_H[batch["mask"] > 0])
+    return window_batch_loss({f"mdn_{k}": v for k, v in pred._asdict().items()}, batch, module.world_model.config)[0]
+
+
 def valid_loss(module: WorldModelsRLModule, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The Learner's path: the module's training forward (heads at the valid steps) and `window_batch_loss`."""
+    """The Learner's path: the module's training forward (heads at the valid steps, the LSTM in groups of rows of
+    similar lengths, `MDNRNN.forward_valid`) and `window_batch_loss`."""
     return window_batch_loss(module._forward_train(batch), batch, module.world_model.config)[0]
 
 
@@ -129,9 +139,11 @@ def main() -> None:
     shape = (args.batch_size, arch["z_size"], 3, arch["num_heads"])
     batches = [window_batch(rng, lengths, *shape) for _ in range(args.updates + 2)]
     first = batches[0]
-    loss_gap = abs(padded_loss(module, first).item() - valid_loss(module, first).item())
+    paths = {"padded": padded_loss, "valid_heads": valid_heads_loss, "valid": valid_loss}
+    reference = padded_loss(module, first).item()
+    loss_gap = max(abs(fn(module, first).item() - reference) for fn in paths.values())
     seconds = {}
-    for name, loss_fn in (("padded", padded_loss), ("valid", valid_loss)):
+    for name, loss_fn in paths.items():
         for i, batch in enumerate(batches):
             if i == 2:  # two warm-up updates (allocator, oneDNN kernels)
                 t0 = time.perf_counter()
@@ -159,13 +171,19 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
+    names = {
+        "padded": "heads and loss at every padded step",
+        "valid_heads": "heads and loss at the valid steps",
+        "valid": "same, the LSTM by length (the Learner's)",
+    }
     print(
-        f"valid steps per batch {valid_steps:.0f} of {padded_steps:.0f} padded; loss difference {loss_gap:.2e}\n"
-        f"M's {updates} updates ({args.fit_epochs:g} epochs over {args.fit_steps} steps): "
-        f"padded {seconds['padded'] * updates:.0f} s, valid steps {seconds['valid'] * updates:.0f} s\n"
-        f"M update: padded {seconds['padded']:.3f} s, valid steps {seconds['valid']:.3f} s, "
-        f"{result['speedup']:.2f}x faster"
+        f"valid steps per batch {valid_steps:.0f} of {padded_steps:.0f} padded; largest loss difference {loss_gap:.2e}"
     )
+    print(f"| M update | seconds | M's {updates} updates ({args.fit_epochs:g} epochs over {args.fit_steps} steps) |")
+    print("|---|---|---|")
+    for key, name in names.items():
+        print(f"| {name} | {seconds[key]:.3f} | {seconds[key] * updates:.0f} s |")
+    print(f"M update: {result['speedup']:.2f}x faster than at every padded step")
 
 
 if __name__ == "__main__":

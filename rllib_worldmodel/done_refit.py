@@ -24,7 +24,6 @@ from collections.abc import Sequence
 import torch
 
 from rllib_worldmodel.fidelity import roc_auc
-from rllib_worldmodel.models.mdn_rnn import sample_random_member
 from rllib_worldmodel.models.world_model import WorldModel
 
 logger = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ def dreamed_death_pairs(
         for j in range(horizon):
             h, c = m.step(z, acts[:, j].to(dev), (h, c))
             out.append(h.cpu())
-            z = sample_random_member(m.heads(h), temperature, dream_gen)
+            z = m.sample_next(h, temperature, dream_gen)
         feats.append(torch.stack(out, 1)[mask])
         labels.append(y[mask])
         start_ids.append((torch.arange(n)[:, None].expand(n, horizon) + s)[mask])

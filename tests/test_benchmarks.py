@@ -449,5 +449,5 @@ def test_mdn_update_draws_window_batches_as_the_algorithm_does_and_both_paths_sc
     result = json.loads(out.read_text())
     assert result["loss_abs_difference_first_batch"] < 1e-5
     assert 0 < result["valid_steps_per_batch"] <= result["padded_steps_per_batch"]
-    assert set(result["seconds_per_update"]) == {"padded", "valid"}
+    assert set(result["seconds_per_update"]) == {"padded", "valid_heads", "valid"}
     assert result["projected_fit"]["updates"] == int(np.ceil(20.0 * 27_183 / result["valid_steps_per_batch"]))

@@ -125,6 +125,21 @@ class MDNRNN(nn.Module):
                     out[rows] = F.linear(h_B_H[rows], weight[k], bias[k])
         return self._mixture(out.view(-1, self.z_size, 3, self.num_mixtures))
 
+    def sample_next(
+        self, h_B_H: torch.Tensor, temperature: float, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Next latents (B, Z) from LSTM outputs: each row from a uniformly drawn ensemble member's mixture
+        (`sample_mixture`), the rule dreams use, computing only the drawn members' mixtures (`member_mixture`: the
+        same draws as from all members' `heads`, 1/E of the mixture head's work).
+
+        Args:
+            h_B_H: LSTM outputs.
+            temperature: The dream's tau.
+            generator: Torch RNG on h's device.
+        """
+        member = torch.randint(0, self.num_heads, (h_B_H.shape[0],), device=h_B_H.device, generator=generator)
+        return sample_mixture(*self.member_mixture(h_B_H, member), temperature, generator)
+
     def forward(
         self,
         z_B_T_Z: torch.Tensor,
@@ -163,14 +178,14 @@ class MDNRNN(nn.Module):
         generator: torch.Generator | None = None,
         horizon: int = 1,
     ) -> tuple[MDNOutput, tuple[torch.Tensor, torch.Tensor]]:
-        """`forward` for training on padded batches: the LSTM runs over the whole padded batch (one fused kernel),
-        the output heads only at the valid steps.
+        """`forward` for training on padded batches: the output heads only at the valid steps, and the LSTM (with
+        teacher forcing) only as far as each group of rows needs (`hidden_by_length`).
 
         Training windows are padded to the batch's longest, and on short-episode data most of a batch is padding
-        (TakeCover's random-hold episodes at 4 tics a step: about a quarter of a window batch is valid). The
-        heads' matmul (E members x 3 x Z x K outputs a step) and the mixture NLL after it are most of an update's
-        work, so computing them only where the loss counts cuts an update's time by half or more, and the loss
-        is the same: padded steps have weight 0.
+        (TakeCover's random-hold episodes at 4 tics a step: a third of a window batch is valid). The heads' matmul
+        (E members x 3 x Z x K outputs a step) and the mixture NLL after it were half of an update's work and the
+        LSTM most of the rest, so computing them only where the loss counts cuts an update's time by half or
+        more (`benchmarks/mdn_update.py`), and the loss is the same: padded steps have weight 0.
 
         Args:
             z_B_T_Z: Latents z_0..z_{T-1}.
@@ -183,13 +198,56 @@ class MDNRNN(nn.Module):
 
         Returns:
             (predictions at the N valid (b, t) in row-major order, i.e. `x_B_T[valid_B_T]`'s order, fields
-            leading with (E, N); the final state (h, c) after all T steps).
+            leading with (E, N); the final state (h, c), exact for the rows valid at the last step, which are the
+            ones a next chunk continues).
         """
         if closed_loop != 0:
             h_B_T_H, final = self.hidden_closed_loop(z_B_T_Z, a_B_T_A, state, closed_loop, generator, horizon)
         else:
-            h_B_T_H, final = self.hidden(z_B_T_Z, a_B_T_A, state)
+            h_B_T_H, final = self.hidden_by_length(z_B_T_Z, a_B_T_A, valid_B_T, state)
         return self.heads(h_B_T_H[valid_B_T]), final
+
+    def hidden_by_length(
+        self,
+        z_B_T_Z: torch.Tensor,
+        a_B_T_A: torch.Tensor,
+        valid_B_T: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        groups: int = 4,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """`hidden` for rows of different lengths: rows sorted by their last valid step run in `groups` fused LSTM
+        calls, each only as long as its longest row. Causal, so every valid step's output is `hidden`'s.
+
+        The fused kernel has no cheap way to skip padding (packed sequences ran slower on CPU), and a window batch
+        is mostly padding; four groups of similar lengths halve the LSTM's work on the main job's batches.
+
+        Args:
+            z_B_T_Z: Latents z_0..z_{T-1}.
+            a_B_T_A: Encoded actions a_0..a_{T-1}.
+            valid_B_T: Bool, the steps whose outputs are wanted.
+            state: (h, c), each (B, H); zeros when None.
+            groups: Fused calls at most.
+
+        Returns:
+            (h_B_T_H, zero after each row's group's length; the final state (h, c) after each row's group's length,
+            which for the rows valid at the last step is the state after all T steps).
+        """
+        self._check(z_B_T_Z, a_B_T_A, ndim=3)
+        b, t_len = valid_B_T.shape
+        h0, c0 = state if state is not None else self.initial_state(b, z_B_T_Z.device)
+        # each row's length: its last valid step + 1 (0 without any)
+        last = t_len - valid_B_T.flip(1).to(torch.int8).argmax(1)
+        lengths = torch.where(valid_B_T.any(1), last, torch.zeros_like(last))
+        h_B_T_H = z_B_T_Z.new_zeros(b, t_len, self.lstm.hidden_size)
+        hn, cn = h0.clone(), c0.clone()
+        for rows in torch.argsort(lengths).tensor_split(min(groups, b)):
+            n = int(lengths[rows].max()) if rows.numel() else 0
+            if n == 0:
+                continue
+            h_rows, (hn_rows, cn_rows) = self.hidden(z_B_T_Z[rows, :n], a_B_T_A[rows, :n], (h0[rows], c0[rows]))
+            h_B_T_H[rows, :n] = h_rows
+            hn[rows], cn[rows] = hn_rows, cn_rows
+        return h_B_T_H, (hn, cn)
 
     def hidden(
         self, z_B_T_Z: torch.Tensor, a_B_T_A: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -275,7 +333,7 @@ class MDNRNN(nn.Module):
             z = z_B_T_Z[:, t + 1]
             if closed_loop > 0:
                 with torch.no_grad():
-                    own = sample_random_member(self.heads(h), 1.0, generator)
+                    own = self.sample_next(h, 1.0, generator)
                     if horizon == 1:
                         use = torch.rand(b, 1, device=dev, generator=generator) < closed_loop
                     elif (t + 1) % horizon == 0:  # a segment starts: read the real latent, draw the segment's mode
@@ -348,13 +406,3 @@ def sample_mixture(
     sigma = logsigma_B_Z_K.gather(-1, k).squeeze(-1).exp()
     eps = normal_B_Z if normal_B_Z is not None else torch.randn(mu.shape, device=mu.device, generator=generator)
     return mu + sigma * eps * (temperature**0.5)
-
-
-def sample_random_member(out: MDNOutput, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Next latents (B, Z) from `heads` output (E, B, ...): each row from a uniformly drawn ensemble member's mixture
-    (`sample_mixture`), the rule dreams use. `generator` must live on the outputs' device."""
-    rows = torch.arange(out.mu.shape[1], device=out.mu.device)
-    member = torch.randint(0, out.mu.shape[0], rows.shape, device=out.mu.device, generator=generator)
-    return sample_mixture(
-        out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows], temperature, generator
-    )

@@ -106,4 +106,37 @@ def test_forward_valid_is_forward_at_the_valid_steps(closed_loop):
     for f, p in zip(full, part):  # (E, B, T, ...) at the valid (b, t) in row-major order is (E, N, ...)
         assert p.shape[:2] == (3, int(valid.sum()))
         torch.testing.assert_close(f[:, valid], p)
-    torch.testing.assert_close((hn, cn), (hv, cv))  # the state after all T steps, padding included (chunk carry)
+    # the state after all T steps where a row is valid at the last one (what a next chunk continues)
+    torch.testing.assert_close((hn[0], cn[0]), (hv[0], cv[0]))
+
+
+def test_hidden_by_length_is_hidden_at_every_valid_step_with_the_same_gradients():
+    torch.manual_seed(4)
+    m = MDNRNN(z_size=4, action_dim=3, hidden_size=8, num_mixtures=2)
+    z, a = torch.randn(5, 7, 4), torch.randn(5, 7, 3)
+    state = (torch.randn(5, 8), torch.randn(5, 8))
+    lengths = torch.tensor([7, 2, 0, 5, 1])  # one row without any valid step
+    valid = torch.arange(7)[None] < lengths[:, None]
+    full, (hn, cn) = m.hidden(z, a, state)
+    grouped, (hg, cg) = m.hidden_by_length(z, a, valid, state, groups=2)
+    torch.testing.assert_close(grouped[valid], full[valid])
+    torch.testing.assert_close((hg[0], cg[0]), (hn[0], cn[0]))  # valid to the end: the state after all T steps
+    grads_full = torch.autograd.grad(full[valid].pow(2).sum(), list(m.lstm.parameters()))
+    grads_grouped = torch.autograd.grad(grouped[valid].pow(2).sum(), list(m.lstm.parameters()))
+    for g_full, g_grouped in zip(grads_full, grads_grouped):
+        torch.testing.assert_close(g_full, g_grouped)
+
+
+def test_sample_next_draws_what_all_members_heads_would_give_from_the_same_draws():
+    from rllib_worldmodel.models.mdn_rnn import sample_mixture
+
+    torch.manual_seed(5)
+    m = MDNRNN(z_size=4, action_dim=3, hidden_size=8, num_mixtures=3, num_heads=4)
+    h = torch.randn(64, 8)
+    got = m.sample_next(h, 1.15, torch.Generator().manual_seed(9))
+    # the rule spelled out on every member's outputs: a uniform member per row, then its mixture sampled
+    gen, out, rows = torch.Generator().manual_seed(9), m.heads(h), torch.arange(64)
+    member = torch.randint(0, 4, (64,), generator=gen)
+    want = sample_mixture(out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows], 1.15, gen)
+    torch.testing.assert_close(got, want)
+    assert len(set(member.tolist())) == 4  # every member was drawn for some row
