@@ -178,8 +178,8 @@ class MDNRNN(nn.Module):
         generator: torch.Generator | None = None,
         horizon: int = 1,
     ) -> tuple[MDNOutput, tuple[torch.Tensor, torch.Tensor]]:
-        """`forward` for training on padded batches: the output heads only at the valid steps, and the LSTM (with
-        teacher forcing) only as far as each group of rows needs (`hidden_by_length`).
+        """`forward` for training on padded batches: with teacher forcing, the output heads only at the valid steps
+        and the LSTM only as far as each group of rows needs (`hidden_by_length`).
 
         Training windows are padded to the batch's longest, and on short-episode data most of a batch is padding
         (TakeCover's random-hold episodes at 4 tics a step: a third of a window batch is valid). The heads' matmul
@@ -201,10 +201,10 @@ class MDNRNN(nn.Module):
             leading with (E, N); the final state (h, c), exact for the rows valid at the last step, which are the
             ones a next chunk continues).
         """
-        if closed_loop != 0:
-            h_B_T_H, final = self.hidden_closed_loop(z_B_T_Z, a_B_T_A, state, closed_loop, generator, horizon)
-        else:
-            h_B_T_H, final = self.hidden_by_length(z_B_T_Z, a_B_T_A, valid_B_T, state)
+        if closed_loop != 0:  # steps one by one anyway (T times slower), so the heads' share is small there
+            pred, _, final = self.forward_closed_loop(z_B_T_Z, a_B_T_A, state, closed_loop, generator, horizon)
+            return MDNOutput(*(x[:, valid_B_T] for x in pred)), final
+        h_B_T_H, final = self.hidden_by_length(z_B_T_Z, a_B_T_A, valid_B_T, state)
         return self.heads(h_B_T_H[valid_B_T]), final
 
     def hidden_by_length(
@@ -301,19 +301,6 @@ class MDNRNN(nn.Module):
         Returns:
             Same as `forward`.
         """
-        h_B_T_H, final = self.hidden_closed_loop(z_B_T_Z, a_B_T_A, state, closed_loop, generator, horizon)
-        return self.heads(h_B_T_H), h_B_T_H, final
-
-    def hidden_closed_loop(
-        self,
-        z_B_T_Z: torch.Tensor,
-        a_B_T_A: torch.Tensor,
-        state: tuple[torch.Tensor, torch.Tensor] | None = None,
-        closed_loop: float = 0.5,
-        generator: torch.Generator | None = None,
-        horizon: int = 1,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """The LSTM of `forward_closed_loop` alone: outputs h_B_T_H and the final state (h, c)."""
         self._check(z_B_T_Z, a_B_T_A, ndim=3)
         if not 0.0 <= closed_loop <= 1.0:
             raise ValueError(f"closed_loop={closed_loop} must be a probability in [0, 1].")
@@ -342,7 +329,8 @@ class MDNRNN(nn.Module):
                     else:
                         use = segment_own
                 z = torch.where(use, own, z)
-        return torch.stack(hs, dim=1), (h, c)
+        h_B_T_H = torch.stack(hs, dim=1)
+        return self.heads(h_B_T_H), h_B_T_H, (h, c)
 
     def step(
         self, z_B_Z: torch.Tensor, a_B_A: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
