@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
-from rllib_worldmodel.losses import mdn_rnn_loss, vae_loss
+from rllib_worldmodel.losses import mdn_rnn_loss_at_valid, vae_loss
 from rllib_worldmodel.models.mdn_rnn import MDNOutput
 
 
@@ -35,18 +35,15 @@ def window_batch_loss(fwd_out: dict[str, Any], batch: dict[str, Any], wm_config)
     Returns:
         (loss, metrics) as `losses.mdn_rnn_loss`.
     """
-    pred = MDNOutput(*(fwd_out[f"mdn_{k}"] for k in MDNOutput._fields))
-    valid = batch["mask"] > 0
-    weights = batch["member_weights"].T[:, valid.nonzero()[:, 0]] if "member_weights" in batch else None
-    return mdn_rnn_loss(
-        pred,
-        batch["z_next"][valid],
-        batch["r"][valid],
-        batch["done"][valid],
-        None,
+    return mdn_rnn_loss_at_valid(
+        MDNOutput(*(fwd_out[f"mdn_{k}"] for k in MDNOutput._fields)),
+        batch["z_next"],
+        batch["r"],
+        batch["done"],
+        batch["mask"] > 0,
         loss_weights=wm_config.loss_weights,
         done_pos_weight=wm_config.done_pos_weight,
-        member_weights_E_B=weights,
+        member_weights_E_B=batch["member_weights"].T if "member_weights" in batch else None,
     )
 
 

@@ -206,6 +206,47 @@ def reward_loss(
     return loss, {"world_model/reward_mse": loss.item()}
 
 
+def mdn_rnn_loss_at_valid(
+    pred,
+    z_next_B_T_Z: torch.Tensor,
+    reward_B_T: torch.Tensor,
+    done_B_T: torch.Tensor,
+    valid_B_T: torch.Tensor,
+    *,
+    loss_weights: dict[str, float],
+    done_pos_weight: float,
+    member_weights_E_B: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """`mdn_rnn_loss` of M's predictions at a padded batch's valid steps only (`MDNRNN.forward_valid`): the targets
+    and each row's bootstrap weights are gathered at the same steps, so the loss, metrics and gradients are those of
+    the padded batch with `valid_B_T` as its mask.
+
+    Args:
+        pred: M's predictions at the N valid steps, fields leading with (E, N) (row-major order of `valid_B_T`).
+        z_next_B_T_Z: Next latents of the padded batch.
+        reward_B_T: Real rewards.
+        done_B_T: 1 where the transition terminated the episode.
+        valid_B_T: Bool, the valid steps.
+        loss_weights: Weights keyed exactly "mdn", "reward", "done".
+        done_pos_weight: Weight of positive (done) examples.
+        member_weights_E_B: Per-member row weights (bootstrap counts); None gives every member every row.
+
+    Returns:
+        (loss, metrics) as `mdn_rnn_loss`.
+    """
+    weights = None if member_weights_E_B is None else member_weights_E_B[:, valid_B_T.nonzero()[:, 0]]
+    return mdn_rnn_loss(
+        pred,
+        z_next_B_T_Z[valid_B_T],
+        reward_B_T[valid_B_T],
+        done_B_T[valid_B_T],
+        None,
+        loss_weights=loss_weights,
+        done_pos_weight=done_pos_weight,
+        member_weights_E_B=weights,
+    )
+
+
 def weighted_sum(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
     """Sum of losses times weights; the key sets must match exactly so no loss is silently dropped.
 
@@ -242,7 +283,7 @@ def mdn_rnn_loss(
     Metrics are the members' mean.
 
     The (B, T) axes may be any leading shape: M's predictions at the valid steps only (N,), with targets gathered
-    the same way (`MDNRNN.forward_valid`), give the same loss as the padded (B, T) batch with its mask.
+    the same way (`mdn_rnn_loss_at_valid`), give the same loss as the padded (B, T) batch with its mask.
 
     Args:
         pred: M's predictions with fields logpi, mu, logsigma ([E,] B, T, Z, K), reward and done_logit ([E,] B, T)

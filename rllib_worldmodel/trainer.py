@@ -16,7 +16,7 @@ import torch
 
 from rllib_worldmodel.data import Episode
 from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
-from rllib_worldmodel.losses import mdn_rnn_loss, vae_loss
+from rllib_worldmodel.losses import mdn_rnn_loss_at_valid, vae_loss
 from rllib_worldmodel.models.world_model import WorldModel
 
 MetricsCallback = Callable[[str, int, dict[str, float]], None]
@@ -252,15 +252,15 @@ class WorldModelTrainer:
                 batch["z_in"][:, sl], batch["a"][:, sl], valid, state, closed_loop, self.torch_gen, closed_loop_horizon
             )
             state = tuple(x.detach() for x in state)
-            loss, row = mdn_rnn_loss(
+            loss, row = mdn_rnn_loss_at_valid(
                 out,
-                batch["z_next"][:, sl][valid],
-                batch["r"][:, sl][valid],
-                batch["done"][:, sl][valid],
-                None,
+                batch["z_next"][:, sl],
+                batch["r"][:, sl],
+                batch["done"][:, sl],
+                valid,
                 loss_weights=weights,
                 done_pos_weight=self.model.config.done_pos_weight,
-                member_weights_E_B=None if members is None else members[:, valid.nonzero()[:, 0]],
+                member_weights_E_B=members,
             )
             if train:
                 row["world_model/mdn_grad_norm"] = self._optimise(loss, self.mdn_opt, m_rnn.parameters())

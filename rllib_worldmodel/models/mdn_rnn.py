@@ -240,8 +240,8 @@ class MDNRNN(nn.Module):
         lengths = torch.where(valid_B_T.any(1), last, torch.zeros_like(last))
         h_B_T_H = z_B_T_Z.new_zeros(b, t_len, self.lstm.hidden_size)
         hn, cn = h0.clone(), c0.clone()
-        for rows in torch.argsort(lengths).tensor_split(min(groups, b)):
-            n = int(lengths[rows].max()) if rows.numel() else 0
+        for rows in torch.argsort(lengths).tensor_split(min(groups, b)):  # ascending: a group's last row is longest
+            n = int(lengths[rows[-1]])
             if n == 0:
                 continue
             h_rows, (hn_rows, cn_rows) = self.hidden(z_B_T_Z[rows, :n], a_B_T_A[rows, :n], (h0[rows], c0[rows]))
