@@ -451,3 +451,34 @@ def test_mdn_update_draws_window_batches_as_the_algorithm_does_and_both_paths_sc
     assert 0 < result["valid_steps_per_batch"] <= result["padded_steps_per_batch"]
     assert set(result["seconds_per_update"]) == {"padded", "valid_heads", "valid"}
     assert result["projected_fit"]["updates"] == int(np.ceil(20.0 * 27_183 / result["valid_steps_per_batch"]))
+
+
+def test_devices_times_the_main_jobs_updates_and_search_and_projects_its_fit(tmp_path, monkeypatch, capsys):
+    """The device benchmark runs the Learner's V and M updates and a CMA-ES generation whose dreams all reach the cap
+    (the same work on every device), and projects the main job's fit and search from them; a CUDA device on a machine
+    without one is refused by name."""
+    import json
+    import sys
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it reuses mdn_update's window batches
+    bench = load_script("devices")
+    out = tmp_path / "devices.json"
+    argv = ["devices.py", "--small", "--devices", "cpu", "--repeats", "1", "--dream-steps", "12", "--population", "3"]
+    monkeypatch.setattr(sys, "argv", argv + ["--rollouts", "2", "--every", "4", "--vae-batch", "8", "--out", str(out)])
+    bench.main()
+    result = json.loads(out.read_text())
+    row = result["seconds"]["cpu"]
+    assert set(row) == {"vae_update_s", "mdn_update_s", "cma_generation_s", "main_job_fit_and_search_s"}
+    assert all(v > 0 for v in row.values())
+    updates = result["main_job_updates"]
+    assert updates["vae"] == int(np.ceil(3 * 27_183 / 8)) and updates["generations"] == 32
+    assert updates["mdn"] == int(np.ceil(20 * 27_183 / result["work"]["mdn_valid_steps_per_batch"]))
+    projected = updates["vae"] * row["vae_update_s"] + updates["mdn"] * row["mdn_update_s"]
+    assert row["main_job_fit_and_search_s"] == pytest.approx(projected + 32 * row["cma_generation_s"])
+    assert result["speedup_over_cpu"] == {}
+    assert "on cpu" in capsys.readouterr().out.splitlines()[-1]
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(sys, "argv", ["devices.py", "--devices", "cuda"])
+        with pytest.raises(SystemExit):
+            bench.main()
+        assert "--devices cuda" in capsys.readouterr().err
