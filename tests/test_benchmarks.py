@@ -482,3 +482,45 @@ def test_devices_times_the_main_jobs_updates_and_search_and_projects_its_fit(tmp
         with pytest.raises(SystemExit):
             bench.main()
         assert "--devices cuda" in capsys.readouterr().err
+
+
+def test_distill_planner_plays_its_four_agents_on_the_same_real_episodes(ray_session, tmp_path, monkeypatch):
+    """From a planning agent's checkpoint: C alone, C + planning, C fitted to the planner's dreamed choices alone and
+    planning on it, each on the same real TakeCover episode seeds; the fitted C's weights are written beside the JSON.
+    The script starts its own Ray, so it runs in a fresh process, as from the command line."""
+    import json
+    import subprocess
+    import sys
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent / "tuned_examples"))
+    from tiny import tiny_config
+
+    config = tiny_config(takecover=True).controller(plan_horizon=4, plan_samples=2)
+    algo = config.build_algo()
+    try:
+        algo.train()
+        algo.save_to_path(str(tmp_path / "run" / "checkpoint"))
+        algo.export_world_model(tmp_path / "run" / "world_model.pt")
+    finally:
+        algo.stop()
+    out = tmp_path / "distill.json"
+    args = ["--checkpoint", str(tmp_path / "run" / "checkpoint"), "--states", "30", "--every", "2", "--epochs", "3"]
+    args += ["--episodes", "2", "--seed", "40", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "distill_planner.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert list(rows) == ["C alone", "C + planning", "distilled C alone", "distilled C + planning"]
+    for row in rows.values():
+        assert len(row["returns"]) == 2 and all(0 < r <= 60 for r in row["returns"])  # whole episodes, 60-frame cap
+    assert rows["C + planning"]["paired_vs_planning"] == 0.0
+    assert result["plan"]["horizon"] == 4 and 0 < result["distill_metrics"]["dream/distill_states"] <= 30
+    fitted = torch.load(out.with_suffix(".controller.pt"), weights_only=True)
+    assert set(fitted) == {"net.weight", "net.bias"}
+    assert "| distilled C + planning |" in proc.stdout.splitlines()[-1]
