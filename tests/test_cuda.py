@@ -158,13 +158,14 @@ def test_a_deterministic_dream_and_a_cma_es_generation_on_the_gpu_are_the_cpus()
     np.testing.assert_array_equal(out["cuda"][2], out["cpu"][2])
 
 
-def test_an_iteration_with_the_learner_and_the_dream_on_the_gpu_restores_on_a_cpu(ray_session, tmp_path):
-    """The algorithm with its Learner on the GPU (`num_gpus_per_learner=1`) and its dreams there (CMA-ES, the
-    planning agent's look-ahead, the done refit): one iteration collects, fits, searches and evaluates on the real
-    env; the checkpoint it writes restores, weights and search state, into a CPU-only process."""
+@pytest.mark.parametrize("num_learners", [0, 1], ids=["local learner", "remote learner"])
+def test_an_iteration_with_the_learner_and_the_dream_on_the_gpu_restores_on_a_cpu(ray_session, tmp_path, num_learners):
+    """The algorithm with its Learner on the GPU (`num_gpus_per_learner=1`, in this process or a Ray actor) and its
+    dreams there (CMA-ES, the planning agent's look-ahead, the done refit): one iteration collects, fits, searches and
+    evaluates on the real env; the checkpoint it writes restores, weights and search state, into a CPU-only process."""
     config = (
         tiny_config()
-        .learners(num_learners=0, num_gpus_per_learner=1)
+        .learners(num_learners=num_learners, num_gpus_per_learner=1)
         .dream(device="cuda")
         .world_model(done_refit_horizon=4)
         .controller(plan_horizon=4)
@@ -172,8 +173,13 @@ def test_an_iteration_with_the_learner_and_the_dream_on_the_gpu_restores_on_a_cp
     algo = config.build_algo()
     try:
         result = algo.train()
-        learner_module = algo.learner_group._learner.module[DEFAULT_MODULE_ID]
-        assert next(learner_module.parameters()).device.type == "cuda"
+        devices = [
+            r.get()
+            for r in algo.learner_group.foreach_learner(
+                lambda learner: str(next(learner.module[DEFAULT_MODULE_ID].parameters()).device)
+            )
+        ]
+        assert [d.split(":")[0] for d in devices] == ["cuda"] * max(1, num_learners)
         assert next(algo.local_module.parameters()).device.type == "cuda"
         learner = result["learners"][DEFAULT_MODULE_ID]
         assert np.isfinite(learner["world_model/vae_loss"]) and np.isfinite(learner["world_model/mdn_nll"])
