@@ -20,6 +20,7 @@ main job's fit and search (its 3 V epochs, 20 M epochs over 27,183 steps and 32 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import time
@@ -94,11 +95,12 @@ def measure(device: torch.device, arch: dict, args: argparse.Namespace, lengths:
         vae_opt.step()
 
     shape = (args.mdn_batch, arch["z_size"], 3, arch["num_heads"])
-    batches = [{k: v.to(device) for k, v in window_batch(rng, lengths, *shape).items()} for _ in range(8)]
-    turn = iter(range(10**9))
+    batches = itertools.cycle(
+        [{k: v.to(device) for k, v in window_batch(rng, lengths, *shape).items()} for _ in range(8)]
+    )
 
     def mdn_update() -> None:
-        loss = valid_loss(module, batches[next(turn) % len(batches)])
+        loss = valid_loss(module, next(batches))
         mdn_opt.zero_grad(set_to_none=True)
         loss.backward()
         mdn_opt.step()

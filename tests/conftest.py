@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 
 # Keep Ray on loopback; must be set before `import ray` anywhere.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -89,3 +93,29 @@ def image_checkpoint(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def run_in_fresh_process(body: str, cwd, env: dict[str, str] | None = None, **ray_init) -> dict:
+    """Run `body` in a new Python process, after starting a loopback Ray there, and return the dict it leaves in
+    `out` (JSON). What a user's next process sees of a checkpoint: nothing of this process's state carries over.
+
+    Args:
+        body: Python source; it must define `out` and stop what it builds.
+        cwd: The process's working directory.
+        env: Its environment (default: this one's).
+        **ray_init: Extra `ray.init` arguments (e.g. `num_gpus=0`).
+    """
+    script = (
+        "import json, os\n"
+        'os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"\n'
+        "import ray\n"
+        f"ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, **{ray_init!r})\n"
+        + textwrap.dedent(body)
+        + '\nprint("RESULT" + json.dumps(out))\nray.shutdown()\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=str(cwd), env=env
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
+    assert line, proc.stderr[-3000:]
+    return json.loads(line[0][len("RESULT") :])

@@ -2,9 +2,7 @@
 
 import hashlib
 import logging
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import torch
 
 import rllib_worldmodel as rw
 from rllib_worldmodel.trainer import POINT_LOGVAR
+from tests.conftest import run_in_fresh_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tuned_examples"))
 from tiny import tiny_config  # noqa: E402
@@ -317,11 +316,8 @@ def test_exported_world_model_drives_the_dream_env(trained, tmp_path):
 def test_checkpoint_restores_exactly_and_resumes_in_a_fresh_process(trained, tmp_path):
     algo, _ = trained
     ckpt = algo.save_to_path(str(tmp_path / "ckpt"))
-    script = textwrap.dedent(f"""
-        import os, json
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-        import ray
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    out = run_in_fresh_process(
+        f"""
         from ray.rllib.algorithms.algorithm import Algorithm
         algo = Algorithm.from_checkpoint({str(ckpt)!r})
         import hashlib
@@ -331,18 +327,10 @@ def test_checkpoint_restores_exactly_and_resumes_in_a_fresh_process(trained, tmp
         r = algo.train()
         out["after"] = r["training_iteration"]
         out["replay_after"] = algo.replay.get_num_timesteps()
-        print("RESULT" + json.dumps(out))
         algo.stop()
-        ray.shutdown()
-    """)
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=str(tmp_path)
+        """,
+        cwd=tmp_path,
     )
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
-    assert line, proc.stderr[-3000:]
-    import json
-
-    out = json.loads(line[0][len("RESULT") :])
     assert out["iteration"] == algo.iteration == 2
     assert out["replay"] == algo.replay.get_num_timesteps()
     # every frame the replay held comes back (the checkpoint holds it lz4-packed, `data.pack_replay_state`)

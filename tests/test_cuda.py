@@ -8,11 +8,8 @@ These run only where torch sees a CUDA device: CI has none, so they are skipped 
 from __future__ import annotations
 
 import copy
-import json
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import gymnasium as gym
@@ -27,12 +24,15 @@ from rllib_worldmodel.learner import window_batch_loss
 from rllib_worldmodel.losses import vae_loss
 from rllib_worldmodel.rl_module import WorldModelsRLModule
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tuned_examples"))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tuned_examples"))
+sys.path.append(str(REPO / "benchmarks"))  # after everything else: its scripts shadow nothing
+from mdn_update import window_batch  # noqa: E402  (window batches laid out as `WorldModels._mdn_batch` does)
 from tiny import tiny_config  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+from tests.conftest import run_in_fresh_process  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 @pytest.fixture(autouse=True)
@@ -53,28 +53,6 @@ def _agent(seed: int = 0) -> WorldModelsRLModule:
     )
 
 
-def _window_batch(rng: np.random.Generator, z: int = 8, members: int = 3) -> dict[str, torch.Tensor]:
-    """Six windows of different widths, four with an episode prefix, as `WorldModels._mdn_batch` lays them out."""
-    widths, starts = np.array([9, 3, 7, 1, 9, 5]), np.array([0, 4, 2, 0, 6, 1])
-    b, t, p = len(widths), int(widths.max()), int(starts.max())
-    mask = (np.arange(t)[None] < widths[:, None]).astype(np.float32)
-    done = np.zeros((b, t), np.float32)
-    done[np.arange(b), widths - 1] = 1.0
-    batch = {
-        "z_prefix": rng.standard_normal((b, p, z), np.float32),
-        "a_prefix": np.eye(3, dtype=np.float32)[rng.integers(0, 3, (b, p))],
-        "prefix_len": starts,
-        "z_in": rng.standard_normal((b, t, z), np.float32),
-        "z_next": rng.standard_normal((b, t, z), np.float32),
-        "a": np.eye(3, dtype=np.float32)[rng.integers(0, 3, (b, t))],
-        "r": mask.copy(),
-        "done": done,
-        "mask": mask,
-        "member_weights": rng.poisson(1.0, (b, members)).astype(np.float32),
-    }
-    return {k: torch.from_numpy(v) for k, v in batch.items()}
-
-
 def _losses(module: WorldModelsRLModule, frames, eps, batch) -> tuple[torch.Tensor, torch.Tensor]:
     """V's loss (its posterior sample drawn with the given noise) and M's on a window batch, as the Learner has them."""
     wm = module.world_model
@@ -91,7 +69,8 @@ def test_losses_and_gradients_on_the_gpu_are_the_cpus():
     weights, V's hard-pixel focus) and every gradient are the CPU's, to float32 rounding."""
     rng = np.random.default_rng(0)
     frames = torch.from_numpy(rng.integers(0, 256, (6, 64, 64, 3), np.uint8))
-    eps, batch = torch.randn(6, 8), _window_batch(rng)
+    eps = torch.randn(6, 8)
+    batch = window_batch(rng, np.array([9, 3, 7, 1, 12, 5]), 6, 8, 3, 3)  # windows with and without prefixes
     cpu = _agent()
     gpu = copy.deepcopy(cpu).to("cuda")
     results = {}
@@ -193,13 +172,11 @@ def test_an_iteration_with_the_learner_and_the_dream_on_the_gpu_restores_on_a_cp
         }
     finally:
         algo.stop()
-    script = textwrap.dedent(f"""
-        import json, os, sys
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    out = run_in_fresh_process(
+        f"""
+        import sys
         import torch
         assert not torch.cuda.is_available()
-        import ray
-        ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, log_to_driver=False)
         sys.path.insert(0, {str(REPO / "tuned_examples")!r})
         from tiny import tiny_config
         algo = tiny_config().world_model(done_refit_horizon=4).controller(plan_horizon=4).build_algo()
@@ -210,17 +187,12 @@ def test_an_iteration_with_the_learner_and_the_dream_on_the_gpu_restores_on_a_cp
                "generation": algo.cma.generation, "replay": algo.replay.get_num_timesteps(),
                "device": str(next(algo.local_module.parameters()).device)}}
         out["iteration"] = algo.train()["training_iteration"]
-        print("RESULT" + json.dumps(out))
         algo.stop()
-        ray.shutdown()
-    """)
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=str(tmp_path), env=env
+        """,
+        cwd=tmp_path,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        num_gpus=0,
     )
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
-    assert line, proc.stderr[-3000:]
-    out = json.loads(line[0][len("RESULT") :])
     assert out["device"] == "cpu" and out["iteration"] == 2
     np.testing.assert_allclose(out["controller"], expected["controller"], rtol=1e-6)
     assert out["world_model"] == pytest.approx(expected["world_model"], rel=1e-9)
