@@ -5,6 +5,8 @@ Commands:
             env), print the real score and save an RLlib checkpoint (atomically) each iteration, and write a
             real-vs-dream GIF at the end; `--resume` continues from a checkpoint.
   evaluate  evaluate a saved WorldModels checkpoint on the real env (mean ± std over N episodes) and in the dream.
+  distill   fit a checkpoint's C to its planner's dreamed choices at the replay's newest real states and write the
+            agent that deploys it (no new real steps).
   fit       collect real episodes with the paper's random-hold policy, fit V then M, save a world-model checkpoint,
             and write a GIF of real frames next to V's reconstruction and M's dream.
   dream     write GIFs of dreams from a saved world-model checkpoint.

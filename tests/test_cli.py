@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from ray.rllib.core.rl_module.rl_module import RLModule
 
-from rllib_worldmodel import WorldModel
-from rllib_worldmodel.cli import main, save_checkpoint_atomically
+from rllib_worldmodel import cli, WorldModel
+from rllib_worldmodel.cli import build_parser, main, save_checkpoint_atomically
 from rllib_worldmodel.envs.vizdoom import takecover_view
 from rllib_worldmodel.models.world_model import read_checkpoint
 
@@ -432,3 +432,10 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert int(fitted.controller_every) == fitted.plan_settings().interval(fitted.action_repeat)  # ... at its interval
     assert int(before.controller_every) == 0  # a C searched by CMA-ES: its action_repeat
     assert not torch.equal(fitted.controller.net.weight, before.controller.net.weight)
+
+
+def test_the_help_lists_every_command_it_has():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    listed = [line.split()[0] for line in cli.__doc__.split("Commands:")[1].splitlines() if line[:3].strip()]
+    assert sorted(listed) == sorted(commands)
