@@ -98,6 +98,37 @@ def controller_weights(path: Path) -> tuple[dict[str, torch.Tensor], int | None]
     return agent.controller.state_dict(), int(agent.controller_every)
 
 
+class ActionLog:
+    """What an agent does in the real game, for `play`'s `observe`: how often it takes each action and how often it
+    changes action from one env step to the next within an episode (on TakeCover, left-right dithering keeps the
+    player where the imps aim: the fine planner on a world model of random holds changes direction every 7-8 steps
+    where C, deciding every 25, changes at nearly every decision; RESULTS.md, "Fine planning on a world model of
+    random holds").
+
+    Args:
+        num_actions: Size of the Discrete action space.
+    """
+
+    def __init__(self, num_actions: int):
+        self.counts = np.zeros(num_actions, dtype=np.int64)
+        self.changes = 0
+        self._last: dict[int, int] = {}  # episode index -> its last action
+
+    def __call__(self, envs: list[gym.Env], episodes: np.ndarray, state: dict, out: dict) -> None:
+        for episode, action in zip(episodes.tolist(), out[Columns.ACTIONS][:, 0].tolist()):
+            self.counts[action] += 1
+            self.changes += int(self._last.get(episode, action) != action)
+            self._last[episode] = action
+
+    def summary(self) -> dict[str, list[float] | float]:
+        """Each action's share of the env steps, and action changes per env step."""
+        steps = max(int(self.counts.sum()), 1)
+        return {
+            "action_shares": [round(float(c) / steps, 4) for c in self.counts],
+            "action_changes_per_step": round(self.changes / steps, 4),
+        }
+
+
 @torch.no_grad()
 def play(
     module: WorldModelsRLModule,
@@ -236,7 +267,10 @@ def main() -> None:
         module.plan_rollouts.fill_(rollouts_index(rollouts))
         torch.manual_seed(args.seed)  # V's z draws and the look-ahead's noise start alike in every row
         t0 = time.perf_counter()
-        returns = play(module, functools.partial(make_takecover, **env_settings), args.episodes, args.seed)
+        actions = ActionLog(int(module.action_space.n))
+        returns = play(
+            module, functools.partial(make_takecover, **env_settings), args.episodes, args.seed, observe=actions
+        )
         rows.append(
             {
                 "plan_horizon": horizon,
@@ -249,6 +283,7 @@ def main() -> None:
                 "real_std": float(returns.std()),
                 "real_se": float(returns.std() / np.sqrt(len(returns))),
                 "real_returns": returns.tolist(),
+                **actions.summary(),
                 "wall_s": round(time.perf_counter() - t0, 1),
             }
         )
@@ -284,8 +319,8 @@ def main() -> None:
         f"\nreal TakeCover, {args.episodes} episodes (seeds {args.seed}+), frames survived; C alone decides every "
         f"{module.controller_interval()} steps; {env_settings}"
     )
-    print("| agent | real mean ± std | paired gain over C alone | wall |")
-    print("|---|---|---|---|")
+    print("| agent | real mean ± std | paired gain over C alone | action changes per 100 steps | wall |")
+    print("|---|---|---|---|---|")
     for row in rows:
         name = (
             f"C alone, deciding every {row['decides_every']} steps"
@@ -294,7 +329,8 @@ def main() -> None:
             + (", parallel rollouts (C and each action held)" if row["plan_rollouts"] == "parallel" else "")
         )
         gain = f"{row['paired_gain_mean']:+.0f} ± {row['paired_gain_se']:.0f}" if "paired_gain_mean" in row else "—"
-        print(f"| {name} | {row['real_mean']:.0f} ± {row['real_std']:.0f} | {gain} | {row['wall_s']:.0f} s |")
+        score, changes = f"{row['real_mean']:.0f} ± {row['real_std']:.0f}", 100 * row["action_changes_per_step"]
+        print(f"| {name} | {score} | {gain} | {changes:.1f} | {row['wall_s']:.0f} s |")
 
 
 if __name__ == "__main__":

@@ -248,6 +248,22 @@ def test_dream_planning_plays_each_seed_through_the_modules_own_planning_path(mo
     assert module._planners  # the decisions were planned
 
 
+def test_dream_planning_counts_each_actions_share_and_the_changes_within_each_episode(monkeypatch):
+    """Two envs step episodes 0 and 1 side by side, then episode 2 replaces episode 0: a change is counted only
+    between two steps of one episode, never across episodes or rows."""
+    from ray.rllib.core.columns import Columns
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    log = load_script("dream_planning").ActionLog(3)
+    for episodes, actions in [([0, 1], [1, 2]), ([0, 1], [2, 2]), ([0, 1], [2, 1]), ([2, 1], [0, 1]), ([2], [1])]:
+        log([], np.array(episodes), {}, {Columns.ACTIONS: torch.tensor(actions)[:, None]})
+    # episode 0: 1, 2, 2 (one change); episode 1: 2, 2, 1, 1 (one); episode 2: 0, 1 (one); 9 steps in all
+    assert log.summary() == {
+        "action_shares": [round(1 / 9, 4), round(4 / 9, 4), round(4 / 9, 4)],
+        "action_changes_per_step": round(3 / 9, 4),
+    }
+
+
 def test_dream_planning_checks_every_row_before_playing_any():
     import gymnasium as gym
 
