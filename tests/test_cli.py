@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -437,5 +438,5 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
 def test_the_help_lists_every_command_it_has():
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    listed = [line.split()[0] for line in cli.__doc__.split("Commands:")[1].splitlines() if line[:3].strip()]
+    listed = re.findall(r"^  (\w+) ", cli.__doc__.split("Commands:")[1], re.MULTILINE)  # two spaces in: a command
     assert sorted(listed) == sorted(commands)
