@@ -540,3 +540,84 @@ def test_distill_planner_plays_its_four_agents_on_the_same_real_episodes(ray_ses
     fitted = torch.load(out.with_suffix(".controller.pt"), weights_only=True)
     assert set(fitted) == {"net.weight", "net.bias"}
     assert "| distilled C + planning |" in proc.stdout.splitlines()[-1]
+
+
+def test_wide_search_parses_each_run_and_names_the_flag_when_one_is_malformed():
+    import argparse
+
+    wide = load_script("wide_search")
+    assert wide.parse_run("256x32x32:3") == (256, 32, 32, 3)
+    for bad in ("256x32", "1x8x32:1", "32x0x32:1", "32x8x0:1", "32x8x32"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--runs"):
+            wide.parse_run(bad)
+
+
+def test_wide_search_exports_a_checkpoints_dream_and_searches_it_where_ray_is_not_installed(ray_session, tmp_path):
+    """`export` writes M, the start states, the training and scoring dream settings, C and the search settings of a
+    checkpoint; `search` runs in a process that cannot import Ray, scores the checkpoint's C and each searched C in
+    the same scoring dreams, and writes each C as a state dict that `dream_planning.py --controller` reads. The same
+    run twice is the same search."""
+    import dataclasses
+    import functools
+    import json
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS.parent / "tuned_examples"))
+    try:
+        from tiny import tiny_config
+    finally:
+        sys.path.pop(0)
+    algo = tiny_config().build_algo()
+    try:
+        algo.train()
+        algo.save_to_path(str(tmp_path / "checkpoint"))
+        expected_settings = dataclasses.asdict(algo.dream_settings())
+        own_c = algo.local_module.controller.get_flat()
+    finally:
+        algo.stop()
+    bundle = tmp_path / "bundle.pt"
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    script = str(BENCHMARKS / "wide_search.py")
+    proc = run([sys.executable, script, "export", "--checkpoint", "checkpoint", "--out", str(bundle)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = torch.load(bundle, weights_only=False)
+    assert saved["train_settings"] == expected_settings
+    np.testing.assert_array_equal(saved["controller"]["flat"], own_c)
+    assert saved["cma"] == {
+        "population": 6,
+        "rollouts": 2,
+        "generations": 2,
+        "sigma_init": 0.1,
+        "common_noise": True,
+        "action_repeat": 1,
+    }
+    # Ray made unimportable, as on a machine that has only torch, gymnasium and cma
+    no_ray = (
+        "import importlib.util as u, runpy, sys; f = u.find_spec; "
+        "u.find_spec = lambda n, *a: None if n == 'ray' else f(n, *a); sys.modules['ray'] = None; "
+        f"sys.argv = ['wide_search.py'] + sys.argv[1:]; runpy.run_path({script!r}, "
+        "run_name='__main__'); assert 'ray.rllib' not in sys.modules"
+    )
+    args = ["search", "--bundle", str(bundle), "--device", "cpu", "--score-dreams", "8"]
+    args += ["--runs", "4x2x2:1", "4x2x2:1", "6x2x1:2", "--out-dir", "out"]
+    proc = run([sys.executable, "-c", no_ray, *args])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "wide_search.json").read_text())
+    first, again, other = result["runs"]
+    assert [r["run"] for r in result["runs"]] == ["p4_r2_g2_s1", "p4_r2_g2_s1", "p6_r2_g1_s2"]
+    assert len(first["history"]) == 2 and len(other["history"]) == 1 and first["dream_steps"] > 0
+    assert first["dream_mean"] == again["dream_mean"] and first["history"] == again["history"]
+    # the checkpoint's C scored in the bundle's scoring dream with the scoring seed, as anyone can recompute it
+    from rllib_worldmodel.cma_es import evaluate_population
+    from rllib_worldmodel.dream import DreamSimulator
+
+    wm, settings, controller, _ = load_script("wide_search").load_bundle(bundle, "cpu")
+    own = evaluate_population(
+        DreamSimulator(wm, settings["score"]), controller, own_c[None], 8, seed=result["score_seed"]
+    ).returns[0]
+    assert result["checkpoint_c"]["dream_mean"] == pytest.approx(float(own.mean()), rel=1e-6)
+    weights = torch.load(tmp_path / "out" / "p6_r2_g1_s2.controller.pt", weights_only=True)
+    c = Controller(saved["controller"]["input_size"], saved["controller"]["action_space"])
+    c.load_state_dict(weights)  # what dream_planning.py --controller loads
+    assert "| 6 x 2 x 1, seed 2 |" in proc.stdout.splitlines()[-1]
