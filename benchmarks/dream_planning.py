@@ -50,6 +50,7 @@ def load_planning_agent(
     controller: Path | None = None,
     temperature: float = 1.15,
     samples: int = 16,
+    controller_every: int | None = None,
 ) -> tuple[WorldModelsRLModule, dict]:
     """The acting module of a checkpoint, set to plan in the dream of the world model it plans with.
 
@@ -60,6 +61,9 @@ def load_planning_agent(
         controller: C's weights to play instead of the checkpoint's (`controller_weights`).
         temperature: The look-ahead dream's tau.
         samples: Dreams per candidate first action.
+        controller_every: The interval C decides at when it acts alone; None: the checkpoint's, or, for
+            `controller` from another checkpoint, that agent's (a state-dict file does not say: a C that
+            `distill_planner.py` fitted to a planner deciding every 3 steps needs 3 here).
 
     Returns:
         The module, its look-ahead dream set to the world model's calibrated deaths, `temperature` and `samples`
@@ -75,6 +79,10 @@ def load_planning_agent(
         module.controller.load_state_dict(weights)
         if every is not None:  # another agent's C decides alone at that agent's interval
             module.controller_every.fill_(every)
+    if controller_every is not None:
+        if controller_every < 1:
+            raise ValueError(f"controller_every={controller_every} must be >= 1 (C decides every that many steps).")
+        module.controller_every.fill_(controller_every)
     module.plan_temperature.fill_(temperature)
     module.plan_done_offset.fill_(float(meta.get("done_logit_offset", 0.0)))
     module.plan_done_scale.fill_(float(meta.get("done_logit_scale", 1.0)))
@@ -220,6 +228,12 @@ def main() -> None:
         help="C's weights to play instead of the checkpoint's: a state dict (e.g. the fitted C that "
         "distill_planner.py saves as <out>.controller.pt) or another WorldModels checkpoint folder (its C)",
     )
+    parser.add_argument(
+        "--controller-every",
+        type=int,
+        help="the interval C decides at alone (default: the checkpoint's, or --controller's checkpoint's); a C "
+        "that distill_planner.py fitted to a planner deciding every 3 steps: 3",
+    )
     parser.add_argument("--horizons", type=int, nargs="+", default=[24], help="planning horizons (dream steps)")
     parser.add_argument("--samples", type=int, default=16, help="dreams per candidate first action")
     parser.add_argument(
@@ -251,6 +265,7 @@ def main() -> None:
         args.controller and Path(args.controller),
         temperature=args.temperature,
         samples=args.samples,
+        controller_every=args.controller_every,
     )
     env_settings = dict(meta.get("env_settings", {}))
     # what one look-ahead step costs for 8 envs' decisions at once (each: every action x samples dreams)

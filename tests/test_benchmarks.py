@@ -295,6 +295,13 @@ def test_dream_planning_takes_c_from_a_state_dict_or_another_checkpoint(monkeypa
         assert weights.keys() == module.controller.state_dict().keys() and interval == every
         for name, value in module.controller.state_dict().items():
             torch.testing.assert_close(weights[name], value)
+    # `--controller-every`: the interval a file's C decides at alone (a file does not say; the checkpoint's otherwise)
+    module.world_model.save(tmp_path / "world_model.pt")
+    for every, expected in ((7, 7), (None, 3)):
+        agent, _ = planning.load_planning_agent(folder, controller=tmp_path / "c.pt", controller_every=every)
+        assert int(agent.controller_every) == expected and agent.controller_interval() == expected
+    with pytest.raises(ValueError, match="controller_every=0"):
+        planning.load_planning_agent(folder, controller=tmp_path / "c.pt", controller_every=0)
 
 
 def test_dream_planning_plans_with_another_world_model_and_its_calibration(monkeypatch, tmp_path):
