@@ -109,24 +109,31 @@ def export(checkpoint: Path, out: Path) -> dict:
     return bundle
 
 
+def new_controller(spec: dict):
+    """A controller of the bundle's layout (`spec`: its "controller" entry), freshly initialised on the CPU."""
+    _library_without_ray()
+    from rllib_worldmodel.models.controller import Controller
+
+    return Controller(spec["input_size"], spec["action_space"], spec["hidden"])
+
+
 def load_bundle(path: Path, device: str):
     """The bundle's world model (M loaded; V left at its init, unused by latent dreams), its two dream settings on
-    `device`, a controller of its layout holding the checkpoint's C, and the bundle itself."""
+    `device` ("auto": CUDA when available, as `DreamSettings` resolves it), a controller of its layout holding the
+    checkpoint's C, and the bundle itself; the model and the controller are on the settings' device."""
     _library_without_ray()
     from rllib_worldmodel.dream import DreamSettings
-    from rllib_worldmodel.models.controller import Controller
     from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
 
     bundle = torch.load(path, weights_only=False)
+    settings = {k: DreamSettings(**{**bundle[f"{k}_settings"], "device": device}) for k in ("train", "score")}
     wm = WorldModel(WorldModelConfig(**bundle["wm_config"]))
     wm.mdn_rnn.load_state_dict(bundle["mdn_state"])
     wm.initial_states = bundle["initial_states"].clone()
-    wm.to(device).eval()
-    settings = {k: DreamSettings(**{**bundle[f"{k}_settings"], "device": device}) for k in ("train", "score")}
-    spec = bundle["controller"]
-    controller = Controller(spec["input_size"], spec["action_space"], spec["hidden"])
-    controller.set_flat(spec["flat"])
-    return wm, settings, controller.to(device), bundle
+    wm.to(settings["train"].device).eval()
+    controller = new_controller(bundle["controller"])
+    controller.set_flat(bundle["controller"]["flat"])
+    return wm, settings, controller.to(settings["train"].device), bundle
 
 
 def search(args: argparse.Namespace) -> None:
@@ -135,10 +142,9 @@ def search(args: argparse.Namespace) -> None:
     from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
     from rllib_worldmodel.dream import DreamSimulator
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
     torch.set_num_threads(args.threads)
-    wm, settings, controller, bundle = load_bundle(Path(args.bundle), device)
+    wm, settings, controller, bundle = load_bundle(Path(args.bundle), args.device)
+    device = settings["train"].device
     cma_cfg = bundle["cma"]
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +180,7 @@ def search(args: argparse.Namespace) -> None:
         p, r, g, seed = spec
         name = f"p{p}_r{r}_g{g}_s{seed}"
         torch.manual_seed(seed)  # "fresh": C's own initialisation, as the algorithm builds it before its search
-        search_c = controller.__class__(controller.input_size, bundle["controller"]["action_space"], controller.hidden)
+        search_c = new_controller(bundle["controller"])
         if args.start == "checkpoint":
             search_c.set_flat(start_flat)
         search_c.to(device)

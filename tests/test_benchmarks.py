@@ -559,7 +559,9 @@ def test_wide_search_parses_each_run_and_names_the_flag_when_one_is_malformed():
             wide.parse_run(bad)
 
 
-def test_wide_search_exports_a_checkpoints_dream_and_searches_it_where_ray_is_not_installed(ray_session, tmp_path):
+def test_wide_search_exports_a_checkpoints_dream_and_searches_it_where_ray_is_not_installed(
+    ray_session, tmp_path, monkeypatch
+):
     """`export` writes M, the start states, the training and scoring dream settings, C and the search settings of a
     checkpoint; `search` runs in a process that cannot import Ray, scores the checkpoint's C and each searched C in
     the same scoring dreams, and writes each C as a state dict that `dream_planning.py --controller` reads. The same
@@ -570,11 +572,9 @@ def test_wide_search_exports_a_checkpoints_dream_and_searches_it_where_ray_is_no
     import subprocess
     import sys
 
-    sys.path.insert(0, str(BENCHMARKS.parent / "tuned_examples"))
-    try:
-        from tiny import tiny_config
-    finally:
-        sys.path.pop(0)
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent / "tuned_examples"))
+    from tiny import tiny_config
+
     algo = tiny_config().build_algo()
     try:
         algo.train()
