@@ -803,7 +803,7 @@ class WorldModels(Algorithm):
             The `dream/distill_*` metrics (also logged).
         """
         settings = settings or self.config.distill_settings()
-        if not self.local_module.plan_settings().enabled:
+        if not (self.local_module.plan_settings().enabled or self._config_plans()):
             raise ValueError(
                 "distill_controller fits C to the planner's choices, and this agent does not plan: switch planning "
                 "on first (plan_horizon > 0, `set_planning`; CLI: --plan-horizon 12 --plan-every 3)."
@@ -815,20 +815,51 @@ class WorldModels(Algorithm):
     def _distill(self, settings: DistillSettings) -> dict[str, float]:
         """`distill_controller` without the checks and the dream score: distill, log, sync C everywhere. The fitted C
         decides at the planner's interval when it acts alone: its labels are the planner's first actions, each
-        held that long."""
+        held that long. The planner that labels is the agent's own; an agent that acts alone (`deploy="alone"`
+        switched its planning off) is labelled by the config's planner. With `deploy="alone"` planning is switched
+        off afterwards (a collecting planner, `plan_collect`, keeps collecting)."""
         t0 = time.perf_counter()
         seed = (self.config.seed or 0) + 104729 * (self.iteration + 1)
-        planner = self.local_module.planner()
+        module = self.local_module
+        planner = module.planner() if module.plan_settings().enabled else module.planner(look=self._config_look())
         metrics = distill_planner(planner, self._whole_episodes(), settings, seed=seed, real_z=self.config.real_z)
         metrics["dream/distill_s"] = time.perf_counter() - t0
         for k, v in metrics.items():
             self.metrics.log_value(k, v, window=1)
         logger.info("C distilled from the planner: %s", {k: round(v, 3) for k, v in metrics.items()})
+        plan = None
+        if settings.deploy == "alone":
+            now = module.plan_settings()
+            collecting = now.collection() if now.collect else None  # its look-ahead, kept without a deployed one
+            plan = {
+                "horizon": 0,
+                "collect_horizon": collecting.horizon if collecting else 0,
+                "collect_every": collecting.every if collecting else 0,
+            }
         self._set_agent_state(
-            controller={k: v.cpu() for k, v in self.local_module.controller.state_dict().items()},
+            controller={k: v.cpu() for k, v in module.controller.state_dict().items()},
             controller_every=planner.interval,
+            plan=plan,
         )
         return metrics
+
+    def _config_plans(self) -> bool:
+        """Whether the config sets a planner (plan_horizon > 0)."""
+        return isinstance(self.config.plan_horizon, int) and self.config.plan_horizon > 0
+
+    def _config_look(self) -> PlanSettings:
+        """The config's planning look-ahead in the run's calibrated dream (the planner that labels a C deployed
+        alone)."""
+        c, dream = self.config, self._plan_dream()
+        return PlanSettings(
+            horizon=c.plan_horizon,
+            samples=c.plan_samples,
+            every=c.plan_every,
+            rollouts=c.plan_rollouts,
+            temperature=dream["temperature"],
+            done_logit_offset=dream["done_offset"],
+            done_logit_scale=dream["done_scale"],
+        )
 
     # ------------------------------------------------------------------------------------------- state
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:

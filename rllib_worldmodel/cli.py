@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rllib_worldmodel.calibration import CALIBRATION_ANCHORS
+from rllib_worldmodel.distill import DISTILL_DEPLOY
 from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, frame_skip_of, takecover_view
 from rllib_worldmodel.planning import PLAN_ROLLOUTS
 
@@ -162,6 +163,7 @@ def train_config(args: argparse.Namespace):
             distill_states=args.distill_states,
             distill_every=args.distill_every,
             distill_epochs=args.distill_epochs,
+            distill_deploy=args.distill_deploy,
         )
         .evaluation(evaluation_duration=args.eval_episodes)
         .debugging(seed=args.seed)
@@ -346,7 +348,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     if args.states < 1:
         raise ValueError(f"--states {args.states}: label at least 1 real state (e.g. 16000)")
-    settings = DistillSettings(states=args.states, every=args.distill_every, epochs=args.distill_epochs)
+    settings = DistillSettings(
+        states=args.states, every=args.distill_every, epochs=args.distill_epochs, deploy=args.distill_deploy
+    )
     if args.eval_episodes < 0:
         raise ValueError(f"--eval-episodes {args.eval_episodes}: 0 (no evaluation) or more real episodes")
     out = Path(args.out).resolve()
@@ -368,6 +372,16 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if args.eval_episodes:
             print(_score_line(algo.evaluate_real(args.eval_episodes)))
     return 0
+
+
+def _add_distill_deploy_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--distill-deploy",
+        choices=DISTILL_DEPLOY,
+        default="planner",
+        help="what the agent deploys after the fit: planner (it plans on the fitted C) or alone (the fitted C acts "
+        "alone at the planner's interval, at C's cost per decision; the planner only labels)",
+    )
 
 
 def make_env(name: str, skill: int | None = None, frame_cap: int | None = None, **takecover_view: bool):
@@ -769,6 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--distill-every", type=int, default=0, help="every n-th state of an episode (0: the planner's interval)"
     )
     train.add_argument("--distill-epochs", type=int, default=200, help="Adam's passes over the labelled states")
+    _add_distill_deploy_arg(train)
     train.add_argument("--temperature", type=float, default=1.15, help="dream temperature tau (paper: 1.15)")
     train.add_argument("--dream-cap", type=int, default=1000, help="dream step cap for envs without a preset")
     train.add_argument("--skill", type=int, help="TakeCover Doom skill 1-5 (default 4)")
@@ -864,6 +879,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--distill-every", type=int, default=0, help="every n-th state of an episode (0: the planner's interval)"
     )
     distill.add_argument("--distill-epochs", type=int, default=200, help="Adam's passes over the labelled states")
+    _add_distill_deploy_arg(distill)
     distill.add_argument(
         "--eval-episodes", type=int, default=0, help="then evaluate the distilled agent on this many real episodes"
     )

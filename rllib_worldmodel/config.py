@@ -124,6 +124,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.distill_every = 0
         self.distill_epochs = 200
         self.distill_lr = 1e-3
+        self.distill_deploy = "planner"
         # exploit guard (off by default): reacts to a large dream-real gap
         self.guard_enabled = False
         self.guard_gap_ratio = 0.5
@@ -396,6 +397,7 @@ class WorldModelsConfig(AlgorithmConfig):
         distill_every: int = NotProvided,
         distill_epochs: int = NotProvided,
         distill_lr: float = NotProvided,
+        distill_deploy: str = NotProvided,
     ) -> WorldModelsConfig:
         """The controller and how it is trained in the dream.
 
@@ -467,6 +469,12 @@ class WorldModelsConfig(AlgorithmConfig):
             distill_every: Take every n-th real state of an episode (0: the planner's decision interval).
             distill_epochs: Adam's passes over the labelled states.
             distill_lr: Adam's learning rate.
+            distill_deploy: "planner" (the agent plans on the fitted C) or "alone": the fitted C acts alone at the
+                planner's interval, at C's cost per decision, and the planner (plan_horizon, plan_every, ...) only
+                labels C's states (planning is off in evaluation and deployment; with `plan_collect` the planner
+                still collects). TakeCover, on world models of random holds: the fitted C alone played 834 and 824
+                over 300 real episodes where planning on top of it lost 76 and 68 (RESULTS.md, "Fine planning on a
+                world model of random holds").
         """
         return self._set_provided(
             {
@@ -495,6 +503,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "distill_every": distill_every,
                 "distill_epochs": distill_epochs,
                 "distill_lr": distill_lr,
+                "distill_deploy": distill_deploy,
             }
         )
 
@@ -529,7 +538,11 @@ class WorldModelsConfig(AlgorithmConfig):
     def distill_settings(self) -> DistillSettings:
         """The `distill_*` fields as `distill.DistillSettings` (raises a ValueError naming a bad one)."""
         return DistillSettings(
-            states=self.distill_states, every=self.distill_every, epochs=self.distill_epochs, lr=self.distill_lr
+            states=self.distill_states,
+            every=self.distill_every,
+            epochs=self.distill_epochs,
+            lr=self.distill_lr,
+            deploy=self.distill_deploy,
         )
 
     def _set_provided(self, values: dict[str, Any]) -> WorldModelsConfig:
@@ -827,6 +840,11 @@ class WorldModelsConfig(AlgorithmConfig):
                 not distill.enabled or self.controller_trainer == "cma",
                 f"controller distill_states={self.distill_states} needs trainer='cma' (the RLlib dream trainer keeps "
                 "its own policy): set trainer='cma' or distill_states=0.",
+            )
+            need(
+                distill.enabled or distill.deploy == "planner",
+                f"controller distill_deploy={self.distill_deploy!r} deploys a fitted C, and distill_states=0 fits "
+                "none: set distill_states > 0 (e.g. 8000) or distill_deploy='planner'.",
             )
         need(
             not (isinstance(self.plan_horizon, int) and self.plan_horizon > 0 and self.calibrate_deaths == "policy"),

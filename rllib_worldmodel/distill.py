@@ -26,6 +26,9 @@ from rllib_worldmodel.done_refit import EncodedEpisode
 from rllib_worldmodel.models.controller import Controller
 from rllib_worldmodel.planning import check_count, DreamPlanner
 
+# What the agent deploys after C is fitted: the planner rolling out the fitted C, or the fitted C alone.
+DISTILL_DEPLOY = ("planner", "alone")
+
 
 @dataclass(frozen=True)
 class DistillSettings:
@@ -40,6 +43,9 @@ class DistillSettings:
         batch_size: States per Adam step.
         val_fraction: Share of the states held out to report the fitted C's regret on states it was not fitted on:
             the newest ones (states arrive oldest first), so mostly whole episodes apart from the fitted ones.
+        deploy: What the agent deploys after the fit: "planner" (the planner it learned from, now rolling out the
+            fitted C) or "alone" (the fitted C without planning, at the planner's decision interval: C's cost per
+            decision; planning is switched off, and the next fit labels with the config's planner).
     """
 
     states: int = 0
@@ -48,6 +54,7 @@ class DistillSettings:
     lr: float = 1e-3
     batch_size: int = 1024
     val_fraction: float = 0.1
+    deploy: str = "planner"
 
     def __post_init__(self) -> None:
         check_count("distill_states", self.states, 0, "real states the planner labels; 0 turns distillation off")
@@ -59,6 +66,11 @@ class DistillSettings:
         if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 0.5:
             raise ValueError(
                 f"distill_val_fraction={self.val_fraction!r} must be in [0, 0.5): the held-out share of the states."
+            )
+        if self.deploy not in DISTILL_DEPLOY:
+            raise ValueError(
+                f"distill_deploy={self.deploy!r} must be one of {DISTILL_DEPLOY}: 'planner' (the agent plans on the "
+                "fitted C) or 'alone' (the fitted C acts alone, at the planner's interval)."
             )
 
     @property

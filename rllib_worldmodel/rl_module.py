@@ -283,12 +283,14 @@ class WorldModelsRLModule(TorchRLModule):
         the planner's choices), else `action_repeat`."""
         return int(self.controller_every) or self.action_repeat
 
-    def planner(self, collect: bool = False) -> DreamPlanner:
+    def planner(self, collect: bool = False, look: PlanSettings | None = None) -> DreamPlanner:
         """The DreamPlanner for the current buffers: the deployed one, or (`collect`) the one that acts in real
-        collection (`PlanSettings.collection`). Rebuilt only when its settings change; it reads this module's V, M
-        and C, so weight updates reach it without a rebuild."""
-        settings = self.plan_settings()
-        look = settings.collection() if collect else settings.deployed()
+        collection (`PlanSettings.collection`), or one of the given look-ahead settings `look` (on this module's V,
+        M and C: e.g. the config's planner that labels a C deployed alone). Rebuilt only when its settings change;
+        it reads this module's V, M and C, so weight updates reach it without a rebuild."""
+        if look is None:
+            settings = self.plan_settings()
+            look = settings.collection() if collect else settings.deployed()
         if look not in self._planners:
             if len(self._planners) >= 2:  # settings changed (`set_planning`): drop the old planners
                 self._planners.clear()

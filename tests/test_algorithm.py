@@ -296,6 +296,43 @@ def test_a_run_configured_to_plan_evaluates_the_planning_agent_and_scores_it_in_
     assert again["dream/distill_states"] == 12
 
 
+def test_a_fitted_c_deployed_alone_plays_without_planning_and_is_refitted_by_the_configs_planner(ray_session):
+    """distill_deploy="alone": the planner labels C's states, then planning is off where the agent acts without
+    exploration (its fitted C decides alone at the planner's interval), the collecting planner keeps collecting,
+    and the next iteration's fit is labelled by the config's planner (the agent no longer plans)."""
+    algo = (
+        tiny_config()
+        .controller(
+            plan_horizon=3,
+            plan_samples=2,
+            plan_every=2,
+            plan_collect=True,
+            distill_states=12,
+            distill_epochs=3,
+            distill_deploy="alone",
+        )
+        .build_algo()
+    )
+    try:
+        first = algo.train()
+        second = algo.train()
+        evaluating = algo.eval_env_runner_group.local_env_runner.module
+        modules = (algo.local_module, algo.env_runner.module, evaluating)
+        assert [m.plan_settings().enabled for m in modules] == [False] * 3  # deployed alone, everywhere
+        assert [m.controller_interval() for m in modules] == [2, 2, 2]  # at the planner's interval
+        collecting = algo.env_runner.module.plan_settings()
+        assert collecting.collect and (collecting.collection().horizon, collecting.collection().every) == (3, 2)
+        deployed = algo.local_module.controller.get_flat()
+        assert not np.allclose(deployed, algo.cma.mean_params())  # the fitted C, not CMA-ES's mean
+        np.testing.assert_allclose(evaluating.controller.get_flat(), deployed, rtol=1e-6)
+    finally:
+        algo.stop()
+    for r in (first, second):
+        assert r["dream/distill_states"] == 12 and np.isfinite(r["dream/distill_regret_after"])
+        assert "dream/controller_return_mean" not in r  # the dream score is C alone's: no planning agent beside it
+        assert r["evaluation"]["real/num_episodes"] >= 4
+
+
 def test_exported_world_model_drives_the_dream_env(trained, tmp_path):
     algo, _ = trained
     path = algo.export_world_model(tmp_path / "wm.pt")

@@ -199,6 +199,8 @@ def test_train_plan_flags_reach_the_config_and_evaluate_keeps_the_checkpoints_ag
     cfg = train_config(parse([*base, *plan, *distill]))
     cfg.validate()
     assert (cfg.distill_states, cfg.distill_every, cfg.distill_epochs) == (500, 5, 50)
+    assert cfg.distill_deploy == "planner"  # the agent plans on the fitted C unless told to deploy it alone
+    assert train_config(parse([*base, *plan, *distill, "--distill-deploy", "alone"])).distill_deploy == "alone"
     assert train_config(parse(base)).distill_states == 0  # off by default
 
 
@@ -433,6 +435,11 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert int(fitted.controller_every) == fitted.plan_settings().interval(fitted.action_repeat)  # ... at its interval
     assert int(before.controller_every) == 0  # a C searched by CMA-ES: its action_repeat
     assert not torch.equal(fitted.controller.net.weight, before.controller.net.weight)
+    # ... or the fitted C alone: the written agent does not plan, and its C decides at the planner's interval
+    alone = tmp_path / "alone"
+    assert main(["distill", *source, "--out", str(alone), "--states", "40", *plan, "--distill-deploy", "alone"]) == 0
+    fitted_alone = RLModule.from_checkpoint(str(alone / "checkpoint" / policy))
+    assert float(fitted_alone.plan_horizon) == 0 and int(fitted_alone.controller_every) == int(fitted.controller_every)
 
 
 def test_the_help_lists_every_command_it_has():

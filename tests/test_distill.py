@@ -112,6 +112,7 @@ def test_distilled_c_stops_taking_the_action_the_dream_says_kills():
         ({"states": 5, "epochs": 0}, "distill_epochs"),
         ({"states": 5, "lr": 0.0}, "distill_lr"),
         ({"states": 5, "val_fraction": 0.5}, "distill_val_fraction"),
+        ({"states": 5, "deploy": "both"}, "distill_deploy='both' must be one of"),
     ],
 )
 def test_bad_distill_settings_name_the_field(kwargs, field):
@@ -130,6 +131,8 @@ def test_distillation_needs_planning_and_cma_at_config_time():
         WorldModelsConfig().environment("CartPole-v1").controller(
             plan_horizon=2, distill_states=10, trainer="rllib"
         ).validate()
+    with pytest.raises(ValueError, match="distill_deploy='alone' deploys a fitted C, and distill_states=0 fits none"):
+        WorldModelsConfig().environment("CartPole-v1").controller(plan_horizon=2, distill_deploy="alone").validate()
 
 
 def test_a_continuous_c_is_refused():
