@@ -179,7 +179,7 @@ def plan_rows(
     """The rows to play, (horizon, interval, rollouts): C alone first, then every horizon with every interval and
     every rollout policy. Each planning row is checked before any episode is played (a row that cannot plan would
     otherwise end the run after the rows before it, losing them): a ValueError names the flags."""
-    rows = [(h, e, r) for h in horizons for e in every for r in rollouts]
+    rows = [(h, e, r) for h in horizons if h for e in every for r in rollouts]  # 0: C alone, played first anyway
     for h, e, r in rows:
         try:
             PlanSettings(horizon=h, every=e, rollouts=r).check_plannable(action_space, action_repeat)
@@ -234,7 +234,9 @@ def main() -> None:
         help="the interval C decides at alone (default: the checkpoint's, or --controller's checkpoint's); a C "
         "that distill_planner.py fitted to a planner deciding every 3 steps: 3",
     )
-    parser.add_argument("--horizons", type=int, nargs="+", default=[24], help="planning horizons (dream steps)")
+    parser.add_argument(
+        "--horizons", type=int, nargs="+", default=[24], help="planning horizons (dream steps; 0 alone: C alone only)"
+    )
     parser.add_argument("--samples", type=int, default=16, help="dreams per candidate first action")
     parser.add_argument(
         "--every",

@@ -264,12 +264,14 @@ def test_dream_planning_counts_each_actions_share_and_the_changes_within_each_ep
     }
 
 
-def test_dream_planning_checks_every_row_before_playing_any():
+def test_dream_planning_checks_every_row_before_playing_any(monkeypatch):
     import gymnasium as gym
 
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports takecover_tau, as when run as a script
     planning = load_script("dream_planning")
     rows = planning.plan_rows([50], [25, 3], ["controller"], gym.spaces.Discrete(3), 25)
     assert rows == [(0, 0, "controller"), (50, 25, "controller"), (50, 3, "controller")]  # C alone first
+    assert planning.plan_rows([0], [3], ["controller"], gym.spaces.Discrete(3), 25) == [(0, 0, "controller")]  # once
     with pytest.raises(ValueError, match=r"--horizons 12 with --every 25: plan_horizon=12 is shorter than one dec"):
         planning.plan_rows([50, 12], [25, 3], ["controller"], gym.spaces.Discrete(3), 25)
 
