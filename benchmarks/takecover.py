@@ -173,15 +173,16 @@ def run_ppo(real_steps: int, real_env_config: dict, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--episodes-per-iteration", type=int, help="default: the preset's (skip4: 400, others: 100)")
+    parser.add_argument("--episodes-per-iteration", type=int, help="default: the preset's (skip4: 1200, others: 100)")
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--preset",
         choices=PRESETS,
         default="paper",
-        help="tuned_examples/vizdoom_takecover.py: takecover_config (paper), takecover_levers_config (levers) or "
-        "takecover_refit_repeat_config (refit_repeat: the best measured configuration, scripts/run_main.sh)",
+        help="tuned_examples/vizdoom_takecover.py: takecover_config (paper), takecover_levers_config (levers), "
+        "takecover_refit_repeat_config (refit_repeat: one tic a step) or takecover_skip4_config (skip4: the main "
+        "job, scripts/run_main.sh)",
     )
     parser.add_argument("--cma-population", type=int, help="default: the preset's (paper: 32, a stated reduction)")
     parser.add_argument("--cma-rollouts", type=int, help="default: the preset's (paper: 8)")

@@ -100,6 +100,8 @@ def test_takecover_skip4_preset_matches_the_main_job():
         "action_repeat",
         "plan_horizon",
         "plan_every",
+        "distill_states",
+        "distill_deploy",
         "cma_population",
         "cma_rollouts",
         "cma_generations_per_iteration",
