@@ -790,6 +790,21 @@ class WorldModels(Algorithm):
         self._score_in_dream()
         return dict(self.dream_score)
 
+    def deploy_searched_controller(self) -> dict[str, float]:
+        """Deploy CMA-ES's current mean, the C the last search found, in place of the deployed C (e.g. a C fitted to
+        the planner, which then decides at `action_repeat` again), on the Learner and every EnvRunner, and re-score
+        the agent in the dream. A fit that follows (`distill_controller`) starts from it and its planner rolls it out,
+        as in the loop.
+
+        Returns:
+            The new dream score (mean, std, min, max).
+        """
+        if self.dream_trainer is not None:
+            raise ValueError("deploy_searched_controller needs trainer='cma' (the RLlib dream trainer has no mean).")
+        self._set_agent_state(controller=self._controller_state(self.cma.mean_params()))
+        self._score_in_dream()
+        return dict(self.dream_score)
+
     def distill_controller(self, settings: DistillSettings | None = None) -> dict[str, float]:
         """Fit C to the planner's dreamed choices at the replay's newest real states (`distill.distill_planner`),
         e.g. on a restored checkpoint, give the Learner and the EnvRunners the fitted C, and re-score the agent in

@@ -325,6 +325,9 @@ def test_a_fitted_c_deployed_alone_plays_without_planning_and_is_refitted_by_the
         deployed = algo.local_module.controller.get_flat()
         assert not np.allclose(deployed, algo.cma.mean_params())  # the fitted C, not CMA-ES's mean
         np.testing.assert_allclose(evaluating.controller.get_flat(), deployed, rtol=1e-6)
+        score = algo.deploy_searched_controller()  # CMA-ES's mean back, at C's action_repeat, everywhere
+        assert score == algo.dream_score and [m.controller_interval() for m in modules] == [1, 1, 1]
+        np.testing.assert_allclose(evaluating.controller.get_flat(), algo.cma.mean_params(), rtol=1e-6)
     finally:
         algo.stop()
     for r in (first, second):

@@ -544,11 +544,26 @@ def test_distill_planner_plays_its_four_agents_on_the_same_real_episodes(ray_ses
     assert list(rows) == ["C alone", "C + planning", "distilled C alone", "distilled C + planning"]
     for row in rows.values():
         assert len(row["returns"]) == 2 and all(0 < r <= 60 for r in row["returns"])  # whole episodes, 60-frame cap
-    assert rows["C + planning"]["paired_vs_planning"] == 0.0
+    assert rows["C + planning"]["paired_vs_base"] == 0.0 and result["paired_base"] == "C + planning"
     assert result["plan"]["horizon"] == 4 and 0 < result["distill_metrics"]["dream/distill_states"] <= 30
     fitted = torch.load(out.with_suffix(".controller.pt"), weights_only=True)
     assert set(fitted) == {"net.weight", "net.bias"}
     assert "| distilled C + planning |" in proc.stdout.splitlines()[-1]
+    # from CMA-ES's mean, another planner's rollouts, the C-alone rows only, each on two sets of episode seeds
+    more = ["--c", "searched", "--plan-rollouts", "parallel", "--alone-only", "--seed", "40", "50"]
+    args = [*args[: args.index("--seed")], "--out", str(out), *more]
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "distill_planner.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert list(result["rows"]) == ["C alone", "distilled C alone"] and result["paired_base"] == "C alone"
+    assert len(result["rows"]["C alone"]["returns"]) == 4  # 2 episodes x 2 seeds
+    assert result["plan"]["rollouts"] == "parallel" and result["c"] == "searched"
 
 
 def test_wide_search_parses_each_run_and_names_the_flag_when_one_is_malformed():
