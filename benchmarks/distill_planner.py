@@ -117,6 +117,7 @@ def main() -> None:
         row("C alone", False, own)
         if not args.alone_only:
             row("C + planning", True, own)
+        module.plan_horizon.fill_(plan.horizon)  # the planner labels (a C-alone row last switched it off)
         t = time.perf_counter()
         metrics = algo.distill_controller(
             DistillSettings(states=args.states, every=args.every, epochs=args.epochs, lr=args.lr)

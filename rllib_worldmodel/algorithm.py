@@ -839,6 +839,10 @@ class WorldModels(Algorithm):
         planner = module.planner() if module.plan_settings().enabled else module.planner(look=self._config_look())
         metrics = distill_planner(planner, self._whole_episodes(), settings, seed=seed, real_z=self.config.real_z)
         metrics["dream/distill_s"] = time.perf_counter() - t0
+        # which planner labelled the states (the agent's own, or the config's for an agent that acts alone)
+        metrics["dream/distill_plan_horizon"] = float(planner.settings.horizon)
+        metrics["dream/distill_plan_every"] = float(planner.interval)
+        metrics["dream/distill_plan_parallel"] = float(planner.settings.rollouts == "parallel")
         for k, v in metrics.items():
             self.metrics.log_value(k, v, window=1)
         logger.info("C distilled from the planner: %s", {k: round(v, 3) for k, v in metrics.items()})

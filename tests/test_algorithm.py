@@ -332,6 +332,7 @@ def test_a_fitted_c_deployed_alone_plays_without_planning_and_is_refitted_by_the
         algo.stop()
     for r in (first, second):
         assert r["dream/distill_states"] == 12 and np.isfinite(r["dream/distill_regret_after"])
+        assert (r["dream/distill_plan_horizon"], r["dream/distill_plan_every"]) == (3, 2)  # the config's planner
         assert "dream/controller_return_mean" not in r  # the dream score is C alone's: no planning agent beside it
         assert r["evaluation"]["real/num_episodes"] >= 4
 

@@ -530,15 +530,20 @@ def test_distill_planner_plays_its_four_agents_on_the_same_real_episodes(ray_ses
         algo.stop()
     out = tmp_path / "distill.json"
     args = ["--checkpoint", str(tmp_path / "run" / "checkpoint"), "--states", "30", "--every", "2", "--epochs", "3"]
-    args += ["--episodes", "2", "--seed", "40", "--out", str(out)]
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "distill_planner.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=str(tmp_path),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    args += ["--episodes", "2", "--out", str(out)]
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "distill_planner.py"), *args, *extra],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=str(tmp_path),
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    proc = run("--seed", "40")
     result = json.loads(out.read_text())
     rows = result["rows"]
     assert list(rows) == ["C alone", "C + planning", "distilled C alone", "distilled C + planning"]
@@ -550,17 +555,10 @@ def test_distill_planner_plays_its_four_agents_on_the_same_real_episodes(ray_ses
     assert set(fitted) == {"net.weight", "net.bias"}
     assert "| distilled C + planning |" in proc.stdout.splitlines()[-1]
     # from CMA-ES's mean, another planner's rollouts, the C-alone rows only, each on two sets of episode seeds
-    more = ["--c", "searched", "--plan-rollouts", "parallel", "--alone-only", "--seed", "40", "50"]
-    args = [*args[: args.index("--seed")], "--out", str(out), *more]
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "distill_planner.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=str(tmp_path),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run("--c", "searched", "--plan-horizon", "6", "--plan-rollouts", "parallel", "--alone-only", "--seed", "40", "50")
     result = json.loads(out.read_text())
+    labelled_by = {k: result["distill_metrics"][f"dream/distill_plan_{k}"] for k in ("horizon", "every", "parallel")}
+    assert labelled_by == {"horizon": 6, "every": 1, "parallel": 1}  # the planner asked for, not the config's
     assert list(result["rows"]) == ["C alone", "distilled C alone"] and result["paired_base"] == "C alone"
     assert len(result["rows"]["C alone"]["returns"]) == 4  # 2 episodes x 2 seeds
     assert result["plan"]["rollouts"] == "parallel" and result["c"] == "searched"
