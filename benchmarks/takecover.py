@@ -173,7 +173,7 @@ def run_ppo(real_steps: int, real_env_config: dict, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--episodes-per-iteration", type=int, help="default: the preset's (skip4: 1200, others: 100)")
+    parser.add_argument("--episodes-per-iteration", type=int, help="default: the preset's (skip4: 400, others: 100)")
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -474,7 +474,9 @@ class WorldModelsConfig(AlgorithmConfig):
                 labels C's states (planning is off in evaluation and deployment; with `plan_collect` the planner
                 still collects). TakeCover, on world models of random holds: the fitted C alone played 834 and 824
                 over 300 real episodes where planning on top of it lost 76 and 68 (RESULTS.md, "Fine planning on a
-                world model of random holds").
+                world model of random holds"). Only as good as the planner: on one of three seeds the fine planner
+                was exploited and its fitted C played 237 where the searched C played 721, and the dream cannot
+                tell (RESULTS.md, "C fitted to the fine planner, deployed alone: two seeds in three").
         """
         return self._set_provided(
             {
