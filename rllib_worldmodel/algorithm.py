@@ -818,7 +818,7 @@ class WorldModels(Algorithm):
             The `dream/distill_*` metrics (also logged).
         """
         settings = settings or self.config.distill_settings()
-        if not (self.local_module.plan_settings().enabled or self._config_plans()):
+        if not (self.local_module.plan_settings().enabled or self.config.plan_settings().enabled):
             raise ValueError(
                 "distill_controller fits C to the planner's choices, and this agent does not plan: switch planning "
                 "on first (plan_horizon > 0, `set_planning`; CLI: --plan-horizon 12 --plan-every 3)."
@@ -862,19 +862,12 @@ class WorldModels(Algorithm):
         )
         return metrics
 
-    def _config_plans(self) -> bool:
-        """Whether the config sets a planner (plan_horizon > 0)."""
-        return isinstance(self.config.plan_horizon, int) and self.config.plan_horizon > 0
-
     def _config_look(self) -> PlanSettings:
         """The config's planning look-ahead in the run's calibrated dream (the planner that labels a C deployed
         alone)."""
-        c, dream = self.config, self._plan_dream()
-        return PlanSettings(
-            horizon=c.plan_horizon,
-            samples=c.plan_samples,
-            every=c.plan_every,
-            rollouts=c.plan_rollouts,
+        dream = self._plan_dream()
+        return dataclasses.replace(
+            self.config.plan_settings().deployed(),
             temperature=dream["temperature"],
             done_logit_offset=dream["done_offset"],
             done_logit_scale=dream["done_scale"],

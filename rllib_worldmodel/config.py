@@ -537,6 +537,19 @@ class WorldModelsConfig(AlgorithmConfig):
         """
         return self._set_provided({f"guard_{k}": v for k, v in locals().items() if k != "self"})
 
+    def plan_settings(self) -> PlanSettings:
+        """The `plan_*` fields as `planning.PlanSettings`, in the default dream (the algorithm plans in the run's
+        calibrated one). Raises a ValueError naming a bad field."""
+        return PlanSettings(
+            horizon=self.plan_horizon,
+            samples=self.plan_samples,
+            every=self.plan_every,
+            collect=self.plan_collect,
+            rollouts=self.plan_rollouts,
+            collect_horizon=self.plan_collect_horizon,
+            collect_every=self.plan_collect_every,
+        )
+
     def distill_settings(self) -> DistillSettings:
         """The `distill_*` fields as `distill.DistillSettings` (raises a ValueError naming a bad one)."""
         return DistillSettings(
@@ -810,16 +823,7 @@ class WorldModelsConfig(AlgorithmConfig):
         )
         need(self.real_z in ("sample", "mean"), f"real_z={self.real_z!r}: use 'sample' (paper) or 'mean'.")
         try:  # each of the two reports its own error
-            plan = PlanSettings(
-                horizon=self.plan_horizon,
-                samples=self.plan_samples,
-                every=self.plan_every,
-                collect=self.plan_collect,
-                rollouts=self.plan_rollouts,
-                collect_horizon=self.plan_collect_horizon,
-                collect_every=self.plan_collect_every,
-            )
-            plan.check_plannable(None, self.action_repeat)
+            self.plan_settings().check_plannable(None, self.action_repeat)
         except ValueError as e:
             errors.append(f"controller {e}")
         try:
