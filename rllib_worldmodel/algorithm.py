@@ -860,6 +860,54 @@ class WorldModels(Algorithm):
             controller_every=planner.interval,
             plan=plan,
         )
+        if settings.check_episodes:
+            metrics.update(self._check_fit_in_real(settings.check_episodes, fitted_every=planner.interval))
+        return metrics
+
+    def _check_fit_in_real(self, num_episodes: int, fitted_every: int) -> dict[str, float]:
+        """Play the fitted C (deployed now) and CMA-ES's searched C, each as deployed now (planning on or off), on
+        `num_episodes` real episodes each without exploration, and keep the one with the higher real mean (the
+        fitted one on a tie). On the training EnvRunners: the evaluation EnvRunners' episodes stay unseen by this
+        selection. The steps are counted as sampled real steps; the episodes are not stored (evaluation data).
+
+        Args:
+            num_episodes: Real episodes per candidate.
+            fitted_every: The fitted C's decision interval when it acts alone (the planner's).
+
+        Returns:
+            `real/distill_check_{fitted,searched}_{mean,std}`, `real/distill_check_kept_fitted` (1: the fit is
+            kept, 0: the searched C is deployed instead) and `real/distill_check_env_steps` (also logged).
+        """
+        if self.dream_trainer is not None:
+            raise ValueError("distill_check_episodes needs trainer='cma': the searched C is CMA-ES's mean.")
+        fitted = {k: v.detach().cpu().clone() for k, v in self.local_module.controller.state_dict().items()}
+        played, steps = {}, 0
+        for name in ("fitted", "searched"):
+            if name == "searched":  # at C's action_repeat, where CMA-ES searched it
+                self._set_agent_state(controller=self._controller_state(self.cma.mean_params()))
+            lengths, returns, _ = evaluation_episodes(self.env_runner_group, num_episodes)
+            played[name], steps = returns, steps + int(lengths.sum())
+        keep_fitted = played["fitted"].mean() >= played["searched"].mean()
+        if keep_fitted:
+            self._set_agent_state(controller=fitted, controller_every=fitted_every)
+        self.record_real_evaluation(played["fitted" if keep_fitted else "searched"])
+        metrics = {
+            f"real/distill_check_{k}_{stat}": float(getattr(v, stat)())
+            for k, v in played.items()
+            for stat in ("mean", "std")
+        }
+        metrics["real/distill_check_kept_fitted"] = float(keep_fitted)
+        metrics["real/distill_check_env_steps"] = float(steps)
+        for k, v in metrics.items():
+            self.metrics.log_value(k, v, window=1)
+        self.metrics.log_value("real/num_env_steps_sampled_lifetime", steps, reduce="lifetime_sum")
+        logger.info(
+            "fit checked in the real game over %d episodes each: fitted C %.1f, searched C %.1f -> %s deployed",
+            num_episodes,
+            metrics["real/distill_check_fitted_mean"],
+            metrics["real/distill_check_searched_mean"],
+            "fitted" if keep_fitted else "searched",
+        )
         return metrics
 
     def _config_look(self) -> PlanSettings:

@@ -164,6 +164,7 @@ def train_config(args: argparse.Namespace):
             distill_every=args.distill_every,
             distill_epochs=args.distill_epochs,
             distill_deploy=args.distill_deploy,
+            distill_check_episodes=args.distill_check_episodes,
         )
         .evaluation(evaluation_duration=args.eval_episodes)
         .debugging(seed=args.seed)
@@ -349,7 +350,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.states < 1:
         raise ValueError(f"--states {args.states}: label at least 1 real state (e.g. 16000)")
     settings = DistillSettings(
-        states=args.states, every=args.distill_every, epochs=args.distill_epochs, deploy=args.distill_deploy
+        states=args.states,
+        every=args.distill_every,
+        epochs=args.distill_epochs,
+        deploy=args.distill_deploy,
+        check_episodes=args.distill_check_episodes,
     )
     if args.eval_episodes < 0:
         raise ValueError(f"--eval-episodes {args.eval_episodes}: 0 (no evaluation) or more real episodes")
@@ -365,6 +370,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
             f"{metrics['dream/distill_agreement_after']:.0%} ({metrics['dream/distill_s']:.0f} s)",
             flush=True,
         )
+        if settings.check_episodes:
+            print(
+                f"checked in the real game over {settings.check_episodes} episodes each: fitted C "
+                f"{metrics['real/distill_check_fitted_mean']:.1f}, searched C "
+                f"{metrics['real/distill_check_searched_mean']:.1f} -> the "
+                f"{'fitted' if metrics['real/distill_check_kept_fitted'] else 'searched'} C is deployed",
+                flush=True,
+            )
         out.mkdir(parents=True, exist_ok=True)
         ckpt = save_checkpoint_atomically(algo, out / "checkpoint")
         algo.export_world_model(out / "world_model.pt")
@@ -381,6 +394,13 @@ def _add_distill_deploy_arg(parser: argparse.ArgumentParser) -> None:
         default="planner",
         help="what the agent deploys after the fit: planner (it plans on the fitted C) or alone (the fitted C acts "
         "alone at the planner's interval, at C's cost per decision; the planner only labels)",
+    )
+    parser.add_argument(
+        "--distill-check-episodes",
+        type=int,
+        default=0,
+        help="after the fit, play the fitted and CMA-ES's searched C on this many real episodes each (no "
+        "exploration) and deploy the better one; counted as real steps (0: off, the fit is deployed unchecked)",
     )
 
 

@@ -125,6 +125,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.distill_epochs = 200
         self.distill_lr = 1e-3
         self.distill_deploy = "planner"
+        self.distill_check_episodes = 0  # real episodes each for the fitted vs the searched C after a fit (0: off)
         # exploit guard (off by default): reacts to a large dream-real gap
         self.guard_enabled = False
         self.guard_gap_ratio = 0.5
@@ -398,6 +399,7 @@ class WorldModelsConfig(AlgorithmConfig):
         distill_epochs: int = NotProvided,
         distill_lr: float = NotProvided,
         distill_deploy: str = NotProvided,
+        distill_check_episodes: int = NotProvided,
     ) -> WorldModelsConfig:
         """The controller and how it is trained in the dream.
 
@@ -477,6 +479,13 @@ class WorldModelsConfig(AlgorithmConfig):
                 world model of random holds"). Only as good as the planner: on one of three seeds the fine planner
                 was exploited and its fitted C played 237 where the searched C played 721, and the dream cannot
                 tell (RESULTS.md, "C fitted to the fine planner, deployed alone: two seeds in three").
+            distill_check_episodes: After every fit, play the fitted C and CMA-ES's searched C (each deployed as
+                `distill_deploy` says) on this many real episodes each (no exploration, on the training
+                EnvRunners, so the evaluation's episodes stay unseen) and deploy the one with the higher real
+                mean: the fit is kept only where it plays better in the real game, which the dream cannot judge
+                when the planner it copies is exploited. Selection on the real score, as the Tune search does; its
+                real steps are counted (`real/distill_check_*`, `real/num_env_steps_sampled_lifetime`). 0: off.
+                Needs distill_states > 0.
         """
         return self._set_provided(
             {
@@ -506,6 +515,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "distill_epochs": distill_epochs,
                 "distill_lr": distill_lr,
                 "distill_deploy": distill_deploy,
+                "distill_check_episodes": distill_check_episodes,
             }
         )
 
@@ -558,6 +568,7 @@ class WorldModelsConfig(AlgorithmConfig):
             epochs=self.distill_epochs,
             lr=self.distill_lr,
             deploy=self.distill_deploy,
+            check_episodes=self.distill_check_episodes,
         )
 
     def _set_provided(self, values: dict[str, Any]) -> WorldModelsConfig:
@@ -851,6 +862,12 @@ class WorldModelsConfig(AlgorithmConfig):
                 distill.enabled or distill.deploy == "planner",
                 f"controller distill_deploy={self.distill_deploy!r} deploys a fitted C, and distill_states=0 fits "
                 "none: set distill_states > 0 (e.g. 8000) or distill_deploy='planner'.",
+            )
+            need(
+                distill.enabled or distill.check_episodes == 0,
+                f"controller distill_check_episodes={self.distill_check_episodes} checks a fitted C in the real "
+                "game, and distill_states=0 fits none: set distill_states > 0 (e.g. 8000) or "
+                "distill_check_episodes=0.",
             )
         need(
             not (isinstance(self.plan_horizon, int) and self.plan_horizon > 0 and self.calibrate_deaths == "policy"),

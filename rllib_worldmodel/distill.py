@@ -46,6 +46,11 @@ class DistillSettings:
         deploy: What the agent deploys after the fit: "planner" (the planner it learned from, now rolling out the
             fitted C) or "alone" (the fitted C without planning, at the planner's decision interval: C's cost per
             decision; planning is switched off, and the next fit labels with the config's planner).
+        check_episodes: After the fit, play the fitted C and CMA-ES's searched C (each deployed as `deploy` says)
+            on this many real episodes each, without exploration, and keep the one with the higher real mean: a
+            guard against a planner the dream exploits, whose fitted C copies the exploit where the dream cannot
+            tell (0: off; the fitted C is deployed unchecked). Costs 2 x check_episodes real episodes per fit,
+            counted in the real steps sampled; they are not added to the replay (an evaluation's data).
     """
 
     states: int = 0
@@ -55,12 +60,19 @@ class DistillSettings:
     batch_size: int = 1024
     val_fraction: float = 0.1
     deploy: str = "planner"
+    check_episodes: int = 0
 
     def __post_init__(self) -> None:
         check_count("distill_states", self.states, 0, "real states the planner labels; 0 turns distillation off")
         check_count("distill_every", self.every, 0, "steps between labelled states; 0: the planner's interval")
         check_count("distill_epochs", self.epochs, 1, "passes over the labelled states")
         check_count("distill_batch_size", self.batch_size, 1, "states per Adam step")
+        check_count(
+            "distill_check_episodes",
+            self.check_episodes,
+            0,
+            "real episodes each of the fitted and the searched C play after the fit (0: no check)",
+        )
         if not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
             raise ValueError(f"distill_lr={self.lr!r} must be a number in (0, 1), e.g. 1e-3 (Adam's learning rate).")
         if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 0.5:

@@ -337,6 +337,70 @@ def test_a_fitted_c_deployed_alone_plays_without_planning_and_is_refitted_by_the
         assert r["evaluation"]["real/num_episodes"] >= 4
 
 
+def test_a_fit_checked_in_the_real_game_deploys_the_c_that_plays_better(ray_session, monkeypatch):
+    """distill_check_episodes: after the fit, the fitted C and CMA-ES's searched C each play real episodes without
+    exploration on the training EnvRunners; the better real mean is deployed everywhere (at its own interval), the
+    steps are counted as sampled real steps, and the episodes are not stored."""
+    from rllib_worldmodel import algorithm as algorithm_module
+    from rllib_worldmodel.distill import DistillSettings
+
+    algo = (
+        tiny_config()
+        .controller(
+            plan_horizon=3,
+            plan_samples=2,
+            plan_every=2,
+            distill_states=12,
+            distill_epochs=3,
+            distill_deploy="alone",
+            distill_check_episodes=3,
+        )
+        .build_algo()
+    )
+    evaluating = algo.eval_env_runner_group.local_env_runner.module
+    modules = (algo.local_module, algo.env_runner.module, evaluating)
+    try:
+        r = algo.train()
+        kept = r["real/distill_check_kept_fitted"]
+        assert kept in (0.0, 1.0) and r["real/distill_check_env_steps"] >= 3 * 2  # 3 real episodes each
+        assert (r["real/distill_check_fitted_mean"] >= r["real/distill_check_searched_mean"]) == bool(kept)
+        collected = r["real/num_env_steps_collected_lifetime"]
+        assert r["real/num_env_steps_sampled_lifetime"] >= collected + r["real/distill_check_env_steps"]
+        assert r["real/replay_num_env_steps"] == collected  # the check's episodes are not stored
+        is_searched = np.allclose(algo.local_module.controller.get_flat(), algo.cma.mean_params())
+        assert is_searched != bool(kept)
+        assert [m.controller_interval() for m in modules] == ([2] * 3 if kept else [1] * 3)
+
+        # Constructed outcomes: the real returns follow which C the training EnvRunner plays.
+        def played_by(searched_wins: bool):
+            def fake(group, num_episodes):
+                assert group is algo.env_runner_group  # never the evaluation EnvRunners
+                searched = np.allclose(group.local_env_runner.module.controller.get_flat(), algo.cma.mean_params())
+                mean = 20.0 if searched == searched_wins else 10.0
+                return np.full(num_episodes, 5.0), np.array([mean - 1.0, mean + 1.0] * num_episodes)[:num_episodes], []
+
+            return fake
+
+        settings = DistillSettings(states=12, epochs=3, deploy="alone", check_episodes=2)
+        monkeypatch.setattr(algorithm_module, "evaluation_episodes", played_by(searched_wins=True))
+        m = algo.distill_controller(settings)
+        assert (m["real/distill_check_searched_mean"], m["real/distill_check_fitted_mean"]) == (20.0, 10.0)
+        assert m["real/distill_check_kept_fitted"] == 0.0 and m["real/distill_check_env_steps"] == 20.0
+        for module in modules:  # the searched C, at C's action_repeat, everywhere
+            np.testing.assert_allclose(module.controller.get_flat(), algo.cma.mean_params(), rtol=1e-6)
+            assert module.controller_interval() == 1 and not module.plan_settings().enabled
+        monkeypatch.setattr(algorithm_module, "evaluation_episodes", played_by(searched_wins=False))
+        m = algo.distill_controller(settings)
+        assert m["real/distill_check_kept_fitted"] == 1.0 and m["real/distill_check_fitted_mean"] == 20.0
+        deployed = algo.local_module.controller.get_flat()
+        assert not np.allclose(deployed, algo.cma.mean_params())  # the fitted C is back ...
+        for module in modules:  # ... everywhere, at the planner's interval
+            np.testing.assert_allclose(module.controller.get_flat(), deployed, rtol=1e-6)
+            assert module.controller_interval() == 2
+    finally:
+        algo.stop()
+
+
 def test_exported_world_model_drives_the_dream_env(trained, tmp_path):
     algo, _ = trained
     path = algo.export_world_model(tmp_path / "wm.pt")

@@ -202,6 +202,10 @@ def test_train_plan_flags_reach_the_config_and_evaluate_keeps_the_checkpoints_ag
     assert cfg.distill_deploy == "planner"  # the agent plans on the fitted C unless told to deploy it alone
     assert train_config(parse([*base, *plan, *distill, "--distill-deploy", "alone"])).distill_deploy == "alone"
     assert train_config(parse(base)).distill_states == 0  # off by default
+    assert cfg.distill_check_episodes == 0  # the fit is deployed unchecked unless asked
+    checked = train_config(parse([*base, *plan, *distill, "--distill-check-episodes", "50"]))
+    checked.validate()
+    assert checked.distill_settings().check_episodes == 50
 
 
 def test_train_refuses_distillation_without_planning_before_starting_ray(tmp_path, capsys):
@@ -437,7 +441,13 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert not torch.equal(fitted.controller.net.weight, before.controller.net.weight)
     # ... or the fitted C alone: the written agent does not plan, and its C decides at the planner's interval
     alone = tmp_path / "alone"
-    assert main(["distill", *source, "--out", str(alone), "--states", "40", *plan, "--distill-deploy", "alone"]) == 0
+    # (checked in the real game first: this env scores every C alike, and a tie keeps the fit)
+    check = ["--distill-deploy", "alone", "--distill-check-episodes", "2"]
+    assert main(["distill", *source, "--out", str(alone), "--states", "40", *plan, *check]) == 0
+    checked = (
+        "checked in the real game over 2 episodes each: fitted C 30.0, searched C 30.0 -> the fitted C is deployed"
+    )
+    assert checked in capsys.readouterr().out
     fitted_alone = RLModule.from_checkpoint(str(alone / "checkpoint" / policy))
     assert float(fitted_alone.plan_horizon) == 0 and int(fitted_alone.controller_every) == int(fitted.controller_every)
 

@@ -113,6 +113,8 @@ def test_distilled_c_stops_taking_the_action_the_dream_says_kills():
         ({"states": 5, "lr": 0.0}, "distill_lr"),
         ({"states": 5, "val_fraction": 0.5}, "distill_val_fraction"),
         ({"states": 5, "deploy": "both"}, "distill_deploy='both' must be one of"),
+        ({"states": 5, "check_episodes": -1}, "distill_check_episodes=-1 must be an int >= 0"),
+        ({"states": 5, "check_episodes": 2.5}, "distill_check_episodes"),
     ],
 )
 def test_bad_distill_settings_name_the_field(kwargs, field):
@@ -133,6 +135,8 @@ def test_distillation_needs_planning_and_cma_at_config_time():
         ).validate()
     with pytest.raises(ValueError, match="distill_deploy='alone' deploys a fitted C, and distill_states=0 fits none"):
         WorldModelsConfig().environment("CartPole-v1").controller(plan_horizon=2, distill_deploy="alone").validate()
+    with pytest.raises(ValueError, match="distill_check_episodes=20 checks a fitted C in the real game"):
+        WorldModelsConfig().environment("CartPole-v1").controller(plan_horizon=2, distill_check_episodes=20).validate()
 
 
 def test_a_continuous_c_is_refused():

@@ -102,6 +102,7 @@ def test_takecover_skip4_preset_matches_the_main_job():
         "plan_every",
         "distill_states",
         "distill_deploy",
+        "distill_check_episodes",
         "cma_population",
         "cma_rollouts",
         "cma_generations_per_iteration",
