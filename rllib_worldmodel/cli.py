@@ -6,7 +6,8 @@ Commands:
             real-vs-dream GIF at the end; `--resume` continues from a checkpoint.
   evaluate  evaluate a saved WorldModels checkpoint on the real env (mean ± std over N episodes) and in the dream.
   distill   fit a checkpoint's C to its planner's dreamed choices at the replay's newest real states and write the
-            agent that deploys it (no new real steps).
+            agent that deploys it (no new real steps, unless `--distill-check-episodes` plays the fitted and the
+            searched C in the real game to keep the better).
   fit       collect real episodes with the paper's random-hold policy, fit V then M, save a world-model checkpoint,
             and write a GIF of real frames next to V's reconstruction and M's dream.
   dream     write GIFs of dreams from a saved world-model checkpoint.
@@ -890,7 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill = sub.add_parser(
         "distill",
         help="fit a checkpoint's C to its planner's dreamed choices at the replay's newest real states and write the "
-        "agent that deploys it (no new real steps)",
+        "agent that deploys it (no new real steps unless --distill-check-episodes)",
     )
     distill.add_argument("--checkpoint", required=True, help="checkpoint folder written by `train`")
     distill.add_argument("--out", required=True, help="output folder: OUT/checkpoint and OUT/world_model.pt")
