@@ -296,23 +296,24 @@ def test_a_run_configured_to_plan_evaluates_the_planning_agent_and_scores_it_in_
     assert again["dream/distill_states"] == 12
 
 
+def fitted_alone_config(**controller) -> rw.WorldModelsConfig:
+    """The tiny preset planning 3 steps ahead every 2, C fitted to it at 12 states and deployed alone."""
+    return tiny_config().controller(
+        plan_horizon=3,
+        plan_samples=2,
+        plan_every=2,
+        distill_states=12,
+        distill_epochs=3,
+        distill_deploy="alone",
+        **controller,
+    )
+
+
 def test_a_fitted_c_deployed_alone_plays_without_planning_and_is_refitted_by_the_configs_planner(ray_session):
     """distill_deploy="alone": the planner labels C's states, then planning is off where the agent acts without
     exploration (its fitted C decides alone at the planner's interval), the collecting planner keeps collecting,
     and the next iteration's fit is labelled by the config's planner (the agent no longer plans)."""
-    algo = (
-        tiny_config()
-        .controller(
-            plan_horizon=3,
-            plan_samples=2,
-            plan_every=2,
-            plan_collect=True,
-            distill_states=12,
-            distill_epochs=3,
-            distill_deploy="alone",
-        )
-        .build_algo()
-    )
+    algo = fitted_alone_config(plan_collect=True).build_algo()
     try:
         first = algo.train()
         second = algo.train()
@@ -344,19 +345,7 @@ def test_a_fit_checked_in_the_real_game_deploys_the_c_that_plays_better(ray_sess
     from rllib_worldmodel import algorithm as algorithm_module
     from rllib_worldmodel.distill import DistillSettings
 
-    algo = (
-        tiny_config()
-        .controller(
-            plan_horizon=3,
-            plan_samples=2,
-            plan_every=2,
-            distill_states=12,
-            distill_epochs=3,
-            distill_deploy="alone",
-            distill_check_episodes=3,
-        )
-        .build_algo()
-    )
+    algo = fitted_alone_config(distill_check_episodes=3).build_algo()
     evaluating = algo.eval_env_runner_group.local_env_runner.module
     modules = (algo.local_module, algo.env_runner.module, evaluating)
     try:
