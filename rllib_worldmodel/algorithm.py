@@ -279,6 +279,24 @@ class WorldModels(Algorithm):
         ctrl.set_flat(flat)
         return ctrl.state_dict()
 
+    def _deployed_controller(self) -> dict[str, Any]:
+        """The deployed C as `_set_agent_state` keywords (its weights and the interval it decides at alone), to put
+        back after another C has acted. Cloned: state_dict tensors alias the parameters the next C overwrites."""
+        module = self.local_module
+        return {
+            "controller": {k: v.detach().cpu().clone() for k, v in module.controller.state_dict().items()},
+            "controller_every": int(module.controller_every),
+        }
+
+    def _searched_controller(self, who: str) -> dict[str, torch.Tensor]:
+        """CMA-ES's mean as C's weights (the searched C, which decides at C's action_repeat); `who` names the caller
+        in the error a trainer without a mean gets."""
+        if self.dream_trainer is not None:
+            raise ValueError(
+                f"{who} needs trainer='cma': the searched C is CMA-ES's mean (the RLlib dream trainer has none)."
+            )
+        return self._controller_state(self.cma.mean_params())
+
     def _sample_real(self, n: int) -> list:
         """`n` real episodes from the EnvRunners with the module as it is now (exploration on): the first `n` to
         start, each whole (`evaluation.first_started_episodes`). Every env step it took is counted in
@@ -297,12 +315,10 @@ class WorldModels(Algorithm):
             n_explorer = int(round(c.real_episodes_per_iteration * c.explorer_fraction))
         episodes = []
         if n_explorer:
-            # clone: state_dict tensors alias the parameters, which the explorer's weights are about to overwrite
-            deployed = {k: v.detach().cpu().clone() for k, v in self.local_module.controller.state_dict().items()}
-            deployed_every = int(self.local_module.controller_every)
+            deployed = self._deployed_controller()
             self._set_agent_state(controller=self._controller_state(self._explorer_params))
             explored = self._sample_real(n_explorer)
-            self._set_agent_state(controller=deployed, controller_every=deployed_every)
+            self._set_agent_state(**deployed)
             self.metrics.log_value("real/explorer_episodes", len(explored), window=1)
             self.metrics.log_value(
                 "real/explorer_episode_len_mean", float(np.mean([len(ep) for ep in explored])), window=1
@@ -799,9 +815,7 @@ class WorldModels(Algorithm):
         Returns:
             The new dream score (mean, std, min, max).
         """
-        if self.dream_trainer is not None:
-            raise ValueError("deploy_searched_controller needs trainer='cma' (the RLlib dream trainer has no mean).")
-        self._set_agent_state(controller=self._controller_state(self.cma.mean_params()))
+        self._set_agent_state(controller=self._searched_controller("deploy_searched_controller"))
         self._score_in_dream()
         return dict(self.dream_score)
 
@@ -861,10 +875,10 @@ class WorldModels(Algorithm):
             plan=plan,
         )
         if settings.check_episodes:
-            metrics.update(self._check_fit_in_real(settings.check_episodes, fitted_every=planner.interval))
+            metrics.update(self._check_fit_in_real(settings.check_episodes))
         return metrics
 
-    def _check_fit_in_real(self, num_episodes: int, fitted_every: int) -> dict[str, float]:
+    def _check_fit_in_real(self, num_episodes: int) -> dict[str, float]:
         """Play the fitted C (deployed now) and CMA-ES's searched C, each as deployed now (planning on or off), on
         `num_episodes` real episodes each without exploration, and keep the one with the higher real mean (the
         fitted one on a tie). On the training EnvRunners: the evaluation EnvRunners' episodes stay unseen by this
@@ -872,24 +886,21 @@ class WorldModels(Algorithm):
 
         Args:
             num_episodes: Real episodes per candidate.
-            fitted_every: The fitted C's decision interval when it acts alone (the planner's).
 
         Returns:
             `real/distill_check_{fitted,searched}_{mean,std}`, `real/distill_check_kept_fitted` (1: the fit is
             kept, 0: the searched C is deployed instead) and `real/distill_check_env_steps` (also logged).
         """
-        if self.dream_trainer is not None:
-            raise ValueError("distill_check_episodes needs trainer='cma': the searched C is CMA-ES's mean.")
-        fitted = {k: v.detach().cpu().clone() for k, v in self.local_module.controller.state_dict().items()}
+        fitted, searched = self._deployed_controller(), self._searched_controller("distill_check_episodes")
         played, steps = {}, 0
         for name in ("fitted", "searched"):
             if name == "searched":  # at C's action_repeat, where CMA-ES searched it
-                self._set_agent_state(controller=self._controller_state(self.cma.mean_params()))
+                self._set_agent_state(controller=searched)
             lengths, returns, _ = evaluation_episodes(self.env_runner_group, num_episodes)
             played[name], steps = returns, steps + int(lengths.sum())
         keep_fitted = played["fitted"].mean() >= played["searched"].mean()
         if keep_fitted:
-            self._set_agent_state(controller=fitted, controller_every=fitted_every)
+            self._set_agent_state(**fitted)
         self.record_real_evaluation(played["fitted" if keep_fitted else "searched"])
         metrics = {
             f"real/distill_check_{k}_{stat}": float(getattr(v, stat)())
