@@ -261,8 +261,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     algo = config.build_algo()
     if resume is not None:
         algo.restore_from_path(str(resume))
-        # The restored module acts as its checkpoint did (planning buffers included); this run's flags decide.
-        _set_planning(algo, args, collect=args.plan_collect)
+        _plan_as_resumed(algo, args)
     t0 = time.perf_counter()
     rows = []
     try:
@@ -660,18 +659,32 @@ def _number_or_fit(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'fit'") from None
 
 
-def _set_planning(algo, args: argparse.Namespace, collect: bool | None = None) -> None:
-    """`WorldModels.set_planning` with the --plan-* flags (`_add_plan_args`); `collect` None: the config's."""
+def _plan_as_resumed(algo, args: argparse.Namespace) -> None:
+    """Set a resumed run's planning from its flags: the restored module acts as its checkpoint did (planning buffers
+    included), and this run's flags decide. With --distill-deploy alone the --plan-* flags name the planner C is
+    fitted to, not a deployed one: the agent acts as C alone, as the loop's fit leaves it, and only a collecting
+    planner (--plan-collect) plans."""
+    _set_planning(algo, args, collect=args.plan_collect, deployed=args.distill_deploy != "alone")
+
+
+def _set_planning(algo, args: argparse.Namespace, collect: bool | None = None, deployed: bool = True) -> None:
+    """`WorldModels.set_planning` with the --plan-* flags (`_add_plan_args`); `collect` None: the config's.
+    `deployed` False: no planner acts without exploration (C alone), and a collecting planner (`collect`) takes the
+    flags' look-ahead (`--plan-collect-horizon` or `--plan-horizon`, `--plan-collect-every` or `--plan-every`)."""
+    # train's collecting-planner flags (evaluate and distill do not collect: the config's then)
+    collect_horizon = getattr(args, "plan_collect_horizon", None)
+    collect_every = getattr(args, "plan_collect_every", None)
+    if not deployed and collect:
+        collect_horizon, collect_every = collect_horizon or args.plan_horizon, collect_every or args.plan_every
     algo.set_planning(
-        args.plan_horizon,
+        args.plan_horizon if deployed else 0,
         samples=args.plan_samples,
         dream_episodes=args.plan_dream_episodes,
         every=args.plan_every,
         collect=collect,
         rollouts=args.plan_rollouts,
-        # train's collecting-planner flags (evaluate and distill do not collect: the config's then)
-        collect_horizon=getattr(args, "plan_collect_horizon", None),
-        collect_every=getattr(args, "plan_collect_every", None),
+        collect_horizon=collect_horizon,
+        collect_every=collect_every,
     )
 
 

@@ -208,6 +208,40 @@ def test_train_plan_flags_reach_the_config_and_evaluate_keeps_the_checkpoints_ag
     assert checked.distill_settings().check_episodes == 50
 
 
+def test_a_resumed_run_plans_as_its_flags_say_and_a_c_fitted_to_deploy_alone_acts_alone():
+    from rllib_worldmodel.cli import _plan_as_resumed, build_parser
+
+    class Recorder:  # stands in for WorldModels: what set_planning was asked
+        def set_planning(self, horizon, **kwargs):
+            self.asked = {"horizon": horizon, **kwargs}
+
+    base = ["train", "--env", "takecover", "--resume", "x", "--plan-horizon", "12", "--plan-every", "3"]
+    fit = ["--distill-states", "8000"]
+    asked = {}
+    for name, extra in {
+        "planner": fit,
+        "alone": [*fit, "--distill-deploy", "alone"],
+        "alone, collecting": [*fit, "--distill-deploy", "alone", "--plan-collect"],
+        "alone, collecting finer": [*fit, "--distill-deploy", "alone", "--plan-collect", "--plan-collect-every", "1"],
+    }.items():
+        algo = Recorder()
+        _plan_as_resumed(algo, build_parser().parse_args([*base, *extra]))
+        asked[name] = algo.asked
+    # deployed on the planner: the flags' planner acts
+    assert asked["planner"]["horizon"] == 12 and asked["planner"]["every"] == 3 and not asked["planner"]["collect"]
+    # the flags name the planner C is fitted to: the agent acts as C alone until (and after) the fit ...
+    assert asked["alone"]["horizon"] == 0 and not asked["alone"]["collect"]
+    assert (asked["alone"]["collect_horizon"], asked["alone"]["collect_every"]) == (0, 0)
+    # ... and a collecting planner, asked for, plans in collection with the flags' look-ahead
+    collecting = asked["alone, collecting"]
+    assert collecting["horizon"] == 0 and collecting["collect"]
+    assert (collecting["collect_horizon"], collecting["collect_every"]) == (12, 3)
+    assert (asked["alone, collecting finer"]["collect_horizon"], asked["alone, collecting finer"]["collect_every"]) == (
+        12,
+        1,
+    )
+
+
 def test_train_refuses_distillation_without_planning_before_starting_ray(tmp_path, capsys):
     assert main(["train", "--env", "takecover", "--distill-states", "100", "--out", str(tmp_path / "run")]) == 2
     assert "distill_states=100 fits C to the planner's choices: set plan_horizon > 0" in capsys.readouterr().err
