@@ -354,14 +354,17 @@ class WorldModels(Algorithm):
         frames = self.replay.get_num_timesteps() if cfg.fit_epochs_over == "replay" else self._new_steps
         # V: uniformly sampled frames, several minibatches per LearnerGroup call.
         epochs = cfg.vae_epochs_per_iteration + (cfg.vae_warmup_epochs if self.iteration == 0 else 0.0)
-        n_vae = max(1, math.ceil(epochs * frames / cfg.vae_batch_size))
+        n_vae = math.ceil(epochs * frames / cfg.vae_batch_size)  # 0: V frozen (vae_epochs_per_iteration=0)
         t0 = time.perf_counter()
         for _ in range(n_vae):
             self._update(
                 {"vae_obs": self.replay.sample(batch_size_B=cfg.vae_batch_size, batch_length_T=1)["obs"][:, 0]}
             )
-        self._sync_local_module()
-        self._encode_replay()
+        if n_vae:
+            self._sync_local_module()
+        # A frozen V gives the stored episodes the latents they have: encode only the new ones (most of this phase's
+        # time on a large replay: 325k frames took ~100 s on 2 CPU cores).
+        self._encode_replay(only_new=n_vae == 0)
         t0 = self._log_seconds("world_model/vae_s", t0)  # V's updates and the replay's encoding
         # M: latent windows with their episode prefix (exact LSTM state; resets at episode starts). An epoch counts
         # the transitions the windows really hold: a window starts at a uniform position, so it is often cut by the
@@ -521,10 +524,18 @@ class WorldModels(Algorithm):
         self.local_module.set_state(state)
 
     @torch.no_grad()
-    def _encode_replay(self) -> None:
-        """V's posterior for every stored frame; also refreshes the dream's initial states (episode starts)."""
+    def _encode_replay(self, only_new: bool = False) -> None:
+        """V's posterior for every stored frame; also refreshes the dream's initial states (episode starts).
+
+        Args:
+            only_new: Keep the latents of episodes encoded before (V unchanged since) and encode the others.
+        """
         wm, dev, latents = self.world_model, self.dream_device, {}
+        known = self._latents if only_new else {}
         for ep in self.replay.episodes:
+            if ep.id_ in known and len(known[ep.id_][0]) == len(ep) + 1:  # one latent per observation
+                latents[ep.id_] = known[ep.id_]
+                continue
             mu, logvar = wm.encode_frames(np.asarray(ep.get_observations()))
             done = torch.zeros(len(ep))
             done[-1] = float(ep.is_terminated)

@@ -827,7 +827,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--rnn-size", type=int)
     train.add_argument("--num-heads", type=int, default=1, help="M ensemble size (>= 2 for pessimism/disagreement)")
     train.add_argument("--done-bias-init", type=float, help="initial done-logit bias (a prior on deaths, e.g. -5)")
-    train.add_argument("--vae-epochs", type=float, default=1.0, help="V passes over the replay per iteration")
+    train.add_argument(
+        "--vae-epochs",
+        type=float,
+        default=1.0,
+        help="V passes over the replay per iteration (0: V frozen after the first fit's --vae-warmup-epochs; a "
+        "resumed run's V stays as restored, and only new episodes are encoded)",
+    )
     train.add_argument("--vae-warmup-epochs", type=float, default=0.0, help="extra V passes in the first iteration")
     train.add_argument(
         "--mdn-epochs", type=float, default=10.0, help="M passes over the replay per iteration, counted in transitions"

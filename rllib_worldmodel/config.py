@@ -195,7 +195,9 @@ class WorldModelsConfig(AlgorithmConfig):
             vae_lr: V's Adam learning rate.
             mdn_lr: M's Adam learning rate.
             vae_batch_size: Frames per V update.
-            vae_epochs_per_iteration: V passes over the replay per iteration (fractional allowed).
+            vae_epochs_per_iteration: V passes over the replay per iteration (fractional allowed; 0: V is frozen
+                after the first fit's `vae_warmup_epochs`, and only new episodes are encoded, e.g. for later
+                rounds that refit M alone on a large replay).
             mdn_batch_size: Sequence windows per M update.
             mdn_seq_len: Window length; each window starts from the exact LSTM state of its episode prefix.
             mdn_epochs_per_iteration: M passes over the replay per iteration, counted in transitions trained on
@@ -663,9 +665,19 @@ class WorldModelsConfig(AlgorithmConfig):
             f"fit_epochs_over={self.fit_epochs_over!r}: use one of {FIT_EPOCHS_OVER} ('replay': passes over the whole "
             "replay; 'new': over the steps collected this iteration, a fixed training ratio).",
         )
-        for name in ("vae_epochs_per_iteration", "mdn_epochs_per_iteration", "vae_lr", "mdn_lr", "cma_sigma_init"):
+        for name in ("mdn_epochs_per_iteration", "vae_lr", "mdn_lr", "cma_sigma_init"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f"{name}={v!r} must be > 0.")
+        v = self.vae_epochs_per_iteration
+        need(
+            isinstance(v, (int, float)) and math.isfinite(v) and v >= 0,
+            f"vae_epochs_per_iteration={v!r} must be >= 0 (V passes over the replay; 0: V frozen after its first fit).",
+        )
+        need(
+            v != 0 or self.vae_warmup_epochs != 0,
+            "vae_epochs_per_iteration=0 and vae_warmup_epochs=0: a new run would never train V. To freeze V after "
+            "its first fit, set vae_warmup_epochs > 0 (passes in the first fit only; a resumed run skips them).",
+        )
         for name in ("random_hold_prob", "explore_epsilon"):
             v = getattr(self, name)
             need(0.0 <= v <= 1.0, f"{name}={v!r} must be a probability in [0, 1].")

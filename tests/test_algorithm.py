@@ -74,6 +74,25 @@ def test_fit_epochs_count_the_whole_replay_or_only_the_new_steps(trained):
     assert_mdn_epochs(n2, new)
 
 
+def test_v_frozen_after_its_first_fit_keeps_its_weights_and_encodes_only_new_episodes(ray_session):
+    """vae_epochs_per_iteration=0 with a warm-up: V is fitted once, then frozen; later fits reuse the stored
+    episodes' latents (the very tensors) and encode only the new episodes, and M still trains on all of them."""
+    algo = tiny_config().world_model(vae_epochs_per_iteration=0.0, vae_warmup_epochs=1.0).build_algo()
+    try:
+        r1 = algo.train()
+        vae = {k: v.clone() for k, v in algo.world_model.vae.state_dict().items()}
+        before = dict(algo._latents)
+        r2 = algo.train()
+        after = algo._latents
+    finally:
+        algo.stop()
+    assert r1["world_model/vae_updates"] > 0 and r2["world_model/vae_updates"] == 0
+    assert all(torch.equal(v, algo.world_model.vae.state_dict()[k]) for k, v in vae.items())
+    assert set(before) < set(after) == {ep.id_ for ep in algo.replay.episodes}  # new episodes encoded too
+    assert all(after[i] is before[i] for i in before)  # the old ones kept as they were
+    assert r2["world_model/mdn_updates"] > 0
+
+
 def test_a_full_replay_drops_its_oldest_episodes_counts_them_and_says_so(trained, caplog):
     _, (_, r2) = trained
     assert r2["real/replay_evicted_env_steps_lifetime"] == 0  # the default capacity holds everything here
@@ -492,6 +511,8 @@ def test_one_iteration_on_real_takecover(ray_session):
         (lambda c: c.collection(random_iterations=0), "random_iterations"),
         (lambda c: c.world_model(mdn_seq_len=0), "mdn_seq_len"),
         (lambda c: c.world_model(fit_epochs_over="all"), "fit_epochs_over"),
+        (lambda c: c.world_model(vae_epochs_per_iteration=-1.0), "vae_epochs_per_iteration"),
+        (lambda c: c.world_model(vae_epochs_per_iteration=0.0, vae_warmup_epochs=0.0), "would never train V"),
         (lambda c: c.dream(done_logit_scale=-1.0), "done_logit_scale"),
         (lambda c: c.dream(done_logit_scale="sharp"), "done_logit_scale"),
         (lambda c: c.dream(done_logit_scale="fit", done_mode="threshold"), "done_mode"),

@@ -643,3 +643,44 @@ def test_wide_search_exports_a_checkpoints_dream_and_searches_it_where_ray_is_no
     c = Controller(saved["controller"]["input_size"], saved["controller"]["action_space"])
     c.load_state_dict(weights)  # what dream_planning.py --controller loads
     assert "| 6 x 2 x 1, seed 2 |" in proc.stdout.splitlines()[-1]
+
+
+def test_vote_plays_the_plurality_and_breaks_ties_by_the_last_action_then_the_earliest_member(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports its siblings, as when run as a script
+    vote = load_script("vote")
+    votes = torch.tensor([[1, 2, 0, 1], [2, 2, 1, 0], [1, 0, 2, 2]])  # 3 members x 4 rows
+    # row 0: two votes for 1; row 1: two for 2; rows 2, 3: a three-way tie
+    assert vote.plurality(votes, torch.tensor([-1, -1, 2, 2]), 3).tolist() == [1, 2, 2, 2]  # the last action, tied
+    assert vote.plurality(votes, torch.tensor([-1, 0, -1, -1]), 3).tolist() == [1, 2, 0, 1]  # else the earliest vote
+
+
+def test_a_committee_plays_its_majority_and_every_member_remembers_the_action_played(monkeypatch):
+    """Two copies of one agent outvote a third: the committee plays exactly what that agent plays alone on the same
+    seeded episodes, and the outvoted member's M reads the played action, not its own vote."""
+    from rllib_worldmodel.rl_module import WorldModelsRLModule
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    vote = load_script("vote")
+    space = {"observation_space": _LoggedEnv.observation_space, "action_space": _LoggedEnv.action_space}
+    mc = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2, "action_repeat": 2, "real_z": "mean"}
+    torch.manual_seed(0)
+    agent, other = (WorldModelsRLModule(**space, model_config=mc) for _ in range(2))
+    for m in (agent, other):
+        m.set_random_only(False)
+    alone_log: dict[int, list[int]] = {}
+    alone = vote.play(agent, lambda: _LoggedEnv(alone_log, length=9), episodes=4, seed=50, num_envs=2)
+    committee_log: dict[int, list[int]] = {}
+    voted = vote.play_committee([agent, other, agent], lambda: _LoggedEnv(committee_log, length=9), 4, 50, num_envs=2)
+    assert committee_log == alone_log and voted["returns"].tolist() == alone.tolist() == [9.0] * 4
+    assert voted["overruled_share"][0] == voted["overruled_share"][2] == 0.0
+    assert 0.0 <= voted["overruled_share"][1] == voted["split_share"] <= 1.0
+    # one step by hand: whatever each votes, every member's previous action is the one played
+    committee = vote.Committee([agent, other], batch=2)
+    frames = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8))
+    action, votes = committee.act(frames, np.arange(2))
+    assert votes.shape == (2, 2) and torch.equal(action, votes[0])  # a 1-1 tie at the first step: the earliest
+    for m, s in zip(committee.members, committee.state):
+        assert torch.equal(s["prev_action"], m.world_model.encode_action(action).to(s["prev_action"].dtype))
+    with pytest.raises(SystemExit, match="members act alone"):
+        planning = WorldModelsRLModule(**space, model_config={**mc, "plan_horizon": 4, "plan_samples": 2})
+        vote.Committee([agent, planning], batch=2)
