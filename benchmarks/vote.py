@@ -72,8 +72,7 @@ class Committee:
         rows_t = torch.as_tensor(rows)
         votes, latents = [], []
         for m, s in zip(self.members, self.state):
-            mu, logvar = m.world_model.vae.encode(obs_B)
-            z = mu if m.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+            z = m.real_latent(obs_B)
             h, c, prev, steps = s["h"][rows_t], s["c"][rows_t], s["prev_action"][rows_t], s["steps_taken"][rows_t]
             choice = m.controller.act(m.controller_input.build(z, h, c, prev))
             decided = held_actions(
@@ -85,8 +84,7 @@ class Committee:
         votes_M_B = torch.stack(votes)
         action = plurality(votes_M_B, self.last[rows_t], int(self.members[0].action_space.n))
         for m, s, z in zip(self.members, self.state, latents):
-            a_enc = m.world_model.encode_action(action)
-            h, c = m.world_model.mdn_rnn.step(z, a_enc, (s["h"][rows_t], s["c"][rows_t]))
+            h, c, a_enc = m.remember(z, action, s["h"][rows_t], s["c"][rows_t])
             s["h"][rows_t], s["c"][rows_t], s["prev_action"][rows_t] = h, c, a_enc.to(s["prev_action"].dtype)
             s["steps_taken"][rows_t] += 1
         self.last[rows_t] = action

@@ -31,7 +31,7 @@ import numpy as np
 from rllib_worldmodel.calibration import CALIBRATION_ANCHORS
 from rllib_worldmodel.distill import DISTILL_DEPLOY
 from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, frame_skip_of, takecover_view
-from rllib_worldmodel.planning import PLAN_ROLLOUTS
+from rllib_worldmodel.planning import PLAN_ROLLOUTS, PlanSettings
 
 ENV_PRESETS = {
     # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256. frame_cap: the real default cap (TakeCover's is
@@ -674,8 +674,15 @@ def _set_planning(algo, args: argparse.Namespace, collect: bool | None = None, d
     # train's collecting-planner flags (evaluate and distill do not collect: the config's then)
     collect_horizon = getattr(args, "plan_collect_horizon", None)
     collect_every = getattr(args, "plan_collect_every", None)
-    if not deployed and collect:
-        collect_horizon, collect_every = collect_horizon or args.plan_horizon, collect_every or args.plan_every
+    if not deployed and collect:  # the collecting planner's own look-ahead, resolved as PlanSettings resolves it
+        look = PlanSettings(
+            horizon=args.plan_horizon,
+            every=args.plan_every,
+            collect=True,
+            collect_horizon=collect_horizon or 0,
+            collect_every=collect_every or 0,
+        ).collection()
+        collect_horizon, collect_every = look.horizon, look.every
     algo.set_planning(
         args.plan_horizon if deployed else 0,
         samples=args.plan_samples,

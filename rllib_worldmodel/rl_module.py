@@ -145,8 +145,7 @@ class WorldModelsRLModule(TorchRLModule):
                     "hold_action": hold_action,
                 },
             }
-        mu, logvar = self.world_model.vae.encode(obs[:, 0])
-        z = mu if self.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        z = self.real_latent(obs[:, 0])
         h, c = state["h"], state["c"]
         ctrl_in = self.controller_input.build(z, h, c, state["prev_action"])
         steps_taken = state["steps_taken"]
@@ -165,8 +164,7 @@ class WorldModelsRLModule(TorchRLModule):
         if explore:
             extra = self._surprise_hold_prob(z, h) if self.surprise_exploration > 0 else None
             action, hold_left, hold_action = self._explore(action, hold_left, hold_action, extra)
-        a_enc = self.world_model.encode_action(action)
-        h_next, c_next = self.world_model.mdn_rnn.step(z, a_enc, (h, c))
+        h_next, c_next, a_enc = self.remember(z, action, h, c)
         return {
             Columns.ACTIONS: action.unsqueeze(1),
             Columns.STATE_OUT: {
@@ -179,6 +177,19 @@ class WorldModelsRLModule(TorchRLModule):
                 "prev_action": a_enc,
             },
         }
+
+    def real_latent(self, obs_B: torch.Tensor) -> torch.Tensor:
+        """V's latent of real frames as C and M read it: the posterior mean (`real_z="mean"`) or a draw from it."""
+        mu, logvar = self.world_model.vae.encode(obs_B)
+        return mu if self.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+
+    def remember(
+        self, z_B_Z: torch.Tensor, action_B: torch.Tensor, h_B_H: torch.Tensor, c_B_H: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """M's state after reading the real latent and the action played (h, c) and that action encoded, as the
+        next step's `prev_action`."""
+        a_enc = self.world_model.encode_action(action_B)
+        return (*self.world_model.mdn_rnn.step(z_B_Z, a_enc, (h_B_H, c_B_H)), a_enc)
 
     def _surprise_hold_prob(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Extra chance of a random hold: surprise_exploration * max(0, NLL(z_t | h_t) - baseline), per dream."""
