@@ -118,3 +118,40 @@ def test_takecover_skip4_preset_matches_the_main_job():
 
     # the command leaves skill and frame cap at make_takecover's defaults; the preset names them
     assert {"skill": DEFAULT_SKILL, "frame_cap": FRAME_CAP, **cfg.env_config["real"]} == preset.env_config["real"]
+
+
+def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last():
+    """scripts/run_chain.sh: every leg's flags on top of the main job's command build a valid config with the leg's
+    decision interval and death anchor, each leg resumes from the one before, and the distill step parses."""
+    import re
+    import shlex
+
+    from rllib_worldmodel import cli
+
+    scripts = Path(__file__).parents[1] / "scripts"
+    main_job = (scripts / "run_main.sh").read_text()
+    base = main_job[main_job.index("rllib_worldmodel.cli train") :].split('"$@"')[0].replace("\\\n", " ").split()[1:]
+    chain = (scripts / "run_chain.sh").read_text().replace("\\\n", " ")
+    common = shlex.split(re.search(r"^COMMON=\((.*)\)$", chain, re.M).group(1))
+
+    def args(line: str) -> list[str]:
+        words = shlex.split(line.replace('"${COMMON[@]}"', " ".join(common)).replace("$OUT", "OUT"))
+        runs_main = [i for i, w in enumerate(words) if w.endswith("run_main.sh")]
+        return words[runs_main[0] + 1 :] if runs_main else words
+
+    legs = [args(line) for line in chain.splitlines() if line.strip().startswith("bash scripts/run_main.sh")]
+    parser = cli.build_parser()
+    parsed = [parser.parse_args(base + leg) for leg in legs]
+    for a in parsed:
+        cli.train_config(a).validate()
+    assert [(a.iterations, a.action_repeat, a.calibrate_deaths, a.plan_horizon, a.plan_collect) for a in parsed] == [
+        (8, 12, "behaviour", 0, False),
+        (3, 12, "policy", 0, False),
+        (3, 6, "policy", 0, False),
+        (2, 6, "behaviour", 12, True),
+    ]
+    assert parsed[0].resume is None
+    assert [a.resume for a in parsed[1:]] == [f"{a.out}/checkpoint" for a in parsed[:-1]]
+    distill = args(chain[chain.index("rllib_worldmodel.cli distill") :].splitlines()[0])[1:]
+    d = parser.parse_args(distill)
+    assert d.func is cli.cmd_distill and d.checkpoint == f"{parsed[-1].out}/checkpoint" and d.states == 16000
