@@ -6,6 +6,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tuned_examples"))
 from tiny import tiny_config  # noqa: E402
 
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _main_job_args() -> list[str]:
+    """`train` and its arguments as scripts/run_main.sh passes them to `rllib-worldmodel` (without "$@")."""
+    main_job = (SCRIPTS / "run_main.sh").read_text()
+    command = main_job[main_job.index("rllib_worldmodel.cli train") :].split('"$@"')[0]
+    return command.replace("\\\n", " ").split()[1:]
+
 
 def test_dream_ppo_trains_in_pixels_dream_and_evaluates_on_real_takecover(ray_session, image_checkpoint):
     from dream_ppo import dream_ppo_config
@@ -85,9 +94,7 @@ def test_takecover_skip4_preset_matches_the_main_job():
 
     preset = takecover_skip4_config()
     preset.validate()
-    main_job = (Path(__file__).parents[1] / "scripts" / "run_main.sh").read_text()
-    command = main_job[main_job.index("rllib_worldmodel.cli train") :].split('"$@"')[0].replace("\\\n", " ")
-    cfg = cli.train_config(cli.build_parser().parse_args(command.split()[1:]))
+    cfg = cli.train_config(cli.build_parser().parse_args(_main_job_args()))
     cfg.validate()
     for key in (
         "random_hold_steps",
@@ -128,10 +135,8 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last():
 
     from rllib_worldmodel import cli
 
-    scripts = Path(__file__).parents[1] / "scripts"
-    main_job = (scripts / "run_main.sh").read_text()
-    base = main_job[main_job.index("rllib_worldmodel.cli train") :].split('"$@"')[0].replace("\\\n", " ").split()[1:]
-    chain = (scripts / "run_chain.sh").read_text().replace("\\\n", " ")
+    base = _main_job_args()
+    chain = (SCRIPTS / "run_chain.sh").read_text().replace("\\\n", " ")
     common = shlex.split(re.search(r"^COMMON=\((.*)\)$", chain, re.M).group(1))
 
     def args(line: str) -> list[str]:
