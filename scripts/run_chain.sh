@@ -24,6 +24,8 @@ FIRST="${2:-1}"
 PY="${PYTHON:-python3}"
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 COMMON=(--fit-epochs-over new --replay-capacity 200000)
+# the fine planner: leg 4 collects and deploys it, leg 5 labels C with it (the same planner, or the fit learns another)
+PLAN=(--plan-horizon 12 --plan-every 3 --plan-dream-episodes 8)
 
 leg() {  # leg N: run it when N >= FIRST_LEG
     [ "$1" -ge "$FIRST" ]
@@ -40,11 +42,10 @@ if leg 3; then
         "${COMMON[@]}" --resume "$OUT/leg2/checkpoint" --out "$OUT/leg3"
 fi
 if leg 4; then
-    bash scripts/run_main.sh --iterations 2 --action-repeat 6 --calibrate-deaths --plan-horizon 12 --plan-every 3 \
-        --plan-collect --episodes-per-iteration 200 --plan-dream-episodes 8 "${COMMON[@]}" \
-        --resume "$OUT/leg3/checkpoint" --out "$OUT/leg4"
+    bash scripts/run_main.sh --iterations 2 --action-repeat 6 --calibrate-deaths "${PLAN[@]}" --plan-collect \
+        --episodes-per-iteration 200 "${COMMON[@]}" --resume "$OUT/leg3/checkpoint" --out "$OUT/leg4"
 fi
 if leg 5; then
-    "$PY" -m rllib_worldmodel.cli distill --checkpoint "$OUT/leg4/checkpoint" --plan-horizon 12 --plan-every 3 \
-        --plan-dream-episodes 8 --states 16000 --eval-episodes 100 --out "$OUT/distilled"
+    "$PY" -m rllib_worldmodel.cli distill --checkpoint "$OUT/leg4/checkpoint" "${PLAN[@]}" --states 16000 \
+        --eval-episodes 100 --out "$OUT/distilled"
 fi

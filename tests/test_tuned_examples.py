@@ -137,10 +137,11 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last():
 
     base = _main_job_args()
     chain = (SCRIPTS / "run_chain.sh").read_text().replace("\\\n", " ")
-    common = shlex.split(re.search(r"^COMMON=\((.*)\)$", chain, re.M).group(1))
+    for name, words in re.findall(r"^([A-Z]+)=\((.*)\)$", chain, re.M):  # the script's flag arrays, expanded
+        chain = chain.replace(f'"${{{name}[@]}}"', words)
 
     def args(line: str) -> list[str]:
-        words = shlex.split(line.replace('"${COMMON[@]}"', " ".join(common)).replace("$OUT", "OUT"))
+        words = shlex.split(line.replace("$OUT", "OUT"))
         runs_main = [i for i, w in enumerate(words) if w.endswith("run_main.sh")]
         return words[runs_main[0] + 1 :] if runs_main else words
 
