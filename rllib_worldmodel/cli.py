@@ -370,6 +370,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
             f"{metrics['dream/distill_agreement_after']:.0%} ({metrics['dream/distill_s']:.0f} s)",
             flush=True,
         )
+        if "dream/distill_label_agreement" in metrics:  # the ceiling the agreement above reads against
+            print(
+                f"the planner's labels, drawn twice, agree on {metrics['dream/distill_label_agreement']:.0%} of the "
+                f"held-out states (regret {metrics['dream/distill_label_regret']:.3f}): the most a fitted C can read",
+                flush=True,
+            )
         if settings.check_episodes:
             print(
                 f"checked in the real game over {settings.check_episodes} episodes each: fitted C "

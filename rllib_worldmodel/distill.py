@@ -42,7 +42,8 @@ class DistillSettings:
         lr: Adam's learning rate.
         batch_size: States per Adam step.
         val_fraction: Share of the states held out to report the fitted C's regret on states it was not fitted on:
-            the newest ones (states arrive oldest first), so mostly whole episodes apart from the fitted ones.
+            the newest ones (states arrive oldest first), so mostly whole episodes apart from the fitted ones;
+            the planner labels them a second time to report how far its labels repeat (`label_noise`).
         deploy: What the agent deploys after the fit: "planner" (the planner it learned from, now rolling out the
             fitted C) or "alone" (the fitted C without planning, at the planner's decision interval: C's cost per
             decision; planning is switched off, and the next fit labels with the config's planner).
@@ -220,6 +221,41 @@ def fit_to_scores(
     return metrics
 
 
+@torch.no_grad()
+def label_noise(
+    planner: DreamPlanner,
+    z: torch.Tensor,
+    h: torch.Tensor,
+    c: torch.Tensor,
+    prev_action: torch.Tensor,
+    scores: torch.Tensor,
+    seed: int,
+) -> dict[str, float]:
+    """How far the planner's labels repeat: the same states scored again by a twin planner whose look-ahead dreams
+    draw other noise (same world model, C and settings). Its agreement with the first scores' pick is the ceiling a
+    fitted C's agreement can read against one draw of labels, and the regret of the first pick under the second
+    scores is the regret a C that took every first pick would read there: the floor of `distill_regret_after` set
+    by the labels' own noise.
+
+    Args:
+        planner: The planner that made `scores` (its C still the one it rolled out then: call before the fit).
+        z, h, c, prev_action: The states it scored, (N, ...).
+        scores: Its scores there, (N, num_actions).
+        seed: Seed of the twin's dreams (give one the labelling planner was not seeded with).
+
+    Returns:
+        `dream/distill_label_agreement` and `dream/distill_label_regret`.
+    """
+    twin = DreamPlanner(
+        planner.sim.world_model, planner.controller, planner.controller_input, planner.settings, planner.interval, seed
+    )
+    again = planner_scores(twin, z, h, c, prev_action)
+    return {
+        "dream/distill_label_agreement": float((scores.argmax(-1) == again.argmax(-1)).float().mean()),
+        "dream/distill_label_regret": float(regret(scores, again).mean()),
+    }
+
+
 def distill_planner(
     planner: DreamPlanner,
     episodes: Sequence[EncodedEpisode],
@@ -239,7 +275,8 @@ def distill_planner(
             it acts in.
 
     Returns:
-        `fit_to_scores`'s metrics.
+        `fit_to_scores`'s metrics and, when states are held out, `label_noise`'s on them: what agreement and
+        regret the labels' own noise allows.
     """
     if not settings.enabled:
         raise ValueError("distillation needs distill_states > 0 (real states the planner labels).")
@@ -249,5 +286,12 @@ def distill_planner(
     wm = planner.sim.world_model
     z, h, c, prev = real_states(wm, episodes, settings.every or planner.interval, settings.states, gen, real_z)
     scores = planner_scores(planner, z, h, c, prev)
+    held = slice(len(z) - int(len(z) * settings.val_fraction), None)  # fit_to_scores's held-out rows
+    # before the fit: the twin rolls out the C that the labelling planner rolled out
+    noise = (
+        label_noise(planner, z[held], h[held], c[held], prev[held], scores[held], seed + 1)
+        if held.start < len(z)
+        else {}
+    )
     inputs = planner.controller_input.build(z, h, c, prev)
-    return fit_to_scores(planner.controller, inputs, scores, settings, seed=seed)
+    return {**fit_to_scores(planner.controller, inputs, scores, settings, seed=seed), **noise}

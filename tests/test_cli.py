@@ -465,6 +465,7 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert main(["distill", *source, "--out", str(distilled), "--states", "40", *plan, "--eval-episodes", "2"]) == 0
     printed = capsys.readouterr().out
     assert "C fitted to the planner's choices at" in printed and "real 30.0 ± 0.0 over 2 episodes" in printed
+    assert "the planner's labels, drawn twice, agree on" in printed  # the ceiling of the agreement it printed
     assert (distilled / "checkpoint" / "algorithm_state.pkl").exists() and (distilled / "world_model.pt").exists()
     policy = Path("learner_group", "learner", "rl_module", "default_policy")
     fitted = RLModule.from_checkpoint(str(distilled / "checkpoint" / policy))

@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from rllib_worldmodel.config import WorldModelsConfig
-from rllib_worldmodel.distill import distill_planner, DistillSettings, fit_to_scores, real_states, regret
+from rllib_worldmodel.distill import (
+    distill_planner,
+    DistillSettings,
+    fit_to_scores,
+    label_noise,
+    planner_scores,
+    real_states,
+    regret,
+)
 from rllib_worldmodel.models.controller import Controller, ControllerInput
 from rllib_worldmodel.planning import DreamPlanner, PlanSettings
 from tests.conftest import make_image_world_model
@@ -102,6 +110,45 @@ def test_distilled_c_stops_taking_the_action_the_dream_says_kills():
     assert m["dream/distill_regret_after"] < 0.01
     z, h, c, prev = real_states(model, episodes, every=2, max_states=18)
     assert (controller.act(ControllerInput().build(z, h, c, prev)) != DEADLY).all()  # fitted in place
+
+
+def test_label_noise_reads_how_far_the_planners_labels_repeat():
+    """A dream without noise in the outcome labels alike twice (agreement 1, regret 0); in a noisy dream one
+    look-ahead dream per action repeats its pick less often, and loses more under the second draw, than 64 do."""
+    model = deadly_action_world_model()
+    planner = DreamPlanner(
+        model, fixed_controller(model, 0), ControllerInput(), PlanSettings(horizon=2, samples=2), interval=2
+    )
+    z, (h, c), prev = torch.randn(20, 8), model.mdn_rnn.initial_state(20), torch.zeros(20, 3)
+    scores = planner_scores(planner, z, h, c, prev)
+    assert label_noise(planner, z, h, c, prev, scores, seed=1) == {
+        "dream/distill_label_agreement": 1.0,
+        "dream/distill_label_regret": 0.0,
+    }
+    model = make_image_world_model(z_size=8, rnn_size=16, n_actions=3)  # seeded: the same model every run
+    with torch.no_grad():
+        model.mdn_rnn.done_head.weight.mul_(5)  # deaths that follow the dreamed latents
+    z, h, c = torch.randn(300, 8), torch.randn(300, 16) * 0.5, torch.randn(300, 16) * 0.5
+    prev = torch.zeros(300, 3)
+    read = {}
+    for samples in (1, 64):
+        wild = PlanSettings(horizon=12, samples=samples, temperature=3.0)  # wild dreams: labels that vary
+        planner = DreamPlanner(model, fixed_controller(model, 0), ControllerInput(), wild, 2)
+        read[samples] = label_noise(planner, z, h, c, prev, planner_scores(planner, z, h, c, prev), seed=1)
+    assert 0 < read[1]["dream/distill_label_agreement"] < 0.97 < read[64]["dream/distill_label_agreement"] <= 1
+    assert read[1]["dream/distill_label_regret"] > read[64]["dream/distill_label_regret"] >= 0
+
+
+def test_distillation_reports_the_label_noise_on_the_held_out_states_only():
+    model = deadly_action_world_model()
+    planner = DreamPlanner(
+        model, fixed_controller(model, DEADLY), ControllerInput(), PlanSettings(horizon=2, samples=2), interval=2
+    )
+    episodes = encoded_episodes(model, [12, 12, 12])
+    m = distill_planner(planner, episodes, DistillSettings(states=18, epochs=5, val_fraction=0.25))
+    assert m["dream/distill_label_agreement"] == 1.0 and m["dream/distill_label_regret"] == 0.0
+    m = distill_planner(planner, episodes, DistillSettings(states=18, epochs=5, val_fraction=0.0))
+    assert "dream/distill_label_agreement" not in m  # nothing held out: no second labelling to pay for
 
 
 @pytest.mark.parametrize(
