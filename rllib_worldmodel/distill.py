@@ -92,6 +92,11 @@ class DistillSettings:
         return self.states > 0
 
 
+def _held_out(n: int, settings: DistillSettings) -> int:
+    """How many of n labelled states, the newest, are held out from the fit (`DistillSettings.val_fraction`)."""
+    return int(n * settings.val_fraction)
+
+
 @torch.no_grad()
 def real_states(
     world_model,
@@ -191,7 +196,7 @@ def fit_to_scores(
         )
     gen = torch.Generator().manual_seed(seed)
     n = inputs.shape[0]
-    n_val = int(n * settings.val_fraction)
+    n_val = _held_out(n, settings)
     # the last rows held out, not random ones: neighbouring states of one episode are near-copies of each other
     train, val = torch.arange(n - n_val), torch.arange(n - n_val, n)
     dev = next(controller.parameters()).device
@@ -286,12 +291,9 @@ def distill_planner(
     wm = planner.sim.world_model
     z, h, c, prev = real_states(wm, episodes, settings.every or planner.interval, settings.states, gen, real_z)
     scores = planner_scores(planner, z, h, c, prev)
-    held = slice(len(z) - int(len(z) * settings.val_fraction), None)  # fit_to_scores's held-out rows
-    # before the fit: the twin rolls out the C that the labelling planner rolled out
-    noise = (
-        label_noise(planner, z[held], h[held], c[held], prev[held], scores[held], seed + 1)
-        if held.start < len(z)
-        else {}
-    )
+    noise, n_val = {}, _held_out(len(z), settings)
+    if n_val:  # before the fit: the twin rolls out the C that the labelling planner rolled out
+        held = slice(len(z) - n_val, None)
+        noise = label_noise(planner, z[held], h[held], c[held], prev[held], scores[held], seed + 1)
     inputs = planner.controller_input.build(z, h, c, prev)
     return {**fit_to_scores(planner.controller, inputs, scores, settings, seed=seed), **noise}
