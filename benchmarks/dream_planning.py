@@ -7,8 +7,9 @@ Loads the agent of a `WorldModels` checkpoint (its RLModule: V, M, C and C's act
 (`<checkpoint>/../world_model.pt`: the calibrated done-logit offset and scale; the real env's settings), and plays
 real TakeCover episodes through the module's own inference path (`forward_inference`, as RLlib's evaluation
 EnvRunners do) once with C alone and once per `--horizons` entry with `planning.DreamPlanner` choosing each
-decision. Every row plays the same episode seeds. Score = frames survived. No real reward reaches any decision:
-C was trained only in the dream, and the planner only dreams. Writes JSON and prints the table last.
+decision; with `--real-z sample mean` every row is played once per reading of real frames (a draw from V's
+posterior, or its mean). Every row plays the same episode seeds. Score = frames survived. No real reward reaches
+any decision: C was trained only in the dream, and the planner only dreams. Writes JSON and prints the table last.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 from rllib_worldmodel.planning import PLAN_ROLLOUTS, PlanSettings, rollouts_index
-from rllib_worldmodel.rl_module import WorldModelsRLModule
+from rllib_worldmodel.rl_module import REAL_Z, WorldModelsRLModule
 
 
 def load_agent(checkpoint: Path) -> WorldModelsRLModule:
@@ -190,6 +191,23 @@ def plan_rows(
     return [(0, 0, "controller"), *rows]
 
 
+def add_paired_gains(rows: list[dict]) -> None:
+    """Paired differences on the same episode seeds, in place: every row after the first against the first (C alone,
+    as the first reading reads real frames): `paired_gain_mean`/`_se`; and every row read another way against the
+    same agent read the first way: `real_z_gain_mean`/`_se`."""
+
+    def gain(row: dict, base: dict, name: str) -> None:
+        diff = np.asarray(row["real_returns"]) - np.asarray(base["real_returns"])
+        row[f"{name}_mean"], row[f"{name}_se"] = float(diff.mean()), float(diff.std() / np.sqrt(len(diff)))
+
+    agent = ("plan_horizon", "decides_every", "plan_rollouts")
+    for row in rows[1:]:
+        gain(row, rows[0], "paired_gain")
+        if row["real_z"] != rows[0]["real_z"]:
+            twin = next(r for r in rows if r["real_z"] == rows[0]["real_z"] and all(r[k] == row[k] for k in agent))
+            gain(row, twin, "real_z_gain")
+
+
 @torch.no_grad()
 def step_cost(world_model, dreams: int, steps: int = 48, repeats: int = 3) -> dict[str, float]:
     """Milliseconds per look-ahead step of `dreams` dreams, side by side: the full dream step (every ensemble
@@ -253,6 +271,13 @@ def main() -> None:
         help="what follows the first decision in the look-ahead, per horizon and interval ('parallel': C and each "
         "action held, an action scored by its best)",
     )
+    parser.add_argument(
+        "--real-z",
+        nargs="+",
+        choices=REAL_Z,
+        help="how the agent reads real frames, each row played once per reading: a draw from V's posterior (sample, "
+        "the paper) or its mean; default: as the checkpoint's agent",
+    )
     parser.add_argument("--temperature", type=float, default=1.15, help="the look-ahead dream's tau")
     parser.add_argument("--episodes", type=int, default=100, help="real episodes per row (0: the step cost only)")
     parser.add_argument("--seed", type=int, default=5000)
@@ -277,8 +302,10 @@ def main() -> None:
         configs = plan_rows(args.horizons, args.every, args.rollouts, module.action_space, module.action_repeat)
     except ValueError as err:
         parser.error(str(err))
+    readings = args.real_z or [module.real_z]
     rows = []
-    for horizon, every, rollouts in configs if args.episodes else []:
+    for real_z, (horizon, every, rollouts) in [(r, c) for r in readings for c in configs] if args.episodes else []:
+        module.real_z = real_z
         module.plan_horizon.fill_(horizon)
         module.plan_every.fill_(every)
         module.plan_rollouts.fill_(rollouts_index(rollouts))
@@ -293,6 +320,7 @@ def main() -> None:
                 "plan_horizon": horizon,
                 "plan_samples": args.samples if horizon else 0,
                 "plan_rollouts": rollouts if horizon else None,
+                "real_z": real_z,
                 "decides_every": module.plan_settings().interval(module.action_repeat)
                 if horizon
                 else module.controller_interval(),
@@ -305,10 +333,7 @@ def main() -> None:
             }
         )
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "real_returns"}), flush=True)
-    base = np.asarray(rows[0]["real_returns"]) if rows else None
-    for row in rows[1:]:  # paired on the episode seeds: the same start, the same game randomness until they differ
-        diff = np.asarray(row["real_returns"]) - base
-        row["paired_gain_mean"], row["paired_gain_se"] = float(diff.mean()), float(diff.std() / np.sqrt(len(diff)))
+    add_paired_gains(rows)  # on the episode seeds: the same start, the same game randomness until they differ
     result = {
         "checkpoint": str(checkpoint),
         "controller": args.controller,
@@ -334,20 +359,27 @@ def main() -> None:
         return
     print(
         f"\nreal TakeCover, {args.episodes} episodes (seeds {args.seed}+), frames survived; C alone decides every "
-        f"{module.controller_interval()} steps; {env_settings}"
+        f"{module.controller_interval()} steps; real frames read as V's {' / '.join(readings)}; {env_settings}"
     )
-    print("| agent | real mean ± std | paired gain over C alone | action changes per 100 steps | wall |")
-    print("|---|---|---|---|---|")
+    paired = "paired gain over C alone" + (f" ({readings[0]})" if len(readings) > 1 else "")
+    by_reading = f" paired gain over V's {readings[0]} |" if len(readings) > 1 else ""
+    print(f"| agent | real mean ± std | {paired} |{by_reading} action changes per 100 steps | wall |")
+    print("|---|---|---|---|---|" + ("---|" if by_reading else ""))
     for row in rows:
         name = (
             f"C alone, deciding every {row['decides_every']} steps"
             if row["plan_horizon"] == 0
             else f"planning {row['plan_horizon']} steps x {args.samples} dreams, deciding every {row['decides_every']}"
             + (", parallel rollouts (C and each action held)" if row["plan_rollouts"] == "parallel" else "")
-        )
+        ) + (f", reading V's {row['real_z']}" if by_reading else "")
         gain = f"{row['paired_gain_mean']:+.0f} ± {row['paired_gain_se']:.0f}" if "paired_gain_mean" in row else "—"
         score, changes = f"{row['real_mean']:.0f} ± {row['real_std']:.0f}", 100 * row["action_changes_per_step"]
-        print(f"| {name} | {score} | {gain} | {changes:.1f} | {row['wall_s']:.0f} s |")
+        reading = (
+            f" {row['real_z_gain_mean']:+.0f} ± {row['real_z_gain_se']:.0f} |" if "real_z_gain_mean" in row else ""
+        )
+        if by_reading and not reading:
+            reading = " — |"
+        print(f"| {name} | {score} | {gain} |{reading} {changes:.1f} | {row['wall_s']:.0f} s |")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from rllib_worldmodel.planning import (
     PlanSettings,
     rollouts_index,
 )
+from rllib_worldmodel.rl_module import REAL_Z
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import latent_logvar
 
@@ -231,13 +232,17 @@ class WorldModels(Algorithm):
         surprise_baseline: float | None = None,
         plan: dict[str, float] | None = None,
         controller_every: int = 0,
+        real_z: str | None = None,
     ) -> None:
         """Change the Learner's module (random-only flag, controller weights, surprise baseline, planning buffers
-        `plan_<name>`) and sync it to the EnvRunners. New controller weights come with the interval C decides at
-        when it acts alone, `controller_every`: 0 (C's `action_repeat`, where CMA-ES searches it) unless given."""
+        `plan_<name>`, how real frames are read) and sync it to the EnvRunners. New controller weights come with
+        the interval C decides at when it acts alone, `controller_every`: 0 (C's `action_repeat`, where CMA-ES
+        searches it) unless given."""
         update = {f"plan_{k}": torch.tensor(float(v)) for k, v in (plan or {}).items()}
         if random_only is not None:
             update["random_only"] = torch.tensor(1.0 if random_only else 0.0)
+        if real_z is not None:
+            update["real_z_mean"] = torch.tensor(float(real_z == "mean"))
         if surprise_baseline is not None:
             update["surprise_baseline"] = torch.tensor(float(surprise_baseline))
         if controller is not None:
@@ -817,6 +822,25 @@ class WorldModels(Algorithm):
         self._score_in_dream()
         return dict(self.dream_score)
 
+    def set_real_z(self, real_z: str) -> None:
+        """Read real frames as V's posterior mean ("mean") or a draw from it ("sample", the paper) from now on, in
+        real collection and evaluation alike (the Learner's module and every EnvRunner), e.g. for a restored
+        checkpoint; the saved agent keeps the reading. M is fitted as `mdn_latents` says either way, and the dream
+        is untouched: only what the agent sees of the real game changes (a distill that follows labels states read
+        this way).
+
+        Args:
+            real_z: "sample" or "mean". An M fitted on V's means (`mdn_latents="mean"`) needs "mean".
+        """
+        if real_z not in REAL_Z:
+            raise ValueError(f"real_z={real_z!r}: use one of {REAL_Z} ('sample': the paper).")
+        if self.config.mdn_latents == "mean" and real_z != "mean":
+            raise ValueError(
+                "real_z='sample' with an M fitted on V's posterior means (mdn_latents='mean'): M would read draws it "
+                "never saw; keep real_z='mean'."
+            )
+        self._set_agent_state(real_z=real_z)
+
     def deploy_searched_controller(self) -> dict[str, float]:
         """Deploy CMA-ES's current mean, the C the last search found, in place of the deployed C (e.g. a C fitted to
         the planner, which then decides at `action_repeat` again), on the Learner and every EnvRunner, and re-score
@@ -862,7 +886,7 @@ class WorldModels(Algorithm):
         seed = (self.config.seed or 0) + 104729 * (self.iteration + 1)
         module = self.local_module
         planner = module.planner() if module.plan_settings().enabled else module.planner(look=self._config_look())
-        metrics = distill_planner(planner, self._whole_episodes(), settings, seed=seed, real_z=self.config.real_z)
+        metrics = distill_planner(planner, self._whole_episodes(), settings, seed=seed, real_z=module.real_z)
         metrics["dream/distill_s"] = time.perf_counter() - t0
         # which planner labelled the states (the agent's own, or the config's for an agent that acts alone)
         metrics["dream/distill_plan_horizon"] = float(planner.settings.horizon)

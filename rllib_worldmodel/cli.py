@@ -32,6 +32,7 @@ from rllib_worldmodel.calibration import CALIBRATION_ANCHORS
 from rllib_worldmodel.distill import DISTILL_DEPLOY
 from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, frame_skip_of, takecover_view
 from rllib_worldmodel.planning import PLAN_ROLLOUTS, PlanSettings
+from rllib_worldmodel.rl_module import REAL_Z
 
 ENV_PRESETS = {
     # paper §A: Doom z=64, LSTM 512; CarRacing z=32, LSTM 256. frame_cap: the real default cap (TakeCover's is
@@ -151,7 +152,7 @@ def train_config(args: argparse.Namespace):
             cma_population=args.cma_population,
             cma_rollouts=args.cma_rollouts,
             cma_generations_per_iteration=args.cma_generations,
-            real_z=args.mdn_latents,  # the agent reads real frames the way M was trained
+            real_z=args.real_z or args.mdn_latents,  # by default the agent reads real frames the way M was trained
             action_repeat=args.action_repeat,
             plan_horizon=args.plan_horizon,
             plan_samples=args.plan_samples,
@@ -261,6 +262,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     algo = config.build_algo()
     if resume is not None:
         algo.restore_from_path(str(resume))
+        algo.set_real_z(config.real_z)  # the restored agent reads frames as saved; this run's flags decide
         _plan_as_resumed(algo, args)
     t0 = time.perf_counter()
     rows = []
@@ -328,6 +330,8 @@ def _restored(args: argparse.Namespace) -> Iterator[Any]:
     try:
         algo = Algorithm.from_checkpoint(str(path))
         try:
+            if args.real_z is not None:  # else the agent reads real frames as its checkpoint did
+                algo.set_real_z(args.real_z)
             if args.plan_horizon is not None:  # plan with the checkpoint's world model and controller, re-scored
                 _set_planning(algo, args)
             yield algo
@@ -739,6 +743,16 @@ def _add_hold_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_real_z_arg(parser: argparse.ArgumentParser, default_is: str) -> None:
+    """--real-z: how the agent reads real frames (`WorldModels.set_real_z`); `default_is` says what None keeps."""
+    parser.add_argument(
+        "--real-z",
+        choices=REAL_Z,
+        help="how the agent turns a real frame into z, in real collection and evaluation: a draw from V's posterior "
+        f"(sample, the paper) or its mean (M still fits as --mdn-latents says); default: {default_is}",
+    )
+
+
 def _add_m_training_args(p: argparse.ArgumentParser) -> None:
     """M's training options shared by fit and train: latents, scheduled sampling and the done refit."""
     p.add_argument(
@@ -910,6 +924,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         help="an RLlib checkpoint folder to continue from (replay, models, CMA-ES state): e.g. <out>/checkpoint",
     )
+    _add_real_z_arg(train, "as --mdn-latents")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=cmd_train)
 
@@ -918,6 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=100)
     evaluate.add_argument("--num-cpus", type=int, default=0)
     _add_plan_args(evaluate, default=None)
+    _add_real_z_arg(evaluate, "as the checkpoint's agent")
     evaluate.set_defaults(func=cmd_evaluate)
 
     distill = sub.add_parser(
@@ -938,6 +954,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     distill.add_argument("--num-cpus", type=int, default=0)
     _add_plan_args(distill, default=None)
+    _add_real_z_arg(distill, "as the checkpoint's agent (the planner labels states read this way)")
     distill.set_defaults(func=cmd_distill)
 
     fit = sub.add_parser("fit", help="collect real episodes, fit V and M, write checkpoint and dream GIFs")

@@ -16,6 +16,7 @@ from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP, frame_skip_o
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.planning import check_count, PlanSettings
 from rllib_worldmodel.registration import TAKECOVER_ENV
+from rllib_worldmodel.rl_module import REAL_Z
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import MDN_LATENTS
 
@@ -847,7 +848,7 @@ class WorldModelsConfig(AlgorithmConfig):
             f"controller action_repeat={self.action_repeat} needs trainer='cma' (the RLlib dream trainer's own "
             "module decides every step): set action_repeat=1 or trainer='cma'.",
         )
-        need(self.real_z in ("sample", "mean"), f"real_z={self.real_z!r}: use 'sample' (paper) or 'mean'.")
+        need(self.real_z in REAL_Z, f"controller real_z={self.real_z!r}: use one of {REAL_Z} ('sample': the paper).")
         try:  # each of the two reports its own error
             self.plan_settings().check_plannable(None, self.action_repeat)
         except ValueError as e:
@@ -898,7 +899,7 @@ class WorldModelsConfig(AlgorithmConfig):
         need(
             self.mdn_latents != "mean" or self.real_z == "mean",
             "world_model(mdn_latents='mean') trains M on V's posterior means, so the agent must read real frames the "
-            "same way: add .controller(real_z='mean').",
+            "same way: add .controller(real_z='mean') (CLI: --real-z mean, or leave --real-z out).",
         )
         need(
             set(self.wm_loss_weights) == {"mdn", "reward", "done"},

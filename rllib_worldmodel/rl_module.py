@@ -25,6 +25,9 @@ from rllib_worldmodel.models.controller import Controller, ControllerInput, held
 from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
 from rllib_worldmodel.planning import DreamPlanner, PLAN_ROLLOUTS, PlanSettings, rollouts_index
 
+# How the agent turns a real frame into z: a draw from V's posterior (the paper) or its mean.
+REAL_Z = ("sample", "mean")
+
 ARCH_KEYS = (
     "z_size",
     "rnn_size",
@@ -64,7 +67,12 @@ class WorldModelsRLModule(TorchRLModule):
             self.action_space,
             hidden=int(mc.get("controller_hidden", 0)),
         )
-        self.real_z = mc.get("real_z", "sample")
+        real_z = mc.get("real_z", "sample")
+        if real_z not in REAL_Z:
+            raise ValueError(f"model_config real_z={real_z!r}: use one of {REAL_Z} ('sample': the paper).")
+        # A buffer, so the reading travels with the weights and the checkpoint: a switch made after training
+        # (`WorldModels.set_real_z`) reaches the EnvRunners and stays with the saved agent.
+        self.register_buffer("real_z_mean", torch.tensor(float(real_z == "mean")))
         self.action_repeat = int(mc.get("action_repeat", 1))
         self.random_hold_prob = float(mc.get("random_hold_prob", 0.0))
         self.epsilon = float(mc.get("epsilon", 0.0))
@@ -310,6 +318,17 @@ class WorldModelsRLModule(TorchRLModule):
                 self.world_model, self.controller, self.controller_input, look, interval, seed=0
             )
         return self._planners[look]
+
+    @property
+    def real_z(self) -> str:
+        """How the agent reads real frames: "mean" (V's posterior mean) or "sample" (a draw from it)."""
+        return REAL_Z[int(self.real_z_mean > 0.5)]
+
+    @real_z.setter
+    def real_z(self, real_z: str) -> None:
+        if real_z not in REAL_Z:
+            raise ValueError(f"real_z={real_z!r}: use one of {REAL_Z} ('sample': the paper).")
+        self.real_z_mean.fill_(float(real_z == "mean"))
 
     def set_random_only(self, value: bool) -> None:
         """Act only with random holds (True: the paper's data collection) or with the controller."""

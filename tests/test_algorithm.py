@@ -280,6 +280,26 @@ def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anc
     assert algo.dream_score == controller_alone  # C alone again, on the same dreams
 
 
+def test_reading_real_frames_as_means_reaches_every_env_runner_and_stays_with_the_saved_agent(trained, tmp_path):
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    algo, _ = trained
+    evaluator = algo._synced_evaluation_group().local_env_runner.module
+    assert algo.config.real_z == "sample" == evaluator.real_z
+    try:
+        algo.set_real_z("mean")
+        # the collecting and the evaluating EnvRunner, between two Learner updates (no RLlib sync would carry it)
+        assert algo.local_module.real_z == algo.env_runner.module.real_z == evaluator.real_z == "mean"
+        path = Path(algo.save_to_path(str(tmp_path / "ckpt")))
+        saved = RLModule.from_checkpoint(str(path / "learner_group" / "learner" / "rl_module" / "default_policy"))
+        assert saved.real_z == "mean"  # the config says "sample"; the saved agent reads as it was switched
+        with pytest.raises(ValueError, match="real_z='median'"):
+            algo.set_real_z("median")
+    finally:
+        algo.set_real_z("sample")
+    assert algo.env_runner.module.real_z == evaluator.real_z == "sample"
+
+
 def test_a_run_configured_to_plan_evaluates_the_planning_agent_and_scores_it_in_the_dream(ray_session):
     """... and, with distill_states, deploys C fitted to the planner's choices while CMA-ES keeps its own mean; the
     fitted C decides at the planner's interval when it acts alone, a searched C at C's action_repeat again."""
@@ -748,6 +768,8 @@ def test_branched_dreams_closed_loop_m_and_expected_deaths(ray_session, tmp_path
         assert (scoring.start, scoring.max_episode_steps) == ("episode", config.dream_max_episode_steps)
         assert np.isfinite(r2["dream/episode_return_mean"]) and np.isfinite(r1["dream/done_logit_offset"])
         assert "dream_real_gap" in r2["evaluation"]
+        with pytest.raises(ValueError, match="mdn_latents='mean'"):  # M never saw V's draws
+            algo.set_real_z("sample")
         path = algo.save_to_path(str(tmp_path / "ckpt"))
         fresh = config.build_algo()
         try:  # branch points are rebuilt from the restored replay and M, exactly

@@ -276,6 +276,34 @@ def test_dream_planning_checks_every_row_before_playing_any(monkeypatch):
         planning.plan_rows([50, 12], [25, 3], ["controller"], gym.spaces.Discrete(3), 25)
 
 
+def test_dream_planning_pairs_each_row_with_c_alone_and_with_the_same_agent_reading_draws(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    planning = load_script("dream_planning")
+
+    def row(horizon: int, real_z: str, returns: list[float]) -> dict:
+        every = 3 if horizon else 25
+        rollouts = "controller" if horizon else None
+        return {
+            "plan_horizon": horizon,
+            "decides_every": every,
+            "plan_rollouts": rollouts,
+            "real_z": real_z,
+            "real_returns": returns,
+        }
+
+    rows = [
+        row(0, "sample", [10, 20]),
+        row(12, "sample", [30, 20]),
+        row(0, "mean", [14, 24]),
+        row(12, "mean", [30, 60]),
+    ]
+    planning.add_paired_gains(rows)
+    assert "paired_gain_mean" not in rows[0] and [r["paired_gain_mean"] for r in rows[1:]] == [10.0, 4.0, 30.0]
+    assert "real_z_gain_mean" not in rows[1]  # read the first way: nothing to pair with
+    assert (rows[2]["real_z_gain_mean"], rows[2]["real_z_gain_se"]) == (4.0, 0.0)  # C alone, mean vs draws
+    assert (rows[3]["real_z_gain_mean"], rows[3]["real_z_gain_se"]) == (20.0, 20.0 / np.sqrt(2))  # the planner's
+
+
 def test_dream_planning_takes_c_from_a_state_dict_or_another_checkpoint(monkeypatch, tmp_path):
     """`--controller`: a saved state dict, or another WorldModels checkpoint folder whose agent's C is played."""
     from rllib_worldmodel.rl_module import WorldModelsRLModule

@@ -208,6 +208,20 @@ def test_train_plan_flags_reach_the_config_and_evaluate_keeps_the_checkpoints_ag
     assert checked.distill_settings().check_episodes == 50
 
 
+def test_real_z_follows_the_m_latents_unless_given_and_a_mismatch_names_the_flag():
+    from rllib_worldmodel.cli import build_parser, train_config
+
+    parse = build_parser().parse_args
+    base = ["train", "--env", "takecover"]
+    assert train_config(parse(base)).real_z == "sample"  # the paper
+    assert train_config(parse([*base, "--mdn-latents", "mean"])).real_z == "mean"  # as M was fitted
+    assert train_config(parse([*base, "--real-z", "mean"])).real_z == "mean"  # M on draws, the agent on means
+    with pytest.raises(ValueError, match="--real-z mean"):
+        train_config(parse([*base, "--mdn-latents", "mean", "--real-z", "sample"])).validate()
+    assert parse(["evaluate", "--checkpoint", "x"]).real_z is None  # the checkpoint's agent reads as it did
+    assert parse(["distill", "--checkpoint", "x", "--out", "y", "--real-z", "mean"]).real_z == "mean"
+
+
 def test_a_resumed_run_plans_as_its_flags_say_and_a_c_fitted_to_deploy_alone_acts_alone():
     from rllib_worldmodel.cli import _plan_as_resumed, build_parser
 
@@ -443,18 +457,32 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert "over 3 episodes" in capsys.readouterr().out
     # the same checkpoint's agent, planning each decision in its dream
     plan = ["--plan-horizon", "4", "--plan-samples", "2", "--plan-dream-episodes", "2"]
-    assert main(["evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "3", "--num-cpus", "2", *plan]) == 0
+    # the same checkpoint's agent, planning each decision in its dream and reading real frames as V's means
+    means = ["--real-z", "mean"]
+    assert (
+        main(["evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "3", "--num-cpus", "2", *plan, *means])
+        == 0
+    )
     assert "real 30.0 ± 0.0 over 3 episodes" in capsys.readouterr().out
     # resumed with planning flags its checkpoint's agent did not have: this run's flags decide how the agent acts
     # (restoring alone would bring back the checkpoint's planning buffers, horizon 0)
     resumed = tmp_path / "resumed"
-    again = [*args[: args.index("--out")], "--resume", str(out / "checkpoint"), *plan, "--plan-collect"]
+    again = [
+        *args[: args.index("--out")],
+        "--resume",
+        str(out / "checkpoint"),
+        *plan,
+        "--plan-collect",
+        "--real-z",
+        "mean",
+    ]
     assert main([*again, "--out", str(resumed)]) == 0
     assert "[iteration 2] real 30.0 ± 0.0 over 2 episodes" in capsys.readouterr().out
     module = RLModule.from_checkpoint(
         str(resumed / "checkpoint" / "learner_group" / "learner" / "rl_module" / "default_policy")
     )
     assert (float(module.plan_horizon), float(module.plan_samples), float(module.plan_collect)) == (4, 2, 1)
+    assert module.real_z == "mean"  # the flag, over the checkpoint's "sample"
     # C fitted to the planner's choices on a restored agent, written as a new agent beside it (no new real steps)
     distilled = tmp_path / "distilled"
     source = ["--checkpoint", str(out / "checkpoint"), "--num-cpus", "2"]

@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
@@ -77,6 +78,27 @@ def test_deterministic_acting_follows_controller_and_advances_m():
     # Inference ignores the random-only flag: evaluation always uses the controller.
     m.set_random_only(True)
     torch.testing.assert_close(m.forward_inference(batch)[Columns.ACTIONS], out[Columns.ACTIONS])
+
+
+def test_the_real_z_reading_is_a_buffer_that_travels_with_the_weights():
+    """How real frames are read lives in the state dict: a switch made after training reaches an EnvRunner's module
+    with a weight sync and stays with a saved agent; a bad value is refused by name."""
+    m = _module(real_z="mean")
+    assert m.real_z == "mean" and float(m.state_dict()["real_z_mean"]) == 1.0
+    batch = _batch(m, b=3)
+    mu, _ = m.world_model.vae.encode(batch[Columns.OBS][:, 0])
+    torch.testing.assert_close(m.real_latent(batch[Columns.OBS][:, 0]), mu)  # the mean: no draw
+    runner = _module()  # built from a config that samples, as an EnvRunner's module would be
+    assert runner.real_z == "sample"
+    assert not torch.equal(runner.real_latent(batch[Columns.OBS][:, 0]), mu)
+    runner.load_state_dict(m.state_dict())
+    assert runner.real_z == "mean"
+    m.real_z = "sample"
+    assert float(m.real_z_mean) == 0.0
+    with pytest.raises(ValueError, match="real_z='median'"):
+        m.real_z = "median"
+    with pytest.raises(ValueError, match="model_config real_z='median'"):
+        _module(real_z="median")
 
 
 def test_epsilon_exploration_changes_some_actions():
