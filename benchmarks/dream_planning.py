@@ -359,10 +359,11 @@ def main() -> None:
         return
     print(
         f"\nreal TakeCover, {args.episodes} episodes (seeds {args.seed}+), frames survived; C alone decides every "
-        f"{module.controller_interval()} steps; real frames read as V's {' / '.join(readings)}; {env_settings}"
+        f"{module.controller_interval()} steps; z of real frames: {' / '.join(readings)}; {env_settings}"
     )
-    paired = "paired gain over C alone" + (f" ({readings[0]})" if len(readings) > 1 else "")
-    by_reading = f" paired gain over V's {readings[0]} |" if len(readings) > 1 else ""
+    read_as = {"sample": "V's draws", "mean": "V's means"}  # what the agent reads real frames as
+    paired = "paired gain over C alone" + (f" on {read_as[readings[0]]}" if len(readings) > 1 else "")
+    by_reading = f" paired gain over the same agent on {read_as[readings[0]]} |" if len(readings) > 1 else ""
     print(f"| agent | real mean ± std | {paired} |{by_reading} action changes per 100 steps | wall |")
     print("|---|---|---|---|---|" + ("---|" if by_reading else ""))
     for row in rows:
@@ -371,7 +372,7 @@ def main() -> None:
             if row["plan_horizon"] == 0
             else f"planning {row['plan_horizon']} steps x {args.samples} dreams, deciding every {row['decides_every']}"
             + (", parallel rollouts (C and each action held)" if row["plan_rollouts"] == "parallel" else "")
-        ) + (f", reading V's {row['real_z']}" if by_reading else "")
+        ) + (f", on {read_as[row['real_z']]}" if by_reading else "")
         gain = f"{row['paired_gain_mean']:+.0f} ± {row['paired_gain_se']:.0f}" if "paired_gain_mean" in row else "—"
         score, changes = f"{row['real_mean']:.0f} ± {row['real_std']:.0f}", 100 * row["action_changes_per_step"]
         reading = (

@@ -417,7 +417,10 @@ class WorldModelsConfig(AlgorithmConfig):
             cma_common_noise: Common random numbers: every candidate is scored on the same R dream noise streams
                 (False: independent dreams per candidate, as the paper's code).
             dream_eval_episodes: Dreams used to score the deployed controller (reported beside its real score).
-            real_z: "sample" (paper) or "mean": how the agent turns a real frame into z.
+            real_z: "sample" (paper) or "mean": how the agent turns a real frame into z, in real collection and
+                evaluation (C and the planner read it; M is fitted as `mdn_latents` says either way). Kept with the
+                agent's weights; `WorldModels.set_real_z` switches a restored agent. `mdn_latents="mean"` needs
+                "mean".
             dream_algo_config: For trainer="rllib": the inner algorithm's config (default PPOConfig()); its env,
                 RLModule and vectorization are set by WorldModels.
             dream_algo_iterations: For trainer="rllib": inner training iterations per WorldModels iteration.
