@@ -8,7 +8,9 @@ Loads the agent of a `WorldModels` checkpoint (its RLModule: V, M, C and C's act
 real TakeCover episodes through the module's own inference path (`forward_inference`, as RLlib's evaluation
 EnvRunners do) once with C alone and once per `--horizons` entry with `planning.DreamPlanner` choosing each
 decision; with `--real-z sample mean` every row is played once per reading of real frames (a draw from V's
-posterior, or its mean). Every row plays the same episode seeds. Score = frames survived. No real reward reaches
+posterior, or its mean); with `--versus-sweep 25` the fixed right-first sweep plays the same episodes and every
+row is paired with it (the open-loop bar: RESULTS.md, "The coarse planner on these world models is the open-loop
+sweep"). Every row plays the same episode seeds. Score = frames survived. No real reward reaches
 any decision: C was trained only in the dream, and the planner only dreams. Writes JSON and prints the table last.
 """
 
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
+from sweep_baseline import sweep_returns
 from takecover_tau import SeededEpisodes
 
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
@@ -208,6 +211,17 @@ def add_paired_gains(rows: list[dict]) -> None:
             gain(row, twin, "real_z_gain")
 
 
+def add_sweep_pairing(rows: list[dict], sweep: np.ndarray) -> None:
+    """Every row against the fixed sweep on the same episode seeds, in place: `sweep_gain_mean`/`_se` (paired) and
+    `same_as_sweep`, the episodes it survives exactly as long as the sweep (to the frame: in practice the sweep's
+    own game, the same actions from the same start). An agent at or below the sweep has not beaten a fixed rhythm."""
+    for row in rows:
+        returns = np.asarray(row["real_returns"])
+        diff = returns - sweep
+        row["sweep_gain_mean"], row["sweep_gain_se"] = float(diff.mean()), float(diff.std() / np.sqrt(len(diff)))
+        row["same_as_sweep"] = int((returns == sweep).sum())
+
+
 @torch.no_grad()
 def step_cost(world_model, dreams: int, steps: int = 48, repeats: int = 3) -> dict[str, float]:
     """Milliseconds per look-ahead step of `dreams` dreams, side by side: the full dream step (every ensemble
@@ -278,6 +292,15 @@ def main() -> None:
         help="how the agent reads real frames, each row played once per reading: a draw from V's posterior (sample, "
         "the paper) or its mean; default: as the checkpoint's agent",
     )
+    parser.add_argument(
+        "--versus-sweep",
+        type=int,
+        default=0,
+        metavar="PERIOD",
+        help="also play the fixed sweep of PERIOD steps each way from its first action (no V, M or C; "
+        "sweep_baseline.py --start first) on the same episodes and pair every row with it: the gain over it and the "
+        "episodes played exactly as long as it (25 for a C deciding every 25 steps); 0: off",
+    )
     parser.add_argument("--temperature", type=float, default=1.15, help="the look-ahead dream's tau")
     parser.add_argument("--episodes", type=int, default=100, help="real episodes per row (0: the step cost only)")
     parser.add_argument("--seed", type=int, default=5000)
@@ -334,6 +357,14 @@ def main() -> None:
         )
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "real_returns"}), flush=True)
     add_paired_gains(rows)  # on the episode seeds: the same start, the same game randomness until they differ
+    sweep = None
+    if args.versus_sweep and rows:
+        env = make_takecover(**env_settings)
+        name, returns = sweep_returns(env, args.versus_sweep, args.episodes, args.seed, start_turn=0)
+        env.close()
+        add_sweep_pairing(rows, returns)
+        sweep = {"policy": name, "period_steps": args.versus_sweep, "start": "first", "real_returns": returns.tolist()}
+        sweep.update(real_mean=float(returns.mean()), real_std=float(returns.std()))
     result = {
         "checkpoint": str(checkpoint),
         "controller": args.controller,
@@ -347,6 +378,7 @@ def main() -> None:
         "episodes": args.episodes,
         "seed": args.seed,
         "look_ahead_step": cost,
+        "sweep": sweep,
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -364,8 +396,14 @@ def main() -> None:
     read_as = {"sample": "V's draws", "mean": "V's means"}  # what the agent reads real frames as
     paired = "paired gain over C alone" + (f" on {read_as[readings[0]]}" if len(readings) > 1 else "")
     by_reading = f" paired gain over the same agent on {read_as[readings[0]]} |" if len(readings) > 1 else ""
-    print(f"| agent | real mean ± std | {paired} |{by_reading} action changes per 100 steps | wall |")
-    print("|---|---|---|---|---|" + ("---|" if by_reading else ""))
+    if sweep is not None:
+        print(
+            f"the fixed sweep, {args.versus_sweep} steps each way from the first (no V, M or C), on the same episodes: "
+            f"{sweep['real_mean']:.0f} ± {sweep['real_std']:.0f}"
+        )
+    versus = " vs the sweep (episodes as long as it) |" if sweep is not None else ""
+    print(f"| agent | real mean ± std | {paired} |{by_reading}{versus} action changes per 100 steps | wall |")
+    print("|---|---|---|---|---|" + ("---|" if by_reading else "") + ("---|" if versus else ""))
     for row in rows:
         name = (
             f"C alone, deciding every {row['decides_every']} steps"
@@ -380,6 +418,8 @@ def main() -> None:
         )
         if by_reading and not reading:
             reading = " — |"
+        if versus:
+            reading += f" {row['sweep_gain_mean']:+.0f} ± {row['sweep_gain_se']:.0f} ({row['same_as_sweep']}) |"
         print(f"| {name} | {score} | {gain} |{reading} {changes:.1f} | {row['wall_s']:.0f} s |")
 
 

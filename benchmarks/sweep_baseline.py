@@ -22,6 +22,15 @@ from rllib_worldmodel.envs.vizdoom import add_view_args, frame_skip_of, make_tak
 from rllib_worldmodel.fidelity import real_episodes, reference_policies
 
 
+def sweep_returns(env, period: int, episodes: int, seed: int, start_turn: int | None = None) -> tuple[str, np.ndarray]:
+    """The fixed sweep of `period` steps each way on `env`: its name and the frames survived in each of `episodes`
+    real episodes (episode i reset with seed + i; `start_turn` 0: every episode starts the cycle with its first
+    action, None: at a random turn)."""
+    name, spec = next((k, v) for k, v in reference_policies(env.action_space, [period]).items() if v["cycle"])
+    played = real_episodes(env, episodes=episodes, seed=seed, start_turn=start_turn, **spec)
+    return name, np.array([float(ep.rewards.sum()) for ep in played])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--periods", type=int, nargs="+", default=[15, 20, 25, 30, 40], help="steps per direction")
@@ -45,9 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     start_turn = 0 if args.start == "first" else None
     for period in args.periods:
         t0 = time.perf_counter()
-        name, spec = next((k, v) for k, v in reference_policies(env.action_space, [period]).items() if v["cycle"])
-        episodes = real_episodes(env, episodes=args.episodes, seed=args.seed, start_turn=start_turn, **spec)
-        scores = np.array([float(ep.rewards.sum()) for ep in episodes])
+        name, scores = sweep_returns(env, period, args.episodes, args.seed, start_turn)
         rows.append(
             {
                 "policy": name,

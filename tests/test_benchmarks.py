@@ -304,6 +304,16 @@ def test_dream_planning_pairs_each_row_with_c_alone_and_with_the_same_agent_read
     assert (rows[3]["real_z_gain_mean"], rows[3]["real_z_gain_se"]) == (20.0, 20.0 / np.sqrt(2))  # the planner's
 
 
+def test_dream_planning_pairs_each_row_with_the_fixed_sweep(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    planning = load_script("dream_planning")
+    rows = [{"real_returns": [100.0, 200.0, 300.0]}, {"real_returns": [100.0, 260.0, 360.0]}]
+    planning.add_sweep_pairing(rows, np.array([100.0, 200.0, 330.0]))
+    assert [r["same_as_sweep"] for r in rows] == [2, 1]  # episodes played exactly as long as the sweep
+    assert rows[0]["sweep_gain_mean"] == -10.0 and rows[1]["sweep_gain_mean"] == 30.0
+    np.testing.assert_allclose(rows[1]["sweep_gain_se"], np.std([0.0, 60.0, 30.0]) / np.sqrt(3))
+
+
 def test_dream_planning_takes_c_from_a_state_dict_or_another_checkpoint(monkeypatch, tmp_path):
     """`--controller`: a saved state dict, or another WorldModels checkpoint folder whose agent's C is played."""
     from rllib_worldmodel.rl_module import WorldModelsRLModule
