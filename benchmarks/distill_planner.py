@@ -14,7 +14,8 @@ prints the table last.
 `--c searched` starts from CMA-ES's mean instead of the deployed C: on a checkpoint whose loop already deployed a
 fitted C (the main job's, `distill_deploy="alone"`), that is the C its fit started from and its planner rolled
 out, so other planner settings (`--plan-horizon`, `--plan-every`, `--plan-rollouts`) can be distilled from the same
-start. `--alone-only` plays the two C-alone rows only; `--seed A B ...` plays every row on each set of episodes.
+start. `--alone-only` plays the two C-alone rows only; `--seed A B ...` plays every row on each set of episodes;
+`--real-z mean` reads real frames as V's posterior mean in every row and in the labelled states.
 
     python benchmarks/distill_planner.py --checkpoint runs/takecover/checkpoint --c searched --plan-horizon 12 \
         --plan-every 3 --plan-rollouts parallel --alone-only --seed 6000 7000 8000
@@ -42,6 +43,7 @@ from rllib_worldmodel.distill import DistillSettings
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.models.world_model import read_checkpoint
 from rllib_worldmodel.planning import PLAN_ROLLOUTS
+from rllib_worldmodel.rl_module import REAL_Z
 
 
 def main() -> None:
@@ -66,6 +68,13 @@ def main() -> None:
         help="the C to start from: the checkpoint's deployed C, or CMA-ES's mean (the searched C; a loop that fitted "
         "C deployed the fitted one)",
     )
+    parser.add_argument(
+        "--real-z",
+        choices=REAL_Z,
+        default=None,
+        help="how the agent reads real frames, in every row and in the states the planner labels: a draw from V's "
+        "posterior (sample) or its mean (default: as the checkpoint's agent; `WorldModels.set_real_z`)",
+    )
     parser.add_argument("--alone-only", action="store_true", help="play C alone and the fitted C alone only")
     parser.add_argument("--episodes", type=int, default=100, help="real episodes per row and seed")
     parser.add_argument(
@@ -81,6 +90,8 @@ def main() -> None:
         t0 = time.perf_counter()
         algo = Algorithm.from_checkpoint(str(Path(args.checkpoint).resolve()))
         restore_s = time.perf_counter() - t0
+        if args.real_z is not None:
+            algo.set_real_z(args.real_z)
         if args.c == "searched":
             algo.deploy_searched_controller()
         if args.plan_horizon is not None or args.plan_rollouts is not None:
@@ -154,6 +165,7 @@ def main() -> None:
         "checkpoint": str(args.checkpoint),
         "plan": {"horizon": plan.horizon, "every": interval, "samples": plan.samples, "rollouts": plan.rollouts},
         "c": args.c,
+        "real_z": module.real_z,
         "paired_base": base_name,
         "distill": {"states": args.states, "every": args.every, "epochs": args.epochs, "lr": args.lr},
         "distill_metrics": metrics,
