@@ -7,7 +7,7 @@
 # episodes, each of C's decisions replaced by the first action with the best expected survival over 50 steps
 # dreamed from the real state (decision-time planning, at C's own interval); prints the real score (frames
 # survived, mean ± std), the dream score and their gap. Writes runs/takecover/ (RLlib checkpoint, world_model.pt,
-# progress.jsonl, real_vs_dream.gif). 16 to 31 minutes on 2 CPU cores, by the CPU. Extra arguments go to
+# progress.jsonl, real_vs_dream.gif). 11 to 31 minutes on 2 CPU cores, by the CPU. Extra arguments go to
 # `rllib-worldmodel train` (`--iterations 2` adds a round of the agent's own episodes; see `rllib-worldmodel train
 # --help`).
 set -euo pipefail
