@@ -20,7 +20,7 @@ import argparse
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import gymnasium as gym
@@ -194,21 +194,22 @@ def plan_rows(
     return [(0, 0, "controller"), *rows]
 
 
+def _add_gain(row: dict, base: Sequence[float], name: str) -> None:
+    """`row[name + "_mean"]` and `row[name + "_se"]`: its returns minus `base`'s, episode by episode (same seeds)."""
+    diff = np.asarray(row["real_returns"]) - np.asarray(base)
+    row[f"{name}_mean"], row[f"{name}_se"] = float(diff.mean()), float(diff.std() / np.sqrt(len(diff)))
+
+
 def add_paired_gains(rows: list[dict]) -> None:
     """Paired differences on the same episode seeds, in place: every row after the first against the first (C alone,
     as the first reading reads real frames): `paired_gain_mean`/`_se`; and every row read another way against the
     same agent read the first way: `real_z_gain_mean`/`_se`."""
-
-    def gain(row: dict, base: dict, name: str) -> None:
-        diff = np.asarray(row["real_returns"]) - np.asarray(base["real_returns"])
-        row[f"{name}_mean"], row[f"{name}_se"] = float(diff.mean()), float(diff.std() / np.sqrt(len(diff)))
-
     agent = ("plan_horizon", "decides_every", "plan_rollouts")
     for row in rows[1:]:
-        gain(row, rows[0], "paired_gain")
+        _add_gain(row, rows[0]["real_returns"], "paired_gain")
         if row["real_z"] != rows[0]["real_z"]:
             twin = next(r for r in rows if r["real_z"] == rows[0]["real_z"] and all(r[k] == row[k] for k in agent))
-            gain(row, twin, "real_z_gain")
+            _add_gain(row, twin["real_returns"], "real_z_gain")
 
 
 def add_sweep_pairing(rows: list[dict], sweep: np.ndarray) -> None:
@@ -216,10 +217,8 @@ def add_sweep_pairing(rows: list[dict], sweep: np.ndarray) -> None:
     `same_as_sweep`, the episodes it survives exactly as long as the sweep (to the frame: in practice the sweep's
     own game, the same actions from the same start). An agent at or below the sweep has not beaten a fixed rhythm."""
     for row in rows:
-        returns = np.asarray(row["real_returns"])
-        diff = returns - sweep
-        row["sweep_gain_mean"], row["sweep_gain_se"] = float(diff.mean()), float(diff.std() / np.sqrt(len(diff)))
-        row["same_as_sweep"] = int((returns == sweep).sum())
+        _add_gain(row, sweep, "sweep_gain")
+        row["same_as_sweep"] = int((np.asarray(row["real_returns"]) == sweep).sum())
 
 
 @torch.no_grad()

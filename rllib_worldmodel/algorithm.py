@@ -60,7 +60,7 @@ from rllib_worldmodel.planning import (
     PlanSettings,
     rollouts_index,
 )
-from rllib_worldmodel.rl_module import REAL_Z
+from rllib_worldmodel.rl_module import check_real_z
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import latent_logvar
 
@@ -832,9 +832,7 @@ class WorldModels(Algorithm):
         Args:
             real_z: "sample" or "mean". An M fitted on V's means (`mdn_latents="mean"`) needs "mean".
         """
-        if real_z not in REAL_Z:
-            raise ValueError(f"real_z={real_z!r}: use one of {REAL_Z} ('sample': the paper).")
-        if self.config.mdn_latents == "mean" and real_z != "mean":
+        if check_real_z(real_z) != "mean" and self.config.mdn_latents == "mean":
             raise ValueError(
                 "real_z='sample' with an M fitted on V's posterior means (mdn_latents='mean'): M would read draws it "
                 "never saw; keep real_z='mean'."

@@ -25,7 +25,7 @@ import torch
 from rllib_worldmodel.done_refit import EncodedEpisode
 from rllib_worldmodel.models.controller import Controller
 from rllib_worldmodel.planning import check_count, DreamPlanner
-from rllib_worldmodel.rl_module import REAL_Z
+from rllib_worldmodel.rl_module import check_real_z
 
 # What the agent deploys after C is fitted: the planner rolling out the fitted C, or the fitted C alone.
 DISTILL_DEPLOY = ("planner", "alone")
@@ -116,8 +116,7 @@ def real_states(
     Returns:
         (z, h, c, prev_action), each (N, ...) on the CPU, N <= max_states, oldest first.
     """
-    if real_z not in REAL_Z:
-        raise ValueError(f"real_z={real_z!r}: use one of {REAL_Z}, as the agent reads real frames.")
+    check_real_z(real_z)
     chosen, count = [], 0
     for ep in reversed(episodes):
         if count >= max_states:

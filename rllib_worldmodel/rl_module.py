@@ -28,6 +28,14 @@ from rllib_worldmodel.planning import DreamPlanner, PLAN_ROLLOUTS, PlanSettings,
 # How the agent turns a real frame into z: a draw from V's posterior (the paper) or its mean.
 REAL_Z = ("sample", "mean")
 
+
+def check_real_z(real_z: str, field: str = "real_z") -> str:
+    """`real_z` if it is one of REAL_Z, else a ValueError naming `field` and the choices."""
+    if real_z not in REAL_Z:
+        raise ValueError(f"{field}={real_z!r}: use one of {REAL_Z} ('sample': the paper).")
+    return real_z
+
+
 ARCH_KEYS = (
     "z_size",
     "rnn_size",
@@ -67,9 +75,7 @@ class WorldModelsRLModule(TorchRLModule):
             self.action_space,
             hidden=int(mc.get("controller_hidden", 0)),
         )
-        real_z = mc.get("real_z", "sample")
-        if real_z not in REAL_Z:
-            raise ValueError(f"model_config real_z={real_z!r}: use one of {REAL_Z} ('sample': the paper).")
+        real_z = check_real_z(mc.get("real_z", "sample"), "model_config real_z")
         # A buffer, so the reading travels with the weights and the checkpoint: a switch made after training
         # (`WorldModels.set_real_z`) reaches the EnvRunners and stays with the saved agent.
         self.register_buffer("real_z_mean", torch.tensor(float(real_z == "mean")))
@@ -189,7 +195,7 @@ class WorldModelsRLModule(TorchRLModule):
     def real_latent(self, obs_B: torch.Tensor) -> torch.Tensor:
         """V's latent of real frames as C and M read it: the posterior mean (`real_z="mean"`) or a draw from it."""
         mu, logvar = self.world_model.vae.encode(obs_B)
-        return mu if self.real_z == "mean" else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        return mu if self.real_z_mean > 0.5 else mu + (0.5 * logvar).exp() * torch.randn_like(mu)
 
     def remember(
         self, z_B_Z: torch.Tensor, action_B: torch.Tensor, h_B_H: torch.Tensor, c_B_H: torch.Tensor
@@ -326,9 +332,7 @@ class WorldModelsRLModule(TorchRLModule):
 
     @real_z.setter
     def real_z(self, real_z: str) -> None:
-        if real_z not in REAL_Z:
-            raise ValueError(f"real_z={real_z!r}: use one of {REAL_Z} ('sample': the paper).")
-        self.real_z_mean.fill_(float(real_z == "mean"))
+        self.real_z_mean.fill_(float(check_real_z(real_z) == "mean"))
 
     def set_random_only(self, value: bool) -> None:
         """Act only with random holds (True: the paper's data collection) or with the controller."""
