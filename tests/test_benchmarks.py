@@ -715,10 +715,62 @@ def test_a_committee_plays_its_majority_and_every_member_remembers_the_action_pl
     # one step by hand: whatever each votes, every member's previous action is the one played
     committee = vote.Committee([agent, other], batch=2)
     frames = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8))
-    action, votes = committee.act(frames, np.arange(2))
+    action, votes, now = committee.act(frames, np.arange(2))
     assert votes.shape == (2, 2) and torch.equal(action, votes[0])  # a 1-1 tie at the first step: the earliest
+    assert now.all()  # members acting alone: every step counts as a vote
     for m, s in zip(committee.members, committee.state):
         assert torch.equal(s["prev_action"], m.world_model.encode_action(action).to(s["prev_action"].dtype))
     with pytest.raises(SystemExit, match="members act alone"):
         planning = WorldModelsRLModule(**space, model_config={**mc, "plan_horizon": 4, "plan_samples": 2})
         vote.Committee([agent, planning], batch=2)
+
+
+def test_pooled_planners_play_the_summed_dreamed_returns_and_refuse_mixed_members(monkeypatch):
+    """Two identical planners pooled play exactly what one plays alone (their summed scores rank the actions as
+    one's do); a member whose dreams favour one action by far decides every planning decision, and only at those
+    steps; a member that does not plan, or plans at another interval, is refused."""
+    import copy
+
+    from rllib_worldmodel.rl_module import WorldModelsRLModule
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    vote = load_script("vote")
+    space = {"observation_space": _LoggedEnv.observation_space, "action_space": _LoggedEnv.action_space}
+    mc = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2, "action_repeat": 2, "real_z": "mean"}
+    plan = {**mc, "plan_horizon": 4, "plan_samples": 2, "plan_every": 3}
+    torch.manual_seed(0)
+    agent = WorldModelsRLModule(**space, model_config=plan)
+    agent.set_random_only(False)
+    alone_log: dict[int, list[int]] = {}
+    alone = vote.play(copy.deepcopy(agent), lambda: _LoggedEnv(alone_log, length=10), episodes=4, seed=50, num_envs=2)
+    pooled_log: dict[int, list[int]] = {}
+    twins = [copy.deepcopy(agent), copy.deepcopy(agent)]  # each a planner of its own, seeded alike
+    pooled = vote.play_committee(twins, lambda: _LoggedEnv(pooled_log, length=10), 4, 50, num_envs=2, pool_plans=True)
+    assert pooled_log == alone_log and pooled["returns"].tolist() == alone.tolist() == [10.0] * 4
+    assert pooled["split_share"] == 0.0 and pooled["overruled_share"] == [0.0, 0.0]
+    assert pooled["decisions"] == 4 * 4  # steps 0, 3, 6, 9 of each 10-step episode
+
+    class _Favours:  # a member's planner whose dreams score action 2 far above the others
+        interval = 3
+
+        def scores(self, z, h, c, prev):
+            return torch.tensor([0.0, 0.0, 1e6]).expand(len(z), 3)
+
+    other = copy.deepcopy(agent)
+    monkeypatch.setattr(other, "planner", lambda: _Favours())
+    committee = vote.Committee([copy.deepcopy(agent), other], batch=2, pool_plans=True)
+    frames = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8))
+    first, votes, now = committee.act(frames, np.arange(2))
+    assert first.tolist() == [2, 2] and now.tolist() == [True, True] and votes[1].tolist() == [2, 2]
+    for m, s in zip(committee.members, committee.state):  # every M reads the action played
+        assert torch.equal(s["prev_action"], m.world_model.encode_action(first).to(s["prev_action"].dtype))
+    committee.decided[:] = 0  # held between decisions: the committee's own held action, whatever the planners say
+    for _ in range(2):
+        held, votes, now = committee.act(frames, np.arange(2))
+        assert held.tolist() == [0, 0] and now.tolist() == [False, False] and votes.eq(0).all()
+    assert committee.act(frames, np.arange(2))[0].tolist() == [2, 2]  # step 3: the next decision
+    with pytest.raises(SystemExit, match="does not plan"):
+        vote.Committee([agent, WorldModelsRLModule(**space, model_config=mc)], batch=2, pool_plans=True)
+    with pytest.raises(SystemExit, match="different intervals"):
+        every2 = WorldModelsRLModule(**space, model_config={**plan, "plan_every": 2})
+        vote.Committee([agent, every2], batch=2, pool_plans=True)
