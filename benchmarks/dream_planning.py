@@ -34,7 +34,7 @@ from takecover_tau import SeededEpisodes
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
-from rllib_worldmodel.planning import PLAN_ROLLOUTS, PlanSettings, rollouts_index
+from rllib_worldmodel.planning import check_terminal_value, PLAN_ROLLOUTS, PlanSettings, rollouts_index
 from rllib_worldmodel.rl_module import REAL_Z, WorldModelsRLModule
 
 
@@ -301,10 +301,21 @@ def main() -> None:
         "episodes played exactly as long as it (25 for a C deciding every 25 steps); 0: off",
     )
     parser.add_argument("--temperature", type=float, default=1.15, help="the look-ahead dream's tau")
+    parser.add_argument(
+        "--terminal-value",
+        type=float,
+        default=0.0,
+        help="steps credited to a look-ahead dream for being alive at its end (PlanSettings.terminal_value; 0: the "
+        "dreamed steps only, as the planner was tuned; 100: ranks first actions by their chance of surviving)",
+    )
     parser.add_argument("--episodes", type=int, default=100, help="real episodes per row (0: the step cost only)")
     parser.add_argument("--seed", type=int, default=5000)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dream_planning.json"))
     args = parser.parse_args()
+    try:
+        check_terminal_value(args.terminal_value, "--terminal-value")
+    except ValueError as err:
+        parser.error(str(err))
     torch.set_num_threads(2)
     checkpoint = Path(args.checkpoint)
     world_model = Path(args.world_model) if args.world_model else None
@@ -331,6 +342,7 @@ def main() -> None:
         module.plan_horizon.fill_(horizon)
         module.plan_every.fill_(every)
         module.plan_rollouts.fill_(rollouts_index(rollouts))
+        module.plan_terminal_value.fill_(args.terminal_value)
         torch.manual_seed(args.seed)  # V's z draws and the look-ahead's noise start alike in every row
         t0 = time.perf_counter()
         actions = ActionLog(int(module.action_space.n))
@@ -342,6 +354,7 @@ def main() -> None:
                 "plan_horizon": horizon,
                 "plan_samples": args.samples if horizon else 0,
                 "plan_rollouts": rollouts if horizon else None,
+                "plan_terminal_value": args.terminal_value if horizon else None,
                 "real_z": real_z,
                 "decides_every": module.plan_settings().interval(module.action_repeat)
                 if horizon
@@ -373,6 +386,7 @@ def main() -> None:
         "controller_decides_every": module.controller_interval(),
         "env_settings": env_settings,
         "temperature": args.temperature,
+        "terminal_value": args.terminal_value,
         "done_logit_offset": float(module.plan_done_offset),
         "episodes": args.episodes,
         "seed": args.seed,
@@ -409,6 +423,7 @@ def main() -> None:
             if row["plan_horizon"] == 0
             else f"planning {row['plan_horizon']} steps x {args.samples} dreams, deciding every {row['decides_every']}"
             + (", parallel rollouts (C and each action held)" if row["plan_rollouts"] == "parallel" else "")
+            + (f", alive at the end worth {args.terminal_value:g} steps" if args.terminal_value else "")
         ) + (f", on {read_as[row['real_z']]}" if by_reading else "")
         gain = f"{row['paired_gain_mean']:+.0f} ± {row['paired_gain_se']:.0f}" if "paired_gain_mean" in row else "—"
         score, changes = f"{row['real_mean']:.0f} ± {row['real_std']:.0f}", 100 * row["action_changes_per_step"]

@@ -761,6 +761,7 @@ class WorldModels(Algorithm):
         rollouts: str | None = None,
         collect_horizon: int | None = None,
         collect_every: int | None = None,
+        terminal_value: float | None = None,
     ) -> dict:
         """Switch decision-time planning in the dream on (horizon > 0) or off (0) for the agent as it is now, e.g.
         a restored checkpoint, and re-score it in the dream (the dream score beside its next real evaluation).
@@ -779,6 +780,8 @@ class WorldModels(Algorithm):
                 `plan_collect_horizon` when collecting, else 0).
             collect_every: The collecting planner's decision interval (0: `every`'s; default: the config's
                 `plan_collect_every` when collecting, else 0).
+            terminal_value: Steps credited to a look-ahead dream for being alive at its end (default: the
+                config's `plan_terminal_value`; 0: the dreamed steps only).
 
         Returns:
             The new dream score (mean, std, min, max).
@@ -786,6 +789,7 @@ class WorldModels(Algorithm):
         samples = self.config.plan_samples if samples is None else samples
         every = self.config.plan_every if every is None else every
         rollouts = self.config.plan_rollouts if rollouts is None else rollouts
+        terminal_value = self.config.plan_terminal_value if terminal_value is None else terminal_value
         default_horizon, default_every = self.config.plan_collect_horizon, self.config.plan_collect_every
         if collect is None:  # the config's, off without a planner to collect with
             look = default_horizon if collect_horizon is None else collect_horizon
@@ -802,6 +806,7 @@ class WorldModels(Algorithm):
             rollouts=rollouts,
             collect_horizon=collect_horizon,
             collect_every=collect_every,
+            terminal_value=terminal_value,
         )
         plan.check_plannable(self.local_module.action_space, self.config.action_repeat)
         if dream_episodes is not None:
@@ -816,6 +821,7 @@ class WorldModels(Algorithm):
                 "rollouts": rollouts_index(rollouts),
                 "collect_horizon": collect_horizon,
                 "collect_every": collect_every,
+                "terminal_value": terminal_value,
                 **self._plan_dream(),
             }
         )

@@ -162,6 +162,7 @@ def train_config(args: argparse.Namespace):
             plan_rollouts=args.plan_rollouts,
             plan_collect_horizon=args.plan_collect_horizon,
             plan_collect_every=args.plan_collect_every,
+            plan_terminal_value=args.plan_terminal_value,
             distill_states=args.distill_states,
             distill_every=args.distill_every,
             distill_epochs=args.distill_epochs,
@@ -702,6 +703,7 @@ def _set_planning(algo, args: argparse.Namespace, collect: bool | None = None, d
         rollouts=args.plan_rollouts,
         collect_horizon=collect_horizon,
         collect_every=collect_every,
+        terminal_value=args.plan_terminal_value,
     )
 
 
@@ -728,6 +730,13 @@ def _add_plan_args(parser: argparse.ArgumentParser, default: int | None = 0) -> 
         choices=PLAN_ROLLOUTS,
         help="what follows the first decision in the look-ahead: C, or 'parallel': C and each action held, each "
         "first action scored by its best (1 + actions times the dreams)",
+    )
+    parser.add_argument(
+        "--plan-terminal-value",
+        type=float,
+        default=0.0,
+        help="steps credited to a look-ahead dream for being alive at its end (0: the dreamed steps only; e.g. 100 "
+        "ranks first actions by their chance of surviving the horizon)",
     )
 
 

@@ -119,6 +119,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.plan_collect_horizon = 0  # the collecting planner's look-ahead (0: plan_horizon's)
         self.plan_collect_every = 0  # the collecting planner's decision interval (0: plan_every's)
         self.plan_rollouts = "controller"  # what follows the first decision in the look-ahead ("parallel": + holds)
+        self.plan_terminal_value = 0.0  # steps credited for surviving the look-ahead (0: the dreamed steps only)
         self.plan_dream_episodes = 16
         # C fitted to the planner's dreamed choices at real states after every CMA-ES search (0 states: off)
         self.distill_states = 0
@@ -397,6 +398,7 @@ class WorldModelsConfig(AlgorithmConfig):
         plan_rollouts: str = NotProvided,
         plan_collect_horizon: int = NotProvided,
         plan_collect_every: int = NotProvided,
+        plan_terminal_value: float = NotProvided,
         distill_states: int = NotProvided,
         distill_every: int = NotProvided,
         distill_epochs: int = NotProvided,
@@ -462,6 +464,12 @@ class WorldModelsConfig(AlgorithmConfig):
                 coarse planner (50 every 25) deployed left the coarse planner playing a fixed 25-step sweep, 803 vs
                 the sweep's 808 on the same episodes.
             plan_collect_every: The collecting planner's decision interval in steps (0: plan_every's).
+            plan_terminal_value: Steps of return credited to a look-ahead dream per unit of its chance of being
+                alive at the horizon's end (`PlanSettings.terminal_value`; 0: the dreamed steps only, as the
+                planner was tuned). With a value of the order of the rest of an episode (e.g. 100) the planner
+                ranks first actions by their chance of surviving the horizon, instead of counting a death at the
+                horizon's last step as one step lost. TakeCover: RESULTS.md, "Crediting the look-ahead for
+                surviving its horizon".
             distill_states: After every search of C, fit C to the planner's dreamed choices (`distill`: the
                 planner scores every first action in the dream at this many real states of the replay, newest
                 first, and C minimises the planner's regret of its own choice). 0: off. Needs plan_horizon > 0 and
@@ -519,6 +527,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 "plan_rollouts": plan_rollouts,
                 "plan_collect_horizon": plan_collect_horizon,
                 "plan_collect_every": plan_collect_every,
+                "plan_terminal_value": plan_terminal_value,
                 "distill_states": distill_states,
                 "distill_every": distill_every,
                 "distill_epochs": distill_epochs,
@@ -567,6 +576,7 @@ class WorldModelsConfig(AlgorithmConfig):
             rollouts=self.plan_rollouts,
             collect_horizon=self.plan_collect_horizon,
             collect_every=self.plan_collect_every,
+            terminal_value=self.plan_terminal_value,
         )
 
     def distill_settings(self) -> DistillSettings:
@@ -617,6 +627,7 @@ class WorldModelsConfig(AlgorithmConfig):
             "plan_rollouts": self.plan_rollouts,
             "plan_collect_horizon": self.plan_collect_horizon,
             "plan_collect_every": self.plan_collect_every,
+            "plan_terminal_value": self.plan_terminal_value,
             "include_cell": self.include_cell,
             "include_prev_action": self.include_prev_action,
             "include_hidden": self.include_hidden,

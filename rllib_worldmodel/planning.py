@@ -20,6 +20,7 @@ parallel rollouts cost (1 + actions) times the dreams.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import gymnasium as gym
@@ -58,6 +59,11 @@ class PlanSettings:
             episodes are the data that would fix it, while another planner (or C alone) is deployed (TakeCover:
             RESULTS.md, "Two more rounds, the second collecting with the fine planner"). Needs collect.
         collect_every: The collecting planner's decision interval (0: `every`'s). Needs collect.
+        terminal_value: Steps of return credited to a look-ahead dream for each unit of its chance of being alive
+            at the horizon's end (0: the dreamed steps only). A horizon cut short counts a death at its last step
+            as one step lost, where in the game it costs the rest of the episode; a value of the order of the
+            remaining episode ranks the first actions by their chance of surviving the horizon, with the dreamed
+            steps breaking ties. TakeCover: RESULTS.md, "Crediting the look-ahead for surviving its horizon".
     """
 
     horizon: int = 0
@@ -70,6 +76,7 @@ class PlanSettings:
     rollouts: str = "controller"
     collect_horizon: int = 0
     collect_every: int = 0
+    terminal_value: float = 0.0
 
     def __post_init__(self) -> None:
         check_count("plan_horizon", self.horizon, 0, "dream steps; 0 turns planning off")
@@ -89,6 +96,7 @@ class PlanSettings:
                     f"plan_collect=True or {name}=0."
                 )
         rollouts_index(self.rollouts)  # a clear error naming plan_rollouts
+        check_terminal_value(self.terminal_value)
 
     def collection(self) -> PlanSettings:
         """The look-ahead of the planner that acts in real collection: `collect_horizon` and `collect_every` where
@@ -147,6 +155,17 @@ def rollouts_index(rollouts: str) -> int:
             "look-ahead: C, or C and every action held)."
         )
     return PLAN_ROLLOUTS.index(rollouts)
+
+
+def check_terminal_value(value, field: str = "plan_terminal_value") -> float:
+    """`value` as a finite float >= 0 (steps credited for surviving the look-ahead), else a clear error naming
+    `field`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"{field}={value!r} must be a finite number >= 0: the steps credited to a look-ahead dream for being "
+            "alive at its end (0: the dreamed steps only; e.g. 100 ranks actions by their chance of surviving)."
+        )
+    return float(value)
 
 
 def check_count(name: str, value, minimum: int, meaning: str) -> None:
@@ -249,6 +268,8 @@ class DreamPlanner:
                     action = torch.where(holds, held, action)
             _, reward, _, _ = sim.step(action)
             total += reward  # expected deaths: already weighted by the chance of being alive
+        if self.settings.terminal_value:  # the episode goes on past the horizon only as far as the dream is alive
+            total += self.settings.terminal_value * sim.alive
         return total.view(b, a, p, n).mean(-1).max(-1).values
 
     def act(

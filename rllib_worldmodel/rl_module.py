@@ -23,7 +23,13 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from rllib_worldmodel.models.controller import Controller, ControllerInput, held_actions
 from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
-from rllib_worldmodel.planning import DreamPlanner, PLAN_ROLLOUTS, PlanSettings, rollouts_index
+from rllib_worldmodel.planning import (
+    check_terminal_value,
+    DreamPlanner,
+    PLAN_ROLLOUTS,
+    PlanSettings,
+    rollouts_index,
+)
 
 # How the agent turns a real frame into z: a draw from V's posterior (the paper) or its mean.
 REAL_Z = ("sample", "mean")
@@ -105,6 +111,8 @@ class WorldModelsRLModule(TorchRLModule):
         # index into PLAN_ROLLOUTS (0: C after the first decision; 1: parallel rollout, C and every action held)
         rollouts = rollouts_index(mc.get("plan_rollouts", "controller"))
         self.register_buffer("plan_rollouts", torch.tensor(float(rollouts)))
+        terminal = check_terminal_value(mc.get("plan_terminal_value", 0.0))
+        self.register_buffer("plan_terminal_value", torch.tensor(terminal))
         self.register_buffer("plan_temperature", torch.tensor(1.15))
         self.register_buffer("plan_done_offset", torch.zeros(()))
         self.register_buffer("plan_done_scale", torch.ones(()))
@@ -301,6 +309,7 @@ class WorldModelsRLModule(TorchRLModule):
             rollouts=PLAN_ROLLOUTS[int(self.plan_rollouts)],
             collect_horizon=int(self.plan_collect_horizon),
             collect_every=int(self.plan_collect_every),
+            terminal_value=float(self.plan_terminal_value),
         )
 
     def controller_interval(self) -> int:

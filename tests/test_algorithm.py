@@ -261,8 +261,9 @@ def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anc
         assert algo._policy_anchor is anchor  # the planner's real score is not C's calibration anchor
         with pytest.raises(ValueError, match="plan_samples=0"):
             algo.set_planning(4, samples=0)
-        algo.set_planning(4, samples=2, dream_episodes=3, rollouts="parallel")
+        algo.set_planning(4, samples=2, dream_episodes=3, rollouts="parallel", terminal_value=50.0)
         assert runner.plan_settings().rollouts == "parallel" == algo.local_module.plan_settings().rollouts
+        assert runner.plan_settings().terminal_value == 50.0 == algo.local_module.plan_settings().terminal_value
         # a change after an evaluation reaches the evaluation EnvRunner too (no Learner update between: an RLlib
         # weight sync alone would skip it, and the next evaluation would play the agent evaluated before)
         evaluator = algo._synced_evaluation_group().local_env_runner.module
@@ -275,6 +276,7 @@ def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anc
     finally:
         algo.set_planning(0)
     assert int(runner.plan_horizon) == 0 and runner.plan_settings().rollouts == "controller"
+    assert runner.plan_settings().terminal_value == 0.0  # the config's again
     assert not runner.plan_settings().collect and int(runner.plan_collect_horizon) == 0  # the config's: C collects
     assert algo.eval_env_runner_group.local_env_runner.module.plan_settings() == runner.plan_settings()
     assert algo.dream_score == controller_alone  # C alone again, on the same dreams

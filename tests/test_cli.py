@@ -113,6 +113,19 @@ def test_train_fit_budget_flags_reach_the_config():
     assert train_config(parse(["train", "--env", "takecover", "--replay-capacity", "800000"])).replay_capacity == 800000
 
 
+def test_the_planners_terminal_value_flag_reaches_the_config_and_defaults_to_none():
+    from rllib_worldmodel.cli import build_parser, train_config
+
+    parse = build_parser().parse_args
+    base = ["train", "--env", "takecover", "--plan-horizon", "12", "--plan-every", "3"]
+    cfg = train_config(parse([*base, "--plan-terminal-value", "100"]))
+    cfg.validate()
+    assert cfg.plan_terminal_value == 100.0 and cfg.model_config["plan_terminal_value"] == 100.0
+    assert train_config(parse(base)).plan_terminal_value == 0.0  # the dreamed steps only, as the planner was tuned
+    with pytest.raises(ValueError, match="plan_terminal_value=-1.0 must be a finite number >= 0"):
+        train_config(parse([*base, "--plan-terminal-value", "-1"])).validate()
+
+
 def test_frame_skip_reaches_the_real_env_and_the_dream_cap():
     """--frame-skip k: the real env steps k tics at a time, and the dream is capped at the same 60 game seconds."""
     from rllib_worldmodel.cli import build_parser, make_env, train_config

@@ -86,6 +86,28 @@ def test_parallel_rollouts_score_each_first_action_by_its_best_base_policy():
     torch.testing.assert_close(default.scores(z, h, cell, prev), by_c)
 
 
+def test_a_terminal_value_credits_each_dream_for_its_chance_of_being_alive_at_the_horizon():
+    """Safe first actions survive the 6 dreamed steps with probability (1 - p)^6 and score that times the terminal
+    value on top of their dreamed steps; the deadly one is (almost surely) dead by the end and gains nothing. The
+    value 0 is the planner as it was."""
+    model = deadly_action_world_model()
+    z, (h, c) = torch.randn(4, 8), model.mdn_rnn.initial_state(4)
+    prev = torch.zeros(4, 3)
+
+    def scores(terminal_value: float) -> torch.Tensor:
+        look = PlanSettings(horizon=6, samples=4, terminal_value=terminal_value)
+        planner = DreamPlanner(model, fixed_controller(model, 0), ControllerInput(), look, interval=2)
+        return planner.scores(z, h, c, prev)
+
+    plain, credited = scores(0.0), scores(100.0)
+    p = float(model.death_probability(torch.tensor(-5.0)))
+    alive_at_end = (1 - p) ** 6
+    torch.testing.assert_close(credited[:, :2], plain[:, :2] + 100.0 * alive_at_end, atol=1e-3, rtol=0)
+    assert (credited[:, DEADLY] - plain[:, DEADLY] < 1e-3).all()
+    default = DreamPlanner(model, fixed_controller(model, 0), ControllerInput(), PlanSettings(horizon=6, samples=4), 2)
+    torch.testing.assert_close(default.scores(z, h, c, prev), plain)
+
+
 def test_candidates_are_compared_on_the_same_dreamed_futures():
     """Common random numbers: where the action changes nothing, every candidate gets the same score, although each of
     its dreams is random (tau 1.15, a mixture of Gaussians). Equal up to float rounding, not to the last bit: the
@@ -217,6 +239,9 @@ def test_the_planning_interval_is_plan_every_or_cs_own():
         ({"horizon": 4, "collect": True, "collect_every": 1.5}, "plan_collect_every=1.5"),
         ({"horizon": 4, "collect_horizon": 12}, "plan_collect_horizon=12 sets the collecting planner, and plan_co"),
         ({"horizon": 4, "collect_every": 3}, "plan_collect_every=3 sets the collecting planner"),
+        ({"horizon": 4, "terminal_value": -1.0}, "plan_terminal_value=-1.0 must be a finite number >= 0"),
+        ({"horizon": 4, "terminal_value": float("inf")}, "plan_terminal_value=inf must be a finite number"),
+        ({"horizon": 4, "terminal_value": True}, "plan_terminal_value=True must be a finite number"),
     ],
 )
 def test_bad_plan_settings_are_refused_by_name(kwargs, match):
@@ -268,6 +293,11 @@ def test_config_refuses_planning_with_the_policy_anchor_and_bad_values():
     parallel = base.copy().controller(plan_horizon=8, plan_rollouts="parallel")
     parallel.validate()
     assert parallel.model_config["plan_rollouts"] == "parallel"
+    with pytest.raises(ValueError, match="plan_terminal_value=-5 must be a finite number >= 0"):
+        base.copy().controller(plan_horizon=8, plan_terminal_value=-5).validate()
+    credited = base.copy().controller(plan_horizon=8, plan_terminal_value=100)
+    credited.validate()
+    assert credited.model_config["plan_terminal_value"] == 100 and credited.plan_settings().terminal_value == 100.0
 
 
 def test_the_acting_module_holds_its_rollouts_setting_in_a_buffer():
@@ -278,3 +308,9 @@ def test_the_acting_module_holds_its_rollouts_setting_in_a_buffer():
     assert module.plan_settings().rollouts == "controller" and module.planner().num_policies == 1
     with pytest.raises(ValueError, match="plan_rollouts='both'"):
         planning_module(1, plan_rollouts="both")
+    credited, _ = planning_module(1, plan_terminal_value=100.0)  # a buffer too: it travels with weight syncs
+    assert float(credited.plan_terminal_value) == 100.0 and credited.planner().settings.terminal_value == 100.0
+    credited.plan_terminal_value.fill_(0.0)
+    assert credited.planner().settings.terminal_value == 0.0
+    with pytest.raises(ValueError, match="plan_terminal_value=-1"):
+        planning_module(1, plan_terminal_value=-1)
