@@ -197,14 +197,16 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.checkpoints) < 2:
         parser.error("--checkpoints: a committee needs at least 2 members")
-    if args.plan_horizon < 0 or args.plan_every < 1:
-        parser.error("--plan-horizon must be >= 0 and --plan-every >= 1")
     torch.set_num_threads(2)
     members = []
     for c in args.checkpoints:
         m, _ = load_planning_agent(Path(c), temperature=args.temperature, samples=args.samples)
         m.plan_horizon.fill_(args.plan_horizon)  # 0: as deployed without a planner, C alone
         m.plan_every.fill_(args.plan_every)
+        try:  # the planner's own checks, with the flags' names
+            m.plan_settings().check_plannable(m.action_space, m.action_repeat)
+        except ValueError as err:
+            parser.error(f"--plan-horizon / --plan-every: {err}")
         members.append(m)
     pooled = args.plan_horizon > 0
     settings = [
