@@ -17,13 +17,16 @@
 # (measured 2026-12-05: ~2.6 h, iteration 16 at 1,003.5 real; RESULTS.md, "The whole chain as one command").
 # Every leg checkpoints after each iteration; `bash scripts/run_chain.sh OUT N` starts at leg N from leg N-1's
 # checkpoint in OUT (e.g. after a crash). Usage: bash scripts/run_chain.sh [OUT=runs/chain] [FIRST_LEG=1]
+# REPLAY_CAPACITY=N sets every leg's replay capacity (default 200,000, the original's): the whole chain collects about
+# 700,000 real steps, so 200,000 keeps the newest ~30% and 400,000 the newest ~57% (each 100,000 steps of replay is
+# about 1.25 GB resident and ~3x that at the fit's peak; "Keeping every round's data" in RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-runs/chain}"
 FIRST="${2:-1}"
 PY="${PYTHON:-python3}"
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
-COMMON=(--fit-epochs-over new --replay-capacity 200000)
+COMMON=(--fit-epochs-over new --replay-capacity "${REPLAY_CAPACITY:-200000}")
 # the fine planner: leg 4 collects and deploys it, leg 5 labels C with it (the same planner, or the fit learns another)
 PLAN=(--plan-horizon 12 --plan-every 3 --plan-dream-episodes 8)
 
