@@ -139,6 +139,7 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last():
     chain = (SCRIPTS / "run_chain.sh").read_text().replace("\\\n", " ")
     for name, words in re.findall(r"^([A-Z]+)=\((.*)\)$", chain, re.M):  # the script's flag arrays, expanded
         chain = chain.replace(f'"${{{name}[@]}}"', words)
+    chain = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", chain)  # environment overrides (REPLAY_CAPACITY) at their defaults
 
     def args(line: str) -> list[str]:
         words = shlex.split(line.replace("$OUT", "OUT"))
@@ -156,6 +157,7 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last():
         (3, 6, "policy", 0, False),
         (2, 6, "behaviour", 12, True),
     ]
+    assert {a.replay_capacity for a in parsed} == {200_000}  # the original chain's, unless REPLAY_CAPACITY is set
     assert parsed[0].resume is None
     assert [a.resume for a in parsed[1:]] == [f"{a.out}/checkpoint" for a in parsed[:-1]]
     distill = args(chain[chain.index("rllib_worldmodel.cli distill") :].splitlines()[0])[1:]
