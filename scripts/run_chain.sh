@@ -12,7 +12,7 @@
 #          evaluated on 100 real episodes
 #
 # The original ran as five commands over two sessions (~4.9 h on 2 cores) with the replay's then default capacity of
-# 200,000 steps, kept here (--replay-capacity 200000). Legs 1-4 iterate at ~7-10 minutes each on a 2-core AMD EPYC
+# 200,000 steps, kept here as REPLAY_CAPACITY's default. Legs 1-4 iterate at ~7-10 minutes each on a 2-core AMD EPYC
 # (RESULTS.md, "The 48-frame loop's low third run was a low draw"), so the whole chain needs about 2.5 hours there
 # (measured 2026-12-05: ~2.6 h, iteration 16 at 1,003.5 real; RESULTS.md, "The whole chain as one command").
 # Every leg checkpoints after each iteration; `bash scripts/run_chain.sh OUT N` starts at leg N from leg N-1's

@@ -113,7 +113,7 @@ def test_train_fit_budget_flags_reach_the_config():
     assert train_config(parse(["train", "--env", "takecover", "--replay-capacity", "800000"])).replay_capacity == 800000
 
 
-def test_the_planners_terminal_value_flag_reaches_the_config_and_defaults_to_none():
+def test_the_planners_terminal_value_flag_reaches_the_config_and_defaults_to_zero():
     from rllib_worldmodel.cli import build_parser, train_config
 
     parse = build_parser().parse_args
