@@ -134,6 +134,7 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last():
     import shlex
 
     from rllib_worldmodel import cli
+    from rllib_worldmodel.config import WorldModelsConfig
 
     base = _main_job_args()
     chain = (SCRIPTS / "run_chain.sh").read_text().replace("\\\n", " ")
@@ -157,7 +158,8 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last():
         (3, 6, "policy", 0, False),
         (2, 6, "behaviour", 12, True),
     ]
-    assert {a.replay_capacity for a in parsed} == {200_000}  # the original chain's, unless REPLAY_CAPACITY is set
+    # every leg keeps the product's default replay (400,000 steps; REPLAY_CAPACITY=200000 runs the original chain)
+    assert {a.replay_capacity for a in parsed} == {WorldModelsConfig().replay_capacity} == {400_000}
     assert parsed[0].resume is None
     assert [a.resume for a in parsed[1:]] == [f"{a.out}/checkpoint" for a in parsed[:-1]]
     distill = args(chain[chain.index("rllib_worldmodel.cli distill") :].splitlines()[0])[1:]
