@@ -219,6 +219,28 @@ def save_checkpoint_atomically(algo: Any, folder: str | os.PathLike) -> Path:
     return folder
 
 
+def _set_aside_rows_after(progress: Path, iteration: int) -> None:
+    """Move the rows of `progress` (a run's progress.jsonl) past `iteration` to progress.superseded.jsonl beside it.
+
+    A run resumed into its own folder from a checkpoint at `iteration` redoes every later iteration (a crash between
+    an iteration's row and its checkpoint, or an older checkpoint passed on purpose), so rows past it would describe
+    iterations that no checkpoint holds and would be written twice. They are kept, not deleted: moved aside, in order.
+    """
+    if not progress.exists():
+        return
+    lines = [line for line in progress.read_text().splitlines() if line.strip()]
+    past = [json.loads(line).get("iteration", 0) > iteration for line in lines]
+    if not any(past):
+        return
+    aside = progress.with_name(progress.stem + ".superseded.jsonl")
+    with aside.open("a") as f:
+        f.write("".join(line + "\n" for line, p in zip(lines, past) if p))
+    partial = progress.with_name(progress.name + ".partial")
+    partial.write_text("".join(line + "\n" for line, p in zip(lines, past) if not p))
+    os.replace(partial, progress)  # atomic: the file holds the old rows or the kept ones, never a torn write
+    print(f"{progress}: {sum(past)} row(s) past iteration {iteration} moved to {aside.name}", flush=True)
+
+
 def _training_scalars(result: dict) -> dict:
     """The numbers a `WorldModels` training iteration logged for itself (`world_model/…`, `dream/…`, `real/…`) and
     the seconds each of its phases took (`timers/<phase>_s`), from one `Algorithm.train()` result."""
@@ -253,6 +275,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--iterations {args.iterations}: need at least 1 (each iteration collects, fits, trains, evaluates)"
         )
+    if args.until_iteration is not None and args.until_iteration < 1:
+        raise ValueError(f"--until-iteration {args.until_iteration}: need at least 1 (a run's first is iteration 1)")
     config = train_config(args)
     config.validate()  # bad settings fail here, in a second, before Ray starts
 
@@ -265,10 +289,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         algo.restore_from_path(str(resume))
         algo.set_real_z(config.real_z)  # the restored agent reads frames as saved; this run's flags decide
         _plan_as_resumed(algo, args)
+        _set_aside_rows_after(out / "progress.jsonl", algo.iteration)
+    todo = args.iterations
+    if args.until_iteration is not None:
+        todo = min(todo, args.until_iteration - algo.iteration)
+        if todo <= 0:
+            print(f"at iteration {algo.iteration} already (--until-iteration {args.until_iteration})", flush=True)
     t0 = time.perf_counter()
     rows = []
+    ckpt = resume
     try:
-        for _ in range(args.iterations):
+        for _ in range(todo):
             r = algo.train()
             ev = r["evaluation"]
             row = {
@@ -309,7 +340,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             gif = dream_comparison(algo.world_model, episode, temperature=args.temperature)
             write_gif(gif, out / "real_vs_dream.gif")
         print(f"checkpoint: {ckpt}")
-        print(f"final: {_score_line(rows[-1])}")
+        if rows:
+            print(f"final: {_score_line(rows[-1])}")
     finally:
         algo.stop()
         if started_ray:
@@ -810,7 +842,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="run the WorldModels algorithm and report real-env scores")
     train.add_argument("--env", default="takecover", help="takecover | carracing | any gymnasium id")
     train.add_argument("--out", default="runs/train", help="output folder (checkpoint, progress.jsonl, GIF)")
-    train.add_argument("--iterations", type=int, default=3, help="iterations (the most, with --until-gap)")
+    train.add_argument("--iterations", type=int, default=3, help="iterations this command runs (the most)")
+    train.add_argument(
+        "--until-iteration",
+        type=int,
+        help="stop once the run's iteration, counted across --resume, reaches this: resumed from the run's own "
+        "checkpoint after a crash, the same command runs only the iterations left",
+    )
     train.add_argument(
         "--until-gap", type=float, help="stop once |dream - real| / real is below this (rounds until the gap closes)"
     )

@@ -16,8 +16,11 @@
 # third run was a low draw"), so the whole chain needs about 2.5-3 hours there (measured 2026-12-05: ~2.6 h at
 # 200,000, iteration 16 at 1,003.5 real; ~3 h at 400,000; RESULTS.md, "The whole chain as one command" and "The whole
 # chain with a 400,000-step replay in every leg").
-# Every leg checkpoints after each iteration; `bash scripts/run_chain.sh OUT N` starts at leg N from leg N-1's
-# checkpoint in OUT (e.g. after a crash). Usage: bash scripts/run_chain.sh [OUT=runs/chain] [FIRST_LEG=1]
+# Every iteration checkpoints, and each leg runs up to its iteration of the chain (`--until-iteration`), so the same
+# command run again after a crash or a stop goes on from the last finished iteration: a finished leg (its
+# world_model.pt written) is skipped, a leg stopped part-way resumes from its own checkpoint, the next leg from the
+# last one's. Usage: bash scripts/run_chain.sh [OUT=runs/chain] [FIRST_LEG=1] (legs before FIRST_LEG are not run;
+# leg N then starts from leg N-1's checkpoint in OUT). CHAIN_DRY_RUN=1 prints each command instead of running it.
 # REPLAY_CAPACITY=N sets every leg's replay capacity. The default is 400,000 (the product's `replay_capacity`): the
 # whole chain collects about 700,000 real steps and 400,000 keeps the newest ~57%; on the same 600 real episodes its
 # iteration 16 planned +133 ± 27 frames above the 200,000-step chain's and its C alone +187 ± 19 (one chain each).
@@ -33,25 +36,37 @@ COMMON=(--fit-epochs-over new --replay-capacity "${REPLAY_CAPACITY:-400000}")
 # the fine planner: leg 4 collects and deploys it, leg 5 labels C with it (the same planner, or the fit learns another)
 PLAN=(--plan-horizon 12 --plan-every 3 --plan-dream-episodes 8)
 
-leg() {  # leg N: run it when N >= FIRST_LEG
-    [ "$1" -ge "$FIRST" ]
+run() {  # the command, or with CHAIN_DRY_RUN set its shell-quoted words
+    if [ -n "${CHAIN_DRY_RUN:-}" ]; then printf '%q ' "$@" && echo; else "$@"; fi
 }
-if leg 1; then
-    bash scripts/run_main.sh --iterations 8 --action-repeat 12 --plan-horizon 0 "${COMMON[@]}" --out "$OUT/leg1"
-fi
-if leg 2; then
-    bash scripts/run_main.sh --iterations 3 --action-repeat 12 --plan-horizon 0 --calibrate-deaths policy \
-        "${COMMON[@]}" --resume "$OUT/leg1/checkpoint" --out "$OUT/leg2"
-fi
-if leg 3; then
-    bash scripts/run_main.sh --iterations 3 --action-repeat 6 --plan-horizon 0 --calibrate-deaths policy \
-        "${COMMON[@]}" --resume "$OUT/leg2/checkpoint" --out "$OUT/leg3"
-fi
-if leg 4; then
-    bash scripts/run_main.sh --iterations 2 --action-repeat 6 --calibrate-deaths "${PLAN[@]}" --plan-collect \
-        --episodes-per-iteration 200 "${COMMON[@]}" --resume "$OUT/leg3/checkpoint" --out "$OUT/leg4"
-fi
-if leg 5; then
-    "$PY" -m rllib_worldmodel.cli distill --checkpoint "$OUT/leg4/checkpoint" "${PLAN[@]}" --states 16000 \
+complete() {  # the complete checkpoint in folder $1: checkpoint, or checkpoint.previous after an interrupted save
+    for c in "$1/checkpoint" "$1/checkpoint.previous"; do
+        if [ -f "$c/algorithm_state.pkl" ]; then echo "$c" && return; fi
+    done
+}
+leg() {  # leg N UNTIL FLAGS...: run_main.sh with FLAGS up to the chain's iteration UNTIL, from where it stands
+    local n=$1 until=$2 dir="$OUT/leg$1" from
+    shift 2
+    if [ "$n" -lt "$FIRST" ]; then return; fi
+    if [ -f "$dir/world_model.pt" ]; then echo "leg $n: finished earlier ($dir), skipped" && return; fi
+    from=$(complete "$dir")  # stopped part-way: its own checkpoint
+    if [ -z "$from" ] && [ "$n" -gt 1 ]; then
+        # the last leg's checkpoint: as it saved it when it ran just now, else as found (after an interrupted save,
+        # .previous); missing, train says so and names the folder
+        [ "$RAN" = $((n - 1)) ] || from=$(complete "$OUT/leg$((n - 1))")
+        from=${from:-$OUT/leg$((n - 1))/checkpoint}
+    fi
+    run bash scripts/run_main.sh "$@" --until-iteration "$until" "${COMMON[@]}" ${from:+--resume "$from"} --out "$dir"
+    RAN=$n
+}
+RAN=0
+leg 1 8 --iterations 8 --action-repeat 12 --plan-horizon 0
+leg 2 11 --iterations 3 --action-repeat 12 --plan-horizon 0 --calibrate-deaths policy
+leg 3 14 --iterations 3 --action-repeat 6 --plan-horizon 0 --calibrate-deaths policy
+leg 4 16 --iterations 2 --action-repeat 6 --calibrate-deaths "${PLAN[@]}" --plan-collect --episodes-per-iteration 200
+if [ -f "$OUT/distilled/world_model.pt" ]; then
+    echo "leg 5: finished earlier ($OUT/distilled), skipped"
+elif [ 5 -ge "$FIRST" ]; then
+    run "$PY" -m rllib_worldmodel.cli distill --checkpoint "$OUT/leg4/checkpoint" "${PLAN[@]}" --states 16000 \
         --eval-episodes 100 --out "$OUT/distilled"
 fi

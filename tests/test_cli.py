@@ -57,6 +57,8 @@ def test_train_refuses_a_bad_hold_range_before_starting_ray(tmp_path, capsys):
 def test_train_refuses_zero_iterations_and_a_missing_resume_folder(tmp_path, capsys):
     assert main(["train", "--env", "takecover", "--iterations", "0", "--out", str(tmp_path / "run")]) == 2
     assert "--iterations 0: need at least 1" in capsys.readouterr().err
+    assert main(["train", "--env", "takecover", "--until-iteration", "0", "--out", str(tmp_path / "run")]) == 2
+    assert "--until-iteration 0: need at least 1" in capsys.readouterr().err
     # An interrupted save leaves the previous checkpoint beside the target: the error says to resume from that.
     (tmp_path / "ckpt.previous").mkdir()
     (tmp_path / "ckpt.previous" / "algorithm_state.pkl").write_bytes(b"x")
@@ -468,6 +470,22 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert np.isfinite(training["dream/episode_return_mean"]) and training["timers/fit_world_model_s"] > 0
     assert main(["evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "3", "--num-cpus", "2"]) == 0
     assert "over 3 episodes" in capsys.readouterr().out
+
+    # Run again after a crash between iteration 2's row and its checkpoint: the same command with --resume from the
+    # run's own checkpoint and --until-iteration runs only what is left, and the orphaned row is moved aside.
+    orphan = {**row, "iteration": 2}
+    with (out / "progress.jsonl").open("a") as f:
+        f.write(json.dumps(orphan) + "\n")
+    gap = args.index("--until-gap")
+    again = [*args[:gap], *args[gap + 2 :], "--iterations", "5", "--resume", str(out / "checkpoint")]
+    assert main([*again, "--until-iteration", "1"]) == 0
+    assert "at iteration 1 already (--until-iteration 1)" in capsys.readouterr().out
+    assert [json.loads(line)["iteration"] for line in (out / "progress.jsonl").read_text().splitlines()] == [1]
+    assert json.loads((out / "progress.superseded.jsonl").read_text()) == json.loads(json.dumps(orphan))
+    assert main([*again, "--until-iteration", "2"]) == 0  # 5 iterations allowed, one left to iteration 2
+    printed = capsys.readouterr().out
+    assert "[iteration 2]" in printed and "[iteration 3]" not in printed
+    assert [json.loads(line)["iteration"] for line in (out / "progress.jsonl").read_text().splitlines()] == [1, 2]
     # the same checkpoint's agent, planning each decision in its dream
     plan = ["--plan-horizon", "4", "--plan-samples", "2", "--plan-dream-episodes", "2"]
     # the same checkpoint's agent, planning each decision in its dream and reading real frames as V's means
@@ -490,7 +508,7 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
         "mean",
     ]
     assert main([*again, "--out", str(resumed)]) == 0
-    assert "[iteration 2] real 30.0 ± 0.0 over 2 episodes" in capsys.readouterr().out
+    assert "[iteration 3] real 30.0 ± 0.0 over 2 episodes" in capsys.readouterr().out  # out's checkpoint is at 2
     module = RLModule.from_checkpoint(
         str(resumed / "checkpoint" / "learner_group" / "learner" / "rl_module" / "default_policy")
     )

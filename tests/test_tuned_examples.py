@@ -127,29 +127,43 @@ def test_takecover_skip4_preset_matches_the_main_job():
     assert {"skill": DEFAULT_SKILL, "frame_cap": FRAME_CAP, **cfg.env_config["real"]} == preset.env_config["real"]
 
 
-def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last():
-    """scripts/run_chain.sh: every leg's flags on top of the main job's command build a valid config with the leg's
-    decision interval and death anchor, each leg resumes from the one before, and the distill step parses."""
-    import re
+def _chain_commands(out: Path, *args: str, **env: str) -> list[list[str]]:
+    """The commands scripts/run_chain.sh would run into `out` as things stand there (its CHAIN_DRY_RUN), as argument
+    lists for `rllib-worldmodel` (run_main.sh's command line prepended, as that script passes it), and its notes."""
+    import os
     import shlex
+    import subprocess
 
+    printed = subprocess.run(
+        ["bash", str(SCRIPTS / "run_chain.sh"), str(out), *args],
+        env={**os.environ, **env, "CHAIN_DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    commands = []
+    for line in printed:
+        words = shlex.split(line)
+        if words[:2] == ["bash", "scripts/run_main.sh"]:
+            commands.append(_main_job_args() + words[2:])
+        elif "rllib_worldmodel.cli" in words:
+            commands.append(words[words.index("rllib_worldmodel.cli") + 1 :])
+        else:
+            commands.append(line)  # a note: "leg N: finished earlier ..."
+    return commands
+
+
+def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last(tmp_path):
+    """scripts/run_chain.sh from scratch: every leg's flags on top of the main job's command build a valid config
+    with the leg's decision interval and death anchor, each leg resumes from the one before and runs up to its
+    iteration of the chain, and the distill step parses."""
     from rllib_worldmodel import cli
     from rllib_worldmodel.config import WorldModelsConfig
 
-    base = _main_job_args()
-    chain = (SCRIPTS / "run_chain.sh").read_text().replace("\\\n", " ")
-    for name, words in re.findall(r"^([A-Z]+)=\((.*)\)$", chain, re.M):  # the script's flag arrays, expanded
-        chain = chain.replace(f'"${{{name}[@]}}"', words)
-    chain = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", chain)  # environment overrides (REPLAY_CAPACITY) at their defaults
-
-    def args(line: str) -> list[str]:
-        words = shlex.split(line.replace("$OUT", "OUT"))
-        runs_main = [i for i, w in enumerate(words) if w.endswith("run_main.sh")]
-        return words[runs_main[0] + 1 :] if runs_main else words
-
-    legs = [args(line) for line in chain.splitlines() if line.strip().startswith("bash scripts/run_main.sh")]
+    out = tmp_path / "my chain"  # a space in the path survives the script's quoting
+    *legs, distill = _chain_commands(out)
     parser = cli.build_parser()
-    parsed = [parser.parse_args(base + leg) for leg in legs]
+    parsed = [parser.parse_args(leg) for leg in legs]
     for a in parsed:
         cli.train_config(a).validate()
     assert [(a.iterations, a.action_repeat, a.calibrate_deaths, a.plan_horizon, a.plan_collect) for a in parsed] == [
@@ -158,10 +172,43 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last():
         (3, 6, "policy", 0, False),
         (2, 6, "behaviour", 12, True),
     ]
+    assert [a.until_iteration for a in parsed] == [8, 11, 14, 16]  # the legs' iterations, summed
+    assert [a.out for a in parsed] == [str(out / f"leg{n}") for n in (1, 2, 3, 4)]
     # every leg keeps the product's default replay (400,000 steps; REPLAY_CAPACITY=200000 runs the original chain)
     assert {a.replay_capacity for a in parsed} == {WorldModelsConfig().replay_capacity} == {400_000}
+    assert {parser.parse_args(leg).replay_capacity for leg in _chain_commands(out, REPLAY_CAPACITY="200000")[:-1]} == {
+        200_000
+    }
     assert parsed[0].resume is None
     assert [a.resume for a in parsed[1:]] == [f"{a.out}/checkpoint" for a in parsed[:-1]]
-    distill = args(chain[chain.index("rllib_worldmodel.cli distill") :].splitlines()[0])[1:]
     d = parser.parse_args(distill)
     assert d.func is cli.cmd_distill and d.checkpoint == f"{parsed[-1].out}/checkpoint" and d.states == 16000
+
+
+def _fake_checkpoint(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    (folder / "algorithm_state.pkl").write_bytes(b"x")
+
+
+def test_the_chain_script_run_again_goes_on_from_where_it_stopped(tmp_path):
+    """A chain stopped in leg 2 (leg 1 finished, leg 2's last save interrupted): the same command skips leg 1,
+    resumes leg 2 from its own complete checkpoint, and the later legs from leg 2's as it will save it."""
+    from rllib_worldmodel import cli
+
+    _fake_checkpoint(tmp_path / "leg1" / "checkpoint")
+    (tmp_path / "leg1" / "world_model.pt").write_bytes(b"x")  # written once a leg's iterations are all done
+    _fake_checkpoint(tmp_path / "leg2" / "checkpoint.previous")  # a save cut off after moving the old one aside
+    note, *legs, distill = _chain_commands(tmp_path)
+    assert note == f"leg 1: finished earlier ({tmp_path / 'leg1'}), skipped"
+    parsed = [cli.build_parser().parse_args(leg) for leg in legs]
+    assert [(a.out, a.resume, a.until_iteration) for a in parsed] == [
+        (str(tmp_path / "leg2"), str(tmp_path / "leg2" / "checkpoint.previous"), 11),
+        (str(tmp_path / "leg3"), str(tmp_path / "leg2" / "checkpoint"), 14),
+        (str(tmp_path / "leg4"), str(tmp_path / "leg3" / "checkpoint"), 16),
+    ]
+    # FIRST_LEG 4 starts at leg 4 from leg 3's checkpoint as found; a finished distilled agent is not redone
+    (tmp_path / "distilled").mkdir()
+    (tmp_path / "distilled" / "world_model.pt").write_bytes(b"x")
+    leg4, note = _chain_commands(tmp_path, "4")
+    assert cli.build_parser().parse_args(leg4).resume == str(tmp_path / "leg3" / "checkpoint")
+    assert note == f"leg 5: finished earlier ({tmp_path / 'distilled'}), skipped"
