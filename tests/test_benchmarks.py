@@ -774,3 +774,86 @@ def test_pooled_planners_play_the_summed_dreamed_returns_and_refuse_mixed_member
     with pytest.raises(SystemExit, match="different intervals"):
         every2 = WorldModelsRLModule(**space, model_config={**plan, "plan_every": 2})
         vote.Committee([agent, every2], batch=2, pool_plans=True)
+
+
+def _planning_result(path: Path, seed: int, rows: list[dict], frame_skip: int = 4) -> None:
+    """A dream_planning.py result file with `rows` on episode seeds seed..seed+len-1."""
+    import json
+
+    episodes = len(rows[0]["real_returns"])
+    result = {"seed": seed, "episodes": episodes, "env_settings": {"frame_skip": frame_skip}, "rows": rows}
+    path.write_text(json.dumps(result))
+
+
+def test_paired_agents_pairs_rows_of_the_same_kind_on_the_same_episode_sets(tmp_path):
+    paired = load_script("paired_agents")
+    c_alone = {"plan_horizon": 0, "decides_every": 6, "plan_rollouts": None, "real_z": "sample"}
+    planner = {"plan_horizon": 12, "decides_every": 3, "plan_rollouts": "controller", "plan_terminal_value": 0.0}
+    # A: written with every setting; B: an older file without real_z / terminal value (it played their defaults),
+    # and its C deciding every 3 steps: C alone still pairs with C alone, the planner with the same planner
+    _planning_result(
+        tmp_path / "a_1.json",
+        100,
+        [{**c_alone, "real_returns": [10, 20]}, {**planner, "real_z": "sample", "real_returns": [30, 50]}],
+    )
+    _planning_result(
+        tmp_path / "a_2.json",
+        200,
+        [{**c_alone, "real_returns": [10, 10]}, {**planner, "real_z": "sample", "real_returns": [40, 40]}],
+    )
+    _planning_result(tmp_path / "a_3.json", 300, [{**c_alone, "real_returns": [99, 99]}])  # B never played 300
+    b_c = {"plan_horizon": 0, "decides_every": 3, "plan_rollouts": None}
+    b_plan = {k: v for k, v in planner.items() if k != "plan_terminal_value"}
+    _planning_result(
+        tmp_path / "b_1.json", 100, [{**b_c, "real_returns": [10, 10]}, {**b_plan, "real_returns": [30, 30]}]
+    )
+    _planning_result(
+        tmp_path / "b_2.json", 200, [{**b_c, "real_returns": [20, 20]}, {**b_plan, "real_returns": [30, 40]}]
+    )
+    a = paired._sets(paired._files(str(tmp_path / "a_*.json"), "--a"), "--a")
+    b = paired._sets(paired._files(str(tmp_path / "b_*.json"), "--b"), "--b")
+    c_row, plan_row = paired.pair(a, b)
+    assert c_row["agent"] == "C alone (z: sample)" and c_row["episodes"] == 4  # set 300 left out: B lacks it
+    diffs = np.array([0.0, 10.0, -10.0, -10.0])
+    assert c_row["paired_diff_mean"] == pytest.approx(-2.5)
+    assert c_row["paired_diff_se"] == pytest.approx(diffs.std(ddof=1) / 2)
+    assert [(s["seed"], s["diff_mean"], s["a_every"], s["b_every"]) for s in c_row["sets"]] == [
+        (100, 5.0, 6, 3),
+        (200, -10.0, 6, 3),
+    ]
+    assert c_row["sets_a_ahead"] == 1 and (c_row["a_mean"], c_row["b_mean"]) == (12.5, 15.0)
+    assert plan_row["agent"] == "planning 12 ahead every 3 (z: sample)"
+    assert (plan_row["paired_diff_mean"], plan_row["sets_a_ahead"]) == (7.5, 2)
+
+
+def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, capsys):
+    paired = load_script("paired_agents")
+    row = [{"plan_horizon": 0, "real_returns": [1.0, 2.0]}]
+    _planning_result(tmp_path / "a.json", 100, row)
+    _planning_result(tmp_path / "b.json", 500, row)
+    _planning_result(tmp_path / "c.json", 100, row, frame_skip=1)
+    _planning_result(tmp_path / "d.json", 100, row)
+    assert paired.main(["--a", str(tmp_path / "a.json"), "--b", str(tmp_path / "b.json")]) == 2
+    assert "no episode set in common" in capsys.readouterr().err
+    assert paired.main(["--a", str(tmp_path / "a.json"), "--b", str(tmp_path / "c.json")]) == 2
+    assert "different games are not the same episodes" in capsys.readouterr().err
+    assert paired.main(["--a", str(tmp_path / "[ad].json"), "--b", str(tmp_path / "b.json")]) == 2
+    assert "both play seeds 100+2: pass one" in capsys.readouterr().err
+    assert paired.main(["--a", str(tmp_path / "none*.json"), "--b", str(tmp_path / "b.json")]) == 2
+    assert "--a" in capsys.readouterr().err
+
+
+def test_paired_agents_reproduces_the_400k_chains_published_pairing(capsys):
+    """README and RESULTS quote +133.3 ± 27.1 (planning) and +187.5 ± 19.0 (C alone) for the 400,000-step chain's
+    iteration 16 over the 200,000-step chain's on 600 shared episodes: the committed result files say so."""
+    results = BENCHMARKS / "results"
+    args = ["--a", str(results / "dream_planning_chain_keep400k_it16_seeds*.json")]
+    assert (
+        load_script("paired_agents").main([*args, "--b", str(results / "dream_planning_chain_it16_seeds*.json")]) == 0
+    )
+    table = capsys.readouterr().out
+    assert "| C alone (z: sample) | 600 | 718.7 ± 447.3 | 531.2 ± 303.9 | +187.5 ± 19.0 | 6 of 6 |" in table
+    assert (
+        "| planning 12 ahead every 3 (z: sample) | 600 | 1065.6 ± 610.6 | 932.3 ± 563.5 | +133.3 ± 27.1 | 6 of 6 |"
+        in table
+    )
