@@ -175,13 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| agent | episodes | {na} | {nb} | paired {na} - {nb} | sets {na} ahead |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        intervals = {(s["a_every"], s["b_every"]) for s in r["sets"]}
+        agent, intervals = r["agent"], {(s["a_every"], s["b_every"]) for s in r["sets"]}
         if not r["kind"]["plan_horizon"] and len(intervals) == 1:
             a_every, b_every = intervals.pop()
             if a_every != b_every:  # two Cs deciding at different intervals: say so beside their scores
-                r["agent"] += f", every {a_every} / {b_every} steps"
+                agent += f", every {a_every} / {b_every} steps"
         print(
-            f"| {r['agent']} | {r['episodes']} | {r['a_mean']:.1f} ± {r['a_std']:.1f} | {r['b_mean']:.1f} ± "
+            f"| {agent} | {r['episodes']} | {r['a_mean']:.1f} ± {r['a_std']:.1f} | {r['b_mean']:.1f} ± "
             f"{r['b_std']:.1f} | {r['paired_diff_mean']:+.1f} ± {r['paired_diff_se']:.1f} | "
             f"{r['sets_a_ahead']} of {len(r['sets'])} |"
         )
