@@ -13,6 +13,15 @@ row of A to B's row of the same kind (C alone, or the planner with the same hori
 value and reading of real frames). Per kind it reports both agents' means, the paired difference A - B with its
 standard error over all matched episodes, and per set, with how many sets go A's way. Nothing is played here; it
 only reads. Writes JSON (with --out) and prints the table last.
+
+Two settings of one agent played in separate runs on the same seeds pair the same way, with `--ignore` naming the
+settings that may differ: the replicate's planner with parallel rollouts (A) against the same planner with C's
+rollouts (B), each file also holding C alone:
+
+    python benchmarks/paired_agents.py \
+        --a 'benchmarks/results/dream_planning_chain_keep400k_rep_it16_parallel_seeds*.json' \
+        --b 'benchmarks/results/dream_planning_chain_keep400k_rep_it16_seeds*.json' \
+        --names parallel controller --ignore plan_rollouts
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-# A row's kind: what the agent did on those episodes. Two agents' rows pair only when all of these agree.
+# A row's kind: what the agent did on those episodes. Two agents' rows pair only when all of these agree, except
+# those named in --ignore (IGNORABLE: a C-alone row never pairs with a planner row).
 KIND = ("plan_horizon", "decides_every", "plan_rollouts", "plan_terminal_value", "real_z")
+IGNORABLE = KIND[1:]
 
 
 def _files(pattern: str, flag: str) -> list[Path]:
@@ -75,23 +86,35 @@ def _describe(kind: tuple) -> str:
     return f"planning {horizon} ahead every {every or 'C interval'}{extra} (z: {real_z})"
 
 
+def _masked(kind: tuple, ignore: tuple[str, ...]) -> tuple:
+    """The kind with the ignored settings blanked: what must agree for two rows to pair."""
+    return tuple(None if name in ignore else value for name, value in zip(KIND, kind))
+
+
 def _se(values: np.ndarray) -> float:
     """The standard error of the mean (sample standard deviation); NaN for a single value."""
     return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
-def pair(a: dict[tuple[int, int], dict], b: dict[tuple[int, int], dict]) -> list[dict]:
+def pair(a: dict[tuple[int, int], dict], b: dict[tuple[int, int], dict], ignore: tuple[str, ...] = ()) -> list[dict]:
     """Per row kind both agents played on the same episode sets: the paired comparison (A minus B).
 
     Args:
         a: Agent A's results by episode set (`_sets`).
         b: Agent B's results by episode set.
+        ignore: Settings of `IGNORABLE` that may differ between a row of A and the row of B it pairs with (e.g.
+            `plan_rollouts`: A's parallel-rollout planner against B's planner with C's rollouts). Where two of B's
+            rows in one set would then pair with one of A's, that is refused.
 
     Returns:
-        One dict per kind, in A's row order: `kind`, `agent` (in words), `episodes`, `sets` (per matched set: seed,
-        episodes, both means, the paired difference and its standard error), both agents' mean/std/se over all
-        matched episodes, `paired_diff_mean`/`_se`, and `sets_a_ahead`.
+        One dict per kind of A, in A's row order: `kind`, `agent` (in words), `b_agent` (B's kind in words: the
+        same as `agent` unless `ignore` let them differ), `episodes`, `sets` (per matched set: seed, episodes, both
+        means, the paired difference and its standard error), both agents' mean/std/se over all matched episodes,
+        `paired_diff_mean`/`_se`, and `sets_a_ahead`.
     """
+    unknown = sorted(set(ignore) - set(IGNORABLE))
+    if unknown:
+        raise ValueError(f"--ignore {' '.join(unknown)}: not a row setting; choose among {' '.join(IGNORABLE)}")
     shared = sorted(set(a) & set(b))
     if not shared:
         raise ValueError(
@@ -111,12 +134,20 @@ def pair(a: dict[tuple[int, int], dict], b: dict[tuple[int, int], dict]) -> list
                 kinds.append(_kind(row))
     out = []
     for kind in kinds:
-        per_set, ra, rb = [], [], []
+        per_set, ra, rb, b_kinds = [], [], [], []
         for key in shared:
             row_a = next((r for r in a[key]["rows"] if _kind(r) == kind), None)
-            row_b = next((r for r in b[key]["rows"] if _kind(r) == kind), None)
-            if row_a is None or row_b is None:
+            rows_b = [r for r in b[key]["rows"] if _masked(_kind(r), ignore) == _masked(kind, ignore)]
+            if len({_kind(r) for r in rows_b}) > 1:
+                raise ValueError(
+                    f"seeds {key[0]}+{key[1]}: B's rows {' and '.join(_describe(_kind(r)) for r in rows_b)} both "
+                    f"pair with A's {_describe(kind)} under --ignore {' '.join(ignore)}: ignore fewer settings"
+                )
+            if row_a is None or not rows_b:
                 continue
+            row_b = rows_b[0]
+            if _kind(row_b) not in b_kinds:
+                b_kinds.append(_kind(row_b))
             x, y = np.asarray(row_a["real_returns"], float), np.asarray(row_b["real_returns"], float)
             d = x - y
             per_set.append(
@@ -141,6 +172,7 @@ def pair(a: dict[tuple[int, int], dict], b: dict[tuple[int, int], dict]) -> list
             {
                 "kind": dict(zip(KIND, kind)),
                 "agent": _describe(kind),
+                "b_agent": " / ".join(_describe(k) for k in b_kinds),
                 "episodes": len(d),
                 "sets": per_set,
                 **{f"{n}_mean": float(v.mean()) for n, v in (("a", x), ("b", y))},
@@ -159,16 +191,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--a", required=True, help="agent A's dream_planning.py JSON files (a glob, quoted)")
     parser.add_argument("--b", required=True, help="agent B's, played on the same seeds")
     parser.add_argument("--names", nargs=2, default=["A", "B"], metavar=("A", "B"), help="the agents' names")
+    parser.add_argument(
+        "--ignore",
+        nargs="+",
+        default=[],
+        metavar="SETTING",
+        help=f"row settings that may differ between the paired rows ({', '.join(IGNORABLE)}): two settings of one "
+        "agent played in separate runs on the same seeds",
+    )
     parser.add_argument("--out", help="write the comparison here as JSON")
     args = parser.parse_args(argv)
     try:
         a, b = _sets(_files(args.a, "--a"), "--a"), _sets(_files(args.b, "--b"), "--b")
-        rows = pair(a, b)
+        rows = pair(a, b, tuple(args.ignore))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.out:
         result = {"a": {"name": args.names[0], "files": args.a}, "b": {"name": args.names[1], "files": args.b}}
+        result["ignore"] = list(args.ignore)
         Path(args.out).write_text(json.dumps({**result, "rows": rows}, indent=1) + "\n")
     na, nb = args.names
     print(f"frames survived on the same real episodes, {na} - {nb} paired episode by episode")
@@ -180,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             a_every, b_every = intervals.pop()
             if a_every != b_every:  # two Cs deciding at different intervals: say so beside their scores
                 agent += f", every {a_every} / {b_every} steps"
+        if r["b_agent"] != r["agent"]:  # --ignore paired two settings: name both
+            agent = f"{agent} vs {r['b_agent']}"
         print(
             f"| {agent} | {r['episodes']} | {r['a_mean']:.1f} ± {r['a_std']:.1f} | {r['b_mean']:.1f} ± "
             f"{r['b_std']:.1f} | {r['paired_diff_mean']:+.1f} ± {r['paired_diff_se']:.1f} | "

@@ -826,6 +826,34 @@ def test_paired_agents_pairs_rows_of_the_same_kind_on_the_same_episode_sets(tmp_
     assert (plan_row["paired_diff_mean"], plan_row["sets_a_ahead"]) == (7.5, 2)
 
 
+def test_paired_agents_ignore_pairs_two_settings_of_one_agent_and_refuses_ambiguous_pairs(tmp_path, capsys):
+    paired = load_script("paired_agents")
+    c_alone = {"plan_horizon": 0, "decides_every": 6, "real_returns": [10, 20]}
+    planner = {"plan_horizon": 12, "decides_every": 3, "plan_rollouts": "controller"}
+    parallel = {**planner, "plan_rollouts": "parallel", "real_returns": [40, 60]}
+    _planning_result(tmp_path / "a.json", 100, [c_alone, parallel])
+    _planning_result(tmp_path / "b.json", 100, [c_alone, {**planner, "real_returns": [30, 30]}])
+    a = paired._sets([tmp_path / "a.json"], "--a")
+    b = paired._sets([tmp_path / "b.json"], "--b")
+    assert [r["agent"] for r in paired.pair(a, b)] == ["C alone (z: sample)"]  # without --ignore: no planner pair
+    c_row, plan_row = paired.pair(a, b, ("plan_rollouts",))
+    assert c_row["b_agent"] == c_row["agent"] and c_row["paired_diff_mean"] == 0.0
+    assert plan_row["agent"] == "planning 12 ahead every 3, parallel rollouts (z: sample)"
+    assert plan_row["b_agent"] == "planning 12 ahead every 3 (z: sample)"
+    assert (plan_row["paired_diff_mean"], plan_row["paired_diff_se"]) == (20.0, 10.0)
+    assert (
+        paired.main(["--a", str(tmp_path / "a.json"), "--b", str(tmp_path / "b.json"), "--ignore", "plan_rollouts"])
+        == 0
+    )
+    assert "parallel rollouts (z: sample) vs planning 12 ahead every 3 (z: sample) | 2 |" in capsys.readouterr().out
+    # B holding both rollouts on one set: which one A's parallel row pairs with is ambiguous, so refused
+    _planning_result(tmp_path / "b2.json", 100, [c_alone, {**planner, "real_returns": [30, 30]}, parallel])
+    with pytest.raises(ValueError, match="ignore fewer settings"):
+        paired.pair(a, paired._sets([tmp_path / "b2.json"], "--b"), ("plan_rollouts",))
+    with pytest.raises(ValueError, match="--ignore plan_horizon: not a row setting"):
+        paired.pair(a, b, ("plan_horizon",))
+
+
 def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, capsys):
     paired = load_script("paired_agents")
     row = [{"plan_horizon": 0, "real_returns": [1.0, 2.0]}]
