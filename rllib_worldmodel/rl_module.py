@@ -19,7 +19,6 @@ import gymnasium as gym
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from rllib_worldmodel.models.controller import Controller, ControllerInput, held_actions
 from rllib_worldmodel.models.world_model import WorldModel, WorldModelConfig
@@ -280,16 +279,7 @@ class WorldModelsRLModule(TorchRLModule):
     @torch.no_grad()
     def _prefix_state(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """(h, c) after running M over each row's episode prefix (zeros for windows at an episode start)."""
-        m_rnn = self.world_model.mdn_rnn
-        h0, c0 = m_rnn.initial_state(batch["z_in"].shape[0], batch["z_in"].device)
-        lengths = batch["prefix_len"].long()
-        has = lengths > 0
-        if has.any():
-            x = torch.cat([batch["z_prefix"], batch["a_prefix"]], dim=-1)[has]
-            packed = pack_padded_sequence(x, lengths[has].cpu(), batch_first=True, enforce_sorted=False)
-            _, (hn, cn) = m_rnn.lstm(packed)
-            h0[has], c0[has] = hn[0], cn[0]
-        return h0, c0
+        return self.world_model.mdn_rnn.state_after(batch["z_prefix"], batch["a_prefix"], batch["prefix_len"].long())
 
     def __getstate__(self) -> dict[str, Any]:
         # the cached planners hold a torch.Generator (not picklable) and are rebuilt on demand anyway

@@ -491,8 +491,9 @@ def test_replay_checkpoint_writes_and_restores_real_takecover_frames_every_way(t
 
 
 def test_mdn_update_draws_window_batches_as_the_algorithm_does_and_both_paths_score_them_alike(tmp_path, monkeypatch):
-    """The benchmark's windows run from a uniform step to their episode's end, padded to the longest; its two paths
-    (heads at every padded step, heads at the valid steps) give the same loss on them."""
+    """The benchmark's windows run from a uniform step to their episode's end, padded to the longest; its paths
+    (heads at every padded step, heads at the valid steps, the prefix packed or on the fused kernel) give the same
+    loss on them."""
     import json
     import sys
 
@@ -512,7 +513,7 @@ def test_mdn_update_draws_window_batches_as_the_algorithm_does_and_both_paths_sc
     result = json.loads(out.read_text())
     assert result["loss_abs_difference_first_batch"] < 1e-5
     assert 0 < result["valid_steps_per_batch"] <= result["padded_steps_per_batch"]
-    assert set(result["seconds_per_update"]) == {"padded", "valid_heads", "valid"}
+    assert set(result["seconds_per_update"]) == {"padded", "valid_heads", "valid_packed_prefix", "valid"}
     assert result["projected_fit"]["updates"] == int(np.ceil(20.0 * 27_183 / result["valid_steps_per_batch"]))
 
 

@@ -178,3 +178,27 @@ def test_v_only_controller_reads_z_alone():
     batch = _batch(m, b=5)
     mu, _ = m.world_model.vae.encode(batch[Columns.OBS][:, 0])
     torch.testing.assert_close(m.forward_inference(batch)[Columns.ACTIONS][:, 0], m.controller.act(mu))
+
+
+def test_a_window_continues_from_its_episode_prefix_as_the_whole_episode_would():
+    """`_forward_train`'s M outputs on windows cut from episodes (prefixes of different lengths, one at the start)
+    are M's outputs at those steps when it runs each whole episode from its start."""
+    m = _module()
+    mdn = m.world_model.mdn_rnn
+    z, a = torch.randn(3, 10, 4), torch.eye(3)[torch.randint(0, 3, (3, 10))]
+    starts, width = torch.tensor([6, 0, 3]), 4
+    p_max = int(starts.max())
+    pad = torch.arange(p_max)[None, :, None] < starts[:, None, None]  # zero past each row's own prefix
+    batch = {
+        "z_prefix": z[:, :p_max] * pad,
+        "a_prefix": a[:, :p_max] * pad,
+        "prefix_len": starts,
+        "z_in": torch.stack([z[b, s : s + width] for b, s in enumerate(starts.tolist())]),
+        "a": torch.stack([a[b, s : s + width] for b, s in enumerate(starts.tolist())]),
+        "mask": torch.ones(3, width),
+    }
+    with torch.no_grad():
+        got = m._forward_train(batch)["mdn_logpi"]  # (E, 3 * width, ...): the valid steps in row-major order
+        whole = mdn(z, a)[0].logpi  # (E, 3, 10, ...)
+    want = torch.stack([whole[:, b, s : s + width] for b, s in enumerate(starts.tolist())], 1).flatten(1, 2)
+    torch.testing.assert_close(got, want)

@@ -127,6 +127,20 @@ def test_hidden_by_length_is_hidden_at_every_valid_step_with_the_same_gradients(
         torch.testing.assert_close(g_full, g_grouped)
 
 
+def test_state_after_is_each_rows_own_state_after_its_length_in_any_order():
+    torch.manual_seed(5)
+    m = MDNRNN(z_size=4, action_dim=3, hidden_size=8, num_mixtures=2)
+    z, a = torch.randn(6, 9, 4), torch.randn(6, 9, 3)
+    lengths = torch.tensor([5, 0, 9, 2, 5, 1])  # unsorted, a tie, a row without steps, one full length
+    h, c = m.state_after(z, a, lengths)
+    for b, n in enumerate(lengths.tolist()):  # each row alone, run exactly its own steps
+        want = m.initial_state(1) if n == 0 else m.hidden(z[b : b + 1, :n], a[b : b + 1, :n])[1]
+        torch.testing.assert_close((h[b], c[b]), (want[0][0], want[1][0]))
+    assert not h.requires_grad  # context only: nothing trains through a prefix
+    zero_h, zero_c = m.state_after(z, a, torch.zeros(6, dtype=torch.long))
+    assert zero_h.eq(0).all() and zero_c.eq(0).all()
+
+
 def test_sample_next_draws_what_all_members_heads_would_give_from_the_same_draws():
     from rllib_worldmodel.models.mdn_rnn import sample_mixture
 
