@@ -96,12 +96,17 @@ def padded_loss(module: WorldModelsRLModule, batch: dict[str, torch.Tensor]) -> 
     return loss
 
 
+def _valid_steps_loss(module: WorldModelsRLModule, pred, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The Learner's loss (`window_batch_loss`) on M's predictions at the batch's valid steps."""
+    return window_batch_loss({f"mdn_{k}": v for k, v in pred._asdict().items()}, batch, module.world_model.config)[0]
+
+
 def valid_heads_loss(module: WorldModelsRLModule, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """M's heads at the valid steps only, the LSTM over the whole padded batch (one fused call)."""
     m_rnn = module.world_model.mdn_rnn
     h_B_T_H, _ = m_rnn.hidden(batch["z_in"], batch["a"], module._prefix_state(batch))
     pred = m_rnn.heads(h_B_T_H[batch["mask"] > 0])
-    return window_batch_loss({f"mdn_{k}": v for k, v in pred._asdict().items()}, batch, module.world_model.config)[0]
+    return _valid_steps_loss(module, pred, batch)
 
 
 def packed_prefix_loss(module: WorldModelsRLModule, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -117,7 +122,7 @@ def packed_prefix_loss(module: WorldModelsRLModule, batch: dict[str, torch.Tenso
             _, (hn, cn) = m_rnn.lstm(pack_padded_sequence(x, lengths[has], batch_first=True, enforce_sorted=False))
         h0[has], c0[has] = hn[0], cn[0]
     pred, _ = m_rnn.forward_valid(batch["z_in"], batch["a"], batch["mask"] > 0, (h0, c0))
-    return window_batch_loss({f"mdn_{k}": v for k, v in pred._asdict().items()}, batch, module.world_model.config)[0]
+    return _valid_steps_loss(module, pred, batch)
 
 
 def valid_loss(module: WorldModelsRLModule, batch: dict[str, torch.Tensor]) -> torch.Tensor:

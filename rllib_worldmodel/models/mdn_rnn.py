@@ -11,6 +11,7 @@ weight tensors (dreaming), so there is one set of parameters and the two paths a
 
 from __future__ import annotations
 
+import bisect
 from typing import NamedTuple
 
 import torch
@@ -293,8 +294,7 @@ class MDNRNN(nn.Module):
             if end > t:
                 _, (h[:, first:], c[:, first:]) = self.lstm(x[first:, t:end], (h[:, first:], c[:, first:]))
                 t = end
-            while first < b and lengths[first] <= end:
-                first += 1
+            first = bisect.bisect_right(lengths, end)
         h_B_H, c_B_H = torch.empty_like(h[0]), torch.empty_like(c[0])
         h_B_H[order], c_B_H[order] = h[0], c[0]
         return h_B_H, c_B_H
