@@ -45,6 +45,40 @@ def validate_refit_settings(horizon: int, every: int, steps: int, max_starts: in
         raise ValueError(f"done_refit_max_starts={max_starts} must be >= 1, or None for every start.")
 
 
+def check_events(episodes: Sequence[EncodedEpisode], events: Sequence[torch.Tensor] | None) -> None:
+    """Raise a ValueError unless `events` is None or one (T,) label vector per episode, T its number of actions."""
+    if events is None:
+        return
+    if len(events) != len(episodes):
+        raise ValueError(f"events: {len(events)} label vectors for {len(episodes)} episodes (one per episode).")
+    for i, (ev, (_, _, actions, _)) in enumerate(zip(events, episodes)):
+        if ev.shape != (len(actions),):
+            raise ValueError(
+                f"events[{i}] has shape {tuple(ev.shape)}; episode {i} took {len(actions)} actions: one label per "
+                "action, 1 where the step that consumed it ended in the event."
+            )
+
+
+def hit_events(health: torch.Tensor, terminated: bool) -> torch.Tensor:
+    """The steps of one TakeCover episode that lost health: the labels `refit_done_on_dreams(events=...)` takes.
+
+    Args:
+        health: (T,) the player's health before each of the episode's T steps (`envs.vizdoom.health`).
+        terminated: Whether the episode ended by death: its last step was then a hit too (the lethal one, whose
+            health after is not observed).
+
+    Returns:
+        (T,) float 0/1: 1 at step t when health after it is below health before it.
+    """
+    health = torch.as_tensor(health, dtype=torch.float32)
+    hit = torch.zeros(len(health))
+    if len(health) > 1:
+        hit[:-1] = (health[1:] < health[:-1]).float()
+    if terminated and len(health):
+        hit[-1] = 1.0
+    return hit
+
+
 @torch.no_grad()
 def dreamed_death_pairs(
     world_model: WorldModel,
@@ -55,8 +89,9 @@ def dreamed_death_pairs(
     max_starts: int | None = None,
     generator: torch.Generator | None = None,
     batch_size: int = 1024,
+    events: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Dreams from real states with the real actions, and the real deaths they lead to.
+    """Dreams from real states with the real actions, and the real deaths (or other events) they lead to.
 
     Args:
         world_model: V + M; M's weights are only read.
@@ -68,13 +103,18 @@ def dreamed_death_pairs(
             floats are held at once).
         generator: Torch RNG for latents, members and the start subsample.
         batch_size: Starts dreamed at once.
+        events: Per episode, (T,) 0/1 labels of its steps (1: the step that consumed that action ended in the event),
+            in place of its death; None: the real deaths (the last step of an episode that terminated). On TakeCover
+            `hit_events` labels every step that lost health, so the head learns where hits happen, not only the
+            deaths among them.
 
     Returns:
-        "h" (P, H): M's LSTM output at each real dreamed step; "y" (P,): 1 where the real episode died at that
-        step; "start" (P,): which start each pair came from (pairs of one start share a history: hold out whole
-        starts); "starts": number of starts.
+        "h" (P, H): M's LSTM output at each real dreamed step; "y" (P,): 1 where the real episode died (or had
+        the event) at that step; "start" (P,): which start each pair came from (pairs of one start share a history:
+        hold out whole starts); "starts": number of starts.
     """
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    check_events(episodes, events)
     drawn = []
     for mu, logvar, actions, terminated in episodes:
         z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)  # M was trained on posterior samples
@@ -99,7 +139,9 @@ def dreamed_death_pairs(
             (e, t), (left, ended) = where[s + i].tolist(), outcomes[s + i].tolist()
             k = min(horizon, int(left))
             acts[i, :k], mask[i, :k] = drawn[e][2][t : t + k], True
-            if ended and left <= horizon:
+            if events is not None:
+                y[i, :k] = events[e][t : t + k].float()
+            elif ended and left <= horizon:
                 y[i, int(left) - 1] = 1.0  # the done target sits on the step that consumed the last action
         h, c, z = h0[s : s + n].to(dev), c0[s : s + n].to(dev), z0[s : s + n].to(dev)
         out = []
@@ -192,6 +234,7 @@ def refit_done_on_dreams(
     steps: int = 300,
     max_starts: int | None = 8000,
     seed: int = 0,
+    events: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Dream from real states with the real actions and refit the done head on the real deaths, in place.
 
@@ -206,6 +249,8 @@ def refit_done_on_dreams(
         steps: Adam steps of 8192 pairs.
         max_starts: Cap on dreamed starts (memory: starts x horizon x LSTM size floats), None for all.
         seed: Seeds latents, members, the subsample and minibatches.
+        events: Per episode, 0/1 labels of its steps in place of its death (`dreamed_death_pairs`; `hit_events`:
+            the head then predicts hits, and a dream of it ends at the first hit).
 
     Returns:
         Metrics `world_model/done_refit_*`: held-out loss and AUC before/after, pairs, deaths, starts, and
@@ -217,7 +262,7 @@ def refit_done_on_dreams(
     gen = torch.Generator().manual_seed(seed)
     was_training = world_model.training
     world_model.eval()
-    pairs = dreamed_death_pairs(world_model, episodes, horizon, every, temperature, max_starts, gen)
+    pairs = dreamed_death_pairs(world_model, episodes, horizon, every, temperature, max_starts, gen, events=events)
     if pairs["y"].sum() == 0:
         # Nothing to learn deaths from (e.g. early data that only ended by the time limit): keep the head.
         logger.warning(

@@ -412,6 +412,74 @@ def test_planner_foresight_records_every_decision_and_holds_actions_within_the_s
     assert foresight.Recorder(scored, 0.0).act(z, z, z, taken).tolist() == [1, 1, 1]
 
 
+def test_done_labels_records_each_episodes_frames_actions_and_health_and_refits_on_its_hits(monkeypatch, tmp_path):
+    """The recorder files V's posterior of each frame the agent read (the encoding the agent used), the action it
+    took and the health before each step under the episode played; the refit on hits writes a world model whose
+    done head alone changed, with the prior-corrected offset."""
+    import argparse
+    import functools
+    import math
+
+    from rllib_worldmodel.rl_module import WorldModelsRLModule
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    labels = load_script("done_labels")
+    monkeypatch.setattr(labels, "health", lambda env: 100.0 - 30.0 * (len(env.actions) >= 3))  # a hit at step 2
+    mc = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2, "action_repeat": 2, "plan_horizon": 4, "plan_samples": 2}
+    module = WorldModelsRLModule(
+        observation_space=_LoggedEnv.observation_space, action_space=_LoggedEnv.action_space, model_config=mc
+    )
+    module.set_random_only(False)
+    encode = module.world_model.vae.encode
+    frames: dict[int, list[np.ndarray]] = {}
+
+    class Framed(_LoggedEnv):  # keeps the frames each episode showed, to encode them again below
+        def reset(self, *, seed=None, options=None):
+            obs, info = super().reset(seed=seed, options=options)
+            self.frames = frames.setdefault(seed, [obs])
+            return obs, info
+
+        def step(self, action):
+            out = super().step(action)
+            self.frames.append(out[0])
+            return out
+
+    recorder = labels.EpisodeRecorder(module)
+    log: dict[int, list[int]] = {}
+    returns = labels.play(
+        module, functools.partial(Framed, log, length=7), episodes=3, seed=0, num_envs=2, observe=recorder.observe
+    )
+    episodes = recorder.episodes(returns, cap_steps=10)
+    assert module.world_model.vae.encode == encode  # V is left as it was
+    assert len(episodes) == 3
+    for ep, rec in enumerate(episodes):
+        assert rec["action"].tolist() == log[ep] and rec["terminated"] and rec["return"] == 7.0
+        assert rec["health"].tolist() == [100.0, 100.0, 100.0, 70.0, 70.0, 70.0, 70.0]
+        with torch.no_grad():
+            mu, logvar = encode(torch.as_tensor(np.stack(frames[ep][:7])))
+        torch.testing.assert_close(rec["mu"], mu)
+        torch.testing.assert_close(rec["logvar"], logvar)
+    assert not recorder.episodes(returns, cap_steps=7)[0]["terminated"]  # ran to the cap: cut, not dead
+    source = tmp_path / "world_model.pt"
+    module.world_model.save(source, metadata={"done_logit_offset": -0.1, "env_settings": {"frame_skip": 4}})
+    args = argparse.Namespace(refit_horizon=5, refit_every=1, refit_steps=20, max_starts=None, seed=0, offset=None)
+    row = labels.refit(source, episodes, "hits", args, tmp_path / "hits.pt")
+    assert row["events"] == 6.0  # the hit at step 2 and the death at the last step, in each of 3 episodes
+    assert row["skipped"] == 0.0 and row["pairs"] > 0
+    from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
+
+    meta = read_checkpoint(tmp_path / "hits.pt")["metadata"]
+    assert meta["done_logit_offset"] == pytest.approx(-math.log(module.wm_config.done_pos_weight))
+    assert meta["done_head_labels"] == "hits" and meta["env_settings"] == {"frame_skip": 4}
+    refitted = WorldModel.load(tmp_path / "hits.pt").state_dict()
+    for name, value in module.world_model.state_dict().items():
+        if not name.startswith("mdn_rnn.done_head"):
+            torch.testing.assert_close(refitted[name], value, msg=name)
+    assert not torch.allclose(refitted["mdn_rnn.done_head.weight"], module.world_model.mdn_rnn.done_head.weight)
+    deaths = labels.refit(source, episodes, "deaths", args, tmp_path / "deaths.pt")
+    assert deaths["events"] == 3.0
+
+
 def test_planner_foresight_counts_hits_deaths_and_the_auc_of_dreamed_danger():
     from types import SimpleNamespace
 

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 import rllib_worldmodel as rw
-from rllib_worldmodel.done_refit import dreamed_death_pairs, refit_done_head, validate_refit_settings
+from rllib_worldmodel.done_refit import (
+    dreamed_death_pairs,
+    hit_events,
+    refit_done_head,
+    validate_refit_settings,
+)
 from rllib_worldmodel.fidelity import roc_auc
 
 
@@ -51,6 +56,38 @@ def test_pairs_cover_each_start_up_to_its_real_end_and_label_the_death_step():
     assert y[np.isin(starts, [1, 3, 5])].sum() == 0  # truncation is not a death
     capped = dreamed_death_pairs(wm, eps, horizon=10, every=5, max_starts=3)
     assert capped["starts"] == 3 and len(np.unique(capped["start"].numpy())) == 3
+
+
+def test_hit_events_mark_every_step_that_lost_health_and_the_lethal_last_step():
+    health = torch.tensor([100.0, 100.0, 58.0, 58.0, 58.0, 20.0, 20.0])
+    np.testing.assert_array_equal(hit_events(health, terminated=True).numpy(), [0, 1, 0, 0, 1, 0, 1])
+    # cut by the time limit: the last step lost nothing (its health after is not observed, and it did not die)
+    np.testing.assert_array_equal(hit_events(health, terminated=False).numpy(), [0, 1, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(hit_events(torch.tensor([100.0]), terminated=True).numpy(), [1])
+    # health regained (a medkit elsewhere) is not a hit
+    np.testing.assert_array_equal(hit_events(torch.tensor([50.0, 80.0, 80.0]), False).numpy(), [0, 0, 0])
+
+
+def test_events_label_the_dreamed_steps_in_place_of_the_death():
+    wm = _tiny_world_model()
+    eps = _encoded(wm, [23, 12], [True, False])
+    events = [torch.zeros(23), torch.zeros(12)]
+    events[0][[3, 17]] = 1.0  # two hits in the first episode (its death at step 22 is not an event here)
+    events[1][11] = 1.0  # a hit on the last step of the episode cut by the time limit
+    gen = torch.Generator().manual_seed(0)
+    pairs = dreamed_death_pairs(wm, eps, horizon=10, every=5, generator=gen, events=events)
+    same = dreamed_death_pairs(wm, eps, horizon=10, every=5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pairs["h"], same["h"])  # the same dreams, only the labels differ
+    y, start = pairs["y"].numpy(), pairs["start"].numpy()
+    # starts in time order: (ep0, 0), (ep1, 0), (ep0, 5), (ep1, 5), (ep0, 10), (ep1, 10), (ep0, 15), (ep0, 20)
+    assert y.sum() == 1 + 1 + 1 + 1 + 1  # step 3 from start 0; 17 from 10 and 15; ep1's 11 from 5 and 10
+    assert y[start == 0][3] == 1 and y[start == 4][7] == 1 and y[start == 6][2] == 1
+    assert y[start == 3][6] == 1 and y[start == 5][1] == 1
+    assert y[start == 7].sum() == 0  # the death is not labelled when events are given
+    with pytest.raises(ValueError, match=r"events\[1\] has shape \(11,\); episode 1 took 12 actions"):
+        dreamed_death_pairs(wm, eps, horizon=10, events=[torch.zeros(23), torch.zeros(11)])
+    with pytest.raises(ValueError, match="1 label vectors for 2 episodes"):
+        rw.refit_done_on_dreams(wm, eps, horizon=10, events=[torch.zeros(23)])
 
 
 def test_refit_learns_constructed_deaths_and_keeps_members_apart():
