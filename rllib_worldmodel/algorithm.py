@@ -279,6 +279,23 @@ class WorldModels(Algorithm):
                 self.replay.get_num_timesteps(),
             )
 
+    def _warn_if_restored_replay_outgrows_capacity(self) -> None:
+        """Say at restore, before anything is lost, when the checkpoint's replay holds more real steps than this run's
+        `replay_capacity`: the buffer's state does not carry its capacity, so the restored steps all stay until the
+        next collection, which then drops the oldest of them for good (e.g. a chain resumed without the capacity it
+        was started with)."""
+        held, capacity = self.replay.get_num_timesteps(), self.config.replay_capacity
+        if held > capacity:
+            logger.warning(
+                "The restored replay holds %d real steps, more than replay_capacity=%d: the next collection drops "
+                "its oldest %d or more for good. To keep them, resume with replay_capacity >= %d "
+                "(`.world_model(replay_capacity=...)`, CLI --replay-capacity).",
+                held,
+                capacity,
+                held - capacity,
+                held,
+            )
+
     def _controller_state(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
         ctrl = copy.deepcopy(self.local_module.controller).cpu()
         ctrl.set_flat(flat)
@@ -1000,6 +1017,7 @@ class WorldModels(Algorithm):
         extra = state.get("world_models")
         if extra is not None:
             self.replay.set_state(unpack_replay_state(extra["replay"]))
+            self._warn_if_restored_replay_outgrows_capacity()
             self.cma.set_state(extra["cma"])
             if self.explorer is not None and extra.get("explorer") is not None:
                 self.explorer.set_state(extra["explorer"])

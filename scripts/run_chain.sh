@@ -21,7 +21,8 @@
 # world_model.pt written) is skipped, a leg stopped part-way resumes from its own checkpoint, the next leg from the
 # last one's. Usage: bash scripts/run_chain.sh [OUT=runs/chain] [FIRST_LEG=1] (legs before FIRST_LEG are not run;
 # leg N then starts from leg N-1's checkpoint in OUT). CHAIN_DRY_RUN=1 prints each command instead of running it.
-# REPLAY_CAPACITY=N sets every leg's replay capacity. The default is 400,000 (the product's `replay_capacity`): the
+# REPLAY_CAPACITY=N sets every leg's replay capacity (kept in OUT/replay_capacity: a chain run again uses it, and
+# refuses a different one). The default is 400,000 (the product's `replay_capacity`): the
 # whole chain collects about 700,000 real steps and 400,000 keeps the newest ~57%; on the same 600 real episodes its
 # iteration 16 planned +133 ± 27 frames above the 200,000-step chain's and its C alone +187 ± 19 (one chain each).
 # REPLAY_CAPACITY=200000 runs the original (the newest ~30%). Each 100,000 steps of replay is about 1.25 GB resident
@@ -32,7 +33,21 @@ OUT="${1:-runs/chain}"
 FIRST="${2:-1}"
 PY="${PYTHON:-python3}"
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
-COMMON=(--fit-epochs-over new --replay-capacity "${REPLAY_CAPACITY:-400000}")
+# The replay capacity is the chain's: kept in OUT on its first run and reused when it is run again, since a resumed
+# leg with a smaller one would drop collected episodes for good at its next collection.
+CAPACITY_FILE="$OUT/replay_capacity"
+if [ -f "$CAPACITY_FILE" ]; then
+    CAPACITY=$(cat "$CAPACITY_FILE")
+    if [ -n "${REPLAY_CAPACITY:-}" ] && [ "$REPLAY_CAPACITY" != "$CAPACITY" ]; then
+        echo "REPLAY_CAPACITY=$REPLAY_CAPACITY, but the chain in $OUT was started with $CAPACITY ($CAPACITY_FILE):" \
+            "run it again without REPLAY_CAPACITY (or with $CAPACITY), or start another chain in a new OUT." >&2
+        exit 2
+    fi
+else
+    CAPACITY="${REPLAY_CAPACITY:-400000}"
+    if [ -z "${CHAIN_DRY_RUN:-}" ]; then mkdir -p "$OUT" && echo "$CAPACITY" >"$CAPACITY_FILE"; fi
+fi
+COMMON=(--fit-epochs-over new --replay-capacity "$CAPACITY")
 # the fine planner: leg 4 collects and deploys it, leg 5 labels C with it (the same planner, or the fit learns another)
 PLAN=(--plan-horizon 12 --plan-every 3 --plan-dream-episodes 8)
 

@@ -492,6 +492,30 @@ def test_a_checkpoint_without_the_sampled_step_count_resumes_it_from_the_kept_st
         fresh.stop()
 
 
+def test_restoring_a_replay_bigger_than_the_capacity_says_so_before_anything_is_dropped(trained, caplog):
+    """A run resumed with a smaller replay_capacity than its checkpoint's replay holds keeps every restored step until
+    the next collection: the warning comes at restore, names both numbers and the setting that keeps them."""
+    algo, _ = trained
+    state = algo.get_state()
+    held = algo.replay.get_num_timesteps()
+    assert held > 60
+    fresh = tiny_config().world_model(replay_capacity=60).build_algo()
+    try:
+        with caplog.at_level(logging.WARNING, logger="rllib_worldmodel.algorithm"):
+            fresh.set_state(state)
+        assert fresh.replay.get_num_timesteps() == held  # nothing dropped yet
+        warnings = [r.getMessage() for r in caplog.records if "restored replay" in r.getMessage()]
+        assert len(warnings) == 1
+        assert f"holds {held} real steps" in warnings[0] and "replay_capacity=60" in warnings[0]
+        assert f"replay_capacity >= {held}" in warnings[0] and "--replay-capacity" in warnings[0]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rllib_worldmodel.algorithm"):
+            algo.set_state(state)  # the capacity it was saved with: nothing to say
+        assert not [r for r in caplog.records if "restored replay" in r.getMessage()]
+    finally:
+        fresh.stop()
+
+
 def test_registered_trainable_under_tune(ray_session, tmp_path):
     from ray import tune
 

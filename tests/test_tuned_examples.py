@@ -185,6 +185,30 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last(tmp_path
     assert d.func is cli.cmd_distill and d.checkpoint == f"{parsed[-1].out}/checkpoint" and d.states == 16000
 
 
+def test_the_chain_keeps_the_replay_capacity_it_was_started_with(tmp_path):
+    """A chain run again uses the replay capacity kept in its folder and refuses another one (a resumed leg with a
+    smaller capacity would drop collected episodes); a dry run writes nothing."""
+    import os
+    import subprocess
+
+    from rllib_worldmodel import cli
+
+    _chain_commands(tmp_path, REPLAY_CAPACITY="600000")
+    assert not (tmp_path / "replay_capacity").exists()  # CHAIN_DRY_RUN: no side effects
+    (tmp_path / "replay_capacity").write_text("600000\n")  # as a real first run leaves it
+    *legs, _ = _chain_commands(tmp_path)
+    assert {cli.build_parser().parse_args(leg).replay_capacity for leg in legs} == {600_000}
+    assert len(_chain_commands(tmp_path, REPLAY_CAPACITY="600000")) == len(legs) + 1  # the same one is fine
+    refused = subprocess.run(
+        ["bash", str(SCRIPTS / "run_chain.sh"), str(tmp_path)],
+        env={**os.environ, "REPLAY_CAPACITY": "400000", "CHAIN_DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "REPLAY_CAPACITY=400000" in refused.stderr and "started with 600000" in refused.stderr
+
+
 def _fake_checkpoint(folder: Path) -> None:
     folder.mkdir(parents=True)
     (folder / "algorithm_state.pkl").write_bytes(b"x")
