@@ -76,8 +76,7 @@ def hit_events(health: torch.Tensor, terminated: bool) -> torch.Tensor:
     """
     health = torch.as_tensor(health, dtype=torch.float32)
     hit = torch.zeros(len(health))
-    if len(health) > 1:
-        hit[:-1] = (health[1:] < health[:-1]).float()
+    hit[:-1] = (health[1:] < health[:-1]).float()  # empty for a one-step episode
     if terminated and len(health):
         hit[-1] = 1.0
     return hit
