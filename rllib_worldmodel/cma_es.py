@@ -9,11 +9,17 @@ dropped from the batch as they end, so a generation costs the steps that were re
 from __future__ import annotations
 
 import pickle
+import warnings
 from dataclasses import dataclass, field
 
-import cma
 import numpy as np
 import torch
+
+with warnings.catch_warnings():
+    # `cma` warns at import, in every process that loads this module (the CLI, each Ray worker), that matplotlib is
+    # missing; only its `cma.plot()` needs it, and nothing here plots.
+    warnings.filterwarnings("ignore", message="Could not import matplotlib", category=UserWarning)
+    import cma
 
 from rllib_worldmodel.dream import DreamSimulator
 from rllib_worldmodel.models.controller import Controller, held_actions

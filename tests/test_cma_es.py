@@ -1,5 +1,8 @@
 """CMA-ES in the dream: batched controllers, population evaluation, resumable state."""
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -100,3 +103,11 @@ def test_held_actions_keeps_continuous_actions_whole():
     out = held_actions(new, old, torch.tensor([0, 1, 4]), 2)
     torch.testing.assert_close(out, torch.tensor([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]))
     assert held_actions(new, None, torch.tensor([3, 3, 3]), 2) is new
+
+
+def test_importing_it_does_not_warn_about_cma_plotting():
+    # `cma` warns at import when matplotlib is missing (it is not a dependency); every CLI command and Ray worker
+    # loads this module, so the warning would reach every user's console for a feature nothing here uses.
+    code = "import warnings; warnings.simplefilter('always'); import rllib_worldmodel.cma_es"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert "matplotlib" not in out.stderr
