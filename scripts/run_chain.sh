@@ -33,6 +33,10 @@ OUT="${1:-runs/chain}"
 FIRST="${2:-1}"
 PY="${PYTHON:-python3}"
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+# Each leg starts its own Ray (RAY_ADDRESS=local) unless told otherwise: Ray's default joins any cluster started on
+# this machine (/tmp/ray/ray_current_cluster), and a leg that began while a test's short-lived cluster was up joined
+# it and died when that cluster stopped (RESULTS.md, "A third chain, with a 600,000-step replay").
+export RAY_ADDRESS="${RAY_ADDRESS:-local}"
 # The replay capacity is the chain's: kept in OUT on its first run and reused when it is run again, since a resumed
 # leg with a smaller one would drop collected episodes for good at its next collection.
 CAPACITY_FILE="$OUT/replay_capacity"
