@@ -127,20 +127,27 @@ def test_takecover_skip4_preset_matches_the_main_job():
     assert {"skill": DEFAULT_SKILL, "frame_cap": FRAME_CAP, **cfg.env_config["real"]} == preset.env_config["real"]
 
 
-def _chain_commands(out: Path, *args: str, **env: str) -> list[list[str]]:
-    """The commands scripts/run_chain.sh would run into `out` as things stand there (its CHAIN_DRY_RUN), as argument
-    lists for `rllib-worldmodel` (run_main.sh's command line prepended, as that script passes it), and its notes."""
+def _chain_dry_run(out: Path, *args: str, **env: str):
+    """scripts/run_chain.sh into `out` with CHAIN_DRY_RUN set and `env` added: the finished process, not checked."""
     import os
-    import shlex
     import subprocess
 
-    printed = subprocess.run(
+    return subprocess.run(
         ["bash", str(SCRIPTS / "run_chain.sh"), str(out), *args],
         env={**os.environ, **env, "CHAIN_DRY_RUN": "1"},
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout.splitlines()
+    )
+
+
+def _chain_commands(out: Path, *args: str, **env: str) -> list[list[str]]:
+    """The commands scripts/run_chain.sh would run into `out` as things stand there (its CHAIN_DRY_RUN), as argument
+    lists for `rllib-worldmodel` (run_main.sh's command line prepended, as that script passes it), and its notes."""
+    import shlex
+
+    done = _chain_dry_run(out, *args, **env)
+    done.check_returncode()
+    printed = done.stdout.splitlines()
     commands = []
     for line in printed:
         words = shlex.split(line)
@@ -188,9 +195,6 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last(tmp_path
 def test_the_chain_keeps_the_replay_capacity_it_was_started_with(tmp_path):
     """A chain run again uses the replay capacity kept in its folder and refuses another one (a resumed leg with a
     smaller capacity would drop collected episodes); a dry run writes nothing."""
-    import os
-    import subprocess
-
     from rllib_worldmodel import cli
 
     _chain_commands(tmp_path, REPLAY_CAPACITY="600000")
@@ -199,12 +203,7 @@ def test_the_chain_keeps_the_replay_capacity_it_was_started_with(tmp_path):
     *legs, _ = _chain_commands(tmp_path)
     assert {cli.build_parser().parse_args(leg).replay_capacity for leg in legs} == {600_000}
     assert len(_chain_commands(tmp_path, REPLAY_CAPACITY="600000")) == len(legs) + 1  # the same one is fine
-    refused = subprocess.run(
-        ["bash", str(SCRIPTS / "run_chain.sh"), str(tmp_path)],
-        env={**os.environ, "REPLAY_CAPACITY": "400000", "CHAIN_DRY_RUN": "1"},
-        capture_output=True,
-        text=True,
-    )
+    refused = _chain_dry_run(tmp_path, REPLAY_CAPACITY="400000")
     assert refused.returncode == 2 and refused.stdout == ""
     assert "REPLAY_CAPACITY=400000" in refused.stderr and "started with 600000" in refused.stderr
 
