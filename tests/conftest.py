@@ -30,7 +30,10 @@ def ray_session():
 
     from rllib_worldmodel.registration import register_all, register_trainable_name
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # address="local": always a Ray of the suite's own. With no address, Ray joins the cluster recorded in
+    # /tmp/ray/ray_current_cluster (left by any `ray start --head` or cluster_utils.Cluster on the machine), and the
+    # tests would then share, or die with, someone else's cluster.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     # Ray's registry is per cluster: a test that started and shut down its own Ray (the CLI's) took the import-time
     # registrations with it, so register again in this one, as `rllib-worldmodel` does.
     register_all()
