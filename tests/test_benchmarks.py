@@ -940,17 +940,44 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
     assert "--a" in capsys.readouterr().err
 
 
-def test_paired_agents_reproduces_the_400k_chains_published_pairing(capsys):
-    """README and RESULTS quote +133.3 ± 27.1 (planning) and +187.5 ± 19.0 (C alone) for the 400,000-step chain's
-    iteration 16 over the 200,000-step chain's on 600 shared episodes: the committed result files say so."""
+@pytest.mark.parametrize(
+    ("a", "b", "lines"),
+    [
+        (  # the 400,000-step chain over the 200,000-step chain (README, "Commands and files")
+            "keep400k",
+            "",
+            [
+                "| C alone (z: sample) | 600 | 718.7 ± 447.3 | 531.2 ± 303.9 | +187.5 ± 19.0 | 6 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "1065.6 ± 610.6 | 932.3 ± 563.5 | +133.3 ± 27.1 | 6 of 6 |",
+            ],
+        ),
+        (  # the 600,000-step chain under both 400,000-step runs (RESULTS, "A third chain, with a 600,000-step replay")
+            "keep600k",
+            "keep400k",
+            [
+                "| C alone (z: sample) | 600 | 536.8 ± 312.7 | 718.7 ± 447.3 | -182.0 ± 18.7 | 0 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "915.3 ± 549.0 | 1065.6 ± 610.6 | -150.4 ± 27.7 | 0 of 6 |",
+            ],
+        ),
+        (
+            "keep600k",
+            "keep400k_rep",
+            [
+                "| C alone (z: sample) | 600 | 536.8 ± 312.7 | 735.3 ± 467.6 | -198.5 ± 19.8 | 0 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "915.3 ± 549.0 | 989.5 ± 608.6 | -74.3 ± 27.9 | 0 of 6 |",
+            ],
+        ),
+    ],
+)
+def test_paired_agents_reproduces_the_chains_published_pairings(capsys, a, b, lines):
+    """README and RESULTS quote these paired differences of the chains' iteration 16 on 600 shared episodes (seeds
+    13000-18099): the committed result files say so."""
     results = BENCHMARKS / "results"
-    args = ["--a", str(results / "dream_planning_chain_keep400k_it16_seeds*.json")]
-    assert (
-        load_script("paired_agents").main([*args, "--b", str(results / "dream_planning_chain_it16_seeds*.json")]) == 0
-    )
+    files = [results / f"dream_planning_chain{'_' + name if name else ''}_it16_seeds*.json" for name in (a, b)]
+    assert load_script("paired_agents").main(["--a", str(files[0]), "--b", str(files[1])]) == 0
     table = capsys.readouterr().out
-    assert "| C alone (z: sample) | 600 | 718.7 ± 447.3 | 531.2 ± 303.9 | +187.5 ± 19.0 | 6 of 6 |" in table
-    assert (
-        "| planning 12 ahead every 3 (z: sample) | 600 | 1065.6 ± 610.6 | 932.3 ± 563.5 | +133.3 ± 27.1 | 6 of 6 |"
-        in table
-    )
+    for line in lines:
+        assert line in table
