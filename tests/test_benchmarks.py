@@ -944,8 +944,8 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
     ("a", "b", "lines"),
     [
         (  # the 400,000-step chain over the 200,000-step chain (README, "Commands and files")
-            "keep400k",
-            "",
+            "chain_keep400k",
+            "chain",
             [
                 "| C alone (z: sample) | 600 | 718.7 ± 447.3 | 531.2 ± 303.9 | +187.5 ± 19.0 | 6 of 6 |",
                 "| planning 12 ahead every 3 (z: sample) | 600 | "
@@ -953,8 +953,8 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
             ],
         ),
         (  # the 600,000-step chain under both 400,000-step runs (RESULTS, "A third chain, with a 600,000-step replay")
-            "keep600k",
-            "keep400k",
+            "chain_keep600k",
+            "chain_keep400k",
             [
                 "| C alone (z: sample) | 600 | 536.8 ± 312.7 | 718.7 ± 447.3 | -182.0 ± 18.7 | 0 of 6 |",
                 "| planning 12 ahead every 3 (z: sample) | 600 | "
@@ -962,8 +962,8 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
             ],
         ),
         (
-            "keep600k",
-            "keep400k_rep",
+            "chain_keep600k",
+            "chain_keep400k_rep",
             [
                 "| C alone (z: sample) | 600 | 536.8 ± 312.7 | 735.3 ± 467.6 | -198.5 ± 19.8 | 0 of 6 |",
                 "| planning 12 ahead every 3 (z: sample) | 600 | "
@@ -976,7 +976,7 @@ def test_paired_agents_reproduces_the_chains_published_pairings(capsys, a, b, li
     """README and RESULTS quote these paired differences of the chains' iteration 16 on 600 shared episodes (seeds
     13000-18099): the committed result files say so."""
     results = BENCHMARKS / "results"
-    files = [results / f"dream_planning_chain{'_' + name if name else ''}_it16_seeds*.json" for name in (a, b)]
+    files = [results / f"dream_planning_{name}_it16_seeds*.json" for name in (a, b)]
     assert load_script("paired_agents").main(["--a", str(files[0]), "--b", str(files[1])]) == 0
     table = capsys.readouterr().out
     for line in lines:
