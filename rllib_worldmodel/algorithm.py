@@ -46,7 +46,7 @@ from rllib_worldmodel.calibration import (
 )
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.config import WorldModelsConfig
-from rllib_worldmodel.data import pack_replay_state, unpack_replay_state
+from rllib_worldmodel.data import pack_replay_state, recency_weights, steps_stored_after, unpack_replay_state
 from rllib_worldmodel.distill import distill_planner, DistillSettings
 from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
@@ -418,6 +418,14 @@ class WorldModels(Algorithm):
         self.metrics.log_value("world_model/vae_updates", n_vae, window=1)
         self.metrics.log_value("world_model/mdn_updates", n_mdn, window=1)
         self.metrics.log_value("world_model/mdn_transitions", n_transitions, window=1)
+        self.metrics.log_value("world_model/mdn_sample_age_steps", self._mdn_sample_age(), window=1)
+
+    def _mdn_sample_age(self) -> float:
+        """Mean age (real steps stored after it) of a step in M's windows as `_mdn_batch` draws them: half the
+        replay when uniform, less under `mdn_recency_half_life` (death windows not counted)."""
+        lengths = np.array([len(ep) for ep in self.replay.episodes], dtype=float)
+        p = lengths * recency_weights(lengths, self.config.mdn_recency_half_life)
+        return float(np.sum(p / p.sum() * (steps_stored_after(lengths) + (lengths - 1) / 2)))
 
     def _log_seconds(self, key: str, since: float) -> float:
         """Log the seconds since `since` under `key` (this iteration's, window 1); returns now."""
@@ -573,18 +581,24 @@ class WorldModels(Algorithm):
 
     def _mdn_batch(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
         """Windows of up to `seq_len` transitions at uniformly random positions, with their episode prefixes; the
-        batch is padded to its longest window, not to `seq_len`."""
+        batch is padded to its longest window, not to `seq_len`. Episodes are drawn by their length, times their
+        recency weight under `mdn_recency_half_life` (`data.recency_weights`)."""
         episodes = self.replay.episodes
         lengths = np.array([len(ep) for ep in episodes], dtype=float)
-        picks = self._rng.choice(len(episodes), size=batch_size, p=lengths / lengths.sum())
+        recency = recency_weights(lengths, self.config.mdn_recency_half_life)
+        p = lengths * recency
+        picks = self._rng.choice(len(episodes), size=batch_size, p=p / p.sum())
         z_size = self.world_model.config.z_size
         rows = []
         frac = self.config.death_window_fraction
-        deaths = [i for i, ep in enumerate(episodes) if ep.is_terminated] if frac > 0 else []
+        deaths = np.array([i for i, ep in enumerate(episodes) if ep.is_terminated] if frac > 0 else [], np.int64)
+        weighted = len(deaths) and self.config.mdn_recency_half_life is not None
+        p_death = recency[deaths] / recency[deaths].sum() if weighted else None
         for i in picks:
-            to_death = bool(deaths) and self._rng.random() < frac
+            to_death = bool(len(deaths)) and self._rng.random() < frac
             if to_death:  # a window that contains the death (the done head's rare positives)
-                i = deaths[int(self._rng.integers(len(deaths)))]
+                j = self._rng.choice(len(deaths), p=p_death) if weighted else self._rng.integers(len(deaths))
+                i = int(deaths[j])
             ep = episodes[i]
             mu, logvar, a, r, done = self._latents[ep.id_]
             t = len(ep)

@@ -125,6 +125,7 @@ def train_config(args: argparse.Namespace):
             mdn_latents=args.mdn_latents,
             done_refit_horizon=args.done_refit_horizon,
             **({} if args.replay_capacity is None else {"replay_capacity": args.replay_capacity}),
+            mdn_recency_half_life=args.mdn_recency_half_life,
         )
         .collection(
             real_episodes_per_iteration=args.episodes_per_iteration,
@@ -925,6 +926,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="real env steps the replay keeps; when full it drops its oldest episodes (default: the config's "
         "400000; full, with 64x64 frames: ~2.7 GB a checkpoint (lz4-packed), ~15 GB resident while fitting)",
+    )
+    train.add_argument(
+        "--mdn-recency-half-life",
+        type=int,
+        default=None,
+        help="draw M's training windows weighted to recent data: a stored step's weight halves with every this many "
+        "real steps collected after it (default: uniform over the replay)",
     )
     _add_vae_focus_args(train)
     train.add_argument("--pessimism", type=float, default=0.0, help="dream reward penalty per unit of disagreement")

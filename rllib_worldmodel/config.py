@@ -69,6 +69,7 @@ class WorldModelsConfig(AlgorithmConfig):
         # Real steps kept. Measured: a 200,000-step replay that dropped the first rounds' data cost 108 +- 42 frames
         # of real TakeCover score against one that kept it (RESULTS.md); 400,000 fits a 24 GiB machine.
         self.replay_capacity = 400_000
+        self.mdn_recency_half_life = None  # M's windows drawn uniformly over the replay's steps
         # real data collection
         self.real_episodes_per_iteration = 100
         self.random_iterations = 1  # paper: the first data comes from random actions held 1-10 steps
@@ -170,6 +171,7 @@ class WorldModelsConfig(AlgorithmConfig):
         mdn_epochs_per_iteration: float = NotProvided,
         fit_epochs_over: str = NotProvided,
         replay_capacity: int = NotProvided,
+        mdn_recency_half_life: int | None = NotProvided,
         num_heads: int = NotProvided,
         done_bias_init: float | None = NotProvided,
         vae_warmup_epochs: float = NotProvided,
@@ -215,6 +217,11 @@ class WorldModelsConfig(AlgorithmConfig):
                 costs, when full, about 2.7 GB a checkpoint (the replay lz4-packed: 6,835 bytes a step measured on
                 the main job) and 15 GB resident at a fit's peak (measured at 266k steps: 9.9 GB). Raise it to keep
                 every round's data of longer runs, lower it on a small machine.
+            mdn_recency_half_life: Draw M's training windows (and its death windows) weighted to recent data: a
+                stored step's weight halves with every this many real steps collected after its episode
+                (`data.recency_weights`), so M keeps every round's data but fits the newest rounds, where the
+                current agent plays, most. None (default): uniform over the replay's steps. V's frames stay
+                uniform. `world_model/mdn_sample_age_steps` reports the mean age of a drawn step either way.
             num_heads: M's ensemble size (1: paper; >= 2: heads trained on bootstrap resamples whose disagreement
                 drives pessimism and curiosity).
             done_bias_init: Initial done-logit bias, a prior on deaths (e.g. -5); None keeps PyTorch's init.
@@ -812,6 +819,12 @@ class WorldModelsConfig(AlgorithmConfig):
         ):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{name}={v!r} must be >= 0.")
+        h = self.mdn_recency_half_life
+        need(
+            h is None or (isinstance(h, int) and not isinstance(h, bool) and h >= 1),
+            f"mdn_recency_half_life={h!r} must be None (uniform over the replay) or an integer >= 1 (real steps over "
+            "which a stored step's sampling weight halves).",
+        )
         need(
             0.0 <= self.death_window_fraction <= 1.0,
             f"death_window_fraction={self.death_window_fraction!r} must be in [0, 1].",

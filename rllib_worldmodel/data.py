@@ -221,6 +221,35 @@ def unpack_replay_state(state: dict) -> dict:
     return out
 
 
+def recency_weights(lengths: np.ndarray, half_life: float | None) -> np.ndarray:
+    """Each stored episode's weight (oldest first) when a step's weight halves with every `half_life` real steps
+    stored after its episode: what `world_model(mdn_recency_half_life=...)` draws M's windows by. A window's episode
+    is drawn with probability proportional to its length times this weight, a death window's (one per death) to
+    the weight alone.
+
+    Args:
+        lengths: Steps of each stored episode, oldest first (the replay's order).
+        half_life: Real steps over which the weight halves; None weighs every episode 1 (the uniform draw).
+
+    Returns:
+        Weights in (0, 1], the newest episode's 1.
+    """
+    lengths = np.asarray(lengths, dtype=float)
+    if half_life is None:
+        return np.ones_like(lengths)
+    return np.exp2(-steps_stored_after(lengths) / float(half_life))
+
+
+def steps_stored_after(lengths: np.ndarray) -> np.ndarray:
+    """Real steps stored after each episode (oldest first): its age in the replay, 0 for the newest.
+
+    Args:
+        lengths: Steps of each stored episode, oldest first.
+    """
+    lengths = np.asarray(lengths, dtype=float)
+    return lengths[::-1].cumsum()[::-1] - lengths
+
+
 def add_held_out_args(parser: argparse.ArgumentParser, episodes_help: str) -> None:
     """`--world-model` (one or more checkpoints), `--episodes` (a folder of `save_episodes`) and `--start`/`--stop`
     (the slice of it to use: episodes the models were not fitted on), shared by the fidelity benchmarks."""

@@ -639,6 +639,7 @@ def lever_config():
             done_bias_init=-3.0,
             vae_warmup_epochs=1.0,
             death_window_fraction=1.0,
+            mdn_recency_half_life=40,
             done_refit_horizon=10,
             done_refit_every=3,
             done_refit_steps=20,
@@ -693,6 +694,46 @@ def test_m_batches_oversample_deaths_and_bootstrap_members(levers):
     batch = algo._mdn_batch(16, 8)
     assert (batch["done"].sum(1) == 1).all()  # death_window_fraction=1: every window holds its episode's death
     assert batch["member_weights"].shape == (16, 3) and (batch["member_weights"] >= 0).all()
+
+
+class _RecordingLatents(dict):
+    """The algorithm's latents dict, recording which episodes `_mdn_batch` reads."""
+
+    def __init__(self, latents):
+        super().__init__(latents)
+        self.read = []
+
+    def __getitem__(self, key):
+        self.read.append(key)
+        return super().__getitem__(key)
+
+
+def test_m_windows_are_drawn_by_the_recency_weights(levers):
+    """mdn_recency_half_life=40: each episode is drawn by length x 2^(-steps stored after it / 40), death windows by
+    the weight alone; the metric reports the drawn steps' mean age, below the uniform draw's."""
+    algo, results = levers
+    episodes = list(algo.replay.episodes)
+    lengths = np.array([len(ep) for ep in episodes], float)
+    weights = rw.data.recency_weights(lengths, 40)
+    deaths = [i for i, ep in enumerate(episodes) if ep.is_terminated]
+    p_death = np.zeros(len(episodes))
+    p_death[deaths] = weights[deaths] / weights[deaths].sum()
+    assert lengths.sum() > 4 * 40  # old episodes weigh far less than new ones
+    recorder, latents = _RecordingLatents(algo._latents), algo._latents
+    algo._latents = recorder
+    try:
+        algo._mdn_batch(2000, 4)  # death_window_fraction=1: every window is a death window
+    finally:
+        algo._latents = latents
+    index = {ep.id_: i for i, ep in enumerate(episodes)}
+    counts = np.bincount([index[k] for k in recorder.read], minlength=len(episodes))
+    expected = 2000 * p_death
+    assert np.abs(counts - expected).max() <= 5 * np.sqrt(expected.max()) + 1
+    newest, oldest = deaths[-1], deaths[0]
+    assert counts[newest] > counts[oldest]
+    age = results[-1]["world_model/mdn_sample_age_steps"]
+    uniform_age = np.sum(lengths / lengths.sum() * (rw.data.steps_stored_after(lengths) + (lengths - 1) / 2))
+    assert 0 < age < uniform_age and age == pytest.approx(algo._mdn_sample_age())
 
 
 def test_guard_reacts_to_a_constructed_gap(levers):
@@ -754,6 +795,9 @@ def test_guard_state_survives_a_checkpoint(levers, tmp_path):
         (lambda c: c.world_model(done_refit_horizon=10, done_refit_every=0), "done_refit_every"),
         (lambda c: c.world_model(done_refit_steps=0), "done_refit_steps"),
         (lambda c: c.world_model(done_refit_max_starts=0), "done_refit_max_starts"),
+        (lambda c: c.world_model(mdn_recency_half_life=0), "mdn_recency_half_life"),
+        (lambda c: c.world_model(mdn_recency_half_life=2.5), "mdn_recency_half_life"),
+        (lambda c: c.world_model(mdn_recency_half_life=True), "mdn_recency_half_life"),
         (lambda c: c.controller(action_repeat=0), "action_repeat"),
         (lambda c: c.controller(action_repeat=4, trainer="rllib"), "action_repeat=4 needs trainer='cma'"),
         (lambda c: c.dream(start="middle"), "start"),

@@ -113,6 +113,10 @@ def test_train_fit_budget_flags_reach_the_config():
     for key in ("mdn_epochs_per_iteration", "mdn_seq_len", "replay_capacity"):
         assert getattr(default, key) == getattr(plain, key), key
     assert train_config(parse(["train", "--env", "takecover", "--replay-capacity", "800000"])).replay_capacity == 800000
+    assert default.mdn_recency_half_life is None
+    recent = train_config(parse(["train", "--env", "takecover", "--mdn-recency-half-life", "100000"]))
+    recent.validate()
+    assert recent.mdn_recency_half_life == 100000
 
 
 def test_the_planners_terminal_value_flag_reaches_the_config_and_defaults_to_zero():

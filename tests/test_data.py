@@ -107,3 +107,10 @@ def test_a_packed_replay_state_restores_every_episode_exactly_and_is_smaller():
     assert restored._indices == replay._indices
     # a state from a checkpoint written before packing restores as it always did
     assert unpack_replay_state(state) is state
+
+
+def test_recency_weights_halve_per_half_life_of_newer_steps():
+    lengths = np.array([10, 20, 30])  # oldest first: 50, 30 and 0 steps stored after each
+    np.testing.assert_array_equal(rw.data.steps_stored_after(lengths), [50, 30, 0])
+    np.testing.assert_allclose(rw.data.recency_weights(lengths, 30), [2 ** (-50 / 30), 0.5, 1.0])
+    np.testing.assert_array_equal(rw.data.recency_weights(lengths, None), [1.0, 1.0, 1.0])
