@@ -970,6 +970,15 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
                 "915.3 ± 549.0 | 989.5 ± 608.6 | -74.3 ± 27.9 | 0 of 6 |",
             ],
         ),
+        (  # the replicate's leg 4 again with mdn_recency_half_life=100000 (RESULTS, "M fitted on recent rounds")
+            "chain_keep400k_rep_hl100k",
+            "chain_keep400k_rep",
+            [
+                "| C alone (z: sample) | 600 | 652.5 ± 411.7 | 735.3 ± 467.6 | -82.8 ± 21.3 | 0 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "917.1 ± 556.6 | 989.5 ± 608.6 | -72.4 ± 27.3 | 1 of 6 |",
+            ],
+        ),
     ],
 )
 def test_paired_agents_reproduces_the_chains_published_pairings(capsys, a, b, lines):
