@@ -592,7 +592,7 @@ class WorldModels(Algorithm):
         rows = []
         frac = self.config.death_window_fraction
         deaths = np.array([i for i, ep in enumerate(episodes) if ep.is_terminated] if frac > 0 else [], np.int64)
-        weighted = len(deaths) and self.config.mdn_recency_half_life is not None
+        weighted = bool(len(deaths)) and self.config.mdn_recency_half_life is not None
         p_death = recency[deaths] / recency[deaths].sum() if weighted else None
         for i in picks:
             to_death = bool(len(deaths)) and self._rng.random() < frac
