@@ -420,12 +420,19 @@ class WorldModels(Algorithm):
         self.metrics.log_value("world_model/mdn_transitions", n_transitions, window=1)
         self.metrics.log_value("world_model/mdn_sample_age_steps", self._mdn_sample_age(), window=1)
 
+    def _mdn_episode_draw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stored episodes' lengths, recency weights (`mdn_recency_half_life`) and the probability that
+        `_mdn_batch` draws each for a window (length x weight, normalized), oldest first."""
+        lengths = np.array([len(ep) for ep in self.replay.episodes], dtype=float)
+        recency = recency_weights(lengths, self.config.mdn_recency_half_life)
+        p = lengths * recency
+        return lengths, recency, p / p.sum()
+
     def _mdn_sample_age(self) -> float:
         """Mean age (real steps stored after it) of a step in M's windows as `_mdn_batch` draws them: half the
         replay when uniform, less under `mdn_recency_half_life` (death windows not counted)."""
-        lengths = np.array([len(ep) for ep in self.replay.episodes], dtype=float)
-        p = lengths * recency_weights(lengths, self.config.mdn_recency_half_life)
-        return float(np.sum(p / p.sum() * (steps_stored_after(lengths) + (lengths - 1) / 2)))
+        lengths, _, p = self._mdn_episode_draw()
+        return float(np.sum(p * (steps_stored_after(lengths) + (lengths - 1) / 2)))
 
     def _log_seconds(self, key: str, since: float) -> float:
         """Log the seconds since `since` under `key` (this iteration's, window 1); returns now."""
@@ -584,14 +591,13 @@ class WorldModels(Algorithm):
         batch is padded to its longest window, not to `seq_len`. Episodes are drawn by their length, times their
         recency weight under `mdn_recency_half_life` (`data.recency_weights`)."""
         episodes = self.replay.episodes
-        lengths = np.array([len(ep) for ep in episodes], dtype=float)
-        recency = recency_weights(lengths, self.config.mdn_recency_half_life)
-        p = lengths * recency
-        picks = self._rng.choice(len(episodes), size=batch_size, p=p / p.sum())
+        _, recency, p = self._mdn_episode_draw()
+        picks = self._rng.choice(len(episodes), size=batch_size, p=p)
         z_size = self.world_model.config.z_size
         rows = []
         frac = self.config.death_window_fraction
         deaths = np.array([i for i, ep in enumerate(episodes) if ep.is_terminated] if frac > 0 else [], np.int64)
+        # Unweighted, deaths are drawn with `integers` as before the option, so such runs keep their random stream.
         weighted = bool(len(deaths)) and self.config.mdn_recency_half_life is not None
         p_death = recency[deaths] / recency[deaths].sum() if weighted else None
         for i in picks:
