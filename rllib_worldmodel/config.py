@@ -222,8 +222,9 @@ class WorldModelsConfig(AlgorithmConfig):
                 (`data.recency_weights`), so M keeps every round's data but fits the newest rounds, where the
                 current agent plays, most. None (default): uniform over the replay's steps. V's frames stay
                 uniform. `world_model/mdn_sample_age_steps` reports the mean age of a drawn step either way.
-                Measured on TakeCover: 100,000 in the last leg of a 400,000-step chain played worse, C −83 ± 21 and
-                the planner −72 ± 27 on 600 real episodes (RESULTS.md, "M fitted on recent rounds").
+                Measured on TakeCover: 100,000 in the last leg of a 400,000-step chain made no difference, C −12 ± 20
+                and the planner −13 ± 27 on 600 real episodes against the same leg run uniform (RESULTS.md, "M
+                fitted on recent rounds").
             num_heads: M's ensemble size (1: paper; >= 2: heads trained on bootstrap resamples whose disagreement
                 drives pessimism and curiosity).
             done_bias_init: Initial done-logit bias, a prior on deaths (e.g. -5); None keeps PyTorch's init.

@@ -979,6 +979,24 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
                 "917.1 ± 556.6 | 989.5 ± 608.6 | -72.4 ± 27.3 | 1 of 6 |",
             ],
         ),
+        (  # the same leg 4 run again uniform: one leg's own spread (RESULTS, "M fitted on recent rounds")
+            "chain_keep400k_rep_ctl",
+            "chain_keep400k_rep",
+            [
+                "| C alone (z: sample) | 600 | 664.3 ± 403.9 | 735.3 ± 467.6 | -71.0 ± 20.8 | 1 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "930.3 ± 552.5 | 989.5 ± 608.6 | -59.2 ± 28.0 | 0 of 6 |",
+            ],
+        ),
+        (  # the weighted leg against that uniform control
+            "chain_keep400k_rep_hl100k",
+            "chain_keep400k_rep_ctl",
+            [
+                "| C alone (z: sample) | 600 | 652.5 ± 411.7 | 664.3 ± 403.9 | -11.9 ± 20.1 | 3 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "917.1 ± 556.6 | 930.3 ± 552.5 | -13.3 ± 26.9 | 1 of 6 |",
+            ],
+        ),
     ],
 )
 def test_paired_agents_reproduces_the_chains_published_pairings(capsys, a, b, lines):
