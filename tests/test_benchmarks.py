@@ -944,8 +944,8 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
     ("a", "b", "lines"),
     [
         (  # the 400,000-step chain over the 200,000-step chain (README, "Commands and files")
-            "chain_keep400k",
-            "chain",
+            "chain_keep400k_it16",
+            "chain_it16",
             [
                 "| C alone (z: sample) | 600 | 718.7 ± 447.3 | 531.2 ± 303.9 | +187.5 ± 19.0 | 6 of 6 |",
                 "| planning 12 ahead every 3 (z: sample) | 600 | "
@@ -953,8 +953,8 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
             ],
         ),
         (  # the 600,000-step chain under both 400,000-step runs (RESULTS, "A third chain, with a 600,000-step replay")
-            "chain_keep600k",
-            "chain_keep400k",
+            "chain_keep600k_it16",
+            "chain_keep400k_it16",
             [
                 "| C alone (z: sample) | 600 | 536.8 ± 312.7 | 718.7 ± 447.3 | -182.0 ± 18.7 | 0 of 6 |",
                 "| planning 12 ahead every 3 (z: sample) | 600 | "
@@ -962,8 +962,8 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
             ],
         ),
         (
-            "chain_keep600k",
-            "chain_keep400k_rep",
+            "chain_keep600k_it16",
+            "chain_keep400k_rep_it16",
             [
                 "| C alone (z: sample) | 600 | 536.8 ± 312.7 | 735.3 ± 467.6 | -198.5 ± 19.8 | 0 of 6 |",
                 "| planning 12 ahead every 3 (z: sample) | 600 | "
@@ -971,8 +971,8 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
             ],
         ),
         (  # the replicate's leg 4 again with mdn_recency_half_life=100000 (RESULTS, "M fitted on recent rounds")
-            "chain_keep400k_rep_hl100k",
-            "chain_keep400k_rep",
+            "chain_keep400k_rep_hl100k_it16",
+            "chain_keep400k_rep_it16",
             [
                 "| C alone (z: sample) | 600 | 652.5 ± 411.7 | 735.3 ± 467.6 | -82.8 ± 21.3 | 0 of 6 |",
                 "| planning 12 ahead every 3 (z: sample) | 600 | "
@@ -980,8 +980,8 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
             ],
         ),
         (  # the same leg 4 run again uniform: one leg's own spread (RESULTS, "M fitted on recent rounds")
-            "chain_keep400k_rep_ctl",
-            "chain_keep400k_rep",
+            "chain_keep400k_rep_ctl_it16",
+            "chain_keep400k_rep_it16",
             [
                 "| C alone (z: sample) | 600 | 664.3 ± 403.9 | 735.3 ± 467.6 | -71.0 ± 20.8 | 1 of 6 |",
                 "| planning 12 ahead every 3 (z: sample) | 600 | "
@@ -989,21 +989,30 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
             ],
         ),
         (  # the weighted leg against that uniform control
-            "chain_keep400k_rep_hl100k",
-            "chain_keep400k_rep_ctl",
+            "chain_keep400k_rep_hl100k_it16",
+            "chain_keep400k_rep_ctl_it16",
             [
                 "| C alone (z: sample) | 600 | 652.5 ± 411.7 | 664.3 ± 403.9 | -11.9 ± 20.1 | 3 of 6 |",
                 "| planning 12 ahead every 3 (z: sample) | 600 | "
                 "917.1 ± 556.6 | 930.3 ± 552.5 | -13.3 ± 26.9 | 1 of 6 |",
             ],
         ),
+        (  # the replicate continued two planning rounds (RESULTS, "Two more planning rounds on the replicate")
+            "chain_keep400k_rep_cont_it18",
+            "chain_keep400k_rep_it16",
+            [
+                "| C alone (z: sample) | 600 | 717.3 ± 445.8 | 735.3 ± 467.6 | -17.9 ± 21.7 | 2 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "966.2 ± 567.5 | 989.5 ± 608.6 | -23.3 ± 27.0 | 1 of 6 |",
+            ],
+        ),
     ],
 )
 def test_paired_agents_reproduces_the_chains_published_pairings(capsys, a, b, lines):
-    """README and RESULTS quote these paired differences of the chains' iteration 16 on 600 shared episodes (seeds
-    13000-18099): the committed result files say so."""
+    """README and RESULTS quote these paired differences of the chains' agents (iteration 16 unless named) on 600
+    shared episodes (seeds 13000-18099): the committed result files say so."""
     results = BENCHMARKS / "results"
-    files = [results / f"dream_planning_{name}_it16_seeds*.json" for name in (a, b)]
+    files = [results / f"dream_planning_{name}_seeds*.json" for name in (a, b)]
     assert load_script("paired_agents").main(["--a", str(files[0]), "--b", str(files[1])]) == 0
     table = capsys.readouterr().out
     for line in lines:
