@@ -11,6 +11,11 @@ import textwrap
 # Keep Ray on loopback; must be set before `import ray` anywhere.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Every process the tests start (the CLI, benchmark scripts, fresh processes) starts a Ray of its own: with no
+# address Ray joins the cluster recorded in /tmp/ray/ray_current_cluster, and a cluster test cut off by its timeout
+# leaves that file pointing at a dead cluster ("When connecting to an existing cluster, num_cpus and num_gpus must
+# not be provided"). RAY_ADDRESS only fills an address left unset, so the cluster job's explicit one still wins.
+os.environ.setdefault("RAY_ADDRESS", "local")
 
 import numpy as np
 import pytest
