@@ -12,9 +12,10 @@ import textwrap
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # Every process the tests start (the CLI, benchmark scripts, fresh processes) starts a Ray of its own: with no
-# address Ray joins the cluster recorded in /tmp/ray/ray_current_cluster, and a cluster test cut off by its timeout
-# leaves that file pointing at a dead cluster ("When connecting to an existing cluster, num_cpus and num_gpus must
-# not be provided"). RAY_ADDRESS only fills an address left unset, so the cluster job's explicit one still wins.
+# address Ray joins the cluster recorded in /tmp/ray/ray_current_cluster (left by any `ray start --head` or
+# cluster_utils.Cluster on the machine), and a cluster test cut off by its timeout leaves it pointing at a dead
+# cluster ("When connecting to an existing cluster, num_cpus and num_gpus must not be provided"). RAY_ADDRESS only
+# fills an address left unset, so the cluster job's explicit one still wins.
 os.environ.setdefault("RAY_ADDRESS", "local")
 
 import numpy as np
@@ -35,9 +36,7 @@ def ray_session():
 
     from rllib_worldmodel.registration import register_all, register_trainable_name
 
-    # address="local": always a Ray of the suite's own. With no address, Ray joins the cluster recorded in
-    # /tmp/ray/ray_current_cluster (left by any `ray start --head` or cluster_utils.Cluster on the machine), and the
-    # tests would then share, or die with, someone else's cluster.
+    # address="local": always a Ray of the suite's own, whatever RAY_ADDRESS says (the module top explains why).
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     # Ray's registry is per cluster: a test that started and shut down its own Ray (the CLI's) took the import-time
     # registrations with it, so register again in this one, as `rllib-worldmodel` does.
