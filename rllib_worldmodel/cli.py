@@ -32,6 +32,7 @@ from rllib_worldmodel.calibration import CALIBRATION_ANCHORS
 from rllib_worldmodel.distill import DISTILL_DEPLOY
 from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, frame_skip_of, takecover_view
 from rllib_worldmodel.planning import PLAN_ROLLOUTS, PlanSettings
+from rllib_worldmodel.precision import PRECISIONS
 from rllib_worldmodel.rl_module import REAL_Z
 
 ENV_PRESETS = {
@@ -124,6 +125,7 @@ def train_config(args: argparse.Namespace):
             closed_loop_horizon=args.closed_loop_horizon,
             mdn_latents=args.mdn_latents,
             done_refit_horizon=args.done_refit_horizon,
+            precision=args.precision,
             **({} if args.replay_capacity is None else {"replay_capacity": args.replay_capacity}),
             mdn_recency_half_life=args.mdn_recency_half_life,
         )
@@ -592,6 +594,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         metrics_file.write(json.dumps({"phase": phase, "epoch": epoch, **metrics}) + "\n")
         metrics_file.flush()
 
+    model.set_precision(args.precision)
     with SummaryWriter(str(out / "tensorboard")) as writer:
         trainer = rw.WorldModelTrainer(
             model,
@@ -796,7 +799,15 @@ def _add_real_z_arg(parser: argparse.ArgumentParser, default_is: str) -> None:
 
 
 def _add_m_training_args(p: argparse.ArgumentParser) -> None:
-    """M's training options shared by fit and train: latents, scheduled sampling and the done refit."""
+    """M's training options shared by fit and train: latents, scheduled sampling, the done refit, precision."""
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="V's and M's compute precision in fits and dreams: bf16 runs their matrix multiplies in bfloat16 "
+        "(weights and losses float32), faster on CPUs with AVX512-BF16/AMX and recent GPUs "
+        "(benchmarks/precision.py measures it); default fp32",
+    )
     p.add_argument(
         "--mdn-latents",
         choices=["sample", "mean"],

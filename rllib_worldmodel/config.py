@@ -15,6 +15,7 @@ from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES,
 from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP, frame_skip_of
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.planning import check_count, PlanSettings
+from rllib_worldmodel.precision import PRECISIONS
 from rllib_worldmodel.registration import TAKECOVER_ENV
 from rllib_worldmodel.rl_module import REAL_Z
 from rllib_worldmodel.schedules import Schedule
@@ -57,6 +58,7 @@ class WorldModelsConfig(AlgorithmConfig):
         self.done_refit_every = 10
         self.done_refit_steps = 300
         self.done_refit_max_starts = 8000
+        self.precision = "fp32"  # compute precision of V and M (weights stay float32); `rllib_worldmodel.precision`
         # world model fitting (per iteration)
         self.vae_lr = 1e-3  # measured: 1e-3 beats the paper code's 1e-4 on small data (trainer.py)
         self.mdn_lr = 1e-3  # paper code
@@ -185,6 +187,7 @@ class WorldModelsConfig(AlgorithmConfig):
         done_refit_every: int = NotProvided,
         done_refit_steps: int = NotProvided,
         done_refit_max_starts: int | None = NotProvided,
+        precision: str = NotProvided,
     ) -> WorldModelsConfig:
         """World-model architecture and fitting.
 
@@ -254,6 +257,12 @@ class WorldModelsConfig(AlgorithmConfig):
             done_refit_steps: Adam steps (8192 pairs each) of the refit.
             done_refit_max_starts: At most this many refit starts per fit (memory: starts x horizon x LSTM size
                 floats); None for all.
+            precision: "fp32" (default) or "bf16": V's and M's matrix multiplies and convolutions in bfloat16
+                under `torch.autocast` wherever they run (the Learner's fits, CMA-ES's dreams, the planner's
+                look-aheads on the EnvRunners, encoding the replay), with weights, optimizer state, M's LSTM cell
+                state in the dream and every loss in float32. Faster only on hardware with bfloat16 units (CPUs with
+                AVX512-BF16 or AMX, GPUs from Ampere on); `benchmarks/precision.py` measures it side by side
+                (RESULTS.md, "bfloat16 fits and dreams").
         """
         provided = {k: v for k, v in locals().items() if k not in ("self", "closed_loop", "closed_loop_horizon")}
         return self._set_provided(
@@ -651,6 +660,7 @@ class WorldModelsConfig(AlgorithmConfig):
             "done_bias_init": self.done_bias_init,
             "vae_focus_fraction": self.vae_focus_fraction,
             "vae_focus_weight": self.vae_focus_weight,
+            "precision": self.precision,
         }
 
     def validate(self) -> None:
@@ -921,6 +931,11 @@ class WorldModelsConfig(AlgorithmConfig):
             "C's own real score, and a planning agent's evaluations score the planner; use "
             "calibrate_deaths='behaviour', or train without planning and switch it on afterwards "
             "(WorldModels.set_planning, `rllib-worldmodel evaluate --plan-horizon`).",
+        )
+        need(
+            self.precision in PRECISIONS,
+            f"world_model precision={self.precision!r}: use one of {PRECISIONS} ('fp32': float32 everywhere; "
+            "'bf16': V's and M's matrix multiplies in bfloat16, faster on CPUs with AVX512-BF16/AMX and recent GPUs).",
         )
         need(
             self.mdn_latents in MDN_LATENTS,

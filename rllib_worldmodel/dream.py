@@ -36,7 +36,7 @@ from gymnasium.vector.utils import batch_space
 
 from rllib_worldmodel.losses import mdn_log_prob
 from rllib_worldmodel.models.controller import ControllerInput
-from rllib_worldmodel.models.mdn_rnn import sample_mixture
+from rllib_worldmodel.models.mdn_rnn import MDNOutput, sample_mixture
 from rllib_worldmodel.models.world_model import WorldModel
 
 OBS_MODES = ("latent", "pixels")
@@ -539,7 +539,6 @@ class DreamSimulator:
             actions = torch.max(torch.min(actions.float(), self._act_high), self._act_low)
         self.prev_action = wm.encode_action(actions)
         m = wm.mdn_rnn
-        self.h, self.c = m.step(self.z, self.prev_action, (self.h, self.c))
         st, e, b = self.settings, m.num_heads, self.batch_size
         member = (
             (self._draw(False, b) * e).long().clamp_(max=e - 1)
@@ -547,14 +546,22 @@ class DreamSimulator:
             else torch.zeros(b, dtype=torch.long, device=self.device)
         )
         every_member = st.deterministic or (e > 1 and (st.report_disagreement or st.pays_disagreement))
-        if every_member:
-            out = m.heads(self.h)  # fields lead with the ensemble axis E
+        out = None
+        with wm.compute():  # M's matrix multiplies at the world model's precision; all that leaves is float32
+            h, c = m.step(self.z, self.prev_action, (self.h, self.c))
+            if every_member:
+                out = MDNOutput(*(x.float() for x in m.heads(h)))  # fields lead with the ensemble axis E
+            else:  # only the sampled member's mixture: the same draws, a fraction of the work
+                mixture = m.member_mixture(h, member)
+                reward_E_B, done_logit_E_B = m.reward_head(h).movedim(-1, 0), m.done_head(h).movedim(-1, 0)
+        self.h, self.c = h.float(), c.float()
+        if out is not None:
             rows = torch.arange(b, device=self.device)
             logpi, mu, logsigma = out.logpi[member, rows], out.mu[member, rows], out.logsigma[member, rows]
             reward_E_B, done_logit_E_B = out.reward, out.done_logit
-        else:  # only the sampled member's mixture: the same draws, a fraction of the work
-            logpi, mu, logsigma = m.member_mixture(self.h, member)
-            reward_E_B, done_logit_E_B = m.reward_head(self.h).movedim(-1, 0), m.done_head(self.h).movedim(-1, 0)
+        else:
+            logpi, mu, logsigma = (x.float() for x in mixture)
+            reward_E_B, done_logit_E_B = reward_E_B.float(), done_logit_E_B.float()
         if st.deterministic:  # the members' average mode: no randomness anywhere
             z_next = out.mu.gather(-1, out.logpi.argmax(-1, keepdim=True)).squeeze(-1).mean(0)
         else:

@@ -74,6 +74,8 @@ class WorldModelsRLModule(TorchRLModule):
         arch = {k: mc[k] for k in ARCH_KEYS if k in mc}
         self.wm_config = WorldModelConfig.from_spaces(self.observation_space, self.action_space, **arch)
         self.world_model = WorldModel(self.wm_config)
+        # fits and dreams (the planner's included) at this precision; real frames are read in float32 either way
+        self.world_model.set_precision(mc.get("precision", "fp32"))
         self.controller_input = ControllerInput.from_flags(mc)
         self.controller = Controller(
             self.controller_input.size(self.wm_config),
@@ -261,20 +263,21 @@ class WorldModelsRLModule(TorchRLModule):
         (computed without gradients).
         """
         wm, out = self.world_model, {}
-        if "vae_obs" in batch:
-            target = wm.vae.preprocess(batch["vae_obs"])
-            mu, logvar = wm.vae.encode_target(target)
-            z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-            out.update(vae_target=target, vae_recon=wm.vae.decode(z), vae_mu=mu, vae_logvar=logvar)
-        if "z_in" in batch:
-            state = self._prefix_state(batch)
-            # scheduled sampling (WorldModelsConfig.world_model(closed_loop=...)) arrives as a batch column
-            closed_loop = float(batch["closed_loop"][0]) if "closed_loop" in batch else 0.0
-            horizon = int(batch["closed_loop_horizon"][0]) if "closed_loop_horizon" in batch else 1
-            valid = batch["mask"] > 0
-            mdn, _ = wm.mdn_rnn.forward_valid(batch["z_in"], batch["a"], valid, state, closed_loop, None, horizon)
-            out.update({f"mdn_{k}": v for k, v in mdn._asdict().items()})
-        return out
+        with wm.compute():  # the world model's precision; the Learner's losses then read float32 (below)
+            if "vae_obs" in batch:
+                target = wm.vae.preprocess(batch["vae_obs"])
+                mu, logvar = wm.vae.encode_target(target)
+                z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+                out.update(vae_target=target, vae_recon=wm.vae.decode(z), vae_mu=mu, vae_logvar=logvar)
+            if "z_in" in batch:
+                state = self._prefix_state(batch)
+                # scheduled sampling (WorldModelsConfig.world_model(closed_loop=...)) arrives as a batch column
+                closed_loop = float(batch["closed_loop"][0]) if "closed_loop" in batch else 0.0
+                horizon = int(batch["closed_loop_horizon"][0]) if "closed_loop_horizon" in batch else 1
+                valid = batch["mask"] > 0
+                mdn, _ = wm.mdn_rnn.forward_valid(batch["z_in"], batch["a"], valid, state, closed_loop, None, horizon)
+                out.update({f"mdn_{k}": v for k, v in mdn._asdict().items()})
+        return {k: v.float() for k, v in out.items()}
 
     @torch.no_grad()
     def _prefix_state(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:

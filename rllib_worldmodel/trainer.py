@@ -137,14 +137,16 @@ class WorldModelTrainer:
             for b in range(n_batches):
                 idx = index[order[b * batch_size : (b + 1) * batch_size]]
                 obs = torch.from_numpy(np.stack([episodes[e].obs[t] for e, t in idx])).to(self.device)
-                target = vae.preprocess(obs)
-                mu, logvar = vae.encode_target(target)
-                z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, device=self.device, generator=self.torch_gen)
+                with self.model.compute():  # the model's precision (`WorldModel.set_precision`); losses in float32
+                    target = vae.preprocess(obs)
+                    mu, logvar = vae.encode_target(target)
+                    noise = torch.randn(mu.shape, device=self.device, generator=self.torch_gen)
+                    recon = vae.decode(mu + (0.5 * logvar).exp() * noise)
                 loss, m = vae_loss(
-                    vae.decode(z),
-                    target,
-                    mu,
-                    logvar,
+                    recon.float(),
+                    target.float(),
+                    mu.float(),
+                    logvar.float(),
                     kl_tolerance=cfg.kl_tolerance,
                     focus_fraction=cfg.vae_focus_fraction,
                     focus_weight=cfg.vae_focus_weight,
@@ -248,10 +250,18 @@ class WorldModelTrainer:
             if tokens[-1] == 0:
                 break
             valid = mask > 0  # M's heads and loss only where the chunk holds steps (padding has weight 0)
-            out, state = m_rnn.forward_valid(
-                batch["z_in"][:, sl], batch["a"][:, sl], valid, state, closed_loop, self.torch_gen, closed_loop_horizon
-            )
-            state = tuple(x.detach() for x in state)
+            with self.model.compute():
+                out, state = m_rnn.forward_valid(
+                    batch["z_in"][:, sl],
+                    batch["a"][:, sl],
+                    valid,
+                    state,
+                    closed_loop,
+                    self.torch_gen,
+                    closed_loop_horizon,
+                )
+            out = type(out)(*(x.float() for x in out))
+            state = tuple(x.detach().float() for x in state)
             loss, row = mdn_rnn_loss_at_valid(
                 out,
                 batch["z_next"][:, sl],

@@ -302,6 +302,31 @@ def test_reading_real_frames_as_means_reaches_every_env_runner_and_stays_with_th
     assert algo.env_runner.module.real_z == evaluator.real_z == "sample"
 
 
+def test_bf16_precision_reaches_every_copy_of_the_agent_and_a_planning_run_trains_on_it(ray_session):
+    """`world_model(precision="bf16")`: the Learner fits, the local module dreams and the EnvRunners' planners look
+    ahead in bfloat16; losses and scores stay finite float32 numbers, and the weights stay float32."""
+    config = tiny_config(takecover=True).world_model(precision="bf16").controller(plan_horizon=3, plan_samples=2)
+    algo = config.build_algo()
+    try:
+        algo.train()
+        r = algo.train()  # the second iteration collects with C and evaluates the planning agent
+        evaluating = algo.eval_env_runner_group.local_env_runner.module
+        learner_precision = algo.learner_group.foreach_learner(
+            lambda learner: learner.module["default_policy"].world_model.precision
+        )
+        assert learner_precision == ["bf16"]
+        assert [m.world_model.precision for m in (algo.local_module, algo.env_runner.module, evaluating)] == [
+            "bf16"
+        ] * 3
+        assert {p.dtype for p in algo.local_module.parameters()} == {torch.float32}
+    finally:
+        algo.stop()
+    learner = r["learners"]["default_policy"]
+    assert np.isfinite(learner["world_model/vae_loss"]) and np.isfinite(learner["world_model/mdn_nll"])
+    assert np.isfinite(r["dream/cma_fitness_mean"]) and np.isfinite(r["evaluation"]["dream/episode_return_mean"])
+    assert r["evaluation"]["real/num_episodes"] >= 4
+
+
 def test_a_run_configured_to_plan_evaluates_the_planning_agent_and_scores_it_in_the_dream(ray_session):
     """... and, with distill_states, deploys C fitted to the planner's choices while CMA-ES keeps its own mean; the
     fitted C decides at the planner's interval when it acts alone, a searched C at C's action_repeat again."""
@@ -565,6 +590,7 @@ def test_one_iteration_on_real_takecover(ray_session):
         (lambda c: c.dream(calibrate_deaths="controller"), "calibrate_deaths"),
         (lambda c: c.world_model(wm_loss_weights={"mdn": 1.0}), "wm_loss_weights"),
         (lambda c: c.evaluation(evaluation_duration_unit="timesteps"), "evaluation_duration_unit"),
+        (lambda c: c.world_model(precision="fp16"), "precision='fp16'"),
     ],
 )
 def test_config_validation_says_what_to_change(change, match):

@@ -110,8 +110,11 @@ def test_train_fit_budget_flags_reach_the_config():
     cfg.validate()
     assert cfg.mdn_epochs_per_iteration == 20.0 and cfg.mdn_seq_len == 500
     default, plain = train_config(parse(["train", "--env", "takecover"])), WorldModelsConfig()
-    for key in ("mdn_epochs_per_iteration", "mdn_seq_len", "replay_capacity"):
+    for key in ("mdn_epochs_per_iteration", "mdn_seq_len", "replay_capacity", "precision"):
         assert getattr(default, key) == getattr(plain, key), key
+    bf16 = train_config(parse(["train", "--env", "takecover", "--precision", "bf16"]))
+    bf16.validate()
+    assert bf16.precision == "bf16" and bf16.model_config["precision"] == "bf16"  # what every module copy reads
     assert train_config(parse(["train", "--env", "takecover", "--replay-capacity", "800000"])).replay_capacity == 800000
     assert default.mdn_recency_half_life is None
     recent = train_config(parse(["train", "--env", "takecover", "--mdn-recency-half-life", "100000"]))

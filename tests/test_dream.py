@@ -302,3 +302,38 @@ def test_a_step_without_the_disagreement_dreams_the_same_dreams():
     with_penalty.reset(4)
     with_penalty.step(torch.zeros(4, dtype=torch.long))
     assert "penalty" in with_penalty.reward_parts  # pessimism still pays the disagreement it needs
+
+
+@pytest.mark.parametrize("report", [True, False])
+def test_a_bf16_dream_keeps_float32_state_and_follows_the_fp32_dream(report):
+    """precision="bf16" runs M's matrix multiplies in bfloat16: what the dream hands out (observations, rewards,
+    survival) and its LSTM state stay float32, and a few steps from the same random numbers stay near the float32
+    dream's (bfloat16 keeps ~3 significant digits)."""
+    torch.manual_seed(0)
+    cfg = rw.WorldModelConfig(
+        obs_kind="vector", obs_shape=(4,), action_kind="discrete", action_dim=3, z_size=6, rnn_size=32, num_heads=3
+    )
+    model = rw.WorldModel(cfg).eval()
+    model.set_initial_states(torch.randn(10, 6), torch.full((10, 6), -2.0))
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        model.set_precision(precision)
+        sim = DreamSimulator(model, DreamSettings(temperature=1.0, done_mode="expected", report_disagreement=report))
+        obs, rewards = [sim.reset(64, seed=5)], []
+        for _ in range(5):
+            o, r, _, _ = sim.step(torch.arange(64) % 3)
+            obs.append(o)
+            rewards.append(r)
+        assert sim.h.dtype == sim.c.dtype == torch.float32
+        runs[precision] = (torch.stack(obs), torch.stack(rewards), sim.alive.clone())
+    for a, b in zip(runs["fp32"], runs["bf16"]):
+        assert b.dtype == torch.float32
+        # on average within a few per mille; a dream whose mixture component flips on a rounded logit may differ more
+        assert (b - a).abs().mean() < 0.02 * a.abs().mean() + 1e-3
+    assert not torch.equal(runs["fp32"][0], runs["bf16"][0])  # it did compute in bfloat16
+
+
+def test_a_world_model_refuses_an_unknown_precision_with_the_choices(image_world_model):
+    with pytest.raises(ValueError, match=r"precision='fp16'.*'fp32', 'bf16'"):
+        image_world_model.set_precision("fp16")
+    assert image_world_model.precision == "fp32"  # unchanged, and the default

@@ -202,3 +202,29 @@ def test_a_window_continues_from_its_episode_prefix_as_the_whole_episode_would()
         whole = mdn(z, a)[0].logpi  # (E, 3, 10, ...)
     want = torch.stack([whole[:, b, s : s + width] for b, s in enumerate(starts.tolist())], 1).flatten(1, 2)
     torch.testing.assert_close(got, want)
+
+
+def test_bf16_training_outputs_are_float32_and_near_the_fp32_ones():
+    """model_config precision="bf16": V's and M's training forward runs in bfloat16 and hands the Learner float32
+    outputs close to float32's; the same window batch gives the same valid steps."""
+    z, a = torch.randn(3, 6, 4), torch.eye(3)[torch.randint(0, 3, (3, 6))]
+    batch = {
+        "vae_obs": torch.randint(0, 256, (5, 64, 64, 3), dtype=torch.uint8),
+        "z_prefix": torch.zeros(3, 1, 4),
+        "a_prefix": torch.zeros(3, 1, 3),
+        "prefix_len": torch.zeros(3, dtype=torch.long),
+        "z_in": z,
+        "a": a,
+        "mask": torch.ones(3, 6),
+    }
+    out = {}
+    for precision in ("fp32", "bf16"):
+        m = _module(precision=precision)
+        assert m.world_model.precision == precision
+        with torch.no_grad():
+            torch.manual_seed(1)  # V's posterior draw
+            out[precision] = m._forward_train(batch)
+    assert out["fp32"].keys() == out["bf16"].keys()
+    for k, v in out["bf16"].items():
+        assert v.dtype == torch.float32, k
+        torch.testing.assert_close(v, out["fp32"][k], atol=0.05, rtol=0.05, msg=k)

@@ -78,3 +78,18 @@ def test_truncated_bptt_carries_state_across_chunks(cartpole_fit, cartpole_episo
     chunked = trainer.evaluate_mdn(eps, latents, seq_len=7)
     for k in ("world_model/val_mdn_nll", "world_model/val_reward_mse", "world_model/val_done_loss"):
         assert chunked[k] == pytest.approx(whole[k], rel=1e-4), k
+
+
+def test_a_bf16_fit_trains_float32_weights_to_finite_losses(cartpole_episodes):
+    """`WorldModel.set_precision("bf16")` before `WorldModelTrainer.fit`: V and M compute in bfloat16, the weights
+    and the losses stay float32, and the fit lowers M's loss as the float32 fit does."""
+    env = make_real_env("CartPole-v1")
+    torch.manual_seed(0)
+    cfg = rw.WorldModelConfig.from_spaces(env.observation_space, env.action_space, z_size=2, rnn_size=8)
+    model = rw.WorldModel(cfg)
+    model.set_precision("bf16")
+    history = rw.WorldModelTrainer(model, seed=1).fit(cartpole_episodes[:10], vae_epochs=2, mdn_epochs=3, seq_len=20)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    mdn = [h["world_model/mdn_nll"] for h in history["mdn"]]
+    assert all(math.isfinite(v) for v in mdn) and mdn[-1] < mdn[0]
+    assert all(math.isfinite(h["world_model/vae_loss"]) for h in history["vae"])

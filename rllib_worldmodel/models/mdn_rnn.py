@@ -123,7 +123,7 @@ class MDNRNN(nn.Module):
             for k in range(e):  # rows grouped by member: one matmul each
                 rows = torch.nonzero(member_B == k).squeeze(1)
                 if rows.numel():
-                    out[rows] = F.linear(h_B_H[rows], weight[k], bias[k])
+                    out[rows] = F.linear(h_B_H[rows], weight[k], bias[k]).to(out.dtype)  # bf16 under autocast
         return self._mixture(out.view(-1, self.z_size, 3, self.num_mixtures))
 
     def sample_next(
@@ -246,8 +246,9 @@ class MDNRNN(nn.Module):
             if n == 0:
                 continue
             h_rows, (hn_rows, cn_rows) = self.hidden(z_B_T_Z[rows, :n], a_B_T_A[rows, :n], (h0[rows], c0[rows]))
-            h_B_T_H[rows, :n] = h_rows
-            hn[rows], cn[rows] = hn_rows, cn_rows
+            # `.to`: under bf16 autocast the LSTM returns bfloat16 into these float32 buffers (a no-op otherwise)
+            h_B_T_H[rows, :n] = h_rows.to(h_B_T_H.dtype)
+            hn[rows], cn[rows] = hn_rows.to(hn.dtype), cn_rows.to(cn.dtype)
         return h_B_T_H, (hn, cn)
 
     def hidden(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -18,6 +19,7 @@ from torch import nn
 
 from rllib_worldmodel.models.mdn_rnn import MDNRNN
 from rllib_worldmodel.models.vae import ConvVAE, MLPVAE
+from rllib_worldmodel.precision import autocast, check_precision
 
 CHECKPOINT_FORMAT = "rllib_worldmodel.world_model"
 CHECKPOINT_VERSION = 1
@@ -195,10 +197,23 @@ class WorldModel(nn.Module):
         # up to it; outcomes (N, 2): [real steps the episode still lasted, 1 if it ended by termination].
         self.register_buffer("branch_states", torch.zeros(0, 2 * (config.z_size + config.rnn_size)), persistent=False)
         self.register_buffer("branch_outcomes", torch.zeros(0, 2), persistent=False)
+        # How V and M compute (`precision.PRECISIONS`): a runtime setting, not part of the architecture or the
+        # checkpoint; the algorithm sets it from `WorldModelsConfig.world_model(precision=...)`.
+        self.precision = "fp32"
 
     @property
     def device(self) -> torch.device:
         return self.mdn_rnn.mdn_head.weight.device
+
+    def set_precision(self, precision: str) -> None:
+        """Compute V's and M's matrix multiplies and convolutions in "fp32" or "bf16" (weights stay float32); see
+        `rllib_worldmodel.precision`. Applies to fits, dreams, planning and `encode_frames`."""
+        self.precision = check_precision(precision)
+
+    def compute(self) -> contextlib.AbstractContextManager:
+        """The context V and M run in at this model's precision (`torch.autocast` for "bf16", else a no-op); what
+        leaves it is cast back to float32 by the caller."""
+        return autocast(self.precision, self.device)
 
     def death_probability(self, done_logit: torch.Tensor) -> torch.Tensor:
         """M's per-step death probability from its done logits: the done BCE weights deaths by `done_pos_weight`,
@@ -210,8 +225,9 @@ class WorldModel(nn.Module):
         """V's posterior (mu, logvar), each (T, Z) on the CPU, for a sequence of observations (array or tensor, any
         length), encoded `batch_size` at a time on the model's device."""
         obs = torch.as_tensor(obs_T)
-        parts = [self.vae.encode(obs[s : s + batch_size].to(self.device)) for s in range(0, len(obs), batch_size)]
-        return torch.cat([mu.cpu() for mu, _ in parts]), torch.cat([lv.cpu() for _, lv in parts])
+        with self.compute():
+            parts = [self.vae.encode(obs[s : s + batch_size].to(self.device)) for s in range(0, len(obs), batch_size)]
+        return torch.cat([mu.float().cpu() for mu, _ in parts]), torch.cat([lv.float().cpu() for _, lv in parts])
 
     @torch.no_grad()
     def teacher_forced_done_logits(self, z_T_Z: torch.Tensor, actions_T_A: torch.Tensor) -> torch.Tensor:
