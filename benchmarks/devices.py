@@ -1,4 +1,5 @@
-"""The main job's compute on each device this machine has, side by side in one run: CPU always, every CUDA GPU too.
+"""The main job's compute on each device this machine has, side by side in one run: CPU always, every CUDA GPU too,
+each at every compute precision asked for (`--precisions fp32 bf16`: `WorldModelsConfig.world_model(precision=...)`).
 
 Three pieces of work, each the main job's own, timed on every device with the same module and the same inputs:
   1. a V update: the Learner's forward (`WorldModelsRLModule._forward_train` on a `vae_obs` batch), `vae_loss` with
@@ -12,9 +13,11 @@ Three pieces of work, each the main job's own, timed on every device with the sa
 
 Frames and latents are random: the work does not depend on their values. CUDA timings synchronize the device before
 each clock read. Writes JSON and prints a table, then the figure last: how much faster the fastest device runs the
-main job's fit and search (its 3 V epochs, 20 M epochs over 27,183 steps and 32 generations) than the CPU.
+main job's fit and search (its 3 V epochs, 20 M epochs over 27,183 steps and 32 generations) than the CPU at
+float32. With two precisions each row also says how near bfloat16's losses at the first update and the first
+generation's dreamed returns are to float32's (the same module, inputs and random numbers).
 
-    python benchmarks/devices.py [--devices cpu cuda] [--threads 2] [--out benchmarks/results/devices.json]
+    python benchmarks/devices.py [--devices cpu cuda] [--precisions fp32 bf16] [--threads 2] [--out PATH]
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from rllib_worldmodel.cma_es import evaluate_population
 from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.losses import vae_loss
 from rllib_worldmodel.models.controller import Controller
+from rllib_worldmodel.precision import bf16_supported, PRECISIONS
 from rllib_worldmodel.rl_module import WorldModelsRLModule
 
 SMALL = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2, "num_heads": 3}
+SECONDS = ("vae_update_s", "mdn_update_s", "cma_generation_s", "main_job_fit_and_search_s")
 MAIN_FIT = {"vae_epochs": 3, "mdn_epochs": 20, "steps": 27_183, "generations": 32, "vae_batch": 100}
 
 
@@ -70,13 +75,16 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: 
     return (time.perf_counter() - t0) / repeats
 
 
-def measure(device: torch.device, arch: dict, args: argparse.Namespace, lengths: np.ndarray) -> dict[str, float]:
-    """Seconds per V update, M update and CMA-ES generation on one device."""
+def measure(
+    device: torch.device, arch: dict, args: argparse.Namespace, lengths: np.ndarray, precision: str = "fp32"
+) -> dict[str, float]:
+    """Seconds per V update, M update and CMA-ES generation on one device at one precision, and what the first V and
+    M update's losses and the first generation's dreamed latents were (to compare precisions on the same work)."""
     torch.manual_seed(args.seed)
     module = WorldModelsRLModule(
         observation_space=gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
         action_space=gym.spaces.Discrete(3),
-        model_config=arch,
+        model_config={**arch, "precision": precision},
     ).to(device)
     wm = module.world_model
     rng = np.random.default_rng(args.seed)
@@ -84,12 +92,16 @@ def measure(device: torch.device, arch: dict, args: argparse.Namespace, lengths:
     vae_opt = torch.optim.Adam(wm.vae.parameters(), lr=1e-4)
     mdn_opt = torch.optim.Adam(wm.mdn_rnn.parameters(), lr=1e-3)
 
+    first: dict[str, float] = {}
+
     def vae_update() -> None:
+        torch.manual_seed(args.seed)  # V's posterior draw: the same at every precision
         out = module._forward_train({"vae_obs": frames})
         loss, _ = vae_loss(
             out["vae_recon"], out["vae_target"], out["vae_mu"], out["vae_logvar"], focus_fraction=0.02,
             focus_weight=10.0,
         )  # fmt: skip
+        first.setdefault("vae_loss_first", loss.item())
         vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         vae_opt.step()
@@ -101,6 +113,7 @@ def measure(device: torch.device, arch: dict, args: argparse.Namespace, lengths:
 
     def mdn_update() -> None:
         loss = valid_loss(module, next(batches))
+        first.setdefault("mdn_loss_first", loss.item())
         mdn_opt.zero_grad(set_to_none=True)
         loss.backward()
         mdn_opt.step()
@@ -118,18 +131,28 @@ def measure(device: torch.device, arch: dict, args: argparse.Namespace, lengths:
         steps = float(np.asarray(result.lengths).sum())
         if steps != args.population * args.rollouts * args.dream_steps:
             raise RuntimeError(f"dreams ended early ({steps} steps): the timing would not be the same work")
+        first.setdefault("dream_returns", np.asarray(result.returns, dtype=np.float64))
 
     wm.train()
-    return {
+    row = {
         "vae_update_s": timed(vae_update, device, args.repeats),
         "mdn_update_s": timed(mdn_update, device, args.repeats),
         "cma_generation_s": timed(generation, device, max(1, args.repeats // 5), warmup=1),
     }
+    return {**row, **first}
+
+
+def row_name(device: str, precision: str) -> str:
+    """A timing row's name: the device alone at float32 (as before precisions were compared), else "device bf16"."""
+    return device if precision == "fp32" else f"{device} {precision}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu and every CUDA device")
+    parser.add_argument(
+        "--precisions", nargs="+", choices=PRECISIONS, default=["fp32"], help="compute precisions, each timed"
+    )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (this project's machines have 2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed updates (generations: a fifth of it)")
     parser.add_argument("--lengths-from", default=None, help="a WorldModels checkpoint whose replay's lengths to use")
@@ -152,7 +175,11 @@ def main() -> None:
     arch = {**SMALL, "done_bias_init": -5.0} if args.small else MAIN_JOB
     rng = np.random.default_rng(args.seed)
     lengths = replay_lengths(args.lengths_from) if args.lengths_from else rng.geometric(1.0 / args.mean_steps, size=400)
-    rows = {name: measure(torch.device(name), arch, args, lengths) for name in devices}
+    rows, samples = {}, {}
+    for name, precision in itertools.product(devices, args.precisions):
+        row = measure(torch.device(name), arch, args, lengths, precision)
+        samples[row_name(name, precision)] = row.pop("dream_returns")
+        rows[row_name(name, precision)] = row
     # The main job's fit and search at these rates: V's and M's updates as the algorithm counts them (epochs x the
     # replay's steps / the steps a batch holds) and its CMA-ES generations. Encoding, the done refit, calibration,
     # collection and evaluation are left out: they are not what a GPU changes most.
@@ -165,7 +192,14 @@ def main() -> None:
         "mdn": int(np.ceil(MAIN_FIT["mdn_epochs"] * MAIN_FIT["steps"] / valid_steps)),
         "generations": MAIN_FIT["generations"],
     }
-    for r in rows.values():
+    for name, r in rows.items():
+        reference = name.split()[0]  # the same device at float32
+        if reference != name and reference in rows:  # how far the same work at another precision lands from it
+            r["mdn_loss_first_vs_fp32"] = r["mdn_loss_first"] - rows[reference]["mdn_loss_first"]
+            r["vae_loss_first_vs_fp32"] = r["vae_loss_first"] - rows[reference]["vae_loss_first"]
+            # each candidate's summed dreamed reward over its dreams (every dream runs to the cap)
+            r["dream_return_mean_abs_vs_fp32"] = float(np.abs(samples[name] - samples[reference]).mean())
+            r["dream_return_mean_fp32"] = float(np.abs(samples[reference]).mean())
         r["main_job_fit_and_search_s"] = (
             updates["vae"] * r["vae_update_s"]
             + updates["mdn"] * r["mdn_update_s"]
@@ -178,6 +212,8 @@ def main() -> None:
             name: torch.cuda.get_device_name(torch.device(name)) if name.startswith("cuda") else cpu_name()
             for name in devices
         },
+        "bf16_in_hardware": {name: bf16_supported(name) for name in devices},
+        "precisions": args.precisions,
         "torch": torch.__version__,
         "threads": args.threads,
         "episode_lengths": args.lengths_from or f"geometric, mean {args.mean_steps}",
@@ -190,7 +226,7 @@ def main() -> None:
         "main_job_updates": updates,
         "seconds": rows,
         "speedup_over_cpu": (
-            {name: {k: cpu[k] / v for k, v in r.items()} for name, r in rows.items() if name != "cpu"} if cpu else {}
+            {name: {k: cpu[k] / r[k] for k in SECONDS} for name, r in rows.items() if name != "cpu"} if cpu else {}
         ),
         "repeats": args.repeats,
     }
@@ -203,13 +239,13 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, r in rows.items():
         print(
-            f"| {name} ({result['devices'][name]}) | {r['vae_update_s']:.4f} s | {r['mdn_update_s']:.4f} s | "
-            f"{r['cma_generation_s']:.3f} s | {r['main_job_fit_and_search_s']:.0f} s |"
+            f"| {name} ({result['devices'][name.split()[0]]}) | {r['vae_update_s']:.4f} s | {r['mdn_update_s']:.4f} s "
+            f"| {r['cma_generation_s']:.3f} s | {r['main_job_fit_and_search_s']:.0f} s |"
         )
     fastest = min(rows, key=lambda n: rows[n]["main_job_fit_and_search_s"])
     if cpu and fastest != "cpu":
         ratio = result["speedup_over_cpu"][fastest]["main_job_fit_and_search_s"]
-        print(f"main job's fit + search: {ratio:.1f}x faster on {fastest} than on {args.threads} CPU threads")
+        print(f"main job's fit + search: {ratio:.1f}x faster on {fastest} than on {args.threads} CPU threads at fp32")
     else:
         print(f"main job's fit + search: {rows[fastest]['main_job_fit_and_search_s']:.0f} s on {fastest}")
 

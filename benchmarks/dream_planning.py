@@ -35,6 +35,7 @@ from rllib_worldmodel.dream import DreamSettings, DreamSimulator
 from rllib_worldmodel.envs import make_takecover
 from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 from rllib_worldmodel.planning import check_terminal_value, PLAN_ROLLOUTS, PlanSettings, rollouts_index
+from rllib_worldmodel.precision import PRECISIONS
 from rllib_worldmodel.rl_module import REAL_Z, WorldModelsRLModule
 
 
@@ -308,6 +309,12 @@ def main() -> None:
         help="steps credited to a look-ahead dream for being alive at its end (PlanSettings.terminal_value; 0: the "
         "dreamed steps only, as the planner was tuned; 100: ranks first actions by their chance of surviving)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="V's and M's compute precision while playing (the planner's look-aheads); default: the checkpoint's",
+    )
     parser.add_argument("--episodes", type=int, default=100, help="real episodes per row (0: the step cost only)")
     parser.add_argument("--seed", type=int, default=5000)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dream_planning.json"))
@@ -327,6 +334,8 @@ def main() -> None:
         samples=args.samples,
         controller_every=args.controller_every,
     )
+    if args.precision:
+        module.world_model.set_precision(args.precision)
     env_settings = dict(meta.get("env_settings", {}))
     # what one look-ahead step costs for 8 envs' decisions at once (each: every action x samples dreams)
     cost = step_cost(module.world_model, 8 * int(module.action_space.n) * args.samples)
@@ -386,6 +395,7 @@ def main() -> None:
         "controller_decides_every": module.controller_interval(),
         "env_settings": env_settings,
         "temperature": args.temperature,
+        "precision": module.world_model.precision,
         "terminal_value": args.terminal_value,
         "done_logit_offset": float(module.plan_done_offset),
         "episodes": args.episodes,

@@ -600,8 +600,9 @@ def test_devices_times_the_main_jobs_updates_and_search_and_projects_its_fit(tmp
     bench.main()
     result = json.loads(out.read_text())
     row = result["seconds"]["cpu"]
-    assert set(row) == {"vae_update_s", "mdn_update_s", "cma_generation_s", "main_job_fit_and_search_s"}
-    assert all(v > 0 for v in row.values())
+    timings = {"vae_update_s", "mdn_update_s", "cma_generation_s", "main_job_fit_and_search_s"}
+    assert set(row) == timings | {"vae_loss_first", "mdn_loss_first"}
+    assert all(row[k] > 0 for k in timings)
     updates = result["main_job_updates"]
     assert updates["vae"] == int(np.ceil(3 * 27_183 / 8)) and updates["generations"] == 32
     assert updates["mdn"] == int(np.ceil(20 * 27_183 / result["work"]["mdn_valid_steps_per_batch"]))
@@ -609,6 +610,17 @@ def test_devices_times_the_main_jobs_updates_and_search_and_projects_its_fit(tmp
     assert row["main_job_fit_and_search_s"] == pytest.approx(projected + 32 * row["cma_generation_s"])
     assert result["speedup_over_cpu"] == {}
     assert "on cpu" in capsys.readouterr().out.splitlines()[-1]
+    # both precisions side by side: the same work, the bfloat16 row's losses and dreams compared with float32's
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--precisions", "fp32", "bf16"])
+    bench.main()
+    result = json.loads(out.read_text())
+    assert list(result["seconds"]) == ["cpu", "cpu bf16"] and result["precisions"] == ["fp32", "bf16"]
+    bf16, fp32 = result["seconds"]["cpu bf16"], result["seconds"]["cpu"]
+    assert bf16["mdn_loss_first_vs_fp32"] == pytest.approx(bf16["mdn_loss_first"] - fp32["mdn_loss_first"])
+    assert abs(bf16["mdn_loss_first_vs_fp32"]) < 0.01 * fp32["mdn_loss_first"]  # the same batch and weights
+    assert 0 <= bf16["dream_return_mean_abs_vs_fp32"] < 0.1 * bf16["dream_return_mean_fp32"]
+    assert set(result["speedup_over_cpu"]["cpu bf16"]) == timings
+    assert isinstance(result["bf16_in_hardware"]["cpu"], bool)
     if not torch.cuda.is_available():
         monkeypatch.setattr(sys, "argv", ["devices.py", "--devices", "cuda"])
         with pytest.raises(SystemExit):
