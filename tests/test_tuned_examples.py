@@ -188,6 +188,10 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last(tmp_path
     }
     assert parsed[0].resume is None
     assert [a.resume for a in parsed[1:]] == [f"{a.out}/checkpoint" for a in parsed[:-1]]
+    # float32 unless PRECISION says otherwise, then in every training leg (distill plays the checkpoint's)
+    assert {a.precision for a in parsed} == {"fp32"}
+    bf16 = [parser.parse_args(leg) for leg in _chain_commands(tmp_path / "bf16", PRECISION="bf16")[:-1]]
+    assert {a.precision for a in bf16} == {"bf16"} and len(bf16) == 4
     d = parser.parse_args(distill)
     assert d.func is cli.cmd_distill and d.checkpoint == f"{parsed[-1].out}/checkpoint" and d.states == 16000
 
