@@ -314,7 +314,7 @@ def test_bf16_precision_reaches_every_copy_of_the_agent_and_a_planning_run_train
         learner_precision = algo.learner_group.foreach_learner(
             lambda learner: learner.module["default_policy"].world_model.precision
         )
-        assert learner_precision == ["bf16"]
+        assert [p.get() if hasattr(p, "get") else p for p in learner_precision] == ["bf16"]
         assert [m.world_model.precision for m in (algo.local_module, algo.env_runner.module, evaluating)] == [
             "bf16"
         ] * 3
