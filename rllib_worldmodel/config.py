@@ -262,7 +262,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 look-aheads on the EnvRunners, encoding the replay), with weights, optimizer state, M's LSTM cell
                 state in the dream and every loss in float32. Faster only on hardware with bfloat16 units (CPUs with
                 AVX512-BF16 or AMX, GPUs from Ampere on); `benchmarks/precision.py` measures it side by side
-                (RESULTS.md, "bfloat16 fits and dreams").
+                (RESULTS.md, "bfloat16 where the hardware has it").
         """
         provided = {k: v for k, v in locals().items() if k not in ("self", "closed_loop", "closed_loop_horizon")}
         return self._set_provided(

@@ -52,9 +52,9 @@ else
     if [ -z "${CHAIN_DRY_RUN:-}" ]; then mkdir -p "$OUT" && echo "$CAPACITY" >"$CAPACITY_FILE"; fi
 fi
 COMMON=(--fit-epochs-over new --replay-capacity "$CAPACITY")
-# PRECISION=bf16: V and M compute in bfloat16 in every leg (`world_model(precision=...)`; the main job ran 1.24x
-# faster end to end on a 2-core AMD EPYC with AVX512-BF16, RESULTS.md "bfloat16 fits and dreams"; the chain's score
-# with it is not measured). A compute setting, not the chain's data: a chain may be resumed at another one.
+# PRECISION=bf16: V and M compute in bfloat16 in every leg (`world_model(precision=...)`; the main job ran 1.24-1.42x
+# faster end to end on a 2-core AMD EPYC with AVX512-BF16, RESULTS.md "bfloat16 where the hardware has it"; the
+# chain's score with it is not measured). A compute setting, not the chain's data: a chain may be resumed at another.
 if [ -n "${PRECISION:-}" ]; then COMMON+=(--precision "$PRECISION"); fi
 # the fine planner: leg 4 collects and deploys it, leg 5 labels C with it (the same planner, or the fit learns another)
 PLAN=(--plan-horizon 12 --plan-every 3 --plan-dream-episodes 8)

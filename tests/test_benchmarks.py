@@ -1018,11 +1018,39 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
                 "966.2 ± 567.5 | 989.5 ± 608.6 | -23.3 ± 27.0 | 1 of 6 |",
             ],
         ),
+        (  # the main job trained in bfloat16 against float32, seed 0 (RESULTS, "bfloat16 where the hardware has it")
+            "main_1206_bf16_s0",
+            "main_1206_fp32_s0",
+            [
+                "| C alone (z: sample) | 200 | 670.5 ± 416.4 | 677.8 ± 402.0 | -7.3 ± 25.3 | 1 of 2 |",
+                "| planning 50 ahead every 25 (z: sample) | 200 | "
+                "722.0 ± 451.7 | 757.9 ± 448.6 | -35.9 ± 26.5 | 0 of 2 |",
+            ],
+        ),
+        (  # the float32 agent planning in bfloat16 against itself in float32: C alone reads frames in float32 both ways
+            "main_1206_fp32_s0_as_bf16",
+            "main_1206_fp32_s0",
+            [
+                "| C alone (z: sample) | 200 | 677.8 ± 402.0 | 677.8 ± 402.0 | +0.0 ± 0.0 | 0 of 2 |",
+                "| planning 50 ahead every 25 (z: sample) | 200 | "
+                "754.6 ± 436.5 | 757.9 ± 448.6 | -3.4 ± 26.1 | 1 of 2 |",
+            ],
+        ),
+        (  # the bfloat16 main job with seed 1 against the float32 one of 2026-12-05
+            "main_1206_bf16_s1",
+            "s27_main_seed1",
+            [
+                "| C alone (z: sample) | 100 | 727.3 ± 426.5 | 615.9 ± 374.2 | +111.4 ± 41.7 | 1 of 1 |",
+                "| planning 50 ahead every 25 (z: sample) | 100 | "
+                "760.2 ± 446.0 | 763.2 ± 445.7 | -3.0 ± 26.6 | 0 of 1 |",
+            ],
+        ),
     ],
 )
 def test_paired_agents_reproduces_the_chains_published_pairings(capsys, a, b, lines):
     """README and RESULTS quote these paired differences of the chains' agents (iteration 16 unless named) on 600
-    shared episodes (seeds 13000-18099): the committed result files say so."""
+    shared episodes (seeds 13000-18099), and of main jobs on the seeds-6000/7000 episodes: the committed result files
+    say so."""
     results = BENCHMARKS / "results"
     files = [results / f"dream_planning_{name}_seeds*.json" for name in (a, b)]
     assert load_script("paired_agents").main(["--a", str(files[0]), "--b", str(files[1])]) == 0
