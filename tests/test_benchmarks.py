@@ -1027,6 +1027,15 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
                 "722.0 ± 451.7 | 757.9 ± 448.6 | -35.9 ± 26.5 | 0 of 2 |",
             ],
         ),
+        (  # the second bfloat16 seed-0 run against the same float32 run
+            "main_1206_bf16_s0b",
+            "main_1206_fp32_s0",
+            [
+                "| C alone (z: sample) | 200 | 698.4 ± 395.7 | 677.8 ± 402.0 | +20.6 ± 28.4 | 1 of 2 |",
+                "| planning 50 ahead every 25 (z: sample) | 200 | "
+                "756.9 ± 461.4 | 757.9 ± 448.6 | -1.0 ± 23.7 | 1 of 2 |",
+            ],
+        ),
         (  # the float32 agent planning in bfloat16 against itself in float32: C alone reads frames in float32 both ways
             "main_1206_fp32_s0_as_bf16",
             "main_1206_fp32_s0",
