@@ -647,6 +647,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "closed_loop": args.closed_loop,
         "closed_loop_horizon": args.closed_loop_horizon,
         "mdn_latents": args.mdn_latents,
+        "precision": args.precision,
         "vae_first": history["vae"][0] if history["vae"] else None,  # None: V kept as loaded (--vae-epochs 0)
         "vae_last": history["vae"][-1] if history["vae"] else None,
         "mdn_first": history["mdn"][0] if history["mdn"] else None,  # None: M kept as loaded (--mdn-epochs 0)

@@ -325,6 +325,8 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
         "5",
         "--mdn-latents",
         "mean",
+        "--precision",
+        "bf16",
         "--out",
         str(out),
     ]
@@ -332,8 +334,10 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["episodes"] == 3 and summary["real_steps"] > 0
     assert (summary["closed_loop"], summary["closed_loop_horizon"], summary["mdn_latents"]) == (0.5, 5, "mean")
+    assert summary["precision"] == "bf16"  # fitted in bfloat16; the checkpoint's weights are float32 as always
     model = WorldModel.load(summary["checkpoint"])
     assert model.config.obs_shape == (64, 64, 3) and model.config.action_dim == 3
+    assert {p.dtype for p in model.parameters()} == {torch.float32} and model.precision == "fp32"  # a runtime setting
     assert model.initial_states.shape[0] == 3
     # every 10th real state is a branch point for dreams started mid-episode
     lengths = [len(np.load(f)["actions"]) for f in sorted((out / "episodes").glob("episode_*.npz"))]
