@@ -79,7 +79,7 @@ def measure(
     device: torch.device, arch: dict, args: argparse.Namespace, lengths: np.ndarray, precision: str = "fp32"
 ) -> dict[str, float]:
     """Seconds per V update, M update and CMA-ES generation on one device at one precision, and what the first V and
-    M update's losses and the first generation's dreamed latents were (to compare precisions on the same work)."""
+    M update's losses and the first generation's dreamed returns were (to compare precisions on the same work)."""
     torch.manual_seed(args.seed)
     module = WorldModelsRLModule(
         observation_space=gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
@@ -175,11 +175,12 @@ def main() -> None:
     arch = {**SMALL, "done_bias_init": -5.0} if args.small else MAIN_JOB
     rng = np.random.default_rng(args.seed)
     lengths = replay_lengths(args.lengths_from) if args.lengths_from else rng.geometric(1.0 / args.mean_steps, size=400)
-    rows, samples = {}, {}
+    rows, samples, reference = {}, {}, {}  # reference: each row's device at float32
     for name, precision in itertools.product(devices, args.precisions):
-        row = measure(torch.device(name), arch, args, lengths, precision)
-        samples[row_name(name, precision)] = row.pop("dream_returns")
-        rows[row_name(name, precision)] = row
+        label = row_name(name, precision)
+        rows[label] = measure(torch.device(name), arch, args, lengths, precision)
+        samples[label] = rows[label].pop("dream_returns")
+        reference[label] = row_name(name, "fp32")
     # The main job's fit and search at these rates: V's and M's updates as the algorithm counts them (epochs x the
     # replay's steps / the steps a batch holds) and its CMA-ES generations. Encoding, the done refit, calibration,
     # collection and evaluation are left out: they are not what a GPU changes most.
@@ -193,13 +194,13 @@ def main() -> None:
         "generations": MAIN_FIT["generations"],
     }
     for name, r in rows.items():
-        reference = name.split()[0]  # the same device at float32
-        if reference != name and reference in rows:  # how far the same work at another precision lands from it
-            r["mdn_loss_first_vs_fp32"] = r["mdn_loss_first"] - rows[reference]["mdn_loss_first"]
-            r["vae_loss_first_vs_fp32"] = r["vae_loss_first"] - rows[reference]["vae_loss_first"]
+        ref = reference[name]
+        if ref != name and ref in rows:  # how far the same work at another precision lands from float32's
+            r["mdn_loss_first_vs_fp32"] = r["mdn_loss_first"] - rows[ref]["mdn_loss_first"]
+            r["vae_loss_first_vs_fp32"] = r["vae_loss_first"] - rows[ref]["vae_loss_first"]
             # each candidate's summed dreamed reward over its dreams (every dream runs to the cap)
-            r["dream_return_mean_abs_vs_fp32"] = float(np.abs(samples[name] - samples[reference]).mean())
-            r["dream_return_mean_fp32"] = float(np.abs(samples[reference]).mean())
+            r["dream_return_mean_abs_vs_fp32"] = float(np.abs(samples[name] - samples[ref]).mean())
+            r["dream_return_mean_fp32"] = float(np.abs(samples[ref]).mean())
         r["main_job_fit_and_search_s"] = (
             updates["vae"] * r["vae_update_s"]
             + updates["mdn"] * r["mdn_update_s"]
@@ -239,7 +240,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, r in rows.items():
         print(
-            f"| {name} ({result['devices'][name.split()[0]]}) | {r['vae_update_s']:.4f} s | {r['mdn_update_s']:.4f} s "
+            f"| {name} ({result['devices'][reference[name]]}) | {r['vae_update_s']:.4f} s | {r['mdn_update_s']:.4f} s "
             f"| {r['cma_generation_s']:.3f} s | {r['main_job_fit_and_search_s']:.0f} s |"
         )
     fastest = min(rows, key=lambda n: rows[n]["main_job_fit_and_search_s"])

@@ -807,7 +807,7 @@ def _add_m_training_args(p: argparse.ArgumentParser) -> None:
         default="fp32",
         help="V's and M's compute precision in fits and dreams: bf16 runs their matrix multiplies in bfloat16 "
         "(weights and losses float32), faster on CPUs with AVX512-BF16/AMX and recent GPUs "
-        "(benchmarks/precision.py measures it); default fp32",
+        "(benchmarks/devices.py --precisions fp32 bf16 measures it); default fp32",
     )
     p.add_argument(
         "--mdn-latents",

@@ -15,7 +15,7 @@ from rllib_worldmodel.dream import CURIOSITY_BONUSES, DONE_ENSEMBLE, DONE_MODES,
 from rllib_worldmodel.envs.vizdoom import episode_steps, FRAME_CAP, frame_skip_of
 from rllib_worldmodel.evaluation import evaluate_real_and_dream
 from rllib_worldmodel.planning import check_count, PlanSettings
-from rllib_worldmodel.precision import PRECISIONS
+from rllib_worldmodel.precision import check_precision
 from rllib_worldmodel.registration import TAKECOVER_ENV
 from rllib_worldmodel.rl_module import REAL_Z
 from rllib_worldmodel.schedules import Schedule
@@ -261,7 +261,7 @@ class WorldModelsConfig(AlgorithmConfig):
                 under `torch.autocast` wherever they run (the Learner's fits, CMA-ES's dreams, the planner's
                 look-aheads on the EnvRunners, encoding the replay), with weights, optimizer state, M's LSTM cell
                 state in the dream and every loss in float32. Faster only on hardware with bfloat16 units (CPUs with
-                AVX512-BF16 or AMX, GPUs from Ampere on); `benchmarks/precision.py` measures it side by side
+                AVX512-BF16 or AMX, GPUs from Ampere on); `benchmarks/devices.py --precisions fp32 bf16` measures it
                 (RESULTS.md, "bfloat16 where the hardware has it").
         """
         provided = {k: v for k, v in locals().items() if k not in ("self", "closed_loop", "closed_loop_horizon")}
@@ -932,11 +932,10 @@ class WorldModelsConfig(AlgorithmConfig):
             "calibrate_deaths='behaviour', or train without planning and switch it on afterwards "
             "(WorldModels.set_planning, `rllib-worldmodel evaluate --plan-horizon`).",
         )
-        need(
-            self.precision in PRECISIONS,
-            f"world_model precision={self.precision!r}: use one of {PRECISIONS} ('fp32': float32 everywhere; "
-            "'bf16': V's and M's matrix multiplies in bfloat16, faster on CPUs with AVX512-BF16/AMX and recent GPUs).",
-        )
+        try:  # the module's own check, so config time and build time say the same
+            check_precision(self.precision)
+        except ValueError as e:
+            errors.append(f"world_model {e}")
         need(
             self.mdn_latents in MDN_LATENTS,
             f"world_model mdn_latents={self.mdn_latents!r}: use one of {MDN_LATENTS} ('sample': the paper).",

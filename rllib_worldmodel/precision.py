@@ -4,7 +4,7 @@
 and every loss stay float32 (mixed precision: no loss scaling is needed, bfloat16 has float32's exponent range).
 It pays where the hardware has bfloat16 units: x86 CPUs with AVX512-BF16 or AMX (AMD Zen 4 and later, Intel Xeon
 from Cooper Lake / Sapphire Rapids) and CUDA GPUs from Ampere on. On a CPU without them PyTorch emulates bfloat16
-and it is slower than float32. `benchmarks/precision.py` measures both side by side on the machine at hand.
+and it is slower than float32. `benchmarks/devices.py --precisions fp32 bf16` measures both side by side.
 """
 
 from __future__ import annotations
