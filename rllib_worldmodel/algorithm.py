@@ -60,6 +60,7 @@ from rllib_worldmodel.planning import (
     PlanSettings,
     rollouts_index,
 )
+from rllib_worldmodel.precision import check_precision
 from rllib_worldmodel.rl_module import check_real_z
 from rllib_worldmodel.schedules import Schedule
 from rllib_worldmodel.trainer import latent_logvar
@@ -881,6 +882,26 @@ class WorldModels(Algorithm):
                 "never saw; keep real_z='mean'."
             )
         self._set_agent_state(real_z=real_z)
+
+    def set_precision(self, precision: str) -> None:
+        """Compute V and M at `precision` from now on wherever they run: the Learner's fits, the local module's
+        dreams (CMA-ES, calibration, the done refit) and every EnvRunner's planner and encoding, e.g. a restored
+        checkpoint evaluated on other hardware. A compute setting only: the weights stay float32 and the checkpoint
+        keeps its config's `precision` (restored agents start from that again).
+
+        Args:
+            precision: "fp32", "bf16" or "auto" (`rllib_worldmodel.precision`).
+        """
+        check_precision(precision)
+
+        def apply(module: Any) -> None:
+            module.world_model.set_precision(precision)
+
+        self.learner_group.foreach_learner(lambda learner: apply(learner.module[DEFAULT_MODULE_ID]))
+        apply(self.local_module)
+        for group in (self.env_runner_group, self.eval_env_runner_group):
+            if group is not None:
+                group.foreach_env_runner(lambda er: apply(er.module), local_env_runner=True)
 
     def deploy_searched_controller(self) -> dict[str, float]:
         """Deploy CMA-ES's current mean, the C the last search found, in place of the deployed C (e.g. a C fitted to

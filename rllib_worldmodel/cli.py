@@ -368,6 +368,8 @@ def _restored(args: argparse.Namespace) -> Iterator[Any]:
         try:
             if args.real_z is not None:  # else the agent reads real frames as its checkpoint did
                 algo.set_real_z(args.real_z)
+            if args.precision is not None:  # else V and M compute as its checkpoint's config says
+                algo.set_precision(args.precision)
             if args.plan_horizon is not None:  # plan with the checkpoint's world model and controller, re-scored
                 _set_planning(algo, args)
             yield algo
@@ -648,6 +650,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "closed_loop_horizon": args.closed_loop_horizon,
         "mdn_latents": args.mdn_latents,
         "precision": args.precision,
+        "precision_used": model.resolved_precision(),  # what "auto" became on --device
         "vae_first": history["vae"][0] if history["vae"] else None,  # None: V kept as loaded (--vae-epochs 0)
         "vae_last": history["vae"][-1] if history["vae"] else None,
         "mdn_first": history["mdn"][0] if history["mdn"] else None,  # None: M kept as loaded (--mdn-epochs 0)
@@ -789,6 +792,20 @@ def _add_hold_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_precision_arg(parser: argparse.ArgumentParser, default: str | None, default_is: str) -> None:
+    """--precision: V's and M's compute precision (`rllib_worldmodel.precision`); `default_is` says what the default
+    means."""
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=default,
+        help="V's and M's compute precision in fits, dreams and the planner's look-aheads: bf16 runs their matrix "
+        "multiplies in bfloat16 (weights and losses float32), faster on CPUs with AVX512-BF16/AMX and recent GPUs "
+        "(benchmarks/devices.py --precisions fp32 bf16 measures it); auto: bf16 on each device that has bfloat16 "
+        f"units, else fp32; default: {default_is}",
+    )
+
+
 def _add_real_z_arg(parser: argparse.ArgumentParser, default_is: str) -> None:
     """--real-z: how the agent reads real frames (`WorldModels.set_real_z`); `default_is` says what None keeps."""
     parser.add_argument(
@@ -801,14 +818,7 @@ def _add_real_z_arg(parser: argparse.ArgumentParser, default_is: str) -> None:
 
 def _add_m_training_args(p: argparse.ArgumentParser) -> None:
     """M's training options shared by fit and train: latents, scheduled sampling, the done refit, precision."""
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="V's and M's compute precision in fits and dreams: bf16 runs their matrix multiplies in bfloat16 "
-        "(weights and losses float32), faster on CPUs with AVX512-BF16/AMX and recent GPUs "
-        "(benchmarks/devices.py --precisions fp32 bf16 measures it); default fp32",
-    )
+    _add_precision_arg(p, "fp32", "fp32")
     p.add_argument(
         "--mdn-latents",
         choices=["sample", "mean"],
@@ -1001,6 +1011,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--num-cpus", type=int, default=0)
     _add_plan_args(evaluate, default=None)
     _add_real_z_arg(evaluate, "as the checkpoint's agent")
+    _add_precision_arg(evaluate, None, "as the checkpoint's config")
     evaluate.set_defaults(func=cmd_evaluate)
 
     distill = sub.add_parser(
@@ -1022,6 +1033,9 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--num-cpus", type=int, default=0)
     _add_plan_args(distill, default=None)
     _add_real_z_arg(distill, "as the checkpoint's agent (the planner labels states read this way)")
+    _add_precision_arg(
+        distill, None, "as the checkpoint's config (a setting for this run: the written agent keeps the checkpoint's)"
+    )
     distill.set_defaults(func=cmd_distill)
 
     fit = sub.add_parser("fit", help="collect real episodes, fit V and M, write checkpoint and dream GIFs")

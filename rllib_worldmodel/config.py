@@ -262,7 +262,9 @@ class WorldModelsConfig(AlgorithmConfig):
                 look-aheads on the EnvRunners, encoding the replay), with weights, optimizer state, M's LSTM cell
                 state in the dream and every loss in float32. Faster only on hardware with bfloat16 units (CPUs with
                 AVX512-BF16 or AMX, GPUs from Ampere on); `benchmarks/devices.py --precisions fp32 bf16` measures it
-                (RESULTS.md, "bfloat16 where the hardware has it").
+                (RESULTS.md, "bfloat16 where the hardware has it"). "auto": bf16 on each device that has them
+                (`precision.bf16_supported`), fp32 elsewhere, decided where the work runs (a GPU Learner and CPU
+                EnvRunners each get their own); the `world_model/bf16` metric says what the Learner computed at.
         """
         provided = {k: v for k, v in locals().items() if k not in ("self", "closed_loop", "closed_loop_horizon")}
         return self._set_provided(

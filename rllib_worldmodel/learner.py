@@ -64,8 +64,10 @@ class WorldModelsLearner(TorchLearner):
             )
 
     def compute_loss_for_module(self, *, module_id: str, config=None, batch: dict[str, Any], fwd_out) -> torch.Tensor:
-        wm_config = self._agent(module_id).world_model.config
-        losses, metrics = [], {}
+        world_model = self._agent(module_id).world_model
+        wm_config = world_model.config
+        # what this Learner's device made of the precision setting ("auto" resolves per device): 1 for bfloat16
+        losses, metrics = [], {"world_model/bf16": float(world_model.resolved_precision() == "bf16")}
         if "vae_recon" in fwd_out:
             loss, m = vae_loss(
                 fwd_out["vae_recon"],

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import rllib_worldmodel as rw
+from rllib_worldmodel.precision import bf16_supported
 from rllib_worldmodel.trainer import POINT_LOGVAR
 from tests.conftest import run_in_fresh_process
 
@@ -319,9 +320,23 @@ def test_bf16_precision_reaches_every_copy_of_the_agent_and_a_planning_run_train
             "bf16"
         ] * 3
         assert {p.dtype for p in algo.local_module.parameters()} == {torch.float32}
+        # set on a built (e.g. restored) algorithm: every copy again; "auto" resolves on each copy's own device
+        algo.set_precision("auto")
+        learner_precision = algo.learner_group.foreach_learner(
+            lambda learner: learner.module["default_policy"].world_model.resolved_precision()
+        )
+        expected = "bf16" if bf16_supported("cpu") else "fp32"
+        assert [p.get() if hasattr(p, "get") else p for p in learner_precision] == [expected]
+        copies = (algo.local_module, algo.env_runner.module, evaluating)
+        assert [(m.world_model.precision, m.world_model.resolved_precision()) for m in copies] == [
+            ("auto", expected)
+        ] * 3
+        with pytest.raises(ValueError, match="precision='fp16'"):
+            algo.set_precision("fp16")
     finally:
         algo.stop()
     learner = r["learners"]["default_policy"]
+    assert learner["world_model/bf16"] == 1.0  # what the Learner computed at
     assert np.isfinite(learner["world_model/vae_loss"]) and np.isfinite(learner["world_model/mdn_nll"])
     assert np.isfinite(r["dream/cma_fitness_mean"]) and np.isfinite(r["evaluation"]["dream/episode_return_mean"])
     assert r["evaluation"]["real/num_episodes"] >= 4

@@ -242,6 +242,10 @@ def test_real_z_follows_the_m_latents_unless_given_and_a_mismatch_names_the_flag
         train_config(parse([*base, "--mdn-latents", "mean", "--real-z", "sample"])).validate()
     assert parse(["evaluate", "--checkpoint", "x"]).real_z is None  # the checkpoint's agent reads as it did
     assert parse(["distill", "--checkpoint", "x", "--out", "y", "--real-z", "mean"]).real_z == "mean"
+    # the compute precision: the checkpoint's config's unless given; "auto" is bf16 only where the hardware has it
+    assert parse(["evaluate", "--checkpoint", "x"]).precision is None
+    assert parse(["distill", "--checkpoint", "x", "--out", "y", "--precision", "auto"]).precision == "auto"
+    assert train_config(parse([*base, "--precision", "auto"])).model_config["precision"] == "auto"
 
 
 def test_a_resumed_run_plans_as_its_flags_say_and_a_c_fitted_to_deploy_alone_acts_alone():
@@ -334,7 +338,7 @@ def test_fit_on_takecover_writes_checkpoint_metrics_and_gifs(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["episodes"] == 3 and summary["real_steps"] > 0
     assert (summary["closed_loop"], summary["closed_loop_horizon"], summary["mdn_latents"]) == (0.5, 5, "mean")
-    assert summary["precision"] == "bf16"  # fitted in bfloat16; the checkpoint's weights are float32 as always
+    assert summary["precision"] == summary["precision_used"] == "bf16"  # fitted in bfloat16; the weights stay float32
     model = WorldModel.load(summary["checkpoint"])
     assert model.config.obs_shape == (64, 64, 3) and model.config.action_dim == 3
     assert {p.dtype for p in model.parameters()} == {torch.float32} and model.precision == "fp32"  # a runtime setting
@@ -499,10 +503,25 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert [json.loads(line)["iteration"] for line in (out / "progress.jsonl").read_text().splitlines()] == [1, 2]
     # the same checkpoint's agent, planning each decision in its dream
     plan = ["--plan-horizon", "4", "--plan-samples", "2", "--plan-dream-episodes", "2"]
-    # the same checkpoint's agent, planning each decision in its dream and reading real frames as V's means
+    # the same checkpoint's agent, planning each decision in its dream and reading real frames as V's means, its V
+    # and M computing in bfloat16 (the run trained at fp32)
     means = ["--real-z", "mean"]
     assert (
-        main(["evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "3", "--num-cpus", "2", *plan, *means])
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(out / "checkpoint"),
+                "--episodes",
+                "3",
+                "--num-cpus",
+                "2",
+                *plan,
+                *means,
+                "--precision",
+                "bf16",
+            ]
+        )
         == 0
     )
     assert "real 30.0 ± 0.0 over 3 episodes" in capsys.readouterr().out

@@ -19,7 +19,7 @@ from torch import nn
 
 from rllib_worldmodel.models.mdn_rnn import MDNRNN
 from rllib_worldmodel.models.vae import ConvVAE, MLPVAE
-from rllib_worldmodel.precision import autocast, check_precision
+from rllib_worldmodel.precision import autocast, check_precision, resolve_precision
 
 CHECKPOINT_FORMAT = "rllib_worldmodel.world_model"
 CHECKPOINT_VERSION = 1
@@ -206,9 +206,14 @@ class WorldModel(nn.Module):
         return self.mdn_rnn.mdn_head.weight.device
 
     def set_precision(self, precision: str) -> None:
-        """Compute V's and M's matrix multiplies and convolutions in "fp32" or "bf16" (weights stay float32); see
-        `rllib_worldmodel.precision`. Applies to fits, dreams, planning and `encode_frames`."""
+        """Compute V's and M's matrix multiplies and convolutions in "fp32", "bf16" or "auto" (bf16 where the
+        model's device has bfloat16 units, decided at each computation, so moving the model re-decides); weights
+        stay float32; see `rllib_worldmodel.precision`. Applies to fits, dreams, planning and `encode_frames`."""
         self.precision = check_precision(precision)
+
+    def resolved_precision(self) -> str:
+        """What the model computes at on its current device: "fp32" or "bf16" (`precision.resolve_precision`)."""
+        return resolve_precision(self.precision, self.device)
 
     def compute(self) -> contextlib.AbstractContextManager:
         """The context V and M run in at this model's precision (`torch.autocast` for "bf16", else a no-op); what
