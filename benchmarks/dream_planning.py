@@ -40,10 +40,17 @@ from rllib_worldmodel.rl_module import REAL_Z, WorldModelsRLModule
 
 
 def load_agent(checkpoint: Path) -> WorldModelsRLModule:
-    """The acting module of a WorldModels checkpoint folder."""
-    path = checkpoint.resolve() / "learner_group" / "learner" / "rl_module" / "default_policy"
+    """The acting module of a WorldModels checkpoint folder, or of an agent a run kept
+    (`OUT/agents/iteration_NNN/agent`, `WorldModels.save_agent`; its world_model.pt is beside it, as a checkpoint's
+    is)."""
+    path = checkpoint.resolve()
+    if (path / "learner_group").exists():  # a whole run's checkpoint, not an RLModule's own folder
+        path = path / "learner_group" / "learner" / "rl_module" / "default_policy"
     if not path.exists():
-        raise SystemExit(f"--checkpoint {checkpoint}: no RLModule at {path} (a WorldModels checkpoint folder?)")
+        raise SystemExit(
+            f"--checkpoint {checkpoint}: no RLModule at {path} (a WorldModels checkpoint folder, or a kept agent's "
+            "OUT/agents/iteration_NNN/agent?)"
+        )
     module = RLModule.from_checkpoint(str(path)).cpu().eval()
     module.set_random_only(False)
     return module
@@ -60,7 +67,7 @@ def load_planning_agent(
     """The acting module of a checkpoint, set to plan in the dream of the world model it plans with.
 
     Args:
-        checkpoint: A WorldModels checkpoint folder.
+        checkpoint: A WorldModels checkpoint folder, or a kept agent's `agent` folder (`WorldModels.save_agent`).
         world_model: A world-model file whose V and M replace the checkpoint's (same architecture); None: the
             checkpoint's own, whose metadata (calibrated deaths, env settings) is `<checkpoint>/../world_model.pt`.
         controller: C's weights to play instead of the checkpoint's (`controller_weights`).

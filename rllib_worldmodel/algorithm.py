@@ -24,7 +24,9 @@ import dataclasses
 import logging
 import math
 import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -1094,6 +1096,29 @@ class WorldModels(Algorithm):
         group = self.eval_env_runner_group or self.env_runner_group
         group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
         return group
+
+    def save_agent(self, folder: str | os.PathLike) -> Path:
+        """Write the acting agent alone, without the replay, the optimizers or CMA-ES's state: `folder/agent` (its
+        RLModule, as RLlib saves one: V, M, C, C's interval, the planning settings and how it reads real frames;
+        `RLModule.from_checkpoint` loads it) and `folder/world_model.pt` (`export_world_model`: the calibrated
+        deaths and the real env's settings). About 60 MB for TakeCover's V and M, against gigabytes for a checkpoint
+        with a full replay, so a run can keep every iteration's agent (`rllib-worldmodel train` does, in
+        `OUT/agents/iteration_NNN`) and any of them can be played again later
+        (`benchmarks/dream_planning.py --checkpoint OUT/agents/iteration_NNN/agent`). Written beside `folder` and
+        renamed into place, so `folder` holds a whole agent or none.
+
+        Returns:
+            `folder`.
+        """
+        folder = Path(folder).resolve()
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)  # a leftover of an interrupted save
+        partial.mkdir(parents=True)
+        self.local_module.save_to_path(str(partial / "agent"))
+        self.export_world_model(partial / "world_model.pt")
+        shutil.rmtree(folder, ignore_errors=True)  # the same iteration saved again (a resumed run redoing it)
+        os.replace(partial, folder)
+        return folder
 
     def export_world_model(self, path) -> Any:
         """Write the current world model as a standalone checkpoint (loadable by `WorldModels/Dream-v0`)."""

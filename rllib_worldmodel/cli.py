@@ -325,6 +325,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f.write(json.dumps(row, default=float) + "\n")
             # Every iteration: a crash in iteration n+1 keeps the real episodes and models of iteration n.
             ckpt = save_checkpoint_atomically(algo, out / "checkpoint")
+            if args.keep_agents:  # the checkpoint is overwritten next iteration; each iteration's agent stays
+                algo.save_agent(out / "agents" / f"iteration_{row['iteration']:03d}")
             if args.until_gap is not None and "dream_real_gap" in ev:
                 ratio = abs(ev["dream_real_gap"]) / max(abs(ev["real/episode_return_mean"]), 1.0)
                 if ratio < args.until_gap:
@@ -1000,6 +1002,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume",
         help="an RLlib checkpoint folder to continue from (replay, models, CMA-ES state): e.g. <out>/checkpoint",
+    )
+    train.add_argument(
+        "--keep-agents",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep every iteration's agent (its RLModule and world_model.pt, ~60 MB for TakeCover, no replay) in "
+        "OUT/agents/iteration_NNN, to play any of them again later (benchmarks/dream_planning.py --checkpoint "
+        "OUT/agents/iteration_NNN/agent); OUT/checkpoint holds only the last iteration's whole run",
     )
     _add_real_z_arg(train, "as --mdn-latents")
     train.add_argument("--seed", type=int, default=0)

@@ -346,7 +346,8 @@ def test_dream_planning_takes_c_from_a_state_dict_or_another_checkpoint(monkeypa
 
 def test_dream_planning_plans_with_another_world_model_and_its_calibration(monkeypatch, tmp_path):
     """`--world-model`: V and M (and the calibrated deaths) of another file of the same architecture replace the
-    checkpoint's; without it the checkpoint's own model plans, calibrated as exported beside the checkpoint."""
+    checkpoint's; without it the checkpoint's own model plans, calibrated as exported beside the checkpoint (or
+    beside a kept agent's folder)."""
     from rllib_worldmodel.models.world_model import WorldModel
     from rllib_worldmodel.rl_module import WorldModelsRLModule
 
@@ -371,6 +372,15 @@ def test_dream_planning_plans_with_another_world_model_and_its_calibration(monke
         torch.testing.assert_close(own.world_model.state_dict()[name], value)
     swapped, meta = planning.load_planning_agent(folder, tmp_path / "other.pt")
     assert meta["done_logit_offset"] == 2.0 and float(swapped.plan_done_offset) == 2.0
+    # an agent a run kept (`WorldModels.save_agent`: OUT/agents/iteration_NNN/{agent,world_model.pt}) loads the same
+    kept = tmp_path / "agents" / "iteration_003"
+    module.save_to_path(kept / "agent")
+    module.world_model.save(kept / "world_model.pt", metadata={"done_logit_offset": -0.5})
+    alone, meta = planning.load_planning_agent(kept / "agent")
+    assert meta["done_logit_offset"] == -0.5 and float(alone.plan_done_offset) == -0.5
+    for name, value in module.state_dict().items():
+        if name.startswith(("world_model.", "controller")):  # (it sets the planning buffers and random_only itself)
+            torch.testing.assert_close(alone.state_dict()[name], value)
     for name, value in other.state_dict().items():
         torch.testing.assert_close(swapped.world_model.state_dict()[name], value)
     torch.testing.assert_close(swapped.controller.net.weight, module.controller.net.weight)  # C stays the agent's

@@ -476,6 +476,17 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     assert not (out / "checkpoint.partial").exists() and not (out / "checkpoint.previous").exists()
     assert Image.open(out / "real_vs_dream.gif").n_frames > 1
     row = json.loads((out / "progress.jsonl").read_text().splitlines()[-1])
+    # every iteration's agent is kept (the whole checkpoint holds only the last): the same module, loadable alone
+    kept = sorted(p.name for p in (out / "agents").iterdir())
+    assert kept == [f"iteration_{i:03d}" for i in range(1, row["iteration"] + 1)]
+    assert (out / "agents" / kept[-1] / "world_model.pt").exists()
+    last_agent = RLModule.from_checkpoint(str(out / "agents" / kept[-1] / "agent"))
+    learner_module = RLModule.from_checkpoint(
+        str(out / "checkpoint" / "learner_group" / "learner" / "rl_module" / "default_policy")
+    )
+    assert last_agent.state_dict().keys() == learner_module.state_dict().keys()
+    for name, value in learner_module.state_dict().items():
+        torch.testing.assert_close(last_agent.state_dict()[name], value)
     assert row["real/num_episodes"] == 2
     # the training phases' own numbers travel beside the evaluation's, under "training"
     training = row["training"]
