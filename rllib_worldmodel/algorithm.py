@@ -55,7 +55,7 @@ from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSim
 from rllib_worldmodel.dream_rllib import DreamRLlibTrainer
 from rllib_worldmodel.evaluation import evaluate_real_and_dream, evaluation_episodes, sample_episodes
 from rllib_worldmodel.models.controller import ControllerInput
-from rllib_worldmodel.models.world_model import WorldModel
+from rllib_worldmodel.models.world_model import read_checkpoint, WorldModel
 from rllib_worldmodel.planning import (
     check_count,
     planner_dream_returns,
@@ -251,6 +251,11 @@ class WorldModels(Algorithm):
         if controller is not None:
             update.update({f"controller.{k}": v for k, v in controller.items()})
             update["controller_every"] = torch.tensor(float(controller_every))
+        self._push_module_state(update)
+
+    def _push_module_state(self, update: dict[str, Any]) -> None:
+        """Set `update` (module state: some or all of its parameters and buffers) on the Learner's module, the local
+        module and every EnvRunner's, training and evaluation alike."""
         self.learner_group.set_weights({DEFAULT_MODULE_ID: update})
         self.local_module.set_state(update)
         # The evaluation EnvRunners too: they play the next real evaluation (`evaluate_real` after `set_planning`).
@@ -1119,6 +1124,41 @@ class WorldModels(Algorithm):
         shutil.rmtree(folder, ignore_errors=True)  # the same iteration saved again (a resumed run redoing it)
         os.replace(partial, folder)
         return folder
+
+    def load_agent(self, folder: str | os.PathLike) -> dict[str, float]:
+        """Deploy an agent a run kept (`save_agent`, e.g. `OUT/agents/iteration_015` of `rllib-worldmodel train`) in
+        place of the current one: its V, M and C, C's interval, its planning settings and how it reads real frames,
+        on the Learner and every EnvRunner, with its dream's deaths calibrated as they were when it was saved (the
+        done-logit offset and scale in its world_model.pt); then re-scored in that dream. The replay, the optimizers
+        and CMA-ES's state stay this algorithm's, so an evaluation (`evaluate_real`) plays the kept agent with this
+        run's env settings and evaluation EnvRunners; a `train()` after it continues from the kept agent's models.
+
+        Args:
+            folder: The kept agent's folder (holding `agent/` and `world_model.pt`).
+
+        Returns:
+            Its dream score (mean, std, min, max).
+        """
+        folder = Path(folder)
+        if not (folder / "agent").is_dir() or not (folder / "world_model.pt").is_file():
+            raise FileNotFoundError(
+                f"{folder} is not a kept agent's folder: it needs agent/ and world_model.pt "
+                "(`WorldModels.save_agent`; `rllib-worldmodel train` keeps OUT/agents/iteration_NNN)"
+            )
+        from ray.rllib.core.rl_module.rl_module import RLModule
+
+        kept = RLModule.from_checkpoint(str((folder / "agent").resolve()))
+        if kept.wm_config != self.world_model.config:
+            raise ValueError(
+                f"the agent in {folder} has another world-model architecture ({kept.wm_config}) than this run's "
+                f"({self.world_model.config}): deploy it on a checkpoint of the run that kept it"
+            )
+        meta = read_checkpoint(folder / "world_model.pt")["metadata"]
+        self._push_module_state(kept.get_state())
+        self.done_logit_offset = float(meta.get("done_logit_offset", 0.0))
+        self.done_logit_scale = float(meta.get("done_logit_scale", 1.0))
+        self._score_in_dream()
+        return dict(self.dream_score)
 
     def export_world_model(self, path) -> Any:
         """Write the current world model as a standalone checkpoint (loadable by `WorldModels/Dream-v0`)."""

@@ -368,6 +368,8 @@ def _restored(args: argparse.Namespace) -> Iterator[Any]:
     try:
         algo = Algorithm.from_checkpoint(str(path))
         try:
+            if args.agent is not None:  # an earlier iteration's agent the run kept, on this checkpoint's run
+                algo.load_agent(args.agent)
             if args.real_z is not None:  # else the agent reads real frames as its checkpoint did
                 algo.set_real_z(args.real_z)
             if args.precision is not None:  # else V and M compute as its checkpoint's config says
@@ -794,6 +796,16 @@ def _add_hold_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_agent_arg(parser: argparse.ArgumentParser) -> None:
+    """--agent: an agent the run kept (`WorldModels.load_agent`) deployed on the restored --checkpoint."""
+    parser.add_argument(
+        "--agent",
+        help="a kept agent's folder, e.g. OUT/agents/iteration_015 (train keeps one per iteration): it replaces the "
+        "checkpoint's agent (V, M, C, its settings and calibrated dream), the checkpoint giving the run's env "
+        "settings and replay; default: the checkpoint's own agent",
+    )
+
+
 def _add_precision_arg(parser: argparse.ArgumentParser, default: str | None, default_is: str) -> None:
     """--precision: V's and M's compute precision (`rllib_worldmodel.precision`); `default_is` says what the default
     means."""
@@ -1020,6 +1032,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=100)
     evaluate.add_argument("--num-cpus", type=int, default=0)
     _add_plan_args(evaluate, default=None)
+    _add_agent_arg(evaluate)
     _add_real_z_arg(evaluate, "as the checkpoint's agent")
     _add_precision_arg(evaluate, None, "as the checkpoint's config")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -1042,6 +1055,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     distill.add_argument("--num-cpus", type=int, default=0)
     _add_plan_args(distill, default=None)
+    _add_agent_arg(distill)
     _add_real_z_arg(distill, "as the checkpoint's agent (the planner labels states read this way)")
     _add_precision_arg(
         distill, None, "as the checkpoint's config (a setting for this run: the written agent keeps the checkpoint's)"

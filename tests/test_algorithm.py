@@ -303,6 +303,47 @@ def test_reading_real_frames_as_means_reaches_every_env_runner_and_stays_with_th
     assert algo.env_runner.module.real_z == evaluator.real_z == "sample"
 
 
+def test_a_kept_agent_is_deployed_on_every_copy_with_its_own_calibrated_dream(trained, tmp_path):
+    """`save_agent` keeps the acting agent alone (no replay); `load_agent` puts it back on the Learner, the local
+    module and every EnvRunner, with the done-logit offset its dream was calibrated with, and re-scores it."""
+    algo, _ = trained
+    offset = algo.done_logit_offset
+    first = algo.save_agent(tmp_path / "agents" / "iteration_002")
+    assert sorted(p.name for p in first.iterdir()) == ["agent", "world_model.pt"]
+    assert not first.with_name("iteration_002.partial").exists()
+    kept_c = {k: v.clone() for k, v in algo.local_module.controller.state_dict().items()}
+    # another agent: C moved, its dream calibrated elsewhere
+    algo._set_agent_state(controller={k: v + 1.0 for k, v in kept_c.items()})
+    algo.done_logit_offset = offset + 1.0
+    other = algo.save_agent(tmp_path / "agents" / "iteration_003")
+
+    def learner_c():
+        out = algo.learner_group.foreach_learner(
+            lambda learner: learner.module["default_policy"].controller.net.weight.detach().clone()
+        )
+        return [w.get() if hasattr(w, "get") else w for w in out][0]
+
+    evaluator = algo._synced_evaluation_group().local_env_runner.module
+    try:
+        score = algo.load_agent(first)
+        assert algo.done_logit_offset == offset and set(score) >= {"mean", "std"} and score == algo.dream_score
+        for module_c in (
+            learner_c(),
+            algo.local_module.controller.net.weight,
+            algo.env_runner.module.controller.net.weight,
+            evaluator.controller.net.weight,
+        ):
+            torch.testing.assert_close(module_c, kept_c["net.weight"])
+        algo.load_agent(other)
+        assert algo.done_logit_offset == offset + 1.0
+        torch.testing.assert_close(evaluator.controller.net.weight, kept_c["net.weight"] + 1.0)
+        with pytest.raises(FileNotFoundError, match="not a kept agent's folder"):
+            algo.load_agent(tmp_path / "agents")
+    finally:
+        algo.load_agent(first)  # the fixture's agent, as it was
+    torch.testing.assert_close(algo.env_runner.module.controller.net.weight, kept_c["net.weight"])
+
+
 def test_bf16_precision_reaches_every_copy_of_the_agent_and_a_planning_run_trains_on_it(ray_session):
     """`world_model(precision="bf16")`: the Learner fits, the local module dreams and the EnvRunners' planners look
     ahead in bfloat16; losses and scores stay finite float32 numbers, and the weights stay float32."""

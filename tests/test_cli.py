@@ -494,8 +494,27 @@ def test_train_then_evaluate_on_real_takecover(tmp_path, capsys):
     # real steps as printed: every step the env took, those of the last sampling call past the third episode too
     assert row["real_env_steps"] == training["real/num_env_steps_sampled_lifetime"] >= 90
     assert np.isfinite(training["dream/episode_return_mean"]) and training["timers/fit_world_model_s"] > 0
-    assert main(["evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "3", "--num-cpus", "2"]) == 0
+    # an earlier iteration's kept agent, played on the run's checkpoint (its env settings, evaluation EnvRunners)
+    first = str(out / "agents" / "iteration_001")
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(out / "checkpoint"),
+                "--agent",
+                first,
+                "--episodes",
+                "3",
+                "--num-cpus",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "over 3 episodes" in capsys.readouterr().out
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint"), "--agent", str(out), "--num-cpus", "2"]) == 2
+    assert "not a kept agent's folder" in capsys.readouterr().err
 
     # Run again after a crash between iteration 2's row and its checkpoint: the same command with --resume from the
     # run's own checkpoint and --until-iteration runs only what is left, and the orphaned row is moved aside.
