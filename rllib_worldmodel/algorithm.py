@@ -24,7 +24,6 @@ import dataclasses
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.env import INPUT_ENV_SINGLE_SPACES
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, LEARNER_RESULTS
@@ -48,7 +48,13 @@ from rllib_worldmodel.calibration import (
 )
 from rllib_worldmodel.cma_es import CMAESTrainer, evaluate_population
 from rllib_worldmodel.config import WorldModelsConfig
-from rllib_worldmodel.data import pack_replay_state, recency_weights, steps_stored_after, unpack_replay_state
+from rllib_worldmodel.data import (
+    pack_replay_state,
+    recency_weights,
+    steps_stored_after,
+    unpack_replay_state,
+    write_folder_atomically,
+)
 from rllib_worldmodel.distill import distill_planner, DistillSettings
 from rllib_worldmodel.done_refit import EncodedEpisode, refit_done_on_dreams
 from rllib_worldmodel.dream import doomed_branch_points, DreamSettings, DreamSimulator
@@ -1110,20 +1116,18 @@ class WorldModels(Algorithm):
         with a full replay, so a run can keep every iteration's agent (`rllib-worldmodel train` does, in
         `OUT/agents/iteration_NNN`) and any of them can be played again later
         (`benchmarks/dream_planning.py --checkpoint OUT/agents/iteration_NNN/agent`). Written beside `folder` and
-        renamed into place, so `folder` holds a whole agent or none.
+        renamed into place (`data.write_folder_atomically`), so `folder` holds a whole agent or none.
 
         Returns:
             `folder`.
         """
-        folder = Path(folder).resolve()
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)  # a leftover of an interrupted save
-        partial.mkdir(parents=True)
-        self.local_module.save_to_path(str(partial / "agent"))
-        self.export_world_model(partial / "world_model.pt")
-        shutil.rmtree(folder, ignore_errors=True)  # the same iteration saved again (a resumed run redoing it)
-        os.replace(partial, folder)
-        return folder
+
+        def write(path: Path) -> None:
+            path.mkdir(parents=True)
+            self.local_module.save_to_path(str(path / "agent"))
+            self.export_world_model(path / "world_model.pt")
+
+        return write_folder_atomically(folder, write)
 
     def load_agent(self, folder: str | os.PathLike) -> dict[str, float]:
         """Deploy an agent a run kept (`save_agent`, e.g. `OUT/agents/iteration_015` of `rllib-worldmodel train`) in
@@ -1145,8 +1149,6 @@ class WorldModels(Algorithm):
                 f"{folder} is not a kept agent's folder: it needs agent/ and world_model.pt "
                 "(`WorldModels.save_agent`; `rllib-worldmodel train` keeps OUT/agents/iteration_NNN)"
             )
-        from ray.rllib.core.rl_module.rl_module import RLModule
-
         kept = RLModule.from_checkpoint(str((folder / "agent").resolve()))
         if kept.wm_config != self.world_model.config:
             raise ValueError(

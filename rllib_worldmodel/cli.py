@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rllib_worldmodel.calibration import CALIBRATION_ANCHORS
+from rllib_worldmodel.data import write_folder_atomically
 from rllib_worldmodel.distill import DISTILL_DEPLOY
 from rllib_worldmodel.envs.vizdoom import add_view_args, episode_steps, frame_skip_of, takecover_view
 from rllib_worldmodel.planning import PLAN_ROLLOUTS, PlanSettings
@@ -194,13 +194,8 @@ def _checkpoint_folder(path: str, flag: str) -> Path:
 
 
 def save_checkpoint_atomically(algo: Any, folder: str | os.PathLike) -> Path:
-    """Write `algo`'s checkpoint to `folder` so that a crash at any moment leaves a complete checkpoint behind.
-
-    RLlib writes a checkpoint file by file into its target folder, so a crash mid-save (or a full disk) would leave
-    a folder that restores nothing, and the previous iteration's checkpoint would already be overwritten. Here the new
-    checkpoint is written beside it (`<folder>.partial`), the old one is moved aside (`<folder>.previous`), the new
-    one takes its name and only then is the old one deleted. Renames within one folder are atomic, so `folder` or
-    `<folder>.previous` always holds a complete checkpoint.
+    """Write `algo`'s checkpoint to `folder` so that a crash at any moment leaves a complete checkpoint behind
+    (`data.write_folder_atomically`: `folder` or `<folder>.previous` always holds one).
 
     Args:
         algo: The algorithm (anything with RLlib's `save_to_path`).
@@ -209,17 +204,7 @@ def save_checkpoint_atomically(algo: Any, folder: str | os.PathLike) -> Path:
     Returns:
         The checkpoint folder.
     """
-    folder = Path(folder).resolve()
-    partial = folder.with_name(folder.name + ".partial")
-    previous = folder.with_name(folder.name + ".previous")
-    shutil.rmtree(partial, ignore_errors=True)  # a leftover of an earlier interrupted save
-    algo.save_to_path(str(partial))
-    shutil.rmtree(previous, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, previous)
-    os.replace(partial, folder)
-    shutil.rmtree(previous, ignore_errors=True)
-    return folder
+    return write_folder_atomically(folder, lambda path: algo.save_to_path(str(path)))
 
 
 def _set_aside_rows_after(progress: Path, iteration: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -141,6 +142,35 @@ def collect_random_episodes(
         if on_episode is not None:
             on_episode(len(episodes) - 1, ep)
     return episodes
+
+
+def write_folder_atomically(folder: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write a folder with `write(path)` so that a crash at any moment leaves a complete one behind.
+
+    Savers such as RLlib's write file by file into their target folder, so a crash mid-save (or a full disk) would
+    leave a folder that restores nothing, and the previous version would already be overwritten. Here the new folder
+    is written beside it (`<folder>.partial`), the old one is moved aside (`<folder>.previous`), the new one takes its
+    name and only then is the old one deleted. Renames within one folder are atomic, so `folder` or
+    `<folder>.previous` always holds a complete version.
+
+    Args:
+        folder: Where the folder lives.
+        write: Writes the whole folder at the path it is given (which does not exist yet).
+
+    Returns:
+        The folder.
+    """
+    folder = Path(folder).resolve()
+    partial = folder.with_name(folder.name + ".partial")
+    previous = folder.with_name(folder.name + ".previous")
+    shutil.rmtree(partial, ignore_errors=True)  # a leftover of an earlier interrupted save
+    write(partial)
+    shutil.rmtree(previous, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, previous)
+    os.replace(partial, folder)
+    shutil.rmtree(previous, ignore_errors=True)
+    return folder
 
 
 def save_episodes(episodes: Iterable[Episode], directory: str | os.PathLike, start_index: int = 0) -> list[Path]:

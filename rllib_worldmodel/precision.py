@@ -56,9 +56,7 @@ def bf16_supported(device: torch.device | str = "cpu") -> bool:
     """Whether `device` computes bfloat16 in hardware (where "bf16" is expected to be faster than "fp32")."""
     device = torch.device(device)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            return False
-        return _cuda_bf16(device.index if device.index is not None else torch.cuda.current_device())
+        return _cuda_bf16(device.index)
     if device.type == "cpu":
         return _cpu_bf16()
     return False
@@ -72,7 +70,9 @@ def _cpu_bf16() -> bool:
 
 
 @functools.cache
-def _cuda_bf16(index: int) -> bool:
+def _cuda_bf16(index: int | None) -> bool:  # None: the current device
+    if not torch.cuda.is_available():
+        return False
     if torch.version.hip:  # every ROCm GPU PyTorch supports has bfloat16 units (torch.cuda.is_bf16_supported's view)
         return True
     # Ampere (compute capability 8.0) and later have bfloat16 tensor cores. torch.cuda.is_bf16_supported() asks about
