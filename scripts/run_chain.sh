@@ -52,9 +52,10 @@ else
     if [ -z "${CHAIN_DRY_RUN:-}" ]; then mkdir -p "$OUT" && echo "$CAPACITY" >"$CAPACITY_FILE"; fi
 fi
 COMMON=(--fit-epochs-over new --replay-capacity "$CAPACITY")
-# PRECISION=bf16: V and M compute in bfloat16 in every leg (`world_model(precision=...)`; the main job ran 1.24-1.42x
-# faster end to end on a 2-core AMD EPYC with AVX512-BF16, RESULTS.md "bfloat16 where the hardware has it"; the
-# chain's score with it is not measured). A compute setting, not the chain's data: a chain may be resumed at another.
+# PRECISION=bf16: V and M compute in bfloat16 in every leg (`world_model(precision=...)`). Not recommended: on a 2-core
+# AMD EPYC with AVX512-BF16 the chain ran only 1.12x faster (13,568 s against 15,239 s) and its planner at iteration
+# 16 played 903.5 over 600 real episodes, 12-162 below three float32 chains' on the same episodes (RESULTS.md, "The
+# chain in bfloat16"). A compute setting, not the chain's data: a chain may be resumed at another.
 if [ -n "${PRECISION:-}" ]; then COMMON+=(--precision "$PRECISION"); fi
 # the fine planner: leg 4 collects and deploys it, leg 5 labels C with it (the same planner, or the fit learns another)
 PLAN=(--plan-horizon 12 --plan-every 3 --plan-dream-episodes 8)

@@ -1064,6 +1064,42 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
                 "760.2 ± 446.0 | 763.2 ± 445.7 | -3.0 ± 26.6 | 0 of 1 |",
             ],
         ),
+        (  # the chain iterated in bfloat16 against the three float32 chains (RESULTS, "The chain in bfloat16")
+            "chain_bf16_it16",
+            "chain_keep400k_it16",
+            [
+                "| C alone (z: sample) | 600 | 531.7 ± 327.0 | 718.7 ± 447.3 | -187.0 ± 19.9 | 0 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "903.5 ± 580.3 | 1065.6 ± 610.6 | -162.1 ± 28.6 | 0 of 6 |",
+            ],
+        ),
+        (
+            "chain_bf16_it16",
+            "chain_keep400k_rep_it16",
+            [
+                "| C alone (z: sample) | 600 | 531.7 ± 327.0 | 735.3 ± 467.6 | -203.6 ± 19.7 | 0 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "903.5 ± 580.3 | 989.5 ± 608.6 | -86.0 ± 28.4 | 0 of 6 |",
+            ],
+        ),
+        (
+            "chain_bf16_it16",
+            "chain_keep600k_it16",
+            [
+                "| C alone (z: sample) | 600 | 531.7 ± 327.0 | 536.8 ± 312.7 | -5.0 ± 15.7 | 4 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "903.5 ± 580.3 | 915.3 ± 549.0 | -11.7 ± 27.5 | 3 of 6 |",
+            ],
+        ),
+        (  # the first measured pair of one chain's iterations 15 and 16 (kept agents)
+            "chain_bf16_it16",
+            "chain_bf16_it15",
+            [
+                "| C alone (z: sample) | 600 | 531.7 ± 327.0 | 510.2 ± 290.0 | +21.6 ± 14.3 | 4 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "903.5 ± 580.3 | 928.9 ± 558.9 | -25.4 ± 27.6 | 3 of 6 |",
+            ],
+        ),
     ],
 )
 def test_paired_agents_reproduces_the_chains_published_pairings(capsys, a, b, lines):
