@@ -57,6 +57,11 @@ COMMON=(--fit-epochs-over new --replay-capacity "$CAPACITY")
 # 16 played 903.5 over 600 real episodes, 12-162 below three float32 chains' on the same episodes (RESULTS.md, "The
 # chain in bfloat16"). A compute setting, not the chain's data: a chain may be resumed at another.
 if [ -n "${PRECISION:-}" ]; then COMMON+=(--precision "$PRECISION"); fi
+# CHAIN_FLAGS='--seed 1 ...': more `rllib-worldmodel train` flags for every training leg, after the leg's own (so they
+# win), split on spaces: a variant chain (another seed, C's input) without editing this script, which must not be
+# edited while a chain runs from it (bash reads it as it goes). Give a resumed chain the flags it was started with.
+read -ra EXTRA <<<"${CHAIN_FLAGS:-}"
+COMMON+=(${EXTRA[@]+"${EXTRA[@]}"})
 # the fine planner: leg 4 collects and deploys it, leg 5 labels C with it (the same planner, or the fit learns another)
 PLAN=(--plan-horizon 12 --plan-every 3 --plan-dream-episodes 8)
 

@@ -194,6 +194,14 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last(tmp_path
     assert {a.precision for a in bf16} == {"bf16"} and len(bf16) == 4
     d = parser.parse_args(distill)
     assert d.func is cli.cmd_distill and d.checkpoint == f"{parsed[-1].out}/checkpoint" and d.states == 16000
+    # CHAIN_FLAGS: a variant chain, its flags on every training leg after the leg's own (so they win); distill as is
+    *variant, variant_distill = _chain_commands(tmp_path / "variant", CHAIN_FLAGS="--seed 7 --include-cell")
+    variant = [parser.parse_args(leg) for leg in variant]
+    assert [(a.seed, a.include_cell) for a in variant] == [(7, True)] * 4 and {a.seed for a in parsed} == {0}
+    assert [a.action_repeat for a in variant] == [a.action_repeat for a in parsed]
+    assert variant_distill == _chain_commands(tmp_path / "variant")[-1]
+    overridden = _chain_commands(tmp_path / "variant", CHAIN_FLAGS="--action-repeat 25")[:-1]
+    assert {parser.parse_args(leg).action_repeat for leg in overridden} == {25}
 
 
 def test_the_chain_keeps_the_replay_capacity_it_was_started_with(tmp_path):
