@@ -56,6 +56,10 @@ def bf16_supported(device: torch.device | str = "cpu") -> bool:
     """Whether `device` computes bfloat16 in hardware (where "bf16" is expected to be faster than "fp32")."""
     device = torch.device(device)
     if device.type == "cuda":
+        if device.index is None and torch.cuda.is_available():
+            # "cuda" names whichever device is current, which may change: cache the one it names now, not "None".
+            # A model's parameters always carry their index, so the dream step never takes this branch.
+            device = torch.device("cuda", torch.cuda.current_device())
         return _cuda_bf16(device.index)
     if device.type == "cpu":
         return _cpu_bf16()
@@ -70,7 +74,7 @@ def _cpu_bf16() -> bool:
 
 
 @functools.cache
-def _cuda_bf16(index: int | None) -> bool:  # None: the current device
+def _cuda_bf16(index: int | None) -> bool:  # None only without CUDA
     if not torch.cuda.is_available():
         return False
     if torch.version.hip:  # every ROCm GPU PyTorch supports has bfloat16 units (torch.cuda.is_bf16_supported's view)
