@@ -37,20 +37,30 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 # this machine (/tmp/ray/ray_current_cluster), and a leg that began while a test's short-lived cluster was up joined
 # it and died when that cluster stopped (RESULTS.md, "A third chain, with a 600,000-step replay").
 export RAY_ADDRESS="${RAY_ADDRESS:-local}"
-# The replay capacity is the chain's: kept in OUT on its first run and reused when it is run again, since a resumed
-# leg with a smaller one would drop collected episodes for good at its next collection.
-CAPACITY_FILE="$OUT/replay_capacity"
-if [ -f "$CAPACITY_FILE" ]; then
-    CAPACITY=$(cat "$CAPACITY_FILE")
-    if [ -n "${REPLAY_CAPACITY:-}" ] && [ "$REPLAY_CAPACITY" != "$CAPACITY" ]; then
-        echo "REPLAY_CAPACITY=$REPLAY_CAPACITY, but the chain in $OUT was started with $CAPACITY ($CAPACITY_FILE):" \
-            "run it again without REPLAY_CAPACITY (or with $CAPACITY), or start another chain in a new OUT." >&2
-        exit 2
+kept() {  # kept VAR FILE DEFAULT: the chain's setting VAR as it was started (kept in OUT/FILE), into $KEPT
+    # A setting of the chain itself, kept in OUT on its first run and reused when it is run again: a resumed leg with
+    # a smaller replay would drop collected episodes for good at its next collection, and one with other train flags
+    # would go on silently as another recipe. Unset or empty: the kept value; another value is refused. A chain
+    # started before a setting was kept keeps what its next run gives.
+    local file="$OUT/$2" given
+    given=$(set -f && printf '%s ' ${!1:-})  # words, unglobbed: spacing is not a difference
+    given=${given% }
+    if [ -f "$file" ]; then
+        KEPT=$(cat "$file")
+        if [ -n "$given" ] && [ "$given" != "$KEPT" ]; then
+            echo "$1=$given, but the chain in $OUT was started with ${KEPT:-none} ($file): run it again without" \
+                "$1 (or with the same), or start another chain in a new OUT." >&2
+            exit 2
+        fi
+    else
+        KEPT="${given:-$3}"
+        if [ -z "${CHAIN_DRY_RUN:-}" ]; then mkdir -p "$OUT" && printf '%s\n' "$KEPT" >"$file"; fi
     fi
-else
-    CAPACITY="${REPLAY_CAPACITY:-400000}"
-    if [ -z "${CHAIN_DRY_RUN:-}" ]; then mkdir -p "$OUT" && echo "$CAPACITY" >"$CAPACITY_FILE"; fi
-fi
+}
+kept REPLAY_CAPACITY replay_capacity 400000
+CAPACITY=$KEPT
+kept CHAIN_FLAGS chain_flags ""
+FLAGS=$KEPT
 COMMON=(--fit-epochs-over new --replay-capacity "$CAPACITY")
 # PRECISION=bf16: V and M compute in bfloat16 in every leg (`world_model(precision=...)`). Not recommended: on a 2-core
 # AMD EPYC with AVX512-BF16 the chain ran only 1.12x faster (13,568 s against 15,239 s) and its planner at iteration
@@ -59,8 +69,8 @@ COMMON=(--fit-epochs-over new --replay-capacity "$CAPACITY")
 if [ -n "${PRECISION:-}" ]; then COMMON+=(--precision "$PRECISION"); fi
 # CHAIN_FLAGS='--seed 1 ...': more `rllib-worldmodel train` flags for every training leg, after the leg's own (so they
 # win), split on spaces: a variant chain (another seed, C's input) without editing this script, which must not be
-# edited while a chain runs from it (bash reads it as it goes). Give a resumed chain the flags it was started with.
-read -ra EXTRA <<<"${CHAIN_FLAGS:-}"
+# edited while a chain runs from it (bash reads it as it goes). Kept in OUT/chain_flags like the replay capacity.
+read -ra EXTRA <<<"$FLAGS"
 COMMON+=(${EXTRA[@]+"${EXTRA[@]}"})
 # the fine planner: leg 4 collects and deploys it, leg 5 labels C with it (the same planner, or the fit learns another)
 PLAN=(--plan-horizon 12 --plan-every 3 --plan-dream-episodes 8)

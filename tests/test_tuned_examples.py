@@ -3,6 +3,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tuned_examples"))
 from tiny import tiny_config  # noqa: E402
 
@@ -204,20 +206,31 @@ def test_the_chain_script_legs_are_valid_configs_each_resuming_the_last(tmp_path
     assert {parser.parse_args(leg).action_repeat for leg in overridden} == {25}
 
 
-def test_the_chain_keeps_the_replay_capacity_it_was_started_with(tmp_path):
-    """A chain run again uses the replay capacity kept in its folder and refuses another one (a resumed leg with a
-    smaller capacity would drop collected episodes); a dry run writes nothing."""
+@pytest.mark.parametrize(
+    "var, file, started, same, other, read",
+    [
+        ("REPLAY_CAPACITY", "replay_capacity", "600000", "600000", "400000", lambda a: a.replay_capacity == 600_000),
+        ("CHAIN_FLAGS", "chain_flags", "--seed 7", " --seed   7", "--seed 8", lambda a: a.seed == 7),
+        ("CHAIN_FLAGS", "chain_flags", "", "", "--seed 8", lambda a: a.seed == 0),  # started with none
+    ],
+)
+def test_the_chain_keeps_the_settings_it_was_started_with(tmp_path, var, file, started, same, other, read):
+    """A chain run again uses the replay capacity and the train flags kept in its folder and refuses others (a
+    resumed leg with a smaller capacity would drop collected episodes, one with other flags would go on silently as
+    another recipe); a dry run writes nothing."""
     from rllib_worldmodel import cli
 
-    _chain_commands(tmp_path, REPLAY_CAPACITY="600000")
-    assert not (tmp_path / "replay_capacity").exists()  # CHAIN_DRY_RUN: no side effects
-    (tmp_path / "replay_capacity").write_text("600000\n")  # as a real first run leaves it
+    _chain_commands(tmp_path, **{var: other})
+    assert not (tmp_path / file).exists()  # CHAIN_DRY_RUN: no side effects
+    (tmp_path / file).write_text(started + "\n")  # as a real first run leaves it
     *legs, _ = _chain_commands(tmp_path)
-    assert {cli.build_parser().parse_args(leg).replay_capacity for leg in legs} == {600_000}
-    assert len(_chain_commands(tmp_path, REPLAY_CAPACITY="600000")) == len(legs) + 1  # the same one is fine
-    refused = _chain_dry_run(tmp_path, REPLAY_CAPACITY="400000")
+    assert all(read(cli.build_parser().parse_args(leg)) for leg in legs) and len(legs) == 4
+    assert _chain_commands(tmp_path, **{var: same}) == [*legs, _]  # the same one (spacing aside) is fine
+    refused = _chain_dry_run(tmp_path, **{var: other})
     assert refused.returncode == 2 and refused.stdout == ""
-    assert "REPLAY_CAPACITY=400000" in refused.stderr and "started with 600000" in refused.stderr
+    assert f"{var}={other}" in refused.stderr and f"started with {started or 'none'} ({tmp_path / file})" in (
+        refused.stderr
+    )
 
 
 def _fake_checkpoint(folder: Path) -> None:
