@@ -2,6 +2,7 @@
 scripts, loaded by path)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,6 +14,10 @@ from rllib_worldmodel.models.controller import Controller, ControllerInput
 from tests.conftest import make_image_world_model
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# the scripts import each other by name (as `python benchmarks/x.py` runs them); appended: they shadow nothing, and
+# this file then runs alone as in the whole suite (where tests/test_cuda.py appended it too)
+if str(BENCHMARKS) not in sys.path:
+    sys.path.append(str(BENCHMARKS))
 
 
 def load_script(name: str):
@@ -1112,3 +1117,105 @@ def test_paired_agents_reproduces_the_chains_published_pairings(capsys, a, b, li
     table = capsys.readouterr().out
     for line in lines:
         assert line in table
+
+
+def test_episode_floor_counts_early_deaths_per_seed_against_independence():
+    floor = load_script("episode_floor")
+    p = np.array([0.2, 0.2, 0.2])
+    dist = floor.poisson_binomial(p)
+    assert dist.sum() == pytest.approx(1.0)
+    assert dist == pytest.approx([0.8**3, 3 * 0.2 * 0.8**2, 3 * 0.2**2 * 0.8, 0.2**3])  # equal rates: the binomial
+    assert floor.poisson_binomial(np.array([0.0, 1.0])) == pytest.approx([0.0, 1.0, 0.0])
+    # three agents on four seeds: seed 0 kills two of them early (one lasts 900 there), seed 1 all three; the early
+    # deaths on seeds 0 and 1 end on one frame for two agents
+    returns = np.array(
+        [
+            [100.0, 150.0, 1000.0, 2100.0],
+            [100.0, 150.0, 800.0, 700.0],
+            [900.0, 250.0, 1200.0, 2100.0],
+        ]
+    )
+    out = floor.floor(returns, early=300.0, long=1000.0, survived=600.0, cap=2100.0)
+    assert [a["early_share"] for a in out["agents"]] == [0.5, 0.5, 0.25]
+    assert [a["long_share"] for a in out["agents"]] == [0.5, 0.0, 0.5]
+    assert [a["capped_share"] for a in out["agents"]] == [0.25, 0.0, 0.25]
+    assert out["early_per_seed"]["observed"] == [2, 0, 1, 1]  # seeds 2, 3: none; seed 0: two; seed 1: three
+    assert sum(out["early_per_seed"]["expected_if_independent"]) == pytest.approx(4.0, abs=0.2)
+    assert out["hard_seeds"] == 2 and out["hard_survived_share"] == 0.5 and out["hard_best_median"] == 575.0
+    assert out["hard_agent_means"] == [125.0, 125.0, 575.0]
+    # early deaths: 100, 100 (same frame), 150, 150 (same frame), 250: 4 of 5; elsewhere 2100 twice of 7
+    assert out["same_frame_share"] == pytest.approx(4 / 5) and out["same_frame_share_elsewhere"] == pytest.approx(2 / 7)
+    seed_means = returns.mean(axis=0)
+    assert out["seed_variance_share"] == pytest.approx(seed_means.var() / returns.var())
+    with pytest.raises(ValueError, match="agents >= 2"):
+        floor.floor(returns[:1])
+
+
+def test_episode_floor_reads_each_agents_row_on_shared_seeds_and_refuses_bad_input(tmp_path, capsys):
+    floor = load_script("episode_floor")
+    c_alone = {"plan_horizon": 0, "decides_every": 6}
+    planner = {"plan_horizon": 12, "decides_every": 3}
+    _planning_result(
+        tmp_path / "a.json", 100, [{**c_alone, "real_returns": [10, 400]}, {**planner, "real_returns": [20, 500]}]
+    )
+    _planning_result(
+        tmp_path / "b.json", 100, [{**c_alone, "real_returns": [30, 600]}, {**planner, "real_returns": [40, 700]}]
+    )
+    _planning_result(tmp_path / "c.json", 100, [{**planner, "real_returns": [1, 2]}], frame_skip=1)
+    out = tmp_path / "floor.json"
+    argv = ["--agent", f"a={tmp_path / 'a.json'}", "--agent", f"b={tmp_path / 'b.json'}", "--out", str(out)]
+    assert floor.main(argv) == 0
+    import json
+
+    result = json.loads(out.read_text())
+    assert result["names"] == ["a", "b"] and result["seeds"] == [100, 101]
+    assert [a["mean"] for a in result["agents"]] == [260.0, 370.0]  # the planner's row (--horizon 12)
+    assert "| a | 260.0 ± 339.4 | 50.0% |" in capsys.readouterr().out
+    assert floor.main([*argv, "--horizon", "0"]) == 0
+    assert [a["mean"] for a in json.loads(out.read_text())["agents"]] == [205.0, 315.0]
+    for bad, message in (
+        (["--agent", f"a={tmp_path / 'a.json'}"], "two agents or more"),
+        (["--agent", f"a={tmp_path / 'a.json'}", "--agent", f"a={tmp_path / 'b.json'}"], "named twice"),
+        (["--agent", str(tmp_path / "a.json"), "--agent", f"b={tmp_path / 'b.json'}"], "write NAME=GLOB"),
+        (["--agent", f"a={tmp_path / 'a.json'}", "--agent", f"c={tmp_path / 'c.json'}"], "different games"),
+        ([*argv[:4], "--horizon", "24"], "0 rows with plan_horizon 24"),
+    ):
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            floor.main(bad)
+        assert message in capsys.readouterr().err
+
+
+def test_episode_floor_reproduces_the_published_reading_of_the_chains():
+    """RESULTS ("Where the early deaths are") quotes this reading of the nine chain agents' committed files."""
+    results = BENCHMARKS / "results"
+    names = [
+        "it16",
+        "keep400k_it16",
+        "keep400k_rep_it16",
+        "keep600k_it16",
+        "bf16_it16",
+        "keep400k_rep_ctl_it16",
+        "keep400k_rep_hl100k_it16",
+        "keep400k_rep_cont_it18",
+        "bf16_it15",
+    ]
+    argv = [a for n in names for a in ("--agent", f"{n}={results}/dream_planning_chain_{n}_seeds1[3-8]000.json")]
+    floor = load_script("episode_floor")
+    import json
+
+    for horizon in (12, 0):
+        published = json.loads((results / f"episode_floor_chains_h{horizon}_seeds13000.json").read_text())
+        out = floor.floor(
+            np.array([[r for s in range(13000, 19000, 1000) for r in _row(results, n, s, horizon)] for n in names])
+        )
+        assert out["early_per_seed"] == published["early_per_seed"] and out["hard_seeds"] == published["hard_seeds"]
+        assert out["seed_variance_share"] == pytest.approx(published["seed_variance_share"])
+    assert floor.main([*argv, "--horizon", "12"]) == 0
+
+
+def _row(results: Path, name: str, seed: int, horizon: int) -> list[float]:
+    import json
+
+    rows = json.loads((results / f"dream_planning_chain_{name}_seeds{seed}.json").read_text())["rows"]
+    return next(r["real_returns"] for r in rows if r["plan_horizon"] == horizon)
