@@ -323,7 +323,13 @@ def main() -> None:
         help="V's and M's compute precision while playing (the planner's look-aheads); default: the checkpoint's",
     )
     parser.add_argument("--episodes", type=int, default=100, help="real episodes per row (0: the step cost only)")
-    parser.add_argument("--seed", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=5000, help="episode i is reset with seed + i")
+    parser.add_argument(
+        "--noise-seed",
+        type=int,
+        help="seeds the agent's own randomness (V's draws of real frames, the look-ahead's dreams) at the start of "
+        "every row; default: --seed. Another value plays the same games with other draws: the agent's test-retest",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dream_planning.json"))
     args = parser.parse_args()
     try:
@@ -359,7 +365,8 @@ def main() -> None:
         module.plan_every.fill_(every)
         module.plan_rollouts.fill_(rollouts_index(rollouts))
         module.plan_terminal_value.fill_(args.terminal_value)
-        torch.manual_seed(args.seed)  # V's z draws and the look-ahead's noise start alike in every row
+        # V's z draws and the look-ahead's noise start alike in every row
+        torch.manual_seed(args.seed if args.noise_seed is None else args.noise_seed)
         t0 = time.perf_counter()
         actions = ActionLog(int(module.action_space.n))
         returns = play(
@@ -407,6 +414,7 @@ def main() -> None:
         "done_logit_offset": float(module.plan_done_offset),
         "episodes": args.episodes,
         "seed": args.seed,
+        "noise_seed": args.seed if args.noise_seed is None else args.noise_seed,
         "look_ahead_step": cost,
         "sweep": sweep,
         "rows": rows,

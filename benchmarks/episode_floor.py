@@ -76,7 +76,8 @@ def floor(
         `agents` (per agent: mean, std, early/long/capped shares), `early_per_seed` (seeds by how many agents died
         early on them, observed and expected if independent), `hard_seeds`, `hard_survived_share` (of those, the
         share some agent survived `survived` frames on), `hard_best_median` (the best agent's frames there, median),
-        `seed_variance_share`, and `same_frame_share` (early deaths that end on the frame another agent's episode
+        `seed_variance_share`, `episode_correlation` (two agents' returns on the same seeds, over every pair: mean,
+        min and max), and `same_frame_share` (early deaths that end on the frame another agent's episode
         on that seed ended, against that share for all other episodes: `same_frame_share_elsewhere`).
     """
     returns = np.asarray(returns, dtype=float)
@@ -92,6 +93,7 @@ def floor(
     # an episode ends on another agent's frame on its seed: the same game, the same way, to the frame
     same = np.array([[(np.delete(col, i) == col[i]).any() for col in returns.T] for i in range(n)])
     seed_means = returns.mean(axis=0)
+    corr = np.corrcoef(returns)[np.triu_indices(n, 1)]  # every pair of agents, episode by episode
     return {
         "agents": [
             {
@@ -114,6 +116,7 @@ def floor(
         "hard_agent_means": [float(r[hard].mean()) if hard.any() else float("nan") for r in returns],
         "other_agent_means": [float(r[~hard].mean()) for r in returns],
         "seed_variance_share": float(seed_means.var() / returns.var()),
+        "episode_correlation": {"mean": float(corr.mean()), "min": float(corr.min()), "max": float(corr.max())},
         "same_frame_share": float(same[dead].mean()) if dead.any() else float("nan"),
         "same_frame_share_elsewhere": float(same[~dead].mean()) if (~dead).any() else float("nan"),
     }
@@ -191,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\nhard seeds (≥ {(n + 1) // 2} of {n} agents died early): {result['hard_seeds']}; some agent lasted "
         f"≥ {args.survived:g} frames on {result['hard_survived_share']:.0%} of them (best agent's median "
         f"{result['hard_best_median']:.0f}); the seed holds {result['seed_variance_share']:.0%} of the score's "
-        f"variance (about 1/{n} = {1 / n:.0%} if it did not matter); early deaths ending on another agent's frame: "
+        f"variance (about 1/{n} = {1 / n:.0%} if it did not matter); two agents' returns on a seed correlate "
+        f"{result['episode_correlation']['mean']:.2f} ({result['episode_correlation']['min']:.2f} to "
+        f"{result['episode_correlation']['max']:.2f}); early deaths ending on another agent's frame: "
         f"{result['same_frame_share']:.0%} "
         f"(other episodes: {result['same_frame_share_elsewhere']:.0%})"
     )

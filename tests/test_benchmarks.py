@@ -1147,6 +1147,8 @@ def test_episode_floor_counts_early_deaths_per_seed_against_independence():
     assert out["same_frame_share"] == pytest.approx(4 / 5) and out["same_frame_share_elsewhere"] == pytest.approx(2 / 7)
     seed_means = returns.mean(axis=0)
     assert out["seed_variance_share"] == pytest.approx(seed_means.var() / returns.var())
+    pairs = [np.corrcoef(returns[i], returns[j])[0, 1] for i, j in ((0, 1), (0, 2), (1, 2))]
+    assert out["episode_correlation"] == pytest.approx({"mean": np.mean(pairs), "min": min(pairs), "max": max(pairs)})
     with pytest.raises(ValueError, match="agents >= 2"):
         floor.floor(returns[:1])
 
