@@ -332,6 +332,7 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dream_planning.json"))
     args = parser.parse_args()
+    noise_seed = args.seed if args.noise_seed is None else args.noise_seed
     try:
         check_terminal_value(args.terminal_value, "--terminal-value")
     except ValueError as err:
@@ -366,7 +367,7 @@ def main() -> None:
         module.plan_rollouts.fill_(rollouts_index(rollouts))
         module.plan_terminal_value.fill_(args.terminal_value)
         # V's z draws and the look-ahead's noise start alike in every row
-        torch.manual_seed(args.seed if args.noise_seed is None else args.noise_seed)
+        torch.manual_seed(noise_seed)
         t0 = time.perf_counter()
         actions = ActionLog(int(module.action_space.n))
         returns = play(
@@ -414,7 +415,7 @@ def main() -> None:
         "done_logit_offset": float(module.plan_done_offset),
         "episodes": args.episodes,
         "seed": args.seed,
-        "noise_seed": args.seed if args.noise_seed is None else args.noise_seed,
+        "noise_seed": noise_seed,
         "look_ahead_step": cost,
         "sweep": sweep,
         "rows": rows,

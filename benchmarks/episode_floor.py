@@ -166,10 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as err:
         parser.error(str(err))
-    result = {"names": list(agents), "horizon": args.horizon, "seeds": [seeds[0], seeds[-1]], **vars(args), **result}
+    result = {"names": list(agents), "seeds": [seeds[0], seeds[-1]], **vars(args), **result}  # vars: the flags
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
-    row = "how many agents died early on a seed"
     print(
         f"\n{result['episodes']} real episodes (seeds {seeds[0]}-{seeds[-1]}) played by every agent, "
         f"{'C alone' if not args.horizon else f'planning {args.horizon} ahead'}; early: < {args.early:g} frames\n"
@@ -182,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{a['capped_share']:.1%} |"
         )
     n = len(agents)
-    print(f"\n| {row} | " + " | ".join(str(k) for k in range(n + 1)) + " |")
+    print("\n| how many agents died early on a seed | " + " | ".join(str(k) for k in range(n + 1)) + " |")
     print("|---|" + "---|" * (n + 1))
     print("| seeds, observed | " + " | ".join(str(c) for c in result["early_per_seed"]["observed"]) + " |")
     print(
@@ -197,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         f"variance (about 1/{n} = {1 / n:.0%} if it did not matter); two agents' returns on a seed correlate "
         f"{result['episode_correlation']['mean']:.2f} ({result['episode_correlation']['min']:.2f} to "
         f"{result['episode_correlation']['max']:.2f}); early deaths ending on another agent's frame: "
-        f"{result['same_frame_share']:.0%} "
-        f"(other episodes: {result['same_frame_share_elsewhere']:.0%})"
+        f"{result['same_frame_share']:.0%} (other episodes: {result['same_frame_share_elsewhere']:.0%})"
     )
     return 0
 
