@@ -1105,6 +1105,42 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
                 "903.5 ± 580.3 | 928.9 ± 558.9 | -25.4 ± 27.6 | 3 of 6 |",
             ],
         ),
+        (  # the fourth float32 chain against the other three and the bfloat16 one (RESULTS, "A fourth float32 chain")
+            "chain_fp32c_it16",
+            "chain_keep400k_it16",
+            [
+                "| C alone (z: sample) | 600 | 573.2 ± 361.4 | 718.7 ± 447.3 | -145.5 ± 20.4 | 0 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "929.8 ± 545.4 | 1065.6 ± 610.6 | -135.8 ± 27.2 | 0 of 6 |",
+            ],
+        ),
+        (
+            "chain_fp32c_it16",
+            "chain_keep400k_rep_it16",
+            [
+                "| C alone (z: sample) | 600 | 573.2 ± 361.4 | 735.3 ± 467.6 | -162.1 ± 20.1 | 0 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "929.8 ± 545.4 | 989.5 ± 608.6 | -59.7 ± 27.7 | 1 of 6 |",
+            ],
+        ),
+        (
+            "chain_fp32c_it16",
+            "chain_keep600k_it16",
+            [
+                "| C alone (z: sample) | 600 | 573.2 ± 361.4 | 536.8 ± 312.7 | +36.4 ± 16.6 | 5 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "929.8 ± 545.4 | 915.3 ± 549.0 | +14.5 ± 27.3 | 4 of 6 |",
+            ],
+        ),
+        (
+            "chain_fp32c_it16",
+            "chain_bf16_it16",
+            [
+                "| C alone (z: sample) | 600 | 573.2 ± 361.4 | 531.7 ± 327.0 | +41.5 ± 16.5 | 6 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "929.8 ± 545.4 | 903.5 ± 580.3 | +26.3 ± 28.4 | 4 of 6 |",
+            ],
+        ),
     ],
 )
 def test_paired_agents_reproduces_the_chains_published_pairings(capsys, a, b, lines):
