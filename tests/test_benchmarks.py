@@ -391,6 +391,60 @@ def test_dream_planning_plans_with_another_world_model_and_its_calibration(monke
     torch.testing.assert_close(swapped.controller.net.weight, module.controller.net.weight)  # C stays the agent's
 
 
+class _SpentEnv(_LoggedEnv):
+    """_LoggedEnv whose episode ends once its actions sum to 8 (or after 30 steps): how long it lasts depends on
+    what the agent plays, as a real game's does."""
+
+    def step(self, action):
+        frame, reward, _, truncated, info = super().step(action)
+        return frame, reward, sum(self.actions) >= 8 or len(self.actions) >= 30, truncated, info
+
+
+def test_dream_planning_replays_the_same_draws_for_the_same_noise_seed_and_others_for_another(monkeypatch, tmp_path):
+    """End to end through `main`: with the same --seed and --noise-seed every row plays exactly as before (what
+    pairing two runs' files on their seeds rests on); --noise-seed N plays the same games with other draws of V and
+    the look-ahead, and the JSON says which."""
+    import json
+
+    from rllib_worldmodel.rl_module import WorldModelsRLModule
+
+    planning = load_script("dream_planning")
+    mc = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2, "action_repeat": 2}
+    module = WorldModelsRLModule(
+        observation_space=_LoggedEnv.observation_space, action_space=_LoggedEnv.action_space, model_config=mc
+    )
+    torch.manual_seed(0)
+    with torch.no_grad():
+        module.controller.net.weight.normal_(0.0, 3.0)  # C's choice follows V's draw of each frame
+    folder = tmp_path / "checkpoint"
+    module.save_to_path(folder / "learner_group" / "learner" / "rl_module" / "default_policy")
+    module.world_model.save(tmp_path / "world_model.pt", metadata={"env_settings": {}})
+    logs: list[dict[int, list[int]]] = []
+
+    def make_env():  # one log per run of main: each env of a run appends its episodes' actions by seed
+        return _SpentEnv(logs[-1])
+
+    monkeypatch.setattr(planning, "make_takecover", make_env)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # main's thread count stays out of the suite
+
+    def run(name: str, *extra: str) -> dict:
+        logs.append({})
+        out = tmp_path / f"{name}.json"
+        argv = ["dream_planning.py", "--checkpoint", str(folder), "--episodes", "6", "--seed", "40"]
+        argv += ["--horizons", "0", "4", "--every", "2", "--samples", "2", "--out", str(out), *extra]
+        monkeypatch.setattr(sys, "argv", argv)
+        planning.main()
+        return json.loads(out.read_text())
+
+    first, again, other = run("first"), run("again"), run("other", "--noise-seed", "7")
+    assert (first["noise_seed"], again["noise_seed"], other["noise_seed"]) == (40, 40, 7)  # default: --seed
+    assert [r["plan_horizon"] for r in first["rows"]] == [0, 4]
+    assert [r["real_returns"] for r in again["rows"]] == [r["real_returns"] for r in first["rows"]]
+    assert logs[1] == logs[0] and sorted(logs[0]) == list(range(40, 46))
+    assert logs[2] != logs[0] and sorted(logs[2]) == list(range(40, 46))  # the same games, other draws
+    assert any(len(set(r["real_returns"])) > 1 for r in first["rows"])  # the episodes' lengths follow the actions
+
+
 def test_planner_foresight_records_every_decision_and_holds_actions_within_the_switch_margin(monkeypatch):
     """The recorder sees each decision's candidate scores at the step it was made, the health before each step,
     and with a huge switch margin the agent never leaves its first decision."""
