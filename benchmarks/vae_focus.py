@@ -14,6 +14,12 @@ table last.
 
     rllib-worldmodel fit --env takecover --episodes 100 --out runs/wm_noflash      # records the episodes
     python benchmarks/vae_focus.py --data-dir runs/wm_noflash/episodes --epochs 2
+
+With `--world-models NAME=FILE ...` nothing is trained: the V of each world-model file (e.g. two runs' kept agents,
+one fitted with focus and one without) is scored on the same frames of `--real-episodes` fresh real episodes of
+random actions held 1-25 steps, played in the files' own env settings (which must agree).
+
+    python benchmarks/vae_focus.py --world-models plain=A/world_model.pt focus=B/world_model.pt --real-episodes 20
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import numpy as np
 import torch
 
 import rllib_worldmodel as rw
+from rllib_worldmodel.data import collect_random_episodes
 from rllib_worldmodel.envs import make_takecover
+from rllib_worldmodel.models.world_model import read_checkpoint
 
 SALIENT_DISTANCE = 0.3
 
@@ -55,6 +63,41 @@ def salient_metrics(recon: np.ndarray, target: np.ndarray, background: np.ndarra
     }
 
 
+def held_out_frames(episodes: list) -> np.ndarray:
+    """The uint8 frames of `episodes`, without the black frames that end TakeCover episodes."""
+    frames = np.concatenate([ep.obs for ep in episodes])
+    return frames[frames.reshape(len(frames), -1).mean(1) > 5]
+
+
+def named_files(pairs: list[str]) -> dict[str, Path]:
+    """`NAME=FILE` arguments as {name: path}; a clear error for a missing `=`, a repeated name or a missing file."""
+    files: dict[str, Path] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--world-models {pair!r}: write NAME=FILE (e.g. focus=runs/a/world_model.pt)")
+        if name in files:
+            raise ValueError(f"--world-models: the name {name!r} is given twice")
+        if not Path(path).is_file():
+            raise ValueError(f"--world-models {pair!r}: no file at {path}")
+        files[name] = Path(path)
+    return files
+
+
+def shared_env_settings(files: dict[str, Path]) -> dict:
+    """The real env's settings that every world-model file was fitted in (its metadata's `env_settings`); a clear
+    error if they differ, since one V would then be scored on frames it never saw."""
+    settings = {name: read_checkpoint(path)["metadata"].get("env_settings", {}) for name, path in files.items()}
+    first = next(iter(settings.values()))
+    for name, value in settings.items():
+        if value != first:
+            raise ValueError(
+                f"--world-models: {name}'s env settings {value} differ from {next(iter(settings))}'s {first}: score "
+                "Vs of the same game settings together"
+            )
+    return first
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="runs/wm_noflash/episodes", help="episodes written by `fit`")
@@ -63,20 +106,55 @@ def main() -> None:
     parser.add_argument(
         "--variants", default="0:0,0.02:10", help="comma-separated focus_fraction:focus_weight pairs (0:0 = paper)"
     )
+    parser.add_argument(
+        "--world-models",
+        nargs="+",
+        metavar="NAME=FILE",
+        help="score these world-model files' Vs instead of training variants (no --data-dir needed)",
+    )
+    parser.add_argument(
+        "--real-episodes", type=int, default=20, help="with --world-models: fresh random-hold real episodes scored"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "vae_focus.json"))
     args = parser.parse_args()
+    try:
+        files = named_files(args.world_models) if args.world_models else {}
+        env_settings = shared_env_settings(files) if files else {}
+    except ValueError as err:
+        parser.error(str(err))
+    if files and args.real_episodes < 1:
+        parser.error(f"--real-episodes {args.real_episodes}: score at least 1 episode")
     torch.set_num_threads(args.threads)
-    episodes = rw.load_episodes(args.data_dir)
-    train, held = episodes[: -args.held_out], episodes[-args.held_out :]
-    frames = np.concatenate([ep.obs for ep in held])
-    frames = frames[frames.reshape(len(frames), -1).mean(1) > 5]  # drop the black frames that end episodes
+    env = make_takecover(**env_settings)
+    rows, recons = [], []
+    if files:
+        # fresh frames no file was fitted on, from the chains' first collection policy (random holds of 1-25 steps)
+        train = []
+        frames = held_out_frames(collect_random_episodes(env, args.real_episodes, hold=(1, 25), seed=args.seed))
+    else:
+        episodes = rw.load_episodes(args.data_dir)
+        train, held = episodes[: -args.held_out], episodes[-args.held_out :]
+        frames = held_out_frames(held)
     target = frames.astype(np.float32) / 255.0
     background = np.median(target, axis=0)
-    env = make_takecover()
-    rows, recons = [], []
-    for variant in args.variants.split(","):
+    for name, path in files.items():
+        model = rw.WorldModel.load(path)
+        meta = read_checkpoint(path)["metadata"]
+        recon = reconstruct(model.eval(), frames)
+        recons.append(recon)
+        row = {
+            "variant": name,
+            "file": str(path),
+            "focus_fraction": model.config.vae_focus_fraction,
+            "focus_weight": model.config.vae_focus_weight,
+            "real_steps": meta.get("real_steps"),
+            **salient_metrics(recon, target, background),
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    for variant in [] if files else args.variants.split(","):
         fraction, weight = (float(x) for x in variant.split(":"))
         torch.manual_seed(args.seed)  # the same initial V for every variant
         cfg = rw.WorldModelConfig.from_spaces(
@@ -93,6 +171,7 @@ def main() -> None:
         recon = reconstruct(model.eval(), frames)
         recons.append(recon)
         row = {
+            "variant": variant,
             "focus_fraction": fraction,
             "focus_weight": weight,
             **salient_metrics(recon, target, background),
@@ -105,6 +184,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {
         **vars(args),
+        "env_settings": env_settings,
         "train_frames": int(sum(len(ep.obs) for ep in train)),
         "held_out_frames": len(frames),
         "salient_distance": SALIENT_DISTANCE,
@@ -119,10 +199,10 @@ def main() -> None:
         out.with_suffix(".png")
     )
     print(f"wrote {out} and {out.with_suffix('.png')}")
-    print("focus fraction:weight | recon (SSE/frame) | salient MSE | salient pixels kept")
+    print("V (focus fraction:weight) | recon (SSE/frame) | salient MSE | salient pixels kept")
     for r in rows:
         print(
-            f"{r['focus_fraction']}:{r['focus_weight']} | {r['recon']:.1f} | {r['salient_mse']:.4f} | "
+            f"{r['variant']} ({r['focus_fraction']}:{r['focus_weight']}) | {r['recon']:.1f} | {r['salient_mse']:.4f} | "
             f"{r['salient_kept']:.1%}"
         )
 

@@ -445,6 +445,61 @@ def test_dream_planning_replays_the_same_draws_for_the_same_noise_seed_and_other
     assert any(len(set(r["real_returns"])) > 1 for r in first["rows"])  # the episodes' lengths follow the actions
 
 
+def test_vae_focus_scores_given_world_models_vs_on_the_same_fresh_frames(monkeypatch, tmp_path):
+    """`--world-models`: no training; each file's V reconstructs the same frames of fresh random-hold episodes (black
+    end frames left out), played in the files' shared env settings; a file's V scores as `salient_metrics` of its
+    own reconstruction says. Bad names, missing files and files of other game settings are refused up front."""
+    import dataclasses
+    import json
+
+    focus = load_script("vae_focus")
+    plain = make_image_world_model(seed=0)
+    sharp = make_image_world_model(seed=1)
+    sharp.config = dataclasses.replace(sharp.config, vae_focus_fraction=0.02, vae_focus_weight=10.0)
+    settings = {"frame_skip": 4}
+    plain.save(tmp_path / "plain.pt", metadata={"env_settings": settings, "real_steps": 100})
+    sharp.save(tmp_path / "sharp.pt", metadata={"env_settings": settings, "real_steps": 200})
+    made: list[dict] = []
+
+    class _Frames(_LoggedEnv):  # a bright frame at every step, then a black one to end on
+        def step(self, action):
+            frame, reward, terminated, truncated, info = super().step(action)
+            return (np.zeros_like(frame) if terminated else frame), reward, terminated, truncated, info
+
+    def make_env(**kwargs):
+        made.append(kwargs)
+        return _Frames({}, length=6)
+
+    monkeypatch.setattr(focus, "make_takecover", make_env)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    out = tmp_path / "scores.json"
+    argv = ["vae_focus.py", "--world-models", f"plain={tmp_path / 'plain.pt'}", f"sharp={tmp_path / 'sharp.pt'}"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--real-episodes", "3", "--out", str(out)])
+    focus.main()
+    result = json.loads(out.read_text())
+    assert made == [settings]  # the files' own game settings
+    assert result["settings"]["held_out_frames"] == 3 * 6  # 7 frames an episode, the black last one left out
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert (rows["plain"]["focus_weight"], rows["sharp"]["focus_weight"]) == (0.0, 10.0)
+    assert (rows["plain"]["real_steps"], rows["sharp"]["real_steps"]) == (100, 200)
+    # the same frames again: they follow the episodes' seeds only
+    frames = focus.held_out_frames(focus.collect_random_episodes(_Frames({}, length=6), 3, hold=(1, 25), seed=0))
+    target = frames.astype(np.float32) / 255.0
+    for name, model in (("plain", plain), ("sharp", sharp)):
+        expected = focus.salient_metrics(focus.reconstruct(model, frames), target, np.median(target, axis=0))
+        assert rows[name]["salient_kept"] == pytest.approx(expected["salient_kept"])
+        assert rows[name]["recon"] == pytest.approx(expected["recon"], rel=1e-5)
+    with pytest.raises(ValueError, match="write NAME=FILE"):
+        focus.named_files(["plain.pt"])
+    with pytest.raises(ValueError, match="given twice"):
+        focus.named_files([f"a={tmp_path / 'plain.pt'}", f"a={tmp_path / 'sharp.pt'}"])
+    with pytest.raises(ValueError, match="no file at"):
+        focus.named_files([f"a={tmp_path / 'missing.pt'}"])
+    plain.save(tmp_path / "other.pt", metadata={"env_settings": {"frame_skip": 1}})
+    with pytest.raises(ValueError, match="other's env settings"):
+        focus.shared_env_settings({"plain": tmp_path / "plain.pt", "other": tmp_path / "other.pt"})
+
+
 def test_planner_foresight_records_every_decision_and_holds_actions_within_the_switch_margin(monkeypatch):
     """The recorder sees each decision's candidate scores at the step it was made, the health before each step,
     and with a huge switch margin the agent never leaves its first decision."""
