@@ -139,21 +139,28 @@ def main() -> None:
         frames = held_out_frames(held)
     target = frames.astype(np.float32) / 255.0
     background = np.median(target, axis=0)
-    for name, path in files.items():
-        model = rw.WorldModel.load(path)
-        meta = read_checkpoint(path)["metadata"]
+
+    def score(variant: str, model: rw.WorldModel, started: float | None = None, **extra) -> None:
+        """Add `model`'s V's row (printed as it comes) and its reconstruction (for the PNG); `started`: when its
+        training began, for `train_s`."""
         recon = reconstruct(model.eval(), frames)
         recons.append(recon)
+        cfg = model.config
         row = {
-            "variant": name,
-            "file": str(path),
-            "focus_fraction": model.config.vae_focus_fraction,
-            "focus_weight": model.config.vae_focus_weight,
-            "real_steps": meta.get("real_steps"),
-            **salient_metrics(recon, target, background),
+            "variant": variant,
+            **extra,
+            "focus_fraction": cfg.vae_focus_fraction,
+            "focus_weight": cfg.vae_focus_weight,
         }
+        row.update(salient_metrics(recon, target, background))
+        if started is not None:
+            row["train_s"] = round(time.perf_counter() - started, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
+
+    for name, path in files.items():
+        meta = read_checkpoint(path)["metadata"]
+        score(name, rw.WorldModel.load(path), file=str(path), real_steps=meta.get("real_steps"))
     for variant in [] if files else args.variants.split(","):
         fraction, weight = (float(x) for x in variant.split(":"))
         torch.manual_seed(args.seed)  # the same initial V for every variant
@@ -168,17 +175,7 @@ def main() -> None:
         model = rw.WorldModel(cfg)
         t0 = time.perf_counter()
         rw.WorldModelTrainer(model, seed=args.seed).fit_vae(train, epochs=args.epochs)
-        recon = reconstruct(model.eval(), frames)
-        recons.append(recon)
-        row = {
-            "variant": variant,
-            "focus_fraction": fraction,
-            "focus_weight": weight,
-            **salient_metrics(recon, target, background),
-            "train_s": round(time.perf_counter() - t0, 1),
-        }
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        score(variant, model, started=t0)
     env.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
