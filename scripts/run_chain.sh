@@ -19,8 +19,10 @@
 # Every iteration checkpoints, and each leg runs up to its iteration of the chain (`--until-iteration`), so the same
 # command run again after a crash or a stop goes on from the last finished iteration: a finished leg (its
 # world_model.pt written) is skipped, a leg stopped part-way resumes from its own checkpoint, the next leg from the
-# last one's. Usage: bash scripts/run_chain.sh [OUT=runs/chain] [FIRST_LEG=1] (legs before FIRST_LEG are not run;
-# leg N then starts from leg N-1's checkpoint in OUT). CHAIN_DRY_RUN=1 prints each command instead of running it.
+# last one's. Usage: bash scripts/run_chain.sh [OUT=runs/chain] [FIRST_LEG=1] [LAST_LEG=5]. Legs before FIRST_LEG
+# are not run (leg N then starts from leg N-1's checkpoint in OUT), nor legs after LAST_LEG: LAST_LEG=4 stops at
+# iteration 16's planning agent without the distill step, and the same command with a later LAST_LEG goes on from
+# there. CHAIN_DRY_RUN=1 prints each command instead of running it.
 # REPLAY_CAPACITY=N sets every leg's replay capacity (kept in OUT/replay_capacity: a chain run again uses it, and
 # refuses a different one). The default is 400,000 (the product's `replay_capacity`): the
 # whole chain collects about 700,000 real steps and 400,000 keeps the newest ~57%; on the same 600 real episodes its
@@ -31,6 +33,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-runs/chain}"
 FIRST="${2:-1}"
+LAST="${3:-5}"
+for pair in "FIRST_LEG:$FIRST" "LAST_LEG:$LAST"; do
+    case "${pair#*:}" in
+    [1-5]) ;;
+    *)
+        echo "${pair%%:*}=${pair#*:}: give a leg of the chain, 1 to 5" \
+            "(usage: bash scripts/run_chain.sh [OUT] [FIRST_LEG] [LAST_LEG])." >&2
+        exit 2
+        ;;
+    esac
+done
+if [ "$FIRST" -gt "$LAST" ]; then
+    echo "FIRST_LEG=$FIRST is after LAST_LEG=$LAST, so there is nothing to run: give FIRST_LEG <= LAST_LEG." >&2
+    exit 2
+fi
 PY="${PYTHON:-python3}"
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 # Each leg starts its own Ray (RAY_ADDRESS=local) unless told otherwise: Ray's default joins any cluster started on
@@ -86,7 +103,7 @@ complete() {  # the complete checkpoint in folder $1: checkpoint, or checkpoint.
 leg() {  # leg N UNTIL FLAGS...: run_main.sh with FLAGS up to the chain's iteration UNTIL, from where it stands
     local n=$1 until=$2 dir="$OUT/leg$1" from
     shift 2
-    if [ "$n" -lt "$FIRST" ]; then return; fi
+    if [ "$n" -lt "$FIRST" ] || [ "$n" -gt "$LAST" ]; then return; fi
     if [ -f "$dir/world_model.pt" ]; then echo "leg $n: finished earlier ($dir), skipped" && return; fi
     from=$(complete "$dir")  # stopped part-way: its own checkpoint
     if [ -z "$from" ] && [ "$n" -gt 1 ]; then
@@ -103,9 +120,11 @@ leg 1 8 --iterations 8 --action-repeat 12 --plan-horizon 0
 leg 2 11 --iterations 3 --action-repeat 12 --plan-horizon 0 --calibrate-deaths policy
 leg 3 14 --iterations 3 --action-repeat 6 --plan-horizon 0 --calibrate-deaths policy
 leg 4 16 --iterations 2 --action-repeat 6 --calibrate-deaths "${PLAN[@]}" --plan-collect --episodes-per-iteration 200
-if [ -f "$OUT/distilled/world_model.pt" ]; then
+if [ "$LAST" -lt 5 ]; then
+    :  # LAST_LEG < 5: no distill step
+elif [ -f "$OUT/distilled/world_model.pt" ]; then
     echo "leg 5: finished earlier ($OUT/distilled), skipped"
-elif [ 5 -ge "$FIRST" ]; then
+else
     run "$PY" -m rllib_worldmodel.cli distill --checkpoint "$OUT/leg4/checkpoint" "${PLAN[@]}" --states 16000 \
         --eval-episodes 100 --out "$OUT/distilled"
 fi

@@ -260,3 +260,35 @@ def test_the_chain_script_run_again_goes_on_from_where_it_stopped(tmp_path):
     leg4, note = _chain_commands(tmp_path, "4")
     assert cli.build_parser().parse_args(leg4).resume == str(tmp_path / "leg3" / "checkpoint")
     assert note == f"leg 5: finished earlier ({tmp_path / 'distilled'}), skipped"
+
+
+def test_the_chain_script_stops_after_last_leg_and_refuses_a_bad_leg(tmp_path):
+    """LAST_LEG (the third argument) leaves the later legs out, so a chain can stop at iteration 16's planning agent
+    without the distill step and go on later; a leg outside 1-5, or FIRST_LEG after LAST_LEG, is refused up front
+    with the argument named and nothing run."""
+    from rllib_worldmodel import cli
+
+    parser = cli.build_parser()
+    legs = _chain_commands(tmp_path, "1", "4")  # no distill
+    assert [parser.parse_args(leg).until_iteration for leg in legs] == [8, 11, 14, 16]
+    assert all(parser.parse_args(leg).func is cli.cmd_train for leg in legs)
+    middle = [parser.parse_args(leg) for leg in _chain_commands(tmp_path, "2", "3")]
+    assert [(a.out, a.resume) for a in middle] == [
+        (str(tmp_path / "leg2"), str(tmp_path / "leg1" / "checkpoint")),
+        (str(tmp_path / "leg3"), str(tmp_path / "leg2" / "checkpoint")),
+    ]
+    # a later LAST_LEG after a stop at 4: the finished legs are skipped and only distill runs
+    for n in (1, 2, 3, 4):
+        _fake_checkpoint(tmp_path / f"leg{n}" / "checkpoint")
+        (tmp_path / f"leg{n}" / "world_model.pt").write_bytes(b"x")
+    *notes, distill = _chain_commands(tmp_path, "1", "5")
+    assert notes == [f"leg {n}: finished earlier ({tmp_path / f'leg{n}'}), skipped" for n in (1, 2, 3, 4)]
+    assert parser.parse_args(distill).func is cli.cmd_distill
+    for args, named in (
+        (("0",), "FIRST_LEG=0"),
+        (("1", "6"), "LAST_LEG=6"),
+        (("1", "four"), "LAST_LEG=four"),
+        (("4", "2"), "FIRST_LEG=4 is after LAST_LEG=2"),
+    ):
+        refused = _chain_dry_run(tmp_path / "bad", *args)
+        assert refused.returncode == 2 and refused.stdout == "" and named in refused.stderr, (args, refused.stderr)
