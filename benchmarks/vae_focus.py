@@ -84,10 +84,11 @@ def named_files(pairs: list[str]) -> dict[str, Path]:
     return files
 
 
-def shared_env_settings(files: dict[str, Path]) -> dict:
-    """The real env's settings that every world-model file was fitted in (its metadata's `env_settings`); a clear
-    error if they differ, since one V would then be scored on frames it never saw."""
-    settings = {name: read_checkpoint(path)["metadata"].get("env_settings", {}) for name, path in files.items()}
+def shared_env_settings(metadata: dict[str, dict]) -> dict:
+    """The real env's settings that every world-model file was fitted in, from each file's metadata (by name) as
+    `read_checkpoint` returns it; a clear error if they differ, since one V would then be scored on frames it never
+    saw."""
+    settings = {name: meta.get("env_settings", {}) for name, meta in metadata.items()}
     first = next(iter(settings.values()))
     for name, value in settings.items():
         if value != first:
@@ -121,7 +122,8 @@ def main() -> None:
     args = parser.parse_args()
     try:
         files = named_files(args.world_models) if args.world_models else {}
-        env_settings = shared_env_settings(files) if files else {}
+        metadata = {name: read_checkpoint(path)["metadata"] for name, path in files.items()}
+        env_settings = shared_env_settings(metadata) if files else {}
     except ValueError as err:
         parser.error(str(err))
     if files and args.real_episodes < 1:
@@ -159,8 +161,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     for name, path in files.items():
-        meta = read_checkpoint(path)["metadata"]
-        score(name, rw.WorldModel.load(path), file=str(path), real_steps=meta.get("real_steps"))
+        score(name, rw.WorldModel.load(path), file=str(path), real_steps=metadata[name].get("real_steps"))
     for variant in [] if files else args.variants.split(","):
         fraction, weight = (float(x) for x in variant.split(":"))
         torch.manual_seed(args.seed)  # the same initial V for every variant

@@ -452,6 +452,8 @@ def test_vae_focus_scores_given_world_models_vs_on_the_same_fresh_frames(monkeyp
     import dataclasses
     import json
 
+    from rllib_worldmodel.models.world_model import read_checkpoint
+
     focus = load_script("vae_focus")
     plain = make_image_world_model(seed=0)
     sharp = make_image_world_model(seed=1)
@@ -497,7 +499,7 @@ def test_vae_focus_scores_given_world_models_vs_on_the_same_fresh_frames(monkeyp
         focus.named_files([f"a={tmp_path / 'missing.pt'}"])
     plain.save(tmp_path / "other.pt", metadata={"env_settings": {"frame_skip": 1}})
     with pytest.raises(ValueError, match="other's env settings"):
-        focus.shared_env_settings({"plain": tmp_path / "plain.pt", "other": tmp_path / "other.pt"})
+        focus.shared_env_settings({n: read_checkpoint(tmp_path / f"{n}.pt")["metadata"] for n in ("plain", "other")})
 
 
 def test_planner_foresight_records_every_decision_and_holds_actions_within_the_switch_margin(monkeypatch):
