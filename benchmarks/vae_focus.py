@@ -89,6 +89,8 @@ def shared_env_settings(metadata: dict[str, dict]) -> dict:
     `read_checkpoint` returns it; a clear error if they differ, since one V would then be scored on frames it never
     saw."""
     settings = {name: meta.get("env_settings", {}) for name, meta in metadata.items()}
+    if not settings:  # no files: the default game
+        return {}
     first = next(iter(settings.values()))
     for name, value in settings.items():
         if value != first:
@@ -123,7 +125,7 @@ def main() -> None:
     try:
         files = named_files(args.world_models) if args.world_models else {}
         metadata = {name: read_checkpoint(path)["metadata"] for name, path in files.items()}
-        env_settings = shared_env_settings(metadata) if files else {}
+        env_settings = shared_env_settings(metadata)
     except ValueError as err:
         parser.error(str(err))
     if files and args.real_episodes < 1:

@@ -120,11 +120,11 @@ leg 1 8 --iterations 8 --action-repeat 12 --plan-horizon 0
 leg 2 11 --iterations 3 --action-repeat 12 --plan-horizon 0 --calibrate-deaths policy
 leg 3 14 --iterations 3 --action-repeat 6 --plan-horizon 0 --calibrate-deaths policy
 leg 4 16 --iterations 2 --action-repeat 6 --calibrate-deaths "${PLAN[@]}" --plan-collect --episodes-per-iteration 200
-if [ "$LAST" -lt 5 ]; then
-    :  # LAST_LEG < 5: no distill step
-elif [ -f "$OUT/distilled/world_model.pt" ]; then
-    echo "leg 5: finished earlier ($OUT/distilled), skipped"
-else
-    run "$PY" -m rllib_worldmodel.cli distill --checkpoint "$OUT/leg4/checkpoint" "${PLAN[@]}" --states 16000 \
-        --eval-episodes 100 --out "$OUT/distilled"
+if [ "$LAST" -ge 5 ]; then  # leg 5, the distill step, is not a run_main.sh leg
+    if [ -f "$OUT/distilled/world_model.pt" ]; then
+        echo "leg 5: finished earlier ($OUT/distilled), skipped"
+    else
+        run "$PY" -m rllib_worldmodel.cli distill --checkpoint "$OUT/leg4/checkpoint" "${PLAN[@]}" --states 16000 \
+            --eval-episodes 100 --out "$OUT/distilled"
+    fi
 fi

@@ -497,6 +497,7 @@ def test_vae_focus_scores_given_world_models_vs_on_the_same_fresh_frames(monkeyp
         focus.named_files([f"a={tmp_path / 'plain.pt'}", f"a={tmp_path / 'sharp.pt'}"])
     with pytest.raises(ValueError, match="no file at"):
         focus.named_files([f"a={tmp_path / 'missing.pt'}"])
+    assert focus.shared_env_settings({}) == {}  # no files: the default game
     plain.save(tmp_path / "other.pt", metadata={"env_settings": {"frame_skip": 1}})
     with pytest.raises(ValueError, match="other's env settings"):
         focus.shared_env_settings({n: read_checkpoint(tmp_path / f"{n}.pt")["metadata"] for n in ("plain", "other")})
