@@ -1253,6 +1253,51 @@ def test_paired_agents_refuses_sets_that_are_not_the_same_episodes(tmp_path, cap
                 "929.8 ± 545.4 | 903.5 ± 580.3 | +26.3 ± 28.4 | 4 of 6 |",
             ],
         ),
+        (  # the V-focus chain against the float32 chains and bfloat16 (RESULTS, "A chain with V's hard-pixel focus")
+            "chain_vaefocus_it16",
+            "chain_keep400k_it16",
+            [
+                "| C alone (z: sample) | 600 | 559.0 ± 355.1 | 718.7 ± 447.3 | -159.7 ± 20.5 | 0 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "900.1 ± 548.9 | 1065.6 ± 610.6 | -165.5 ± 28.0 | 0 of 6 |",
+            ],
+        ),
+        (
+            "chain_vaefocus_it16",
+            "chain_keep400k_rep_it16",
+            [
+                "| C alone (z: sample) | 600 | 559.0 ± 355.1 | 735.3 ± 467.6 | -176.2 ± 20.5 | 0 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "900.1 ± 548.9 | 989.5 ± 608.6 | -89.4 ± 28.7 | 0 of 6 |",
+            ],
+        ),
+        (
+            "chain_vaefocus_it16",
+            "chain_keep600k_it16",
+            [
+                "| C alone (z: sample) | 600 | 559.0 ± 355.1 | 536.8 ± 312.7 | +22.3 ± 16.4 | 5 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "900.1 ± 548.9 | 915.3 ± 549.0 | -15.1 ± 27.6 | 2 of 6 |",
+            ],
+        ),
+        (
+            "chain_vaefocus_it16",
+            "chain_fp32c_it16",
+            [
+                "| C alone (z: sample) | 600 | 559.0 ± 355.1 | 573.2 ± 361.4 | -14.2 ± 16.9 | 2 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "900.1 ± 548.9 | 929.8 ± 545.4 | -29.7 ± 26.9 | 2 of 6 |",
+            ],
+        ),
+        (
+            "chain_vaefocus_it16",
+            "chain_bf16_it16",
+            [
+                "| C alone (z: sample) | 600 | 559.0 ± 355.1 | 531.7 ± 327.0 | +27.3 ± 16.7 | 6 of 6 |",
+                "| planning 12 ahead every 3 (z: sample) | 600 | "
+                "900.1 ± 548.9 | 903.5 ± 580.3 | -3.4 ± 27.7 | 4 of 6 |",
+            ],
+        ),
     ],
 )
 def test_paired_agents_reproduces_the_chains_published_pairings(capsys, a, b, lines):
