@@ -2,6 +2,7 @@
 scripts, loaded by path)."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -1405,3 +1406,47 @@ def test_episode_floor_reproduces_the_published_reading_of_the_chains(tmp_path):
         out = json.loads((tmp_path / "floor.json").read_text())
         assert out["early_per_seed"] == published["early_per_seed"] and out["hard_seeds"] == published["hard_seeds"]
         assert out["seed_variance_share"] == pytest.approx(published["seed_variance_share"])
+
+
+def test_chain_rows_compares_chains_with_the_references_range_per_iteration(tmp_path, capsys):
+    """Per iteration the references' range and mean and each chain's difference from it; over the span each run's
+    mean and where a chain lies below every reference; a leg re-run keeps its later file's row; bad input names the
+    flag."""
+    rows = load_script("chain_rows")
+
+    def write(name: str, leg: int, scores: dict[int, float]) -> None:
+        lines = [json.dumps({"iteration": i, rows.SCORE: s, "real_env_steps": 1000 * i}) for i, s in scores.items()]
+        (tmp_path / f"{name}_leg{leg}_progress.jsonl").write_text("\n".join(lines) + "\n")
+
+    write("a", 1, {1: 500.0, 2: 600.0})
+    write("a", 2, {3: 700.0})
+    write("b", 1, {1: 520.0, 2: 640.0, 3: 660.0})
+    write("v", 1, {1: 510.0, 2: 590.0, 3: 999.0})
+    write("v", 2, {3: 680.0})  # iteration 3 re-run in leg 2: this row counts
+    out = tmp_path / "cmp.json"
+    glob_of = lambda n: f"{n}={tmp_path}/{n}_leg*_progress.jsonl"  # noqa: E731
+    assert rows.main(["--chain", glob_of("v"), "--reference", glob_of("a"), glob_of("b"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["span"] == [2, 3]  # default: 2 to the last iteration every run has
+    it3 = result["iterations"][2]
+    assert (it3["reference_min"], it3["reference_max"], it3["reference_mean"], it3["v"]) == (660.0, 700.0, 680.0, 680.0)
+    assert result["iterations"][1]["v_minus_reference_mean"] == pytest.approx(590.0 - 620.0)
+    assert result["summary"]["v"]["mean"] == pytest.approx((590.0 + 680.0) / 2)
+    assert result["summary"]["a"]["mean"] == pytest.approx(650.0)
+    assert result["summary"]["v"]["below_every_reference"] == [2]  # at 3: 680 is below a (700), above b (660)
+    assert result["summary"]["v"]["real_env_steps"] == 3000
+    table = capsys.readouterr().out
+    assert "| 2 | 590.0 | 600.0-640.0 | 620.0 | -30.0 |" in table
+    assert "v: 635.0 (to iteration 3, 3000 real steps; below every reference at 1 of 2 iterations [2])" in table
+    assert rows.main(["--chain", glob_of("v"), "--reference", glob_of("a"), "--span", "1", "3"]) == 0
+    for argv, message in (
+        (["--chain", "v", "--reference", glob_of("a")], "write NAME=GLOB"),
+        (["--chain", f"v={tmp_path}/none*.jsonl", "--reference", glob_of("a")], "matches no file"),
+        (["--chain", glob_of("v"), "--reference", glob_of("a"), glob_of("a")], "given twice"),
+        (["--chain", glob_of("a"), "--reference", glob_of("a")], "both name"),
+        (["--chain", glob_of("v"), "--reference", glob_of("a"), "--span", "3", "2"], "must not be after"),
+        (["--chain", glob_of("v"), "--reference", glob_of("a"), "--span", "1", "4"], "no row for iterations"),
+    ):
+        with pytest.raises(SystemExit):
+            rows.main(argv)
+        assert message in capsys.readouterr().err
