@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from chain_rows import named
 
 import rllib_worldmodel as rw
 from rllib_worldmodel.data import collect_random_episodes
@@ -71,16 +72,11 @@ def held_out_frames(episodes: list) -> np.ndarray:
 
 def named_files(pairs: list[str]) -> dict[str, Path]:
     """`NAME=FILE` arguments as {name: path}; a clear error for a missing `=`, a repeated name or a missing file."""
-    files: dict[str, Path] = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--world-models {pair!r}: write NAME=FILE (e.g. focus=runs/a/world_model.pt)")
-        if name in files:
-            raise ValueError(f"--world-models: the name {name!r} is given twice")
-        if not Path(path).is_file():
-            raise ValueError(f"--world-models {pair!r}: no file at {path}")
-        files[name] = Path(path)
+    given = named(pairs, "--world-models", "FILE", "focus=runs/a/world_model.pt")
+    files = {name: Path(path) for name, path in given.items()}
+    for name, path in files.items():
+        if not path.is_file():
+            raise ValueError(f"--world-models {name}={path}: no file at {path}")
     return files
 
 
