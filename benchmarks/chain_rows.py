@@ -21,38 +21,21 @@ prints the table last.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from paired_agents import _files, named
 
 SCORE = "real/episode_return_mean"
 
 
-def named(values: list[str], flag: str, what: str, example: str) -> dict[str, str]:
-    """NAME=VALUE arguments of `flag` as {name: value}; a clear error naming `flag` for a missing `=`, name or
-    value (`what` and `example` say what to write) or a name given twice. The benchmarks' one parser of them."""
-    out: dict[str, str] = {}
-    for pair in values:
-        name, sep, value = pair.partition("=")
-        if not sep or not name or not value:
-            raise ValueError(f"{flag} {pair!r}: write NAME={what} (e.g. {example})")
-        if name in out:
-            raise ValueError(f"{flag}: the name {name!r} is given twice; give each its own name")
-        out[name] = value
-    return out
-
-
 def named_globs(values: list[str], flag: str) -> dict[str, list[Path]]:
     """NAME=GLOB arguments as {name: files}, a clear error naming `flag` for a malformed, repeated or empty one."""
-    out: dict[str, list[Path]] = {}
-    for name, pattern in named(values, flag, "GLOB", "'plain=runs/chain/leg*/progress.jsonl'").items():
-        out[name] = sorted(Path(p) for p in glob.glob(pattern))
-        if not out[name]:
-            raise ValueError(f"{flag} {name}={pattern!r}: the glob matches no file")
-    return out
+    given = named(values, flag, "GLOB", "'plain=runs/chain/leg*/progress.jsonl'")
+    what = "run_chain.sh's progress.jsonl files"
+    return {name: _files(pattern, f"{flag} {name}", what) for name, pattern in given.items()}
 
 
 def read_rows(files: list[Path]) -> dict[int, dict]:

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from paired_agents import _files, _kind, _sets
+from paired_agents import _files, _kind, _sets, named
 
 from rllib_worldmodel.envs.vizdoom import FRAME_CAP
 
@@ -141,12 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         agents, settings = {}, set()
-        for spec in args.agent:
-            name, sep, pattern = spec.partition("=")
-            if not sep or not name or not pattern:
-                raise ValueError(f"--agent {spec!r}: write NAME=GLOB, e.g. 400k='results/dream_planning_x_seeds*.json'")
-            if name in agents:
-                raise ValueError(f"--agent {name}: named twice; give each agent its own name")
+        given = named(args.agent, "--agent", "GLOB", "400k='results/dream_planning_x_seeds*.json'")
+        for name, pattern in given.items():
             flag = f"--agent {name}"
             sets = _sets(_files(pattern, flag), flag)
             settings |= {tuple(sorted(r.get("env_settings", {}).items())) for r in sets.values()}

@@ -40,11 +40,25 @@ KIND = ("plan_horizon", "decides_every", "plan_rollouts", "plan_terminal_value",
 IGNORABLE = KIND[1:]
 
 
-def _files(pattern: str, flag: str) -> list[Path]:
+def _files(pattern: str, flag: str, what: str = "dream_planning.py's JSON files") -> list[Path]:
     files = sorted(Path(p) for p in glob.glob(pattern))
     if not files:
-        raise ValueError(f"{flag} {pattern!r} matches no file: pass dream_planning.py's JSON files (a glob)")
+        raise ValueError(f"{flag} {pattern!r} matches no file: pass {what} (a glob)")
     return files
+
+
+def named(values: list[str], flag: str, what: str, example: str) -> dict[str, str]:
+    """NAME=VALUE arguments of `flag` as {name: value}; a clear error naming `flag` for a missing `=`, name or
+    value (`what` and `example` say what to write) or a name given twice. The benchmarks' one parser of them."""
+    out: dict[str, str] = {}
+    for pair in values:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise ValueError(f"{flag} {pair!r}: write NAME={what} (e.g. {example})")
+        if name in out:
+            raise ValueError(f"{flag} {name}: named twice (a name given twice); give each its own name")
+        out[name] = value
+    return out
 
 
 def _sets(files: list[Path], flag: str) -> dict[tuple[int, int], dict]:

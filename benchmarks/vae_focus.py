@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from chain_rows import named
+from paired_agents import named
 
 import rllib_worldmodel as rw
 from rllib_worldmodel.data import collect_random_episodes
