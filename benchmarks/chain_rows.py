@@ -9,7 +9,8 @@
 
 `bash scripts/run_chain.sh` writes one `progress.jsonl` per leg, a row per loop iteration with the run's own real
 evaluation (`real/episode_return_mean` over its evaluation episodes: C alone up to iteration 14, the planning agent
-at 15-16) and the real env steps so far. A variant chain is judged first on these rows against several runs of the
+at 15-16; rows written since 2026-12-07 say which in `real/plan_horizon`, and the table marks a planner's with *)
+and the real env steps so far. A variant chain is judged first on these rows against several runs of the
 plain chain, whose draw alone spans a wide range (RESULTS.md, "A fourth float32 chain"): per iteration, the
 references' range and mean and each chain's difference from that mean; over a span of iterations (`--span`,
 default 2 to the last iteration every chain has), each chain's mean and at how many iterations it lies below every
@@ -29,6 +30,14 @@ import numpy as np
 from paired_agents import _files, named
 
 SCORE = "real/episode_return_mean"
+PLANNER = "real/plan_horizon"  # the evaluated agent's look-ahead (0: C alone); rows written before 2026-12-07 lack it
+
+
+def agent(row: dict) -> str | None:
+    """Which agent a row's evaluation played: "planner", "C" (alone), or None where the row does not say."""
+    if PLANNER not in row:
+        return None
+    return "planner" if row[PLANNER] > 0 else "C"
 
 
 def named_globs(values: list[str], flag: str) -> dict[str, list[Path]]:
@@ -79,6 +88,7 @@ def compare(chains: dict[str, dict[int, dict]], references: dict[str, dict[int, 
         for name, rows in chains.items():
             score = rows[i][SCORE] if i in rows else None
             entry[name] = score
+            entry[f"{name}_agent"] = agent(rows[i]) if i in rows else None
             entry[f"{name}_minus_reference_mean"] = (
                 score - entry["reference_mean"] if ref and score is not None else None
             )
@@ -107,13 +117,16 @@ def render(result: dict, chains: list[str], references: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in result["iterations"]:
         rng = "—" if e["reference_min"] is None else f"{e['reference_min']:.1f}-{e['reference_max']:.1f}"
-        cells = [str(e["iteration"]), *(_fmt(e[c]) for c in chains), rng, _fmt(e["reference_mean"])]
+        marked = [_fmt(e[c]) + ("*" if e[f"{c}_agent"] == "planner" else "") for c in chains]
+        cells = [str(e["iteration"]), *marked, rng, _fmt(e["reference_mean"])]
         cells += [
             ("—" if e[f"{c}_minus_reference_mean"] is None else f"{e[f'{c}_minus_reference_mean']:+.1f}")
             for c in chains
         ]
         lines.append("| " + " | ".join(cells) + " |")
     first, last = result["span"]
+    if any(e[f"{c}_agent"] == "planner" for e in result["iterations"] for c in chains):
+        lines += ["", "*: the planning agent played that evaluation (its row's real/plan_horizon > 0), not C alone"]
     lines += ["", f"mean over iterations {first}-{last}:"]
     for name in [*chains, *references]:
         s = result["summary"][name]

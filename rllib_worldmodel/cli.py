@@ -77,6 +77,8 @@ def _score_line(ev: dict) -> str:
         f"real {ev['real/episode_return_mean']:.1f} ± {ev['real/episode_return_std']:.1f} "
         f"over {int(ev['real/num_episodes'])} episodes"
     )
+    if ev.get("real/plan_horizon"):
+        line += f" (planning {int(ev['real/plan_horizon'])} ahead every {int(ev['real/decision_every'])})"
     if "dream_real_gap" in ev:
         line += f" | dream {ev['dream/episode_return_mean']:.1f} | gap {ev['dream_real_gap']:+.1f}"
     return line

@@ -125,11 +125,13 @@ def evaluate_real_and_dream(
 ) -> tuple[dict[str, Any], int, int]:
     """RLlib custom evaluation: N real episodes on the evaluation EnvRunners (no exploration) plus the dream score.
 
-    Returns `real/episode_return_{mean,std,min,max}`, `real/num_episodes`, `dream/episode_return_{...}` (the same
-    controller in the dream) and `dream_real_gap` (dream mean - real mean), under `evaluation/` in the results;
-    RLlib's own EnvRunner stats of the same episodes go to `evaluation/env_runners/...` (their
-    `episode_return_mean` is smoothed over RLlib's `metrics_num_episodes_for_smoothing` last episodes, which can
-    span evaluations; `evaluation/real/...` is this evaluation's alone).
+    Returns `real/episode_return_{mean,std,min,max}`, `real/num_episodes`, which agent played them
+    (`real/plan_horizon`: the planner's look-ahead, 0 for C alone; `real/decision_every`: its decision interval in
+    steps), `dream/episode_return_{...}` (the same agent in the dream) and `dream_real_gap` (dream mean - real
+    mean), under `evaluation/` in the results; RLlib's own EnvRunner stats of the same episodes go to
+    `evaluation/env_runners/...` (their `episode_return_mean` is smoothed over RLlib's
+    `metrics_num_episodes_for_smoothing` last episodes, which can span evaluations; `evaluation/real/...` is this
+    evaluation's alone).
     With `react` the algorithm's exploit guard sees the gap and its reaction is reported under `guard/...`.
     """
     n = num_episodes or algo.config.evaluation_duration
@@ -147,6 +149,17 @@ def evaluate_real_and_dream(
         "real/num_episodes": len(returns),
         "real/num_env_steps": steps,
     }
+    module = getattr(algo, "local_module", None)
+    if hasattr(module, "plan_settings"):
+        # Which agent played these episodes: the planner's look-ahead in steps (0: C alone) and the interval the
+        # agent decided at. A run's progress rows then say it where it changes (a chain's last legs plan where its
+        # first ones evaluate C; `set_planning` before `evaluate_real`). The EnvRunners play the local module's
+        # settings (`_set_agent_state` syncs them).
+        plan = module.plan_settings()
+        results["real/plan_horizon"] = plan.horizon
+        results["real/decision_every"] = (
+            plan.interval(module.action_repeat) if plan.horizon else module.controller_interval()
+        )
     if hasattr(algo, "record_real_evaluation"):  # the anchor of calibrate_deaths="policy"
         algo.record_real_evaluation(returns)
     if algo.dream_score:

@@ -191,6 +191,8 @@ def test_evaluation_is_on_the_real_env_with_dream_gap(trained):
     assert ev["real/episode_return_min"] <= ev["real/episode_return_mean"] <= ev["real/episode_return_max"]
     assert ev["real/episode_return_std"] >= 0
     assert ev["dream_real_gap"] == pytest.approx(ev["dream/episode_return_mean"] - ev["real/episode_return_mean"])
+    # which agent played: C alone, deciding at its action repeat (1 in tiny_config)
+    assert (ev["real/plan_horizon"], ev["real/decision_every"]) == (0, 1)
     # RLlib's own evaluation stats of the same episodes, where Tune users look for them
     assert ev["env_runners"]["num_episodes"] == ev["real/num_episodes"]
     assert ev["env_runners"]["episode_return_max"] >= ev["real/episode_return_min"]
@@ -258,6 +260,7 @@ def test_planning_switched_on_after_training_acts_is_scored_in_the_dream_and_anc
         assert runner.plan_settings() == algo.local_module.plan_settings()
         ev = algo.evaluate_real(3)
         assert ev["real/num_episodes"] >= 3
+        assert (ev["real/plan_horizon"], ev["real/decision_every"]) == (4, 1)  # the planner played, not C
         assert ev["dream/episode_return_mean"] == score["mean"]  # the planning agent's own dream score
         assert algo._policy_anchor is anchor  # the planner's real score is not C's calibration anchor
         with pytest.raises(ValueError, match="plan_samples=0"):

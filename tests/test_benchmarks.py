@@ -1414,15 +1414,18 @@ def test_chain_rows_compares_chains_with_the_references_range_per_iteration(tmp_
     flag."""
     rows = load_script("chain_rows")
 
-    def write(name: str, leg: int, scores: dict[int, float]) -> None:
-        lines = [json.dumps({"iteration": i, rows.SCORE: s, "real_env_steps": 1000 * i}) for i, s in scores.items()]
+    def write(name: str, leg: int, scores: dict[int, float], plans: dict[int, int] | None = None) -> None:
+        lines = []
+        for i, s in scores.items():
+            said = {} if plans is None else {rows.PLANNER: plans[i]}  # rows written before 2026-12-07 do not say
+            lines.append(json.dumps({"iteration": i, rows.SCORE: s, "real_env_steps": 1000 * i, **said}))
         (tmp_path / f"{name}_leg{leg}_progress.jsonl").write_text("\n".join(lines) + "\n")
 
     write("a", 1, {1: 500.0, 2: 600.0})
     write("a", 2, {3: 700.0})
     write("b", 1, {1: 520.0, 2: 640.0, 3: 660.0})
     write("v", 1, {1: 510.0, 2: 590.0, 3: 999.0})
-    write("v", 2, {3: 680.0})  # iteration 3 re-run in leg 2: this row counts
+    write("v", 2, {3: 680.0}, plans={3: 12})  # iteration 3 re-run in leg 2 (by the planner): this row counts
     out = tmp_path / "cmp.json"
     glob_of = lambda n: f"{n}={tmp_path}/{n}_leg*_progress.jsonl"  # noqa: E731
     assert rows.main(["--chain", glob_of("v"), "--reference", glob_of("a"), glob_of("b"), "--out", str(out)]) == 0
@@ -1435,8 +1438,10 @@ def test_chain_rows_compares_chains_with_the_references_range_per_iteration(tmp_
     assert result["summary"]["a"]["mean"] == pytest.approx(650.0)
     assert result["summary"]["v"]["below_every_reference"] == [2]  # at 3: 680 is below a (700), above b (660)
     assert result["summary"]["v"]["real_env_steps"] == 3000
+    assert [e["v_agent"] for e in result["iterations"]] == [None, None, "planner"]  # leg 1's rows do not say
     table = capsys.readouterr().out
     assert "| 2 | 590.0 | 600.0-640.0 | 620.0 | -30.0 |" in table
+    assert "| 3 | 680.0* | 660.0-700.0 | 680.0 | +0.0 |" in table and "*: the planning agent played" in table
     assert "v: 635.0 (to iteration 3, 3000 real steps; below every reference at 1 of 2 iterations [2])" in table
     assert rows.main(["--chain", glob_of("v"), "--reference", glob_of("a"), "--span", "1", "3"]) == 0
     for argv, message in (

@@ -282,6 +282,17 @@ def test_a_resumed_run_plans_as_its_flags_say_and_a_c_fitted_to_deploy_alone_act
     )
 
 
+def test_the_score_line_says_when_a_planner_played():
+    ev = {"real/episode_return_mean": 950.0, "real/episode_return_std": 560.0, "real/num_episodes": 100}
+    alone = {**ev, "real/plan_horizon": 0, "real/decision_every": 25}
+    planned = {**ev, "real/plan_horizon": 12, "real/decision_every": 3, "dream/episode_return_mean": 990.0}
+    planned["dream_real_gap"] = 40.0
+    assert cli._score_line(ev) == cli._score_line(alone) == "real 950.0 ± 560.0 over 100 episodes"
+    assert cli._score_line(planned) == (
+        "real 950.0 ± 560.0 over 100 episodes (planning 12 ahead every 3) | dream 990.0 | gap +40.0"
+    )
+
+
 def test_train_refuses_distillation_without_planning_before_starting_ray(tmp_path, capsys):
     assert main(["train", "--env", "takecover", "--distill-states", "100", "--out", str(tmp_path / "run")]) == 2
     assert "distill_states=100 fits C to the planner's choices: set plan_horizon > 0" in capsys.readouterr().err
