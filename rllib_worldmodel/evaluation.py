@@ -155,11 +155,8 @@ def evaluate_real_and_dream(
         # agent decided at. A run's progress rows then say it where it changes (a chain's last legs plan where its
         # first ones evaluate C; `set_planning` before `evaluate_real`). The EnvRunners play the local module's
         # settings (`_set_agent_state` syncs them).
-        plan = module.plan_settings()
-        results["real/plan_horizon"] = plan.horizon
-        results["real/decision_every"] = (
-            plan.interval(module.action_repeat) if plan.horizon else module.controller_interval()
-        )
+        results["real/plan_horizon"] = module.plan_settings().horizon
+        results["real/decision_every"] = module.deployed_interval()
     if hasattr(algo, "record_real_evaluation"):  # the anchor of calibrate_deaths="policy"
         algo.record_real_evaluation(returns)
     if algo.dream_score:

@@ -310,6 +310,14 @@ class WorldModelsRLModule(TorchRLModule):
         the planner's choices), else `action_repeat`."""
         return int(self.controller_every) or self.action_repeat
 
+    def deployed_interval(self) -> int:
+        """The decision interval of the agent that acts without exploration (evaluation, deployment): the deployed
+        planner's when the module plans (`plan_horizon` > 0), else C's (`controller_interval`). `_forward` decides at
+        it and evaluations report it, so the two cannot drift apart."""
+        if self.plan_horizon > 0:
+            return self.plan_settings().deployed().interval(self.action_repeat)
+        return self.controller_interval()
+
     def planner(self, collect: bool = False, look: PlanSettings | None = None) -> DreamPlanner:
         """The DreamPlanner for the current buffers: the deployed one, or (`collect`) the one that acts in real
         collection (`PlanSettings.collection`), or one of the given look-ahead settings `look` (on this module's V,

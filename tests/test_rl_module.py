@@ -150,6 +150,20 @@ def test_a_controller_fitted_at_the_planners_interval_decides_at_it_alone():
     assert m.controller_interval() == 6  # 0: C's action_repeat again
 
 
+def test_the_deployed_interval_is_the_one_the_deployed_agent_decides_at():
+    """`deployed_interval` (what evaluations report) is C's interval without planning, the deployed planner's with it
+    (not the collecting planner's), and the planning agent's actions change only at it."""
+    m = _module(action_repeat=6, plan_horizon=3, plan_every=2, plan_collect=True, plan_collect_every=3)
+    m.controller_every.fill_(4)
+    assert m.deployed_interval() == 2 == m.planner().interval != m.planner(collect=True).interval
+    actions, _ = _played_with_a_jittery_controller(m, b=4, steps=6)
+    for start in (0, 2, 4):
+        assert (actions[:, start : start + 2] == actions[:, start : start + 1]).all()
+    for name in ("plan_horizon", "plan_collect", "plan_collect_every"):  # planning off: C alone
+        getattr(m, name).fill_(0)
+    assert m.deployed_interval() == 4 == m.controller_interval()
+
+
 def test_previous_action_input_is_the_action_really_taken():
     """With include_prev_action C reads [z, h, one-hot of the last action], as in the dream; exploration's actions
     count, since they are what M saw and what the dream's column would hold."""
