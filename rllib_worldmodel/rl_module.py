@@ -312,8 +312,9 @@ class WorldModelsRLModule(TorchRLModule):
 
     def deployed_interval(self) -> int:
         """The decision interval of the agent that acts without exploration (evaluation, deployment): the deployed
-        planner's when the module plans (`plan_horizon` > 0), else C's (`controller_interval`). `_forward` decides at
-        it and evaluations report it, so the two cannot drift apart."""
+        planner's when the module plans (`plan_horizon` > 0), else C's (`controller_interval`). Evaluations report
+        it; `_forward` reads the same value from `planner().interval` (both `PlanSettings.interval`), which keeps the
+        per-step path free of rebuilding the settings."""
         if self.plan_horizon > 0:
             return self.plan_settings().deployed().interval(self.action_repeat)
         return self.controller_interval()
