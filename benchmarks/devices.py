@@ -9,7 +9,10 @@ Three pieces of work, each the main job's own, timed on every device with the sa
      collection's mean of 67.96 steps; LSTM 512, 5 mixtures, an ensemble of 5 heads);
   3. a CMA-ES generation: 32 candidate controllers x 8 dreams in one batched `DreamSimulator` (`evaluate_population`,
      C deciding every 25th step, τ 1.15, sampled deaths), every dream run to the main job's 525-step cap (the
-     untrained done head is held off so the work is the same on every device and every run).
+     untrained done head is held off so the work is the same on every device and every run);
+  4. the replay's encoding: `--encode-frames` frames through V's encoder as every iteration re-encodes its replay
+     (`WorldModel.encode_frames`, 512 at a time, no gradients), reported per frame and for a full 400,000-step
+     replay (the chain's `replay_capacity`), which the fit re-encodes whenever V was updated.
 
 Frames and latents are random: the work does not depend on their values. CUDA timings synchronize the device before
 each clock read. Writes JSON and prints a table, then the figure last: how much faster the fastest device runs the
@@ -43,7 +46,8 @@ from rllib_worldmodel.precision import bf16_supported, PRECISIONS
 from rllib_worldmodel.rl_module import WorldModelsRLModule
 
 SMALL = {"z_size": 4, "rnn_size": 8, "num_mixtures": 2, "num_heads": 3}
-SECONDS = ("vae_update_s", "mdn_update_s", "cma_generation_s", "main_job_fit_and_search_s")
+SECONDS = ("vae_update_s", "mdn_update_s", "cma_generation_s", "encode_frame_s", "main_job_fit_and_search_s")
+FULL_REPLAY = 400_000  # steps: the product's default replay_capacity, full in a chain's later iterations
 MAIN_FIT = {"vae_epochs": 3, "mdn_epochs": 20, "steps": 27_183, "generations": 32, "vae_batch": 100}
 
 
@@ -133,11 +137,20 @@ def measure(
             raise RuntimeError(f"dreams ended early ({steps} steps): the timing would not be the same work")
         first.setdefault("dream_returns", np.asarray(result.returns, dtype=np.float64))
 
+    # Its own generator: drawing these frames from `rng` would change the M batches above against earlier runs.
+    encode_in = np.random.default_rng(args.seed + 2).integers(0, 256, (args.encode_frames, 64, 64, 3), np.uint8)
+
+    def encode() -> None:
+        with torch.no_grad():  # as `_encode_replay` runs it
+            mu, _ = wm.encode_frames(encode_in)
+        first.setdefault("encode_mu", mu.numpy().astype(np.float64))
+
     wm.train()
     row = {
         "vae_update_s": timed(vae_update, device, args.repeats),
         "mdn_update_s": timed(mdn_update, device, args.repeats),
         "cma_generation_s": timed(generation, device, max(1, args.repeats // 5), warmup=1),
+        "encode_frame_s": timed(encode, device, max(1, args.repeats // 5), warmup=1) / args.encode_frames,
     }
     return {**row, **first}
 
@@ -163,6 +176,7 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=8)
     parser.add_argument("--dream-steps", type=int, default=525, help="the main job's dream cap (2,100 frames / 4)")
     parser.add_argument("--every", type=int, default=25, help="C decides every k-th dream step")
+    parser.add_argument("--encode-frames", type=int, default=4096, help="frames encoded per timed call")
     parser.add_argument("--small", action="store_true", help="tiny modules and dreams (smoke test of the script)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/devices.json")
@@ -175,11 +189,12 @@ def main() -> None:
     arch = {**SMALL, "done_bias_init": -5.0} if args.small else MAIN_JOB
     rng = np.random.default_rng(args.seed)
     lengths = replay_lengths(args.lengths_from) if args.lengths_from else rng.geometric(1.0 / args.mean_steps, size=400)
-    rows, samples, reference = {}, {}, {}  # reference: each row's device at float32
+    rows, samples, latents, reference = {}, {}, {}, {}  # reference: each row's device at float32
     for name, precision in itertools.product(devices, args.precisions):
         label = row_name(name, precision)
         rows[label] = measure(torch.device(name), arch, args, lengths, precision)
         samples[label] = rows[label].pop("dream_returns")
+        latents[label] = rows[label].pop("encode_mu")
         reference[label] = row_name(name, "fp32")
     # The main job's fit and search at these rates: V's and M's updates as the algorithm counts them (epochs x the
     # replay's steps / the steps a batch holds) and its CMA-ES generations. Encoding, the done refit, calibration,
@@ -201,6 +216,9 @@ def main() -> None:
             # each candidate's summed dreamed reward over its dreams (every dream runs to the cap)
             r["dream_return_mean_abs_vs_fp32"] = float(np.abs(samples[name] - samples[ref]).mean())
             r["dream_return_mean_fp32"] = float(np.abs(samples[ref]).mean())
+            # V's posterior means of the same frames, against their spread (random frames, V untrained)
+            r["encode_mu_mean_abs_vs_fp32"] = float(np.abs(latents[name] - latents[ref]).mean())
+            r["encode_mu_std_fp32"] = float(latents[ref].std())
         r["main_job_fit_and_search_s"] = (
             updates["vae"] * r["vae_update_s"]
             + updates["mdn"] * r["mdn_update_s"]
@@ -223,6 +241,8 @@ def main() -> None:
             "mdn_batch": args.mdn_batch,
             "mdn_valid_steps_per_batch": valid_steps,
             "cma": f"{args.population} x {args.rollouts} dreams of {args.dream_steps} steps, C every {args.every}",
+            "encode_frames": args.encode_frames,
+            "full_replay_steps": FULL_REPLAY,
         },
         "main_job_updates": updates,
         "seconds": rows,
@@ -235,13 +255,14 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(
         f"| device | V update | M update | CMA-ES generation | main job's fit + search ({updates['vae']} V updates, "
-        f"{updates['mdn']} M updates, {updates['generations']} generations) |"
+        f"{updates['mdn']} M updates, {updates['generations']} generations) | encoding a {FULL_REPLAY:,}-step replay |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(
             f"| {name} ({result['devices'][reference[name]]}) | {r['vae_update_s']:.4f} s | {r['mdn_update_s']:.4f} s "
-            f"| {r['cma_generation_s']:.3f} s | {r['main_job_fit_and_search_s']:.0f} s |"
+            f"| {r['cma_generation_s']:.3f} s | {r['main_job_fit_and_search_s']:.0f} s "
+            f"| {FULL_REPLAY * r['encode_frame_s']:.0f} s |"
         )
     fastest = min(rows, key=lambda n: rows[n]["main_job_fit_and_search_s"])
     if cpu and fastest != "cpu":

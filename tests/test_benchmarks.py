@@ -724,11 +724,12 @@ def test_devices_times_the_main_jobs_updates_and_search_and_projects_its_fit(tmp
     bench = load_script("devices")
     out = tmp_path / "devices.json"
     argv = ["devices.py", "--small", "--devices", "cpu", "--repeats", "1", "--dream-steps", "12", "--population", "3"]
+    argv += ["--encode-frames", "600"]  # more than one of encode_frames' 512-frame chunks
     monkeypatch.setattr(sys, "argv", argv + ["--rollouts", "2", "--every", "4", "--vae-batch", "8", "--out", str(out)])
     bench.main()
     result = json.loads(out.read_text())
     row = result["seconds"]["cpu"]
-    timings = {"vae_update_s", "mdn_update_s", "cma_generation_s", "main_job_fit_and_search_s"}
+    timings = {"vae_update_s", "mdn_update_s", "cma_generation_s", "encode_frame_s", "main_job_fit_and_search_s"}
     assert set(row) == timings | {"vae_loss_first", "mdn_loss_first"}
     assert all(row[k] > 0 for k in timings)
     updates = result["main_job_updates"]
@@ -737,6 +738,7 @@ def test_devices_times_the_main_jobs_updates_and_search_and_projects_its_fit(tmp
     projected = updates["vae"] * row["vae_update_s"] + updates["mdn"] * row["mdn_update_s"]
     assert row["main_job_fit_and_search_s"] == pytest.approx(projected + 32 * row["cma_generation_s"])
     assert result["speedup_over_cpu"] == {}
+    assert result["work"]["encode_frames"] == 600 and result["work"]["full_replay_steps"] == 400_000
     assert "on cpu" in capsys.readouterr().out.splitlines()[-1]
     # both precisions side by side: the same work, the bfloat16 row's losses and dreams compared with float32's
     monkeypatch.setattr(sys, "argv", [*sys.argv, "--precisions", "fp32", "bf16"])
@@ -747,6 +749,7 @@ def test_devices_times_the_main_jobs_updates_and_search_and_projects_its_fit(tmp
     assert bf16["mdn_loss_first_vs_fp32"] == pytest.approx(bf16["mdn_loss_first"] - fp32["mdn_loss_first"])
     assert abs(bf16["mdn_loss_first_vs_fp32"]) < 0.01 * fp32["mdn_loss_first"]  # the same batch and weights
     assert 0 <= bf16["dream_return_mean_abs_vs_fp32"] < 0.1 * bf16["dream_return_mean_fp32"]
+    assert 0 <= bf16["encode_mu_mean_abs_vs_fp32"] < 0.1 * bf16["encode_mu_std_fp32"]  # the same frames and V
     assert set(result["speedup_over_cpu"]["cpu bf16"]) == timings
     assert isinstance(result["bf16_in_hardware"]["cpu"], bool)
     if not torch.cuda.is_available():
